@@ -1,0 +1,1 @@
+"""Request/response models: OpenAI- and Llama-Stack-compatible shapes. No logic."""

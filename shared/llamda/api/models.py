@@ -1,0 +1,68 @@
+"""Models API shapes: OpenAI's model object plus Llama Stack's resource fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ModelType = Literal["llm", "embedding", "rerank"]
+MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
+MAX_METADATA_BYTES = 16 * 1024
+
+
+class Model(BaseModel):
+    """One model, readable by the OpenAI SDK (id, object, created, owned_by) and by
+    llama-stack-client (identifier, provider_id, provider_resource_id, model_type, metadata)."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    model_type: ModelType
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    type: Literal["model"] = "model"
+    custom_metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Llama Stack's list view of the resource fields."
+    )
+    source: Literal["run_config", "registered"] = Field(
+        description="Where the model comes from: the run config or POST /v1/models."
+    )
+
+
+class ListModelsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class RegisterModelRequest(BaseModel):
+    """Llama Stack's model registration body (kept by Llamda as an addition)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(pattern=MODEL_ID_PATTERN, description="The id clients will use.")
+    provider_id: str | None = Field(
+        None, description="An inference provider of the run config; optional when there is one."
+    )
+    provider_model_id: str | None = Field(
+        None, min_length=1, max_length=512, description="The provider's id; defaults to model_id."
+    )
+    model_type: ModelType = "llm"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+        return value
+
+
+class DeleteModelResponse(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    deleted: bool = True

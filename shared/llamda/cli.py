@@ -1,0 +1,62 @@
+"""The ``llamda`` command: ``llamda serve`` runs every enabled API as one local server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llamda.errors import ConfigError
+
+
+def _banner(config, url: str) -> str:  # type: ignore[no-untyped-def]
+    lines = [f"Llamda serving on {url}  (profile {config.profile}, config {config.source})"]
+    lines.append(f"  APIs:      {', '.join(config.apis)}")
+    providers = [
+        f"{e.provider_id} ({api}/{e.provider_type})"
+        for api, entries in config.providers.items()
+        for e in entries
+    ]
+    lines.append(f"  providers: {', '.join(providers) or 'none (set AWS_REGION, OLLAMA_URL, ...)'}")
+    models = [f"{m.model_id} [{m.provider_id}]" for m in config.models]
+    lines.append(f"  models:    {', '.join(models) or 'none'}")
+    lines.append(f"  docs:      {url}/docs   openapi: {url}/openapi.json")
+    return "\n".join(lines)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from llamda.config import load_config
+
+    try:
+        config = load_config(args.config)
+        from llamda.app import create_app
+
+        app = create_app(config)
+    except ConfigError as exc:
+        print(f"llamda: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn
+    except ImportError:
+        print("llamda: the local server needs uvicorn: pip install 'llamda[server]'", file=sys.stderr)
+        return 2
+    host = args.host or config.server.host
+    port = config.server.port if args.port is None else args.port
+    print(_banner(config, f"http://{host}:{port}"), flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="llamda", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("serve", help="run the local server with every enabled API")
+    run.add_argument("--config", help="run config YAML (default: $LLAMDA_CONFIG or the profile)")
+    run.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port (default from config: 8321)")
+    run.add_argument("--log-level", default="warning", help="uvicorn log level")
+    args = parser.parse_args(argv)
+    return serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""The run config: one YAML file (like Llama Stack's run.yaml) that composes the stack.
+
+Strings may use ``${env.VAR}`` (required), ``${env.VAR:=default}`` and ``${env.VAR:+value}``
+(``value`` when VAR is set and non-empty, else empty). A provider whose ``provider_id`` comes
+out empty is switched off, and so is every resource that names it that way: that is how
+``llamda serve`` turns on exactly the providers the environment has credentials for.
+
+Profiles: ``LLAMDA_CONFIG`` names a file; otherwise ``LLAMDA_PROFILE`` (``local`` by default,
+or ``aws``) picks a bundled one. Every error names the file and the bad key.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from llamda.errors import ConfigError
+from llamda.providers.registry import get_spec, provider_types
+
+KNOWN_APIS = ("inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval")
+PROFILES = ("local", "aws")
+ApiName = Literal["inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"]
+
+_ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
+# A region set either way turns Bedrock on.
+_ENV_FALLBACKS = {"AWS_REGION": ("AWS_DEFAULT_REGION",)}
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderEntry(_Strict):
+    provider_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    provider_type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    # The validated config (the provider spec's model); filled by the loader.
+    settings: Any = Field(default=None, exclude=True)
+
+
+class ModelResource(_Strict):
+    model_id: str = Field(pattern=_ID_PATTERN)
+    provider_id: str
+    provider_model_id: str | None = None
+    model_type: Literal["llm", "embedding", "rerank"] = "llm"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ShieldResource(_Strict):
+    shield_id: str = Field(pattern=_ID_PATTERN)
+    provider_id: str
+    provider_shield_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class VectorStoreResource(_Strict):
+    vector_store_id: str = Field(pattern=_ID_PATTERN)
+    provider_id: str
+    embedding_model: str
+    embedding_dimension: int = Field(gt=0)
+    name: str | None = None
+
+
+class SqliteRecords(_Strict):
+    type: Literal["sqlite"]
+    path: str
+
+
+class DynamoDBRecords(_Strict):
+    type: Literal["dynamodb"]
+    table_name: str
+    region_name: str | None = None
+    endpoint_url: str | None = None
+
+
+class LocalObjects(_Strict):
+    type: Literal["local"]
+    root: str
+
+
+class S3Objects(_Strict):
+    type: Literal["s3"]
+    bucket: str
+    prefix: str = ""
+    region_name: str | None = None
+    endpoint_url: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _strip_slashes(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class VectorsConfig(_Strict):
+    uri: str = Field(description="LanceDB location: a local dir or s3://bucket/prefix.")
+
+
+class StorageConfig(_Strict):
+    records: Annotated[SqliteRecords | DynamoDBRecords, Field(discriminator="type")]
+    objects: Annotated[LocalObjects | S3Objects, Field(discriminator="type")]
+    vectors: VectorsConfig
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8321, ge=0, le=65535)
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger bodies get a 413.")
+
+
+class RunConfig(_Strict):
+    version: int = 1
+    profile: str = "local"
+    apis: list[ApiName]
+    providers: dict[ApiName, list[ProviderEntry]] = Field(default_factory=dict)
+    models: list[ModelResource] = Field(default_factory=list)
+    shields: list[ShieldResource] = Field(default_factory=list)
+    vector_stores: list[VectorStoreResource] = Field(default_factory=list)
+    storage: StorageConfig
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    # Where this config came from, for messages.
+    source: str = Field(default="<memory>", exclude=True)
+
+    def provider(self, provider_id: str) -> tuple[str, ProviderEntry] | None:
+        for api, entries in self.providers.items():
+            for entry in entries:
+                if entry.provider_id == provider_id:
+                    return api, entry
+        return None
+
+    def provider_ids(self, api: str) -> list[str]:
+        return [entry.provider_id for entry in self.providers.get(api, [])]  # type: ignore[call-overload]
+
+
+# --- substitution -----------------------------------------------------------------------------
+
+
+def _lookup(name: str, env: Mapping[str, str]) -> str | None:
+    for candidate in (name, *_ENV_FALLBACKS.get(name, ())):
+        value = env.get(candidate)
+        if value:
+            return value
+    return None
+
+
+def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3) or ""
+        found = _lookup(name, env)
+        if op == ":=":
+            return found if found is not None else arg
+        if op == ":+":
+            return arg if found is not None else ""
+        if found is None:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return found
+
+    result = _ENV_REF.sub(replace, value)
+    if "${" in result:
+        raise ConfigError(f"{where}: cannot parse substitution in {value!r}")
+    # A value that was only a substitution and came out empty means "unset".
+    return None if result == "" and _ENV_REF.fullmatch(value) else result
+
+
+def _drop_switched_off(raw: dict[str, Any]) -> None:
+    providers = raw.get("providers") or {}
+    if isinstance(providers, dict):
+        for api, entries in providers.items():
+            if isinstance(entries, list):
+                providers[api] = [
+                    e for e in entries if not (isinstance(e, dict) and e.get("provider_id") is None)
+                ]
+    for kind in ("models", "shields", "vector_stores"):
+        items = raw.get(kind)
+        if isinstance(items, list):
+            raw[kind] = [i for i in items if not (isinstance(i, dict) and i.get("provider_id") is None)]
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _format_errors(source: str, exc: ValidationError, prefix: str = "") -> str:
+    lines = [f"invalid run config {source}:"]
+    for err in exc.errors():
+        loc = _loc(tuple(err["loc"]))
+        key = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "<root>")
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def _check_providers(config: RunConfig) -> None:
+    seen: set[str] = set()
+    for api, entries in config.providers.items():
+        for index, entry in enumerate(entries):
+            where = f"providers.{api}[{index}]"
+            if entry.provider_id in seen:
+                raise ConfigError(f"{where}.provider_id: duplicate provider id {entry.provider_id!r}")
+            seen.add(entry.provider_id)
+            spec = get_spec(api, entry.provider_type)
+            if spec is None:
+                known = ", ".join(provider_types(api)) or "none yet"
+                raise ConfigError(
+                    f"{where}.provider_type: unknown provider type {entry.provider_type!r} "
+                    f"for api {api} (known: {known})"
+                )
+            raw = dict(entry.config)
+            if spec.default_url and not raw.get("url"):
+                raw["url"] = spec.default_url
+            try:
+                entry.settings = spec.config_class.model_validate(raw)
+            except ValidationError as exc:
+                raise ConfigError(_format_errors(config.source, exc, f"{where}.config")) from None
+
+
+def _check_resources(config: RunConfig) -> None:
+    resource_api = {"models": "inference", "shields": "safety", "vector_stores": "vector_io"}
+    for kind, api in resource_api.items():
+        ids: set[str] = set()
+        for index, item in enumerate(getattr(config, kind)):
+            where = f"{kind}[{index}]"
+            if item.provider_id not in config.provider_ids(api):
+                raise ConfigError(
+                    f"{where}.provider_id: {item.provider_id!r} is not a configured {api} "
+                    f"provider (configured: {', '.join(config.provider_ids(api)) or 'none'})"
+                )
+            ident = getattr(item, kind[:-1] + "_id")
+            if ident in ids:
+                raise ConfigError(f"{where}: duplicate id {ident!r}")
+            ids.add(ident)
+
+
+def parse_config(raw: Any, source: str, env: Mapping[str, str] | None = None) -> RunConfig:
+    """Validate an already-parsed YAML document into a RunConfig (raises ConfigError)."""
+    env = os.environ if env is None else env
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid run config {source}: the top level must be a mapping")
+    try:
+        substituted = _substitute(raw, env, "")
+    except ConfigError as exc:
+        raise ConfigError(f"invalid run config {source}: {exc}") from None
+    _drop_switched_off(substituted)
+    try:
+        config = RunConfig.model_validate(substituted)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+    config.source = source
+    try:
+        _check_providers(config)
+        _check_resources(config)
+    except ConfigError as exc:
+        message = str(exc)
+        if not message.startswith("invalid run config"):
+            message = f"invalid run config {source}: {message}"
+        raise ConfigError(message) from None
+    return config
+
+
+def _profile_text(profile: str) -> str:
+    if profile not in PROFILES:
+        raise ConfigError(
+            f"LLAMDA_PROFILE={profile!r} is not a profile (choose one of: {', '.join(PROFILES)})"
+        )
+    return resources.files("llamda.profiles").joinpath(f"{profile}.yaml").read_text("utf-8")
+
+
+def load_config(
+    path: str | Path | None = None, env: Mapping[str, str] | None = None
+) -> RunConfig:
+    """Load the run config from ``path``, ``$LLAMDA_CONFIG`` or the ``$LLAMDA_PROFILE`` profile."""
+    env = os.environ if env is None else env
+    path = path or env.get("LLAMDA_CONFIG") or None
+    if path:
+        source = str(path)
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read run config {source}: {exc.strerror}") from None
+    else:
+        profile = env.get("LLAMDA_PROFILE") or "local"
+        source = f"<profile {profile}>"
+        text = _profile_text(profile)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid run config {source}:{where}: {problem}") from None
+    return parse_config(raw, source, env)
+
+
+@functools.cache
+def cached_config() -> RunConfig:
+    """The process-wide config, loaded once per (Lambda) container from the environment."""
+    return load_config()

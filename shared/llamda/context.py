@@ -1,0 +1,46 @@
+"""Per-request context: who is calling (tenant) and which request this is.
+
+Everything that touches storage scopes its keys by ``current_tenant()``. While auth is off the
+tenant is ``default``; the auth layer only has to call ``set_tenant``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextvars import ContextVar
+
+DEFAULT_TENANT = "default"
+_TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+_tenant: ContextVar[str] = ContextVar("llamda_tenant", default=DEFAULT_TENANT)
+_request_id: ContextVar[str | None] = ContextVar("llamda_request_id", default=None)
+
+
+def valid_tenant(tenant: str) -> bool:
+    return bool(_TENANT_RE.match(tenant)) and tenant not in {".", ".."}
+
+
+def current_tenant() -> str:
+    return _tenant.get()
+
+
+def set_tenant(tenant: str) -> None:
+    """Bind the tenant for the rest of this request (task)."""
+    if not valid_tenant(tenant):
+        raise ValueError(f"invalid tenant id {tenant!r}")
+    _tenant.set(tenant)
+
+
+def current_request_id() -> str | None:
+    return _request_id.get()
+
+
+def bind_request_id(candidate: str | None) -> str:
+    """Use the client's request id when it is sane, otherwise make one; bind and return it."""
+    request_id = (
+        candidate if candidate and _REQUEST_ID_RE.match(candidate) else f"req_{uuid.uuid4().hex}"
+    )
+    _request_id.set(request_id)
+    return request_id

@@ -1,0 +1,77 @@
+"""Domain errors. Services raise these; the app maps them to OpenAI-shaped JSON in one place."""
+
+from __future__ import annotations
+
+
+class LlamdaError(Exception):
+    """Base error: carries the HTTP status and the OpenAI error fields."""
+
+    status_code = 500
+    error_type = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+
+    def to_dict(self) -> dict[str, dict[str, str | None]]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class BadRequestError(LlamdaError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(LlamdaError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(LlamdaError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(LlamdaError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class ConflictError(LlamdaError):
+    status_code = 409
+    error_type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PayloadTooLargeError(LlamdaError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimitError(LlamdaError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class ServiceUnavailableError(LlamdaError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+
+
+class ConfigError(Exception):
+    """The run config is unusable; the message names the file and the bad key."""

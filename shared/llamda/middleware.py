@@ -1,0 +1,127 @@
+"""ASGI middleware: request ids, body size limit, and a last-resort 500 in the OpenAI shape."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llamda.context import bind_request_id, current_request_id
+from llamda.errors import LlamdaError, PayloadTooLargeError
+from llamda.observability import logger
+
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def send_error(send: Send, error: LlamdaError, request_id: str) -> None:
+    body = json.dumps(error.to_dict()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (REQUEST_ID_HEADER, request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Binds the request id (client's ``x-request-id``, else API Gateway's, else new), echoes it
+    on every response, logs one line per request, and turns a crash into an OpenAI-shaped 500."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        event = scope.get("aws.event") or {}
+        gateway_id = (event.get("requestContext") or {}).get("requestId")
+        request_id = bind_request_id(_header(scope, REQUEST_ID_HEADER) or gateway_id)
+        status: dict[str, Any] = {"code": 500, "started": False}
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"], status["started"] = message["status"], True
+                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                message = {**message, "headers": [*headers, (REQUEST_ID_HEADER, request_id.encode())]}
+            await send(message)
+
+        with logger.append_context_keys(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                logger.exception("unhandled error")
+                if status["started"]:
+                    raise
+                error = LlamdaError(f"Internal server error (request id {request_id})")
+                await send_error(send, error, request_id)
+            finally:
+                logger.info(
+                    "request",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    status=status["code"],
+                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                )
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over ``max_bytes`` with a 413, by Content-Length or by counting."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes")
+        request_id = current_request_id() or "unknown"
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await send_error(send, too_large, request_id)
+            return
+        # Read the body up front (it is bounded) so an oversize chunked body is refused before
+        # the app sees any of it.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await send_error(send, too_large, request_id)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

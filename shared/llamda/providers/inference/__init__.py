@@ -1,0 +1,1 @@
+"""Inference providers (Bedrock, the remote OpenAI-compatible family, llama-cpp)."""

@@ -1,0 +1,53 @@
+"""Config models of the inference providers: validated at start-up, light to import."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class _ProviderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BedrockConfig(_ProviderConfig):
+    """Amazon Bedrock Runtime (Converse/ConverseStream, InvokeModel for embeddings)."""
+
+    region_name: str | None = None
+    endpoint_url: str | None = Field(None, description="Override, e.g. a VPC endpoint or a fake.")
+    profile_name: str | None = None
+    timeout_seconds: float = Field(60.0, gt=0)
+    discover_models: bool = Field(
+        False, description="List foundation models and inference profiles the account can call."
+    )
+
+
+class BedrockOpenAIConfig(_ProviderConfig):
+    """Bedrock's OpenAI-compatible Chat Completions endpoint."""
+
+    region_name: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = Field(None, description="Bedrock API key; SigV4 when unset.")
+    timeout_seconds: float = Field(60.0, gt=0)
+
+
+class RemoteOpenAIConfig(_ProviderConfig):
+    """Any OpenAI-compatible server: vLLM, TGI, Ollama, Fireworks, Together, OpenAI."""
+
+    url: str = Field(description="Base URL of the OpenAI-compatible API, ending in /v1.")
+    api_key: SecretStr | None = None
+    api_key_parameter: str | None = Field(
+        None, description="SSM parameter or Secrets Manager ARN holding the API key."
+    )
+    extra_headers: dict[str, str] = Field(default_factory=dict)
+    model_map: dict[str, str] = Field(
+        default_factory=dict, description="Our model id → the provider's model id."
+    )
+    timeout_seconds: float = Field(60.0, gt=0)
+
+
+class LlamaCppConfig(_ProviderConfig):
+    """Inline llama.cpp (the `local` extra) for fully offline runs."""
+
+    model_path: str
+    n_ctx: int = Field(2048, gt=0)
+    chat_format: str | None = None

@@ -1,0 +1,61 @@
+"""Which provider types exist, per API, and the config model each one takes.
+
+Llama Stack registers providers by spec; so do we. Specs are data only: importing this module
+imports no provider implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from llamda.providers.inference.config import (
+    BedrockConfig,
+    BedrockOpenAIConfig,
+    LlamaCppConfig,
+    RemoteOpenAIConfig,
+)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    api: str
+    provider_type: str
+    config_class: type[BaseModel]
+    description: str
+    default_url: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        return self.provider_type != "llama-cpp"
+
+
+def _remote(provider_type: str, description: str, url: str | None = None) -> ProviderSpec:
+    return ProviderSpec("inference", provider_type, RemoteOpenAIConfig, description, url)
+
+
+SPECS: dict[tuple[str, str], ProviderSpec] = {
+    (spec.api, spec.provider_type): spec
+    for spec in [
+        ProviderSpec("inference", "bedrock", BedrockConfig, "Amazon Bedrock Converse API"),
+        ProviderSpec(
+            "inference", "bedrock-openai", BedrockOpenAIConfig, "Bedrock OpenAI-compatible API"
+        ),
+        _remote("vllm", "vLLM OpenAI-compatible server"),
+        _remote("tgi", "Hugging Face Text Generation Inference (Messages API)"),
+        _remote("ollama", "Ollama OpenAI-compatible API", "http://localhost:11434/v1"),
+        _remote("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1"),
+        _remote("together", "Together AI", "https://api.together.xyz/v1"),
+        _remote("openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"),
+        ProviderSpec("inference", "llama-cpp", LlamaCppConfig, "Inline llama.cpp (local extra)"),
+    ]
+}
+
+
+def provider_types(api: str) -> list[str]:
+    return sorted(t for a, t in SPECS if a == api)
+
+
+def get_spec(api: str, provider_type: str) -> ProviderSpec | None:
+    return SPECS.get((api, provider_type))

@@ -1,0 +1,1 @@
+"""Services: the logic of each API. Never import FastAPI."""

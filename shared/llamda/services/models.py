@@ -1,0 +1,129 @@
+"""The models registry: models from the run config plus models registered at run time."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from llamda.api.models import Model, RegisterModelRequest
+from llamda.config import ModelResource, RunConfig
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.storage.records import Records
+
+KIND = "models"
+
+
+def _model(record: dict[str, Any], source: str) -> Model:
+    provider_resource_id = record.get("provider_model_id") or record["model_id"]
+    return Model(
+        id=record["model_id"],
+        created=record["created"],
+        owned_by=record["provider_id"],
+        identifier=record["model_id"],
+        provider_id=record["provider_id"],
+        provider_resource_id=provider_resource_id,
+        model_type=record["model_type"],
+        metadata=record.get("metadata") or {},
+        custom_metadata={
+            **(record.get("metadata") or {}),
+            "model_type": record["model_type"],
+            "provider_id": record["provider_id"],
+            "provider_resource_id": provider_resource_id,
+        },
+        source=source,  # type: ignore[arg-type]
+    )
+
+
+class ModelsService:
+    """Config models are global and read-only; registered ones live in the tenant's Records."""
+
+    def __init__(self, config: RunConfig, records: Records, started_at: int | None = None):
+        self._config = config
+        self._records = records
+        created = started_at or int(time.time())
+        self._static: dict[str, Model] = {
+            m.model_id: _model(_record(m, created), "run_config") for m in config.models
+        }
+
+    async def list(self) -> list[Model]:
+        registered = [_model(r, "registered") for r in await self._records.list(KIND)]
+        return [*self._static.values(), *registered]
+
+    async def get(self, model_id: str) -> Model:
+        if model_id in self._static:
+            return self._static[model_id]
+        record = await self._records.get(KIND, model_id)
+        if record is None:
+            raise NotFoundError(
+                f"The model '{model_id}' does not exist", param="model", code="model_not_found"
+            )
+        return _model(record, "registered")
+
+    async def register(self, request: RegisterModelRequest) -> Model:
+        if request.model_id in self._static:
+            raise ConflictError(
+                f"model '{request.model_id}' is defined in the run config",
+                param="model_id",
+                code="model_exists",
+            )
+        provider_id = self._provider_for(request.provider_id)
+        if request.model_type == "embedding":
+            dimension = request.metadata.get("embedding_dimension")
+            if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension <= 0:
+                raise BadRequestError(
+                    "embedding models need metadata.embedding_dimension (a positive integer)",
+                    param="metadata.embedding_dimension",
+                )
+        record = {
+            "model_id": request.model_id,
+            "provider_id": provider_id,
+            "provider_model_id": request.provider_model_id or request.model_id,
+            "model_type": request.model_type,
+            "metadata": request.metadata,
+            "created": int(time.time()),
+        }
+        try:
+            await self._records.put(KIND, request.model_id, record, if_absent=True)
+        except ConflictError:
+            raise ConflictError(
+                f"model '{request.model_id}' is already registered",
+                param="model_id",
+                code="model_exists",
+            ) from None
+        return _model(record, "registered")
+
+    async def unregister(self, model_id: str) -> None:
+        if model_id in self._static:
+            raise ConflictError(
+                f"model '{model_id}' is defined in the run config; remove it there",
+                param="model",
+                code="model_in_run_config",
+            )
+        if not await self._records.delete(KIND, model_id):
+            raise NotFoundError(
+                f"The model '{model_id}' does not exist", param="model", code="model_not_found"
+            )
+
+    def _provider_for(self, provider_id: str | None) -> str:
+        configured = self._config.provider_ids("inference")
+        if provider_id is None:
+            if len(configured) == 1:
+                return configured[0]
+            raise BadRequestError(
+                "provider_id is required when the stack has "
+                f"{'no' if not configured else 'several'} inference providers "
+                f"(configured: {', '.join(configured) or 'none'})",
+                param="provider_id",
+            )
+        if provider_id not in configured:
+            raise BadRequestError(
+                f"provider '{provider_id}' is not a configured inference provider "
+                f"(configured: {', '.join(configured) or 'none'})",
+                param="provider_id",
+                code="provider_not_found",
+            )
+        return provider_id
+
+
+def _record(model: ModelResource, created: int) -> dict[str, Any]:
+    return {**model.model_dump(), "created": created}

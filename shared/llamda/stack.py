@@ -1,0 +1,24 @@
+"""The composed stack: config, storage and services, built once per process."""
+
+from __future__ import annotations
+
+from llamda.config import RunConfig
+from llamda.services.inspect import InspectService
+from llamda.services.models import ModelsService
+from llamda.storage.objects import Objects, build_objects
+from llamda.storage.records import Records, build_records
+
+
+class Stack:
+    """Holds what every API shares. Building it does no I/O: stores connect on first use."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.records: Records = build_records(config.storage.records)
+        self.objects: Objects = build_objects(config.storage.objects)
+        self.inspect = InspectService(config)
+        self.models = ModelsService(config, self.records)
+
+    async def close(self) -> None:
+        await self.records.close()
+        await self.objects.close()

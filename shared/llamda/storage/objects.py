@@ -1,0 +1,40 @@
+"""Objects: blobs by key, under ``tenants/<tenant>/``. A local directory or S3."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from llamda.config import LocalObjects, S3Objects
+from llamda.context import current_tenant
+from llamda.storage.keys import safe_segment, split_key
+
+
+def tenant_key(key: str) -> str:
+    """The full key for the current tenant; the relative key is checked segment by segment."""
+    return "/".join(["tenants", safe_segment(current_tenant()), *split_key(key)])
+
+
+@runtime_checkable
+class Objects(Protocol):
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+
+    async def get(self, key: str) -> bytes:
+        """The object's bytes; NotFoundError when absent."""
+
+    async def delete(self, key: str) -> bool:
+        """Delete; True when something was deleted."""
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Relative keys (as given to ``put``) under the "directory" ``prefix``, sorted."""
+
+    async def close(self) -> None: ...
+
+
+def build_objects(config: LocalObjects | S3Objects) -> Objects:
+    if isinstance(config, LocalObjects):
+        from llamda.storage.objects_local import LocalObjectStore
+
+        return LocalObjectStore(config.root)
+    from llamda.storage.objects_s3 import S3ObjectStore
+
+    return S3ObjectStore(config.bucket, config.prefix, config.region_name, config.endpoint_url)

@@ -1,0 +1,75 @@
+"""Objects in a local directory (the local profile)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+from llamda.context import current_tenant
+from llamda.errors import NotFoundError
+from llamda.storage.keys import safe_segment, split_key
+from llamda.storage.objects import tenant_key
+
+
+class LocalObjectStore:
+    def __init__(self, root: str | Path):
+        self._root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / tenant_key(key)).resolve()
+        # Defence in depth: tenant_key already refuses separators and dot segments.
+        if not path.is_relative_to(self._root):
+            raise NotFoundError(f"object {key!r} not found")
+        return path
+
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        path = self._path(key)
+
+        def write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Write then rename, so a reader never sees half an object.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+        await asyncio.to_thread(write)
+
+    async def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFoundError(f"object {key!r} not found") from None
+
+    async def delete(self, key: str) -> bool:
+        path = self._path(key)
+        try:
+            await asyncio.to_thread(path.unlink)
+            return True
+        except FileNotFoundError:
+            return False
+
+    async def list(self, prefix: str = "") -> list[str]:
+        tenant_root = self._root / "tenants" / safe_segment(current_tenant())
+        base = tenant_root.joinpath(*split_key(prefix)) if prefix else tenant_root
+
+        def walk() -> list[str]:
+            if not base.is_dir():
+                return []
+            return sorted(
+                p.relative_to(tenant_root).as_posix()
+                for p in base.rglob("*")
+                if p.is_file() and not p.name.startswith(".tmp-")
+            )
+
+        return await asyncio.to_thread(walk)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,81 @@
+"""Objects in S3 (the aws profile): ``s3://<bucket>/<prefix>/tenants/<tenant>/<key>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llamda.aws import AioClients, clients, error_code
+from llamda.context import current_tenant
+from llamda.errors import NotFoundError
+from llamda.storage.keys import safe_segment
+from llamda.storage.objects import tenant_key
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+class S3ObjectStore:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        aio: AioClients = clients,
+    ):
+        self._bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._region = region_name
+        self._endpoint = endpoint_url
+        self._aio = aio
+
+    async def _client(self) -> Any:
+        return await self._aio.client("s3", region_name=self._region, endpoint_url=self._endpoint)
+
+    def _key(self, key: str) -> str:
+        full = tenant_key(key)
+        return f"{self._prefix}/{full}" if self._prefix else full
+
+    def _tenant_root(self) -> str:
+        root = f"tenants/{safe_segment(current_tenant())}/"
+        return f"{self._prefix}/{root}" if self._prefix else root
+
+    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        s3 = await self._client()
+        extra = {"ContentType": content_type} if content_type else {}
+        await s3.put_object(Bucket=self._bucket, Key=self._key(key), Body=data, **extra)
+
+    async def get(self, key: str) -> bytes:
+        s3 = await self._client()
+        try:
+            reply = await s3.get_object(Bucket=self._bucket, Key=self._key(key))
+        except Exception as exc:
+            if error_code(exc) in _MISSING:
+                raise NotFoundError(f"object {key!r} not found") from None
+            raise
+        async with reply["Body"] as body:
+            return await body.read()
+
+    async def delete(self, key: str) -> bool:
+        s3 = await self._client()
+        full = self._key(key)
+        try:
+            await s3.head_object(Bucket=self._bucket, Key=full)
+        except Exception as exc:
+            if error_code(exc) in _MISSING:
+                return False
+            raise
+        await s3.delete_object(Bucket=self._bucket, Key=full)
+        return True
+
+    async def list(self, prefix: str = "") -> list[str]:
+        s3 = await self._client()
+        root = self._tenant_root()
+        full_prefix = f"{self._key(prefix)}/" if prefix else root
+        keys: list[str] = []
+        paginator = s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=self._bucket, Prefix=full_prefix):
+            keys.extend(obj["Key"][len(root) :] for obj in page.get("Contents", []))
+        return sorted(keys)
+
+    async def close(self) -> None:
+        await self._aio.close()

@@ -1,0 +1,38 @@
+"""Records: small JSON documents by (tenant, kind, key). SQLite locally, DynamoDB in AWS."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from llamda.config import DynamoDBRecords, SqliteRecords
+
+Record = dict[str, Any]
+
+
+@runtime_checkable
+class Records(Protocol):
+    """Tenant-scoped document store; the tenant comes from the request context."""
+
+    async def put(self, kind: str, key: str, value: Record, *, if_absent: bool = False) -> None:
+        """Store ``value``; with ``if_absent`` raise ConflictError when the key exists."""
+
+    async def get(self, kind: str, key: str) -> Record | None: ...
+
+    async def delete(self, kind: str, key: str) -> bool:
+        """Delete; True when something was deleted."""
+
+    async def list(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Record]:
+        """Values in key order, starting after ``after``."""
+
+    async def close(self) -> None: ...
+
+
+def build_records(config: SqliteRecords | DynamoDBRecords) -> Records:
+    """The Records implementation for a config; imports only what that one needs."""
+    if isinstance(config, SqliteRecords):
+        from llamda.storage.records_sqlite import SqliteRecordStore
+
+        return SqliteRecordStore(config.path)
+    from llamda.storage.records_dynamodb import DynamoDBRecordStore
+
+    return DynamoDBRecordStore(config.table_name, config.region_name, config.endpoint_url)

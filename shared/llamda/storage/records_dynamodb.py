@@ -1,0 +1,99 @@
+"""Records in one DynamoDB table (the aws profile): pk = "<tenant>#<kind>", sk = key.
+
+Values are stored as one JSON string attribute so numbers round-trip exactly (no Decimal).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from llamda.aws import AioClients, clients, error_code
+from llamda.context import current_tenant
+from llamda.errors import ConflictError, ServiceUnavailableError
+from llamda.storage.keys import check_kind
+from llamda.storage.records import Record
+
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+
+
+class DynamoDBRecordStore:
+    def __init__(
+        self,
+        table_name: str,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        aio: AioClients = clients,
+    ):
+        self._table = table_name
+        self._region = region_name
+        self._endpoint = endpoint_url
+        self._aio = aio
+
+    async def _client(self) -> Any:
+        return await self._aio.client(
+            "dynamodb", region_name=self._region, endpoint_url=self._endpoint
+        )
+
+    @staticmethod
+    def _pk(kind: str) -> dict[str, str]:
+        return {"S": f"{current_tenant()}#{check_kind(kind)}"}
+
+    async def _call(self, method: str, **kwargs: Any) -> Any:
+        client = await self._client()
+        try:
+            return await getattr(client, method)(TableName=self._table, **kwargs)
+        except Exception as exc:
+            if error_code(exc) in _THROTTLED:
+                raise ServiceUnavailableError("record store is throttled; retry") from exc
+            raise
+
+    async def put(self, kind: str, key: str, value: Record, *, if_absent: bool = False) -> None:
+        item = {"pk": self._pk(kind), "sk": {"S": key}, "doc": {"S": json.dumps(value)}}
+        extra = {"ConditionExpression": "attribute_not_exists(pk)"} if if_absent else {}
+        try:
+            await self._call("put_item", Item=item, **extra)
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise ConflictError(f"{key!r} already exists") from None
+            raise
+
+    async def get(self, kind: str, key: str) -> Record | None:
+        reply = await self._call(
+            "get_item", Key={"pk": self._pk(kind), "sk": {"S": key}}, ConsistentRead=True
+        )
+        item = reply.get("Item")
+        return json.loads(item["doc"]["S"]) if item else None
+
+    async def delete(self, kind: str, key: str) -> bool:
+        reply = await self._call(
+            "delete_item", Key={"pk": self._pk(kind), "sk": {"S": key}}, ReturnValues="ALL_OLD"
+        )
+        return bool(reply.get("Attributes"))
+
+    async def list(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Record]:
+        values: dict[str, Any] = {":pk": self._pk(kind)}
+        condition = "pk = :pk"
+        if after:
+            condition += " AND sk > :after"
+            values[":after"] = {"S": after}
+        out: list[Record] = []
+        start: dict[str, Any] | None = None
+        while len(out) < limit:
+            kwargs: dict[str, Any] = {
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+                "Limit": limit - len(out),
+                "ConsistentRead": True,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            reply = await self._call("query", **kwargs)
+            out.extend(json.loads(item["doc"]["S"]) for item in reply.get("Items", []))
+            start = reply.get("LastEvaluatedKey")
+            if not start:
+                break
+        return out
+
+    async def close(self) -> None:
+        await self._aio.close()

@@ -1,0 +1,106 @@
+"""Records in one SQLite file (the local profile). Calls run in a worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from llamda.context import current_tenant
+from llamda.errors import ConflictError
+from llamda.storage.keys import check_kind
+from llamda.storage.records import Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant, kind, key)
+) WITHOUT ROWID
+"""
+
+
+class SqliteRecordStore:
+    def __init__(self, path: str | Path):
+        self._path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        def locked():  # type: ignore[no-untyped-def]
+            with self._lock:
+                return fn(self._connect(), *args)
+
+        return await asyncio.to_thread(locked)
+
+    async def put(self, kind: str, key: str, value: Record, *, if_absent: bool = False) -> None:
+        tenant, data = current_tenant(), json.dumps(value)
+        verb = "INSERT" if if_absent else "INSERT OR REPLACE"
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    f"{verb} INTO records (tenant, kind, key, value) VALUES (?, ?, ?, ?)",
+                    (tenant, check_kind(kind), key, data),
+                )
+            except sqlite3.IntegrityError:
+                raise ConflictError(f"{key!r} already exists") from None
+
+        await self._run(op)
+
+    async def get(self, kind: str, key: str) -> Record | None:
+        tenant = current_tenant()
+
+        def op(conn: sqlite3.Connection) -> Record | None:
+            row = conn.execute(
+                "SELECT value FROM records WHERE tenant = ? AND kind = ? AND key = ?",
+                (tenant, check_kind(kind), key),
+            ).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self._run(op)
+
+    async def delete(self, kind: str, key: str) -> bool:
+        tenant = current_tenant()
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "DELETE FROM records WHERE tenant = ? AND kind = ? AND key = ?",
+                (tenant, check_kind(kind), key),
+            )
+            return cur.rowcount > 0
+
+        return await self._run(op)
+
+    async def list(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Record]:
+        tenant = current_tenant()
+
+        def op(conn: sqlite3.Connection) -> list[Record]:
+            rows = conn.execute(
+                "SELECT value FROM records WHERE tenant = ? AND kind = ? AND key > ? "
+                "ORDER BY key LIMIT ?",
+                (tenant, check_kind(kind), after or "", limit),
+            ).fetchall()
+            return [json.loads(r[0]) for r in rows]
+
+        return await self._run(op)
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
