@@ -1,0 +1,63 @@
+"""Invoke a built Lambda handler the way the Lambda Python runtime does, in this process.
+
+Run as ``python -I -S scripts/lambda_invoke.py RESULT.json < request.json`` so that nothing
+but the artifact's own directories is importable. request.json:
+``{"paths": [code dir, layer python dirs...], "handler": "app.lambda_handler", "events": [...]}``.
+RESULT.json gets each event's response and the timings (import, first event, total).
+"""
+
+import importlib
+import json
+import sys
+import time
+import uuid
+
+T0 = time.perf_counter()
+
+
+class LambdaContext:
+    """The attributes of the Lambda runtime's context object that handlers read."""
+
+    def __init__(self, name: str, timeout_ms: int = 29000):
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.memory_limit_in_mb = 1024
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "2026/11/26/[$LATEST]0123456789abcdef"
+        self._deadline = time.monotonic() + timeout_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def main() -> None:
+    request = json.load(sys.stdin)
+    sys.path[:0] = request["paths"]
+    module_name, func_name = request["handler"].rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    handler = getattr(module, func_name)
+    t_import = time.perf_counter()
+    results, durations = [], []
+    for event in request["events"]:
+        start = time.perf_counter()
+        results.append(handler(event, LambdaContext(request.get("function_name", "fn"))))
+        durations.append(time.perf_counter() - start)
+    t_end = time.perf_counter()
+    report = {
+        "results": results,
+        "timings": {
+            "import_s": t_import - T0,
+            "first_event_s": (t_import - T0) + (durations[0] if durations else 0.0),
+            "event_s": durations,
+            "total_s": t_end - T0,
+        },
+        "sys_path": sys.path,
+    }
+    with open(sys.argv[1], "w") as fh:
+        json.dump(report, fh)
+
+
+if __name__ == "__main__":
+    main()

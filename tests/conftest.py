@@ -1,0 +1,131 @@
+"""Fixtures shared by every tier: a real moto server (S3, DynamoDB...) and a live local server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Tests never reach real AWS: fake credentials, one region, no instance metadata lookups.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+)
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LLAMDA_CONFIG", "LLAMDA_PROFILE"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """A real moto server on a free port (HTTP, like the AWS endpoints it stands in for)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    home: Path
+    log: Path
+
+
+def start_server(config: Path, home: Path, env: dict[str, str] | None = None) -> LiveServer:
+    """``llamda serve`` as a user runs it, on a free port; waits until /v1/health answers."""
+    port = free_port()
+    log = home / "server.log"
+    proc_env = {**os.environ, "LLAMDA_HOME": str(home), **(env or {})}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llamda.cli", "serve", "--config", str(config), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=proc_env,
+            cwd=home,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return LiveServer(url, process, home, log)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()}")
+
+
+def stop_server(server: LiveServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+TEST_CONFIG = """
+version: 1
+profile: local
+apis: [inspect, models]
+providers:
+  inference:
+    - provider_id: fake-vllm
+      provider_type: vllm
+      config:
+        url: http://127.0.0.1:9/v1
+        api_key: sk-secret-never-shown
+    - provider_id: fake-bedrock
+      provider_type: bedrock
+      config:
+        region_name: us-east-1
+models:
+  - model_id: meta-llama/Llama-3.2-3B-Instruct
+    provider_id: fake-vllm
+  - model_id: amazon.titan-embed-text-v2:0
+    provider_id: fake-bedrock
+    model_type: embedding
+    metadata: {embedding_dimension: 1024}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/records.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/objects"}
+  vectors: {uri: "${env.LLAMDA_HOME}/lancedb"}
+server:
+  max_body_bytes: 65536
+"""
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    home = tmp_path_factory.mktemp("live")
+    config = home / "run.yaml"
+    config.write_text(TEST_CONFIG)
+    server = start_server(config, home)
+    yield server
+    stop_server(server)

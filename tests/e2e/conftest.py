@@ -1,0 +1,69 @@
+"""Build the SAM artifacts once per session (x86_64, so they import on this machine)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from tests.e2e.harness import BUILD_DIR, ROOT, Artifact, load_artifacts
+
+pytestmark = pytest.mark.e2e
+STAMP = BUILD_DIR / ".source-hash"
+
+
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    files = [ROOT / "template.yaml", *sorted((ROOT / "shared").rglob("*")), *sorted((ROOT / "functions").rglob("*"))]
+    for path in files:
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(ROOT)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def built() -> Path:
+    """`scripts/build x86_64`, skipped when the sources have not changed since the last build."""
+    want = _source_hash()
+    arch = (BUILD_DIR / ".architecture").read_text().strip() if (BUILD_DIR / ".architecture").exists() else ""
+    if not (STAMP.exists() and STAMP.read_text() == want and arch == "x86_64"):
+        subprocess.run([str(ROOT / "scripts" / "build"), "x86_64"], check=True, cwd=ROOT)
+        STAMP.write_text(want)
+    return BUILD_DIR
+
+
+@pytest.fixture(scope="session")
+def aws_resources(moto_endpoint: str, built: Path) -> dict[str, str]:
+    """The stack's table and bucket, created in moto from the built template's own definitions."""
+    template = yaml.safe_load((built / "template.yaml").read_text())["Resources"]
+    table = template["RecordsTable"]["Properties"]
+    ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
+    ddb.create_table(
+        TableName="llamda-records",
+        AttributeDefinitions=table["AttributeDefinitions"],
+        KeySchema=table["KeySchema"],
+        BillingMode=table["BillingMode"],
+    )
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.create_bucket(Bucket="llamda-data")
+    return {"RecordsTable": "llamda-records", "DataBucket": "llamda-data"}
+
+
+@pytest.fixture(scope="session")
+def artifacts(built: Path, aws_resources: dict[str, str]) -> dict[str, Artifact]:
+    return load_artifacts(built, aws_resources)
+
+
+@pytest.fixture(scope="session")
+def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
+    yield {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+    }
