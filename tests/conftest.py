@@ -62,7 +62,16 @@ def start_server(config: Path, home: Path, env: dict[str, str] | None = None) ->
     proc_env = {**os.environ, "LLAMDA_HOME": str(home), **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "llamda.cli", "serve", "--config", str(config), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "llamda.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--port",
+                str(port),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=proc_env,

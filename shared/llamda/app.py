@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llamda import __version__
@@ -42,7 +43,11 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
-        return f"Malformed JSON body: {first.get('ctx', {}).get('error', first['msg'])}", None, "invalid_json"
+        return (
+            f"Malformed JSON body: {first.get('ctx', {}).get('error', first['msg'])}",
+            None,
+            "invalid_json",
+        )
     parts = []
     for err in errors[:5]:
         loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
@@ -63,15 +68,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error_type, code = _HTTP_ERRORS.get(exc.status_code, ("invalid_request_error", "http_error"))
-        message = (
-            f"Unknown route: {request.method} {request.url.path}"
-            if exc.status_code == 404
-            else str(exc.detail)
+        error_type, code = _HTTP_ERRORS.get(
+            exc.status_code, ("invalid_request_error", "http_error")
         )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:
+            message = f"Unknown route: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            # Starlette names only the first matching route's methods; list them all.
+            allowed = _allowed_methods(request.app, request.url.path)
+            headers["allow"] = ", ".join(allowed)
+            message = (
+                f"Method {request.method} not allowed on {request.url.path} "
+                f"(allowed: {headers['allow']})"
+            )
+        else:
+            message = str(exc.detail)
         error = LlamdaError(message, code=code)
         error.status_code, error.error_type = exc.status_code, error_type
-        return JSONResponse(error.to_dict(), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(error.to_dict(), status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.state.api_routes:
+        if route.path_regex.match(path):
+            methods |= route.methods
+    return sorted(methods)
 
 
 def _openapi_with_error_shape(app: FastAPI) -> dict[str, Any]:
@@ -81,8 +104,15 @@ def _openapi_with_error_shape(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
     ref = {"$ref": "#/components/schemas/ErrorResponse"}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components.setdefault("ErrorResponse", ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"))
-    for name, sub in ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}").get("$defs", {}).items():
+    components.setdefault(
+        "ErrorResponse",
+        ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}"),
+    )
+    for name, sub in (
+        ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+        .get("$defs", {})
+        .items()
+    ):
         components.setdefault(name, sub)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
@@ -92,7 +122,10 @@ def _openapi_with_error_shape(app: FastAPI) -> dict[str, Any]:
             if responses.pop("422", None) is not None or "400" not in responses:
                 responses.setdefault(
                     "400",
-                    {"description": "Invalid request", "content": {"application/json": {"schema": ref}}},
+                    {
+                        "description": "Invalid request",
+                        "content": {"application/json": {"schema": ref}},
+                    },
                 )
     app.openapi_schema = schema
     return schema
@@ -125,8 +158,11 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     app.state.stack = stack
     app.state.apis = wanted
     install_error_handlers(app)
+    app.state.api_routes = []
     for api in wanted:
-        app.include_router(importlib.import_module(ROUTERS[api]).router)
+        router = importlib.import_module(ROUTERS[api]).router
+        app.include_router(router)
+        app.state.api_routes += [r for r in router.routes if isinstance(r, APIRoute)]
     app.openapi = lambda: _openapi_with_error_shape(app)  # type: ignore[method-assign]
     # Added last = outermost: the request id is bound before the size check answers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.max_body_bytes)

@@ -33,7 +33,7 @@ class AioClients:
         key = (service, region_name, endpoint_url)
         if key not in self._clients:
             if self._session is None:
-                import aioboto3  # noqa: PLC0415 - deliberate lazy import
+                import aioboto3
 
                 self._session = aioboto3.Session()
             assert self._stack is not None

@@ -37,7 +37,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        print("llamda: the local server needs uvicorn: pip install 'llamda[server]'", file=sys.stderr)
+        print(
+            "llamda: the local server needs uvicorn: pip install 'llamda[server]'", file=sys.stderr
+        )
         return 2
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port

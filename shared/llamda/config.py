@@ -27,7 +27,9 @@ from llamda.providers.registry import get_spec, provider_types
 
 KNOWN_APIS = ("inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval")
 PROFILES = ("local", "aws")
-ApiName = Literal["inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"]
+ApiName = Literal[
+    "inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"
+]
 
 _ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
 # A region set either way turns Bedrock on.
@@ -153,7 +155,9 @@ def _lookup(name: str, env: Mapping[str, str]) -> str | None:
 
 def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
     if isinstance(value, dict):
-        return {k: _substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: _substitute(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_substitute(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
@@ -188,7 +192,9 @@ def _drop_switched_off(raw: dict[str, Any]) -> None:
     for kind in ("models", "shields", "vector_stores"):
         items = raw.get(kind)
         if isinstance(items, list):
-            raw[kind] = [i for i in items if not (isinstance(i, dict) and i.get("provider_id") is None)]
+            raw[kind] = [
+                i for i in items if not (isinstance(i, dict) and i.get("provider_id") is None)
+            ]
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -216,7 +222,9 @@ def _check_providers(config: RunConfig) -> None:
         for index, entry in enumerate(entries):
             where = f"providers.{api}[{index}]"
             if entry.provider_id in seen:
-                raise ConfigError(f"{where}.provider_id: duplicate provider id {entry.provider_id!r}")
+                raise ConfigError(
+                    f"{where}.provider_id: duplicate provider id {entry.provider_id!r}"
+                )
             seen.add(entry.provider_id)
             spec = get_spec(api, entry.provider_type)
             if spec is None:
@@ -285,9 +293,7 @@ def _profile_text(profile: str) -> str:
     return resources.files("llamda.profiles").joinpath(f"{profile}.yaml").read_text("utf-8")
 
 
-def load_config(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> RunConfig:
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> RunConfig:
     """Load the run config from ``path``, ``$LLAMDA_CONFIG`` or the ``$LLAMDA_PROFILE`` profile."""
     env = os.environ if env is None else env
     path = path or env.get("LLAMDA_CONFIG") or None

@@ -59,7 +59,10 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = message["status"], True
                 headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
-                message = {**message, "headers": [*headers, (REQUEST_ID_HEADER, request_id.encode())]}
+                message = {
+                    **message,
+                    "headers": [*headers, (REQUEST_ID_HEADER, request_id.encode())],
+                }
             await send(message)
 
         with logger.append_context_keys(request_id=request_id):

@@ -19,7 +19,11 @@ STAMP = BUILD_DIR / ".source-hash"
 
 def _source_hash() -> str:
     digest = hashlib.sha256()
-    files = [ROOT / "template.yaml", *sorted((ROOT / "shared").rglob("*")), *sorted((ROOT / "functions").rglob("*"))]
+    files = [
+        ROOT / "template.yaml",
+        *sorted((ROOT / "shared").rglob("*")),
+        *sorted((ROOT / "functions").rglob("*")),
+    ]
     for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(ROOT)).encode())
@@ -31,7 +35,11 @@ def _source_hash() -> str:
 def built() -> Path:
     """`scripts/build x86_64`, skipped when the sources have not changed since the last build."""
     want = _source_hash()
-    arch = (BUILD_DIR / ".architecture").read_text().strip() if (BUILD_DIR / ".architecture").exists() else ""
+    arch = (
+        (BUILD_DIR / ".architecture").read_text().strip()
+        if (BUILD_DIR / ".architecture").exists()
+        else ""
+    )
     if not (STAMP.exists() and STAMP.read_text() == want and arch == "x86_64"):
         subprocess.run([str(ROOT / "scripts" / "build"), "x86_64"], check=True, cwd=ROOT)
         STAMP.write_text(want)

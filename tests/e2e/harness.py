@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -87,7 +86,9 @@ def _cfn_value(value: Any, refs: dict[str, str]) -> str:
     return str(value)
 
 
-def load_artifacts(build_dir: Path = BUILD_DIR, refs: dict[str, str] | None = None) -> dict[str, Artifact]:
+def load_artifacts(
+    build_dir: Path = BUILD_DIR, refs: dict[str, str] | None = None
+) -> dict[str, Artifact]:
     """Every function of the built template, with its environment resolved through ``refs``
     (logical id → physical name; parameters default to their template defaults)."""
     template = yaml.safe_load((build_dir / "template.yaml").read_text())
@@ -104,11 +105,16 @@ def load_artifacts(build_dir: Path = BUILD_DIR, refs: dict[str, str] | None = No
             **glob_fn.get("Environment", {}).get("Variables", {}),
             **res["Properties"].get("Environment", {}).get("Variables", {}),
         }
-        layers = [resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in props.get("Layers", [])]
+        layers = [
+            resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in props.get("Layers", [])
+        ]
         artifacts[name] = Artifact(
             name=name,
             handler=props["Handler"],
-            paths=[build_dir / props["CodeUri"], *(build_dir / layer / "python" for layer in layers)],
+            paths=[
+                build_dir / props["CodeUri"],
+                *(build_dir / layer / "python" for layer in layers),
+            ],
             environment={k: _cfn_value(v, refs) for k, v in env.items()},
         )
     return artifacts
@@ -122,8 +128,18 @@ def build_image_dir(
     uv = Path(sys.executable).parent / "uv"
     target.mkdir(parents=True, exist_ok=True)
     cmd = [
-        str(uv), "pip", "install", "--quiet", "--target", str(target), "-r", str(requirements),
-        "--python", base_python(), "--python-version", "3.12",
+        str(uv),
+        "pip",
+        "install",
+        "--quiet",
+        "--target",
+        str(target),
+        "-r",
+        str(requirements),
+        "--python",
+        base_python(),
+        "--python-version",
+        "3.12",
     ]
     if python_platform:
         cmd += ["--python-platform", python_platform]
@@ -131,7 +147,15 @@ def build_image_dir(
     for source in sources:
         subprocess.run(["cp", "-r", str(source), str(target)], check=True)
     subprocess.run(
-        [base_python(), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(target)],
+        [
+            base_python(),
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(target),
+        ],
         check=True,
     )
     return target
@@ -148,7 +172,11 @@ def api_gateway_event(
     stage: str = "api",
 ) -> dict[str, Any]:
     """An API Gateway REST API (payload v1.0) Lambda proxy event, as the service sends it."""
-    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "User-Agent": "e2e", **(headers or {})}
+    headers = {
+        "Host": "abc123.execute-api.us-east-1.amazonaws.com",
+        "User-Agent": "e2e",
+        **(headers or {}),
+    }
     encoded = False
     if isinstance(body, dict):
         body = json.dumps(body)

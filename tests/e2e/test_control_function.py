@@ -35,7 +35,9 @@ def test_zip_functions_fit_lambda_limit(artifacts: dict[str, Artifact]) -> None:
             assert size < ZIP_LIMIT_BYTES, f"{artifact.name}: {size / 2**20:.0f} MB unzipped"
 
 
-def test_artifact_imports_only_from_its_own_dirs(control: Artifact, aws_env: dict[str, str]) -> None:
+def test_artifact_imports_only_from_its_own_dirs(
+    control: Artifact, aws_env: dict[str, str]
+) -> None:
     report = control.invoke([api_gateway_event("GET", "/v1/health")], lambda_env(control, aws_env))
     allowed = {str(p) for p in control.paths}
     foreign = [p for p in report["sys_path"] if p and p not in allowed and "site-packages" in p]
@@ -55,7 +57,11 @@ def test_control_function_serves_inspect_and_models(
         api_gateway_event(
             "POST",
             "/v1/models",
-            body={"model_id": "team/llama-8b", "provider_model_id": MODEL, "provider_id": "bedrock"},
+            body={
+                "model_id": "team/llama-8b",
+                "provider_model_id": MODEL,
+                "provider_id": "bedrock",
+            },
         ),
         api_gateway_event("GET", "/v1/models"),
         api_gateway_event("GET", "/v1/models/team/llama-8b", resource="/v1/models/{proxy+}"),
@@ -75,7 +81,11 @@ def test_control_function_serves_inspect_and_models(
     assert response_json(version)["version"]
 
     paths = {(r["route"], r["method"]) for r in response_json(routes)["data"]}
-    assert {("/v1/models", "POST"), ("/v1/models/{model_id}", "DELETE"), ("/v1/health", "GET")} <= paths
+    assert {
+        ("/v1/models", "POST"),
+        ("/v1/models/{model_id}", "DELETE"),
+        ("/v1/health", "GET"),
+    } <= paths
 
     # Lambda always has AWS_REGION, so the aws profile turns Bedrock on.
     assert [p["provider_id"] for p in response_json(providers)["data"]] == ["bedrock"]
@@ -94,7 +104,8 @@ def test_control_function_serves_inspect_and_models(
     # The registration really is in DynamoDB, under the default tenant.
     ddb = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1")
     item = ddb.get_item(
-        TableName="llamda-records", Key={"pk": {"S": "default#models"}, "sk": {"S": "team/llama-8b"}}
+        TableName="llamda-records",
+        Key={"pk": {"S": "default#models"}, "sk": {"S": "team/llama-8b"}},
     )["Item"]
     assert json.loads(item["doc"]["S"])["provider_model_id"] == MODEL
 
@@ -142,5 +153,7 @@ def test_image_layout_serves_the_same_handler(
         [ROOT / "shared" / "llamda", ROOT / "functions" / "inspect" / "app.py"],
     )
     artifact = Artifact("ControlImage", "app.lambda_handler", [image], control.environment, "Image")
-    result = artifact.invoke([api_gateway_event("GET", "/v1/health")], lambda_env(artifact, aws_env))
+    result = artifact.invoke(
+        [api_gateway_event("GET", "/v1/health")], lambda_env(artifact, aws_env)
+    )
     assert result["results"][0]["statusCode"] == 200

@@ -1,4 +1,4 @@
-"""Inspect API shapes (Llama Stack 0.7: /v1/health, /v1/version, /v1/inspect/routes, /v1/providers)."""
+"""Inspect API shapes (Llama Stack 0.7): health, version, routes, providers."""
 
 from __future__ import annotations
 

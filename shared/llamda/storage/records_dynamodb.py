@@ -14,7 +14,11 @@ from llamda.errors import ConflictError, ServiceUnavailableError
 from llamda.storage.keys import check_kind
 from llamda.storage.records import Record
 
-_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+_THROTTLED = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+}
 
 
 class DynamoDBRecordStore:

@@ -1,0 +1,163 @@
+"""Records and Objects, each implementation against the real thing: a SQLite file, a local
+directory, and DynamoDB/S3 served by a moto server through real aioboto3 clients."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import boto3
+import pytest
+
+from llamda.context import set_tenant
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.storage.objects import Objects
+from llamda.storage.objects_local import LocalObjectStore
+from llamda.storage.objects_s3 import S3ObjectStore
+from llamda.storage.records import Records
+from llamda.storage.records_dynamodb import DynamoDBRecordStore
+from llamda.storage.records_sqlite import SqliteRecordStore
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+async def as_tenant(tenant: str, fn: Callable, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run ``fn`` in its own task with the tenant bound, as a request would."""
+
+    async def task():  # type: ignore[no-untyped-def]
+        set_tenant(tenant)
+        return await fn(*args, **kwargs)
+
+    return await asyncio.create_task(task())
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def records_factory(request, tmp_path: Path) -> Callable[[], Records]:  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        return lambda: SqliteRecordStore(tmp_path / "records.sqlite3")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    table = f"records-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb", endpoint_url=endpoint).create_table(
+        TableName=table,
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return lambda: DynamoDBRecordStore(table, "us-east-1", endpoint)
+
+
+@pytest.fixture(params=["local", "s3"])
+def objects_factory(request, tmp_path: Path) -> Callable[[], Objects]:  # type: ignore[no-untyped-def]
+    if request.param == "local":
+        return lambda: LocalObjectStore(tmp_path / "objects")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    bucket = f"objects-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    return lambda: S3ObjectStore(bucket, "prefix", "us-east-1", endpoint)
+
+
+def test_records_roundtrip_conflict_list_delete(records_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = records_factory()
+        doc = {"model_id": "a/b:1", "n": 1.25, "nested": {"x": [1, 2]}}
+        await store.put("models", "a/b:1", doc, if_absent=True)
+        with pytest.raises(ConflictError):
+            await store.put("models", "a/b:1", doc, if_absent=True)
+        await store.put("models", "a/b:1", {**doc, "n": 2})  # plain put overwrites
+        assert (await store.get("models", "a/b:1"))["n"] == 2
+        assert await store.get("models", "missing") is None
+        assert await store.get("shields", "a/b:1") is None  # kinds are separate
+        for i in range(25):
+            await store.put("models", f"m{i:02d}", {"i": i})
+        page = await store.list("models", limit=10)
+        assert [r.get("i") for r in page][1:] == list(range(9))
+        after = await store.list("models", after="m19")
+        assert [r["i"] for r in after] == list(range(20, 25))
+        assert await store.delete("models", "a/b:1") is True
+        assert await store.delete("models", "a/b:1") is False
+        await store.close()
+
+    run(scenario())
+
+
+def test_records_are_isolated_by_tenant(records_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = records_factory()
+        await as_tenant("acme", store.put, "models", "shared-name", {"owner": "acme"})
+        await as_tenant("globex", store.put, "models", "shared-name", {"owner": "globex"})
+        assert (await as_tenant("acme", store.get, "models", "shared-name"))["owner"] == "acme"
+        assert [r["owner"] for r in await as_tenant("globex", store.list, "models")] == ["globex"]
+        assert await as_tenant("initech", store.get, "models", "shared-name") is None
+        assert await as_tenant("initech", store.delete, "models", "shared-name") is False
+        assert await as_tenant("acme", store.get, "models", "shared-name") is not None
+        await store.close()
+
+    run(scenario())
+
+
+def test_records_persist_across_store_instances(records_factory) -> None:  # type: ignore[no-untyped-def]
+    run(records_factory().put("models", "kept", {"v": 1}))
+    assert run(records_factory().get("models", "kept")) == {"v": 1}
+
+
+def test_objects_roundtrip_list_delete(objects_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = objects_factory()
+        await store.put("files/file-1", b"hello", content_type="text/plain")
+        await store.put("files/file-2", b"\x00\x01binary")
+        await store.put("filesystem/other", b"x")
+        assert await store.get("files/file-1") == b"hello"
+        assert await store.list("files") == ["files/file-1", "files/file-2"]
+        with pytest.raises(NotFoundError):
+            await store.get("files/missing")
+        assert await store.delete("files/file-1") is True
+        assert await store.delete("files/file-1") is False
+        assert await store.list("files") == ["files/file-2"]
+        await store.close()
+
+    run(scenario())
+
+
+def test_objects_are_isolated_by_tenant(objects_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = objects_factory()
+        await as_tenant("acme", store.put, "files/report", b"acme data")
+        with pytest.raises(NotFoundError):
+            await as_tenant("globex", store.get, "files/report")
+        assert await as_tenant("globex", store.list, "files") == []
+        assert await as_tenant("globex", store.delete, "files/report") is False
+        assert await as_tenant("acme", store.get, "files/report") == b"acme data"
+        await store.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../escape",
+        "files/../../etc/passwd",
+        "/etc/passwd",
+        "files//x",
+        "files/..",
+        "a\\b",
+        "x\x00y",
+        "",
+    ],
+)
+def test_object_keys_cannot_escape_their_prefix(objects_factory, key: str) -> None:  # type: ignore[no-untyped-def]
+    store = objects_factory()
+    with pytest.raises(BadRequestError):
+        run(store.put(key, b"x"))
+    with pytest.raises(BadRequestError):
+        run(store.get(key))

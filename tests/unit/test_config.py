@@ -1,0 +1,181 @@
+"""The run config loader: substitution, providers switched by env, profiles, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llamda.config import load_config
+from llamda.errors import ConfigError
+
+AWS = {"LLAMDA_PROFILE": "aws", "LLAMDA_RECORDS_TABLE": "t", "LLAMDA_BUCKET": "b"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """
+apis: [inspect, models]
+storage:
+  records: {type: sqlite, path: "${env.HOME_DIR:=/tmp/x}/r.db"}
+  objects: {type: local, root: /tmp/o}
+  vectors: {uri: /tmp/v}
+"""
+
+
+def test_local_profile_is_the_default_and_has_no_providers_without_env() -> None:
+    config = load_config(env={})
+    assert config.profile == "local"
+    assert config.storage.records.type == "sqlite"
+    assert config.storage.objects.type == "local"
+    assert config.storage.vectors.uri == ".llamda/lancedb"
+    assert config.providers["inference"] == [] and config.models == []
+    assert config.server.port == 8321
+
+
+@pytest.mark.parametrize(
+    ("env", "provider", "model"),
+    [
+        ({"AWS_REGION": "eu-west-1"}, "bedrock", "us.meta.llama3-3-70b-instruct-v1:0"),
+        ({"AWS_DEFAULT_REGION": "eu-west-1"}, "bedrock", "amazon.titan-embed-text-v2:0"),
+        ({"OLLAMA_URL": "http://gpu:11434/v1"}, "ollama", "llama3.2:3b"),
+        ({"VLLM_URL": "http://gpu:8000/v1", "VLLM_MODEL": "m"}, "vllm", "m"),
+        ({"TGI_URL": "http://gpu:8080/v1"}, "tgi", None),
+        (
+            {"FIREWORKS_API_KEY": "fw"},
+            "fireworks",
+            "accounts/fireworks/models/llama-v3p1-8b-instruct",
+        ),
+        ({"TOGETHER_API_KEY": "tg"}, "together", "meta-llama/Llama-3.3-70B-Instruct-Turbo"),
+        ({"OPENAI_API_KEY": "sk"}, "openai", "gpt-4o-mini"),
+    ],
+)
+def test_providers_switch_on_from_the_environment(
+    env: dict[str, str], provider: str, model: str | None
+) -> None:
+    config = load_config(env=env)
+    assert config.provider_ids("inference") == [provider]
+    models = {m.model_id: m.provider_id for m in config.models}
+    if model:
+        assert models[model] == provider
+    assert set(models.values()) <= {provider}
+
+
+def test_provider_settings_are_typed_and_secrets_masked() -> None:
+    config = load_config(env={"TOGETHER_API_KEY": "tg-secret"})
+    settings = config.providers["inference"][0].settings
+    assert settings.url == "https://api.together.xyz/v1"  # the provider type's default
+    assert settings.api_key.get_secret_value() == "tg-secret"
+    assert "tg-secret" not in str(settings.model_dump(mode="json"))
+
+
+def test_aws_profile_uses_dynamodb_s3_and_bedrock() -> None:
+    config = load_config(env={**AWS, "AWS_REGION": "us-west-2"})
+    assert config.storage.records.table_name == "t"
+    assert config.storage.objects.bucket == "b"
+    assert config.storage.vectors.uri == "s3://b/lancedb"
+    assert config.provider_ids("inference") == ["bedrock"]
+
+
+def test_required_variable_missing_names_it_and_the_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(env={"LLAMDA_PROFILE": "aws", "LLAMDA_BUCKET": "b"})
+    assert "LLAMDA_RECORDS_TABLE" in str(err.value)
+    assert "storage.records.table_name" in str(err.value)
+
+
+def test_substitution_forms(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL + "server: {port: '${env.PORT:=9000}', host: '${env.HOST}'}\n" + "models: []\n",
+    )
+    config = load_config(path, env={"HOST": "0.0.0.0", "HOME_DIR": "/data"})
+    assert config.server.port == 9000 and config.server.host == "0.0.0.0"
+    assert config.storage.records.path == "/data/r.db"
+    assert config.source == str(path)
+
+
+def test_unknown_key_is_named_with_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "servr: {port: 1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert str(path) in str(err.value) and "servr" in str(err.value)
+
+
+def test_bad_provider_config_key_is_named(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL
+        + "providers:\n  inference:\n    - {provider_id: v, provider_type: vllm, config: {url: x, timeout: 3}}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "providers.inference[0].config.timeout" in str(err.value)
+
+
+def test_unknown_provider_type_lists_known_ones(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, MINIMAL + "providers:\n  inference:\n    - {provider_id: v, provider_type: vlm}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "providers.inference[0].provider_type" in str(err.value) and "vllm" in str(err.value)
+
+
+def test_model_of_unknown_provider_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "models:\n  - {model_id: m, provider_id: nowhere}\n")
+    with pytest.raises(ConfigError, match=r"models\[0\]\.provider_id"):
+        load_config(path, env={})
+
+
+def test_duplicate_ids_are_errors(tmp_path: Path) -> None:
+    providers = (
+        "providers:\n  inference:\n    - {provider_id: v, provider_type: vllm, config: {url: x}}\n"
+    )
+    path = write(
+        tmp_path,
+        MINIMAL
+        + providers
+        + "models:\n  - {model_id: m, provider_id: v}\n  - {model_id: m, provider_id: v}\n",
+    )
+    with pytest.raises(ConfigError, match="duplicate"):
+        load_config(path, env={})
+
+
+def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "apis: [inspect\nstorage: {")
+    with pytest.raises(ConfigError, match=r"line \d+"):
+        load_config(path, env={})
+
+
+def test_missing_file_and_bad_profile() -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config("/no/such/run.yaml", env={})
+    with pytest.raises(ConfigError, match="not a profile"):
+        load_config(env={"LLAMDA_PROFILE": "gcp"})
+
+
+def test_llamda_config_env_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    assert load_config(env={"LLAMDA_CONFIG": str(path)}).source == str(path)
+
+
+def test_api_not_in_this_build_is_refused() -> None:
+    from llamda.app import create_app
+
+    config = load_config(env={})
+    with pytest.raises(ConfigError, match="not available in this build"):
+        create_app(config, apis=["agents"])
+
+
+def test_cli_prints_config_errors_without_traceback(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from llamda.cli import main
+
+    path = write(tmp_path, MINIMAL + "apis_typo: 1\n")
+    assert main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "apis_typo" in err and "Traceback" not in err
