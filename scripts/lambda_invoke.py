@@ -1,6 +1,6 @@
 """Invoke a built Lambda handler the way the Lambda Python runtime does, in this process.
 
-Run as ``python -I -S scripts/lambda_invoke.py RESULT.json < request.json`` so that nothing
+Run as ``python -I -S -B scripts/lambda_invoke.py RESULT.json < request.json`` so that nothing
 but the artifact's own directories is importable. request.json:
 ``{"paths": [code dir, layer python dirs...], "handler": "app.lambda_handler", "events": [...]}``.
 RESULT.json gets each event's response and the timings (import, first event, total).
@@ -39,11 +39,12 @@ def main() -> None:
     module = importlib.import_module(module_name)
     handler = getattr(module, func_name)
     t_import = time.perf_counter()
-    results, durations = [], []
+    results, durations, first_epoch = [], [], None
     for event in request["events"]:
         start = time.perf_counter()
         results.append(handler(event, LambdaContext(request.get("function_name", "fn"))))
         durations.append(time.perf_counter() - start)
+        first_epoch = first_epoch or time.time()
     t_end = time.perf_counter()
     report = {
         "results": results,
@@ -52,6 +53,7 @@ def main() -> None:
             "first_event_s": (t_import - T0) + (durations[0] if durations else 0.0),
             "event_s": durations,
             "total_s": t_end - T0,
+            "first_event_epoch": first_epoch,
         },
         "sys_path": sys.path,
     }

@@ -32,7 +32,7 @@ def _misconfigured(message: str) -> Handler:
 
 def http_handler(apis: Sequence[str]) -> Handler:
     """The Lambda handler serving ``apis`` behind API Gateway (REST API, v1 proxy events)."""
-    from aws_lambda_powertools import Metrics, Tracer
+    from aws_lambda_powertools import Metrics
     from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
@@ -46,13 +46,20 @@ def http_handler(apis: Sequence[str]) -> Handler:
         return _misconfigured(str(exc))
 
     asgi = Mangum(app, lifespan="off")
-    tracer = Tracer()
     metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Llamda"))
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return asgi(event, context)
 
-    return handler
+    if not _tracing_enabled():
+        return handler
+    # The X-Ray SDK costs ~300 ms of imports (it pulls in botocore); only pay when tracing.
+    from aws_lambda_powertools import Tracer
+
+    return Tracer().capture_lambda_handler(handler, capture_response=False)
+
+
+def _tracing_enabled() -> bool:
+    return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in {"1", "true"}

@@ -63,7 +63,7 @@ class Artifact:
                 "function_name": self.name,
             }
             proc = subprocess.run(
-                [base_python(), "-I", "-S", str(INVOKER), str(out)],
+                [base_python(), "-I", "-S", "-B", str(INVOKER), str(out)],
                 input=json.dumps(request),
                 capture_output=True,
                 text=True,

@@ -1,0 +1,203 @@
+"""Cold start: a fresh `python` process → the built handler has served its first API Gateway
+event, side by side with Llama Stack 0.7 (launch → first 200 from /v1/health).
+
+    .venv/bin/python scripts/bench/coldstart.py [--runs 10] [--no-peer] [--write]
+
+Needs `scripts/build x86_64` (done here when missing) and, for the peer, scripts/bench/setup_peer.
+Each function is measured as built (precompiled .pyc, as shipped) and without bytecode
+(read-only code dir: Python recompiles every module on every cold start) to show what the
+precompilation buys. Lambda adds its own init (runtime start, SnapStart restore) on top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.harness import (  # noqa: E402
+    BUILD_DIR,
+    INVOKER,
+    Artifact,
+    api_gateway_event,
+    base_python,
+    lambda_env,
+    load_artifacts,
+)
+
+PEER_VENV = ROOT / ".venv-bench-peer"
+REFS = {"RecordsTable": "bench-records", "DataBucket": "bench-data"}
+# Tracing: Active in Lambda (the Powertools Tracer loads the X-Ray SDK).
+TRACING_ON = {
+    "POWERTOOLS_TRACE_DISABLED": "false",
+    "_X_AMZN_TRACE_ID": (
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    ),
+}
+
+
+def cold_start_once(artifact: Artifact, env: dict[str, str]) -> tuple[float, float]:
+    """(spawn → first event served, import time) in seconds, for one fresh process."""
+    request = {
+        "paths": [str(p) for p in artifact.paths],
+        "handler": artifact.handler,
+        "events": [api_gateway_event("GET", "/v1/health")],
+        "function_name": artifact.name,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "r.json"
+        start = time.time()
+        proc = subprocess.run(
+            [base_python(), "-I", "-S", "-B", str(INVOKER), str(out)],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp,
+        )
+        if proc.returncode:
+            raise SystemExit(proc.stderr)
+        report = json.loads(out.read_text())
+    assert report["results"][0]["statusCode"] == 200
+    return report["timings"]["first_event_epoch"] - start, report["timings"]["import_s"]
+
+
+def without_bytecode(artifact: Artifact, into: Path) -> Artifact:
+    paths = []
+    for i, path in enumerate(artifact.paths):
+        target = into / f"p{i}"
+        shutil.copytree(path, target, ignore=shutil.ignore_patterns("__pycache__"))
+        paths.append(target)
+    return Artifact(artifact.name, artifact.handler, paths, artifact.environment)
+
+
+def measure(artifact: Artifact, runs: int, env: dict[str, str]) -> dict[str, float]:
+    cold_start_once(artifact, env)  # warm the OS page cache, as a Lambda host's would be
+    samples = [cold_start_once(artifact, env) for _ in range(runs)]
+    return {
+        "p50_ms": statistics.median(s[0] for s in samples) * 1000,
+        "min_ms": min(s[0] for s in samples) * 1000,
+        "import_p50_ms": statistics.median(s[1] for s in samples) * 1000,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def peer_once(store: Path) -> float:
+    port = free_port()
+    env = {**os.environ, "SQLITE_STORE_DIR": str(store)}
+    start = time.time()
+    proc = subprocess.Popen(
+        [
+            str(PEER_VENV / "bin" / "llama"),
+            "stack",
+            "run",
+            str(ROOT / "scripts/bench/llama_stack_minimal.yaml"),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        while time.time() - start < 60:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=1) as r:
+                    if r.status == 200:
+                        return time.time() - start
+            except OSError:
+                time.sleep(0.01)
+        raise SystemExit("Llama Stack did not start within 60 s")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def measure_peer(runs: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        peer_once(Path(tmp))
+        samples = [peer_once(Path(tmp)) for _ in range(runs)]
+    return {"p50_ms": statistics.median(samples) * 1000, "min_ms": min(samples) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--write", action="store_true", help="append the results to docs/benchmarks.md"
+    )
+    args = parser.parse_args()
+
+    if (
+        not (BUILD_DIR / "template.yaml").exists()
+        or (BUILD_DIR / ".architecture").read_text().strip() != "x86_64"
+    ):
+        subprocess.run([str(ROOT / "scripts/build"), "x86_64"], check=True)
+    rows = []
+    for name, artifact in load_artifacts(BUILD_DIR, REFS).items():
+        env = lambda_env(
+            artifact,
+            {
+                "AWS_ACCESS_KEY_ID": "x",
+                "AWS_SECRET_ACCESS_KEY": "x",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+        )
+        shipped = measure(artifact, args.runs, env)
+        traced = measure(artifact, args.runs, {**env, **TRACING_ON})
+        with tempfile.TemporaryDirectory() as tmp:
+            bare = measure(without_bytecode(artifact, Path(tmp)), args.runs, env)
+        rows.append((name, shipped, traced, bare))
+
+    peer = None
+    if not args.no_peer:
+        subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
+        peer = measure_peer(args.runs)
+
+    lines = [
+        f"cold start, median of {args.runs} fresh processes (this machine: {os.cpu_count()} cores)",
+        f"{'function':<18}{'shipped (.pyc)':>16}{'+ X-Ray SDK':>14}{'no .pyc':>10}"
+        f"{'import only':>14}{'vs Llama Stack':>16}",
+    ]
+    for name, shipped, traced, bare in rows:
+        ratio = f"{peer['p50_ms'] / shipped['p50_ms']:.1f}x faster" if peer else "-"
+        lines.append(
+            f"{name:<18}{shipped['p50_ms']:>13.0f} ms{traced['p50_ms']:>11.0f} ms"
+            f"{bare['p50_ms']:>7.0f} ms{shipped['import_p50_ms']:>11.0f} ms{ratio:>16}"
+        )
+    if peer:
+        lines.append(
+            f"{'Llama Stack 0.7.3':<18}{peer['p50_ms']:>17.0f} ms   (launch → first /v1/health 200)"
+        )
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        doc = ROOT / "docs" / "benchmarks.md"
+        stamp = time.strftime("%Y-%m-%d")
+        with doc.open("a") as fh:
+            command = f".venv/bin/python scripts/bench/coldstart.py --runs {args.runs} --write"
+            fh.write(f"\n### Cold start ({stamp})\n\n`{command}`\n\n```\n{report}\n```\n")
+
+
+if __name__ == "__main__":
+    main()
