@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fakes.bedrock import FakeBedrockServer
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never reach real AWS: fake credentials, one region, no instance metadata lookups.
@@ -138,3 +140,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = start_server(config, home)
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def fake_bedrock() -> Iterator[FakeBedrockServer]:
+    """The wire-level fake Bedrock Runtime (tests/fakes/bedrock.py) on a free port."""
+    with FakeBedrockServer() as server:
+        yield server

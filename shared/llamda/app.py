@@ -27,6 +27,7 @@ from llamda.stack import Stack
 ROUTERS: dict[str, str] = {
     "inspect": "llamda.routers.inspect",
     "models": "llamda.routers.models",
+    "inference": "llamda.routers.inference",
 }
 
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {

@@ -18,11 +18,17 @@ class AioClients:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._clients: dict[tuple[str, str | None, str | None], Any] = {}
+        self._clients: dict[tuple[Any, ...], Any] = {}
         self._session: Any = None
 
     async def client(
-        self, service: str, *, region_name: str | None = None, endpoint_url: str | None = None
+        self,
+        service: str,
+        *,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        max_attempts: int | None = None,
+        read_timeout: float | None = None,
     ) -> Any:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
@@ -30,15 +36,27 @@ class AioClients:
             self._clients.clear()
             self._stack = contextlib.AsyncExitStack()
             self._loop = loop
-        key = (service, region_name, endpoint_url)
+        key = (service, region_name, endpoint_url, max_attempts, read_timeout)
         if key not in self._clients:
             if self._session is None:
                 import aioboto3
 
                 self._session = aioboto3.Session()
             assert self._stack is not None
+            options: dict[str, Any] = {}
+            if max_attempts is not None:
+                options["retries"] = {"total_max_attempts": max_attempts, "mode": "standard"}
+            if read_timeout is not None:
+                options["read_timeout"] = read_timeout
+            from aiobotocore.config import AioConfig
+
             self._clients[key] = await self._stack.enter_async_context(
-                self._session.client(service, region_name=region_name, endpoint_url=endpoint_url)
+                self._session.client(
+                    service,
+                    region_name=region_name,
+                    endpoint_url=endpoint_url,
+                    config=AioConfig(**options) if options else None,
+                )
             )
         return self._clients[key]
 

@@ -55,6 +55,20 @@ class ModelResource(_Strict):
     provider_model_id: str | None = None
     model_type: Literal["llm", "embedding", "rerank"] = "llm"
     metadata: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list, description="Tried in order on failure.")
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
+
+
+class RoutingConfig(_Strict):
+    """How the inference router retries, falls back and breaks circuits (one place)."""
+
+    max_retries: int = Field(2, ge=0, le=10, description="Retries per model before falling back.")
+    backoff_base_seconds: float = Field(0.25, ge=0)
+    backoff_max_seconds: float = Field(8.0, ge=0)
+    timeout_seconds: float = Field(60.0, gt=0, description="Per attempt (time to first token).")
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_cooldown_seconds: float = Field(30.0, ge=0)
 
 
 class ShieldResource(_Strict):
@@ -128,6 +142,7 @@ class RunConfig(_Strict):
     vector_stores: list[VectorStoreResource] = Field(default_factory=list)
     storage: StorageConfig
     server: ServerConfig = Field(default_factory=ServerConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     # Where this config came from, for messages.
     source: str = Field(default="<memory>", exclude=True)
 
@@ -257,6 +272,14 @@ def _check_resources(config: RunConfig) -> None:
             if ident in ids:
                 raise ConfigError(f"{where}: duplicate id {ident!r}")
             ids.add(ident)
+    model_ids = {m.model_id for m in config.models}
+    for index, model in enumerate(config.models):
+        for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for target in getattr(model, field):
+                if target not in model_ids or target == model.model_id:
+                    raise ConfigError(
+                        f"models[{index}].{field}: {target!r} is not another model of this config"
+                    )
 
 
 def parse_config(raw: Any, source: str, env: Mapping[str, str] | None = None) -> RunConfig:

@@ -16,6 +16,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 _tenant: ContextVar[str] = ContextVar("llamda_tenant", default=DEFAULT_TENANT)
 _request_id: ContextVar[str | None] = ContextVar("llamda_request_id", default=None)
+_provider_data: ContextVar[dict[str, str] | None] = ContextVar("llamda_provider_data", default=None)
 
 
 def valid_tenant(tenant: str) -> bool:
@@ -44,3 +45,12 @@ def bind_request_id(candidate: str | None) -> str:
     )
     _request_id.set(request_id)
     return request_id
+
+
+def provider_data() -> dict[str, str]:
+    """Per-request provider credentials (Llama Stack's ``X-LlamaStack-Provider-Data``)."""
+    return _provider_data.get() or {}
+
+
+def bind_provider_data(data: dict[str, str] | None) -> None:
+    _provider_data.set(data)

@@ -75,3 +75,71 @@ class ServiceUnavailableError(LlamdaError):
 
 class ConfigError(Exception):
     """The run config is unusable; the message names the file and the bad key."""
+
+
+class UpstreamError(LlamdaError):
+    """A provider failed. ``retryable`` errors (throttling, 5xx, timeouts) are retried by the
+    inference router and count against the provider's circuit breaker."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, param=param, code=code)
+        if status_code is not None:
+            self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class UpstreamRateLimitError(UpstreamError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+    retryable = True
+
+
+class UpstreamUnavailableError(UpstreamError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "service_unavailable"
+    retryable = True
+
+
+class UpstreamTimeoutError(UpstreamUnavailableError):
+    status_code = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamBadRequestError(UpstreamError):
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class ContextWindowExceededError(UpstreamBadRequestError):
+    default_code = "context_length_exceeded"
+
+
+class ContentPolicyError(UpstreamBadRequestError):
+    """The provider refused on content policy (or a guardrail intervened): never retried."""
+
+    default_code = "content_policy_violation"
+
+
+class UnsupportedError(BadRequestError):
+    """The provider cannot do this (e.g. /v1/completions on Bedrock)."""
+
+    default_code = "unsupported"
+
+
+class GuardrailInterventionError(ContentPolicyError):
+    """A guardrail (ours or Bedrock's) blocked the content: never retried, never re-routed."""
+
+    default_code = "guardrail_intervened"

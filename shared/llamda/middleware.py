@@ -8,11 +8,37 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llamda.context import bind_request_id, current_request_id
-from llamda.errors import LlamdaError, PayloadTooLargeError
+from llamda.context import bind_provider_data, bind_request_id, current_request_id
+from llamda.errors import BadRequestError, LlamdaError, PayloadTooLargeError
 from llamda.observability import logger
 
 REQUEST_ID_HEADER = b"x-request-id"
+PROVIDER_DATA_HEADER = b"x-llamastack-provider-data"
+MAX_PROVIDER_DATA = 8192
+
+
+def parse_provider_data(raw: str | None) -> dict[str, str] | None:
+    """The provider-data header: a JSON object of string credentials. Its values are secrets:
+    they are never logged, and an error message never repeats them."""
+    if raw is None:
+        return None
+    if len(raw) > MAX_PROVIDER_DATA:
+        raise BadRequestError(
+            "X-LlamaStack-Provider-Data is too large", param="X-LlamaStack-Provider-Data"
+        )
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise BadRequestError(
+            "X-LlamaStack-Provider-Data must be a JSON object of string values",
+            param="X-LlamaStack-Provider-Data",
+            code="invalid_provider_data",
+        )
+    return data
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -48,6 +74,11 @@ class RequestContextMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        try:
+            bind_provider_data(parse_provider_data(_header(scope, PROVIDER_DATA_HEADER)))
+        except BadRequestError as exc:
+            await send_error(send, exc, bind_request_id(_header(scope, REQUEST_ID_HEADER)))
             return
         event = scope.get("aws.event") or {}
         gateway_id = (event.get("requestContext") or {}).get("requestId")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llamda.config import RunConfig
+from llamda.services.inference import InferenceService
 from llamda.services.inspect import InspectService
 from llamda.services.models import ModelsService
 from llamda.storage.objects import Objects, build_objects
@@ -16,9 +17,11 @@ class Stack:
         self.config = config
         self.records: Records = build_records(config.storage.records)
         self.objects: Objects = build_objects(config.storage.objects)
-        self.inspect = InspectService(config)
         self.models = ModelsService(config, self.records)
+        self.inference = InferenceService(config, self.models)
+        self.inspect = InspectService(config, self.inference.breaker_states)
 
     async def close(self) -> None:
+        await self.inference.close()
         await self.records.close()
         await self.objects.close()

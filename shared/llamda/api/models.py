@@ -26,6 +26,9 @@ class Model(BaseModel):
     model_type: ModelType
     metadata: dict[str, Any] = Field(default_factory=dict)
     type: Literal["model"] = "model"
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
     custom_metadata: dict[str, Any] = Field(
         default_factory=dict, description="Llama Stack's list view of the resource fields."
     )
@@ -53,6 +56,9 @@ class RegisterModelRequest(BaseModel):
     )
     model_type: ModelType = "llm"
     metadata: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list, max_length=8)
+    context_window_fallbacks: list[str] = Field(default_factory=list, max_length=8)
+    content_policy_fallbacks: list[str] = Field(default_factory=list, max_length=8)
 
     @field_validator("metadata")
     @classmethod

@@ -25,6 +25,7 @@ class ProviderSpec:
     config_class: type[BaseModel]
     description: str
     default_url: str | None = None
+    implementation: str = "llamda.providers.inference.remote_openai:RemoteOpenAIProvider"
 
     @property
     def remote(self) -> bool:
@@ -38,9 +39,19 @@ def _remote(provider_type: str, description: str, url: str | None = None) -> Pro
 SPECS: dict[tuple[str, str], ProviderSpec] = {
     (spec.api, spec.provider_type): spec
     for spec in [
-        ProviderSpec("inference", "bedrock", BedrockConfig, "Amazon Bedrock Converse API"),
         ProviderSpec(
-            "inference", "bedrock-openai", BedrockOpenAIConfig, "Bedrock OpenAI-compatible API"
+            "inference",
+            "bedrock",
+            BedrockConfig,
+            "Amazon Bedrock Converse API",
+            implementation="llamda.providers.inference.bedrock:BedrockProvider",
+        ),
+        ProviderSpec(
+            "inference",
+            "bedrock-openai",
+            BedrockOpenAIConfig,
+            "Bedrock OpenAI-compatible API",
+            implementation="llamda.providers.inference.remote_openai:BedrockOpenAIProvider",
         ),
         _remote("vllm", "vLLM OpenAI-compatible server"),
         _remote("tgi", "Hugging Face Text Generation Inference (Messages API)"),
@@ -48,7 +59,13 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
         _remote("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1"),
         _remote("together", "Together AI", "https://api.together.xyz/v1"),
         _remote("openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"),
-        ProviderSpec("inference", "llama-cpp", LlamaCppConfig, "Inline llama.cpp (local extra)"),
+        ProviderSpec(
+            "inference",
+            "llama-cpp",
+            LlamaCppConfig,
+            "Inline llama.cpp (local extra)",
+            implementation="llamda.providers.inference.llama_cpp:LlamaCppProvider",
+        ),
     ]
 }
 
@@ -59,3 +76,11 @@ def provider_types(api: str) -> list[str]:
 
 def get_spec(api: str, provider_type: str) -> ProviderSpec | None:
     return SPECS.get((api, provider_type))
+
+
+def load_implementation(spec: ProviderSpec) -> type:
+    """The provider class of a spec, imported on first use."""
+    import importlib
+
+    module, _, name = spec.implementation.partition(":")
+    return getattr(importlib.import_module(module), name)

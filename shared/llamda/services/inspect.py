@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from llamda import __version__
 from llamda.api.inspect import HealthInfo, ProviderInfo, RouteInfo, VersionInfo
@@ -15,8 +16,13 @@ _PROVIDER_API = {"models": "inference"}
 
 
 class InspectService:
-    def __init__(self, config: RunConfig):
+    def __init__(
+        self,
+        config: RunConfig,
+        breakers: Callable[[str], dict[str, Any]] = lambda _: {},
+    ):
         self._config = config
+        self._breakers = breakers
 
     def health(self) -> HealthInfo:
         return HealthInfo(status="OK")
@@ -31,14 +37,19 @@ class InspectService:
                 provider_id=entry.provider_id,
                 provider_type=entry.provider_type,
                 config=entry.settings.model_dump(mode="json") if entry.settings else {},
-                health={
-                    "status": "Not Implemented",
-                    "message": "Provider does not implement health check",
-                },
+                health=self._health(api, entry.provider_id),
             )
             for api, entries in self._config.providers.items()
             for entry in entries
         ]
+
+    def _health(self, api: str, provider_id: str) -> dict[str, Any]:
+        """Circuit breaker state per provider model, as this process has seen it."""
+        breakers = self._breakers(provider_id) if api == "inference" else {}
+        if not breakers:
+            return {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
+        status = "OK" if all(b["state"] == "closed" for b in breakers.values()) else "Error"
+        return {"status": status, "breakers": breakers}
 
     def provider(self, provider_id: str) -> ProviderInfo:
         for info in self.providers():

@@ -24,6 +24,9 @@ def _model(record: dict[str, Any], source: str) -> Model:
         provider_resource_id=provider_resource_id,
         model_type=record["model_type"],
         metadata=record.get("metadata") or {},
+        fallbacks=record.get("fallbacks") or [],
+        context_window_fallbacks=record.get("context_window_fallbacks") or [],
+        content_policy_fallbacks=record.get("content_policy_fallbacks") or [],
         custom_metadata={
             **(record.get("metadata") or {}),
             "model_type": record["model_type"],
@@ -74,12 +77,25 @@ class ModelsService:
                     "embedding models need metadata.embedding_dimension (a positive integer)",
                     param="metadata.embedding_dimension",
                 )
+        for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+            for target in getattr(request, field):
+                if target == request.model_id:
+                    raise BadRequestError("a model cannot fall back to itself", param=field)
+                try:
+                    await self.get(target)
+                except NotFoundError:
+                    raise BadRequestError(
+                        f"{field}: unknown model {target!r}", param=field
+                    ) from None
         record = {
             "model_id": request.model_id,
             "provider_id": provider_id,
             "provider_model_id": request.provider_model_id or request.model_id,
             "model_type": request.model_type,
             "metadata": request.metadata,
+            "fallbacks": request.fallbacks,
+            "context_window_fallbacks": request.context_window_fallbacks,
+            "content_policy_fallbacks": request.content_policy_fallbacks,
             "created": int(time.time()),
         }
         try:

@@ -1,0 +1,310 @@
+"""The remote OpenAI-compatible family: vLLM, TGI, Ollama, Fireworks, Together, OpenAI (and
+Bedrock's OpenAI-compatible endpoint). One implementation over httpx; types differ by defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from llamda.api.inference import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+)
+from llamda.aws import clients, error_code
+from llamda.context import provider_data
+from llamda.errors import (
+    AuthenticationError,
+    ContentPolicyError,
+    ContextWindowExceededError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+    UpstreamBadRequestError,
+    UpstreamError,
+    UpstreamRateLimitError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from llamda.providers.inference.config import BedrockOpenAIConfig, RemoteOpenAIConfig
+
+_CONTEXT_HINTS = (
+    "context length",
+    "context window",
+    "maximum context",
+    "too many tokens",
+    "context_length",
+)
+_POLICY_HINTS = ("content policy", "content_policy", "safety system", "flagged")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def map_http_error(provider_id: str, response: httpx.Response, body: bytes) -> UpstreamError:
+    """An upstream HTTP error as our error, keeping the provider's message."""
+    try:
+        payload = json.loads(body)
+        err = payload.get("error", payload) if isinstance(payload, dict) else {}
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        message = message or body.decode(errors="replace")[:500]
+    except ValueError:
+        message = body.decode(errors="replace")[:500] or response.reason_phrase
+    text = f"{provider_id}: {message}"
+    status = response.status_code
+    lowered = message.lower()
+    if status == 429:
+        return UpstreamRateLimitError(text, retry_after=_retry_after(response))
+    if status in (408, 504):
+        return UpstreamTimeoutError(text)
+    if status >= 500:
+        return UpstreamUnavailableError(text, status_code=503, retry_after=_retry_after(response))
+    if status == 401:
+        error: UpstreamError = UpstreamBadRequestError(
+            text, status_code=401, code="invalid_api_key"
+        )
+        error.error_type = AuthenticationError.error_type
+        return error
+    if status == 403:
+        error = UpstreamBadRequestError(text, status_code=403, code="permission_denied")
+        error.error_type = PermissionDeniedError.error_type
+        return error
+    if status == 404:
+        return UpstreamBadRequestError(text, status_code=404, code="model_not_found", param="model")
+    if any(h in lowered for h in _CONTEXT_HINTS):
+        return ContextWindowExceededError(text)
+    if any(h in lowered for h in _POLICY_HINTS):
+        return ContentPolicyError(text)
+    return UpstreamBadRequestError(
+        text, status_code=400 if status < 400 or status > 499 else status
+    )
+
+
+class RemoteOpenAIProvider:
+    """Talks to ``{url}/chat/completions``, ``/completions`` and ``/embeddings``."""
+
+    def __init__(self, provider_id: str, provider_type: str, config: RemoteOpenAIConfig):
+        self.provider_id = provider_id
+        self.provider_type = provider_type
+        self._config = config
+        self._base = config.url.rstrip("/")
+        self._client: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stored_key: str | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _auth(self) -> httpx.Auth | None:
+        return None
+
+    def _http(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self._config.timeout_seconds, connect=10.0),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                auth=self._auth(),
+            )
+            self._loop = loop
+        return self._client
+
+    async def _api_key(self) -> str | None:
+        per_request = provider_data()
+        for key in (
+            f"{self.provider_type}_api_key",
+            f"{self.provider_type.replace('-', '_')}_api_key",
+            f"{self.provider_type}_api_token",
+        ):
+            if per_request.get(key):
+                return per_request[key]
+        if self._config.api_key is not None:
+            return self._config.api_key.get_secret_value()
+        if self._config.api_key_parameter:
+            if self._stored_key is None:
+                self._stored_key = await read_secret(self._config.api_key_parameter)
+            return self._stored_key
+        return None
+
+    async def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self._config.extra_headers}
+        key = await self._api_key()
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def _model(self, model: str) -> str:
+        return self._config.model_map.get(model, model)
+
+    def _body(self, request: Any, model: str, **overrides: Any) -> dict[str, Any]:
+        body = request.model_dump(exclude_none=True, by_alias=True)
+        body.pop("guardrails", None)  # ours, not the upstream's
+        body.update(model=self._model(model), **overrides)
+        return body
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._http().post(
+                f"{self._base}{path}", json=body, headers=await self._headers()
+            )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeoutError(
+                f"{self.provider_id}: timed out ({type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailableError(
+                f"{self.provider_id}: {type(exc).__name__}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            raise map_http_error(self.provider_id, response, response.content)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamUnavailableError(f"{self.provider_id}: reply is not JSON") from None
+
+    async def _stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async with self._http().stream(
+                "POST", f"{self._base}{path}", json=body, headers=await self._headers()
+            ) as response:
+                if response.status_code >= 400:
+                    raise map_http_error(self.provider_id, response, await response.aread())
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        event = json.loads(data)
+                    except ValueError:
+                        raise UpstreamUnavailableError(
+                            f"{self.provider_id}: bad stream event"
+                        ) from None
+                    if isinstance(event, dict) and "error" in event:
+                        err = event["error"]
+                        message = err.get("message") if isinstance(err, dict) else str(err)
+                        raise UpstreamUnavailableError(f"{self.provider_id}: {message}")
+                    yield event
+        except httpx.TimeoutException:
+            raise UpstreamTimeoutError(f"{self.provider_id}: timed out") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailableError(
+                f"{self.provider_id}: {type(exc).__name__}: {exc}"
+            ) from None
+
+    # -- the Protocol -----------------------------------------------------------------------
+
+    async def chat(self, request: ChatCompletionRequest, model: str) -> ChatCompletion:
+        reply = await self._post("/chat/completions", self._body(request, model, stream=False))
+        reply.setdefault("usage", {})
+        return ChatCompletion.model_validate(reply)
+
+    async def chat_stream(
+        self, request: ChatCompletionRequest, model: str
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        body = self._body(request, model, stream=True, stream_options={"include_usage": True})
+        async for event in self._stream("/chat/completions", body):
+            yield ChatCompletionChunk.model_validate(event)
+
+    async def completion(self, request: CompletionRequest, model: str) -> Completion:
+        reply = await self._post("/completions", self._body(request, model, stream=False))
+        return Completion.model_validate(reply)
+
+    async def completion_stream(
+        self, request: CompletionRequest, model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        body = self._body(request, model, stream=True, stream_options={"include_usage": True})
+        async for event in self._stream("/completions", body):
+            yield event
+
+    async def embeddings(self, request: EmbeddingsRequest, model: str) -> EmbeddingsResponse:
+        reply = await self._post("/embeddings", self._body(request, model))
+        return EmbeddingsResponse.model_validate(reply)
+
+    async def close(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aclose()
+        self._client = None
+
+
+async def read_secret(name: str) -> str:
+    """An API key from Secrets Manager (an ARN) or SSM Parameter Store (a name)."""
+    try:
+        if name.startswith("arn:aws:secretsmanager:"):
+            sm = await clients.client("secretsmanager")
+            return (await sm.get_secret_value(SecretId=name))["SecretString"]
+        ssm = await clients.client("ssm")
+        reply = await ssm.get_parameter(Name=name, WithDecryption=True)
+        return reply["Parameter"]["Value"]
+    except Exception as exc:
+        code = error_code(exc)
+        # The deployment is misconfigured: a 503 for the client, not its mistake.
+        raise ServiceUnavailableError(
+            f"cannot read the provider API key from {name!r}: {code or type(exc).__name__}"
+        ) from None
+
+
+class SigV4Auth(httpx.Auth):
+    """Signs requests with the AWS credentials of the environment (service ``bedrock``)."""
+
+    requires_request_body = True
+
+    def __init__(self, region: str):
+        import boto3
+
+        self._region = region
+        self._credentials = boto3.Session().get_credentials()
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        from botocore.auth import SigV4Auth as BotoSigV4
+        from botocore.awsrequest import AWSRequest
+
+        if self._credentials is None:
+            raise UpstreamBadRequestError(
+                "no AWS credentials to sign Bedrock requests", status_code=401
+            )
+        aws = AWSRequest(
+            method=request.method,
+            url=str(request.url),
+            data=request.content,
+            headers={"content-type": request.headers.get("content-type", "application/json")},
+        )
+        BotoSigV4(self._credentials.get_frozen_credentials(), "bedrock", self._region).add_auth(aws)
+        for name, value in aws.headers.items():
+            request.headers[name] = value
+        yield request
+
+
+class BedrockOpenAIProvider(RemoteOpenAIProvider):
+    """Bedrock's OpenAI-compatible Chat Completions endpoint: a Bedrock API key as the bearer
+    token, or SigV4 with the environment's AWS credentials when no key is configured."""
+
+    def __init__(self, provider_id: str, provider_type: str, config: BedrockOpenAIConfig):
+        import os
+
+        self._region = (
+            config.region_name
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1"
+        )
+        url = config.base_url or f"https://bedrock-runtime.{self._region}.amazonaws.com/openai/v1"
+        remote = RemoteOpenAIConfig(
+            url=url, api_key=config.api_key, timeout_seconds=config.timeout_seconds
+        )
+        super().__init__(provider_id, provider_type, remote)
+
+    def _auth(self) -> httpx.Auth | None:
+        return None if self._config.api_key is not None else SigV4Auth(self._region)

@@ -1,0 +1,107 @@
+"""POST /v1/chat/completions, /v1/completions, /v1/embeddings (OpenAI-compatible)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from llamda.api.errors import error_responses
+from llamda.api.inference import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+)
+from llamda.errors import LlamdaError
+from llamda.observability import logger
+from llamda.routers import get_stack
+from llamda.services.inference import Served
+from llamda.stack import Stack
+
+router = APIRouter(tags=["inference"])
+StackDep = Annotated[Stack, Depends(get_stack)]
+ERRORS = error_responses(400, 404, 413, 429, 503)
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _served_headers(served: Served[Any]) -> dict[str, str]:
+    return {"x-llamda-provider": served.provider_id, "x-llamda-model": served.model.id}
+
+
+def _sse(served: Served[AsyncIterator[Any]], include_usage: bool) -> StreamingResponse:
+    """Server-sent events: ``data: {json}`` per chunk, then ``data: [DONE]``. An error after
+    the first chunk is sent as an ``error`` event (the stream does not switch provider)."""
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in served.value:
+                data = (
+                    chunk.model_dump(exclude_none=True) if isinstance(chunk, BaseModel) else chunk
+                )
+                if not include_usage:
+                    if not data.get("choices"):
+                        continue  # the usage-only chunk
+                    data.pop("usage", None)
+                yield f"data: {json.dumps(data)}\n\n".encode()
+        except LlamdaError as exc:
+            logger.warning(
+                "stream failed after it started", provider=served.provider_id, error=exc.message
+            )
+            yield f"data: {json.dumps(exc.to_dict())}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={**SSE_HEADERS, **_served_headers(served)}
+    )
+
+
+@router.post(
+    "/v1/chat/completions",
+    summary="Create a chat completion",
+    description="OpenAI-compatible; `stream: true` answers with server-sent events.",
+    response_model=ChatCompletion,
+    responses=ERRORS,
+)
+async def chat_completions(body: ChatCompletionRequest, stack: StackDep, response: Response) -> Any:
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _sse(await stack.inference.chat_stream(body), include_usage)
+    served = await stack.inference.chat(body)
+    response.headers.update(_served_headers(served))
+    return served.value
+
+
+@router.post(
+    "/v1/completions",
+    summary="Create a completion (prompt continuation)",
+    response_model=Completion,
+    responses=ERRORS,
+)
+async def completions(body: CompletionRequest, stack: StackDep, response: Response) -> Any:
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return _sse(await stack.inference.completion_stream(body), include_usage)
+    served = await stack.inference.completion(body)
+    response.headers.update(_served_headers(served))
+    return served.value
+
+
+@router.post(
+    "/v1/embeddings",
+    summary="Create embeddings",
+    response_model=EmbeddingsResponse,
+    responses=ERRORS,
+)
+async def embeddings(
+    body: EmbeddingsRequest, stack: StackDep, response: Response
+) -> EmbeddingsResponse:
+    served = await stack.inference.embeddings(body)
+    response.headers.update(_served_headers(served))
+    return served.value

@@ -1,0 +1,392 @@
+"""A wire-level fake of the Amazon Bedrock Runtime API, for real boto3/aioboto3 clients.
+
+Built from the public API reference: Converse (POST /model/{modelId}/converse), ConverseStream
+(POST /model/{modelId}/converse-stream, ``application/vnd.amazon.eventstream`` binary frames:
+prelude, headers, CRC32s), InvokeModel for Titan/Cohere embeddings and ApplyGuardrail. Errors
+use the rest-json protocol (``x-amzn-ErrorType`` + ``{"message"}``).
+
+Replies are scripted per model (``fake.script(model, ...)``); unscripted chat echoes the last
+user text. Every request is recorded in ``fake.calls``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import struct
+import threading
+import time
+import zlib
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+ERROR_STATUS = {
+    "ThrottlingException": 429,
+    "ValidationException": 400,
+    "AccessDeniedException": 403,
+    "ResourceNotFoundException": 404,
+    "ModelNotReadyException": 429,
+    "ServiceUnavailableException": 503,
+    "ModelTimeoutException": 408,
+    "InternalServerException": 500,
+    "ModelErrorException": 424,
+}
+
+
+def encode_event(headers: dict[str, str], payload: bytes) -> bytes:
+    """One AWS event-stream message: prelude (total length, headers length), prelude CRC,
+    headers (name, type 7 = string, value), payload, message CRC."""
+    raw_headers = b""
+    for name, value in headers.items():
+        n, v = name.encode(), value.encode()
+        raw_headers += struct.pack(">B", len(n)) + n + b"\x07" + struct.pack(">H", len(v)) + v
+    total = 4 + 4 + 4 + len(raw_headers) + len(payload) + 4
+    prelude = struct.pack(">II", total, len(raw_headers))
+    message = prelude + struct.pack(">I", zlib.crc32(prelude)) + raw_headers + payload
+    return message + struct.pack(">I", zlib.crc32(message))
+
+
+def event(event_type: str, body: dict[str, Any]) -> bytes:
+    return encode_event(
+        {":event-type": event_type, ":content-type": "application/json", ":message-type": "event"},
+        json.dumps(body).encode(),
+    )
+
+
+def exception_event(exception_type: str, message: str) -> bytes:
+    return encode_event(
+        {
+            ":exception-type": exception_type,
+            ":content-type": "application/json",
+            ":message-type": "exception",
+        },
+        json.dumps({"message": message}).encode(),
+    )
+
+
+def fake_embedding(text: str, dimensions: int) -> list[float]:
+    """Deterministic and meaningful enough for retrieval tests: hashed bag of words, unit norm."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        digest = hashlib.sha256(word.encode()).digest()
+        index = int.from_bytes(digest[:4], "big") % dimensions
+        vector[index] += 1.0 if digest[4] % 2 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def sample_for_schema(schema: dict[str, Any]) -> Any:
+    """A value that satisfies a (simple) JSON schema, as a model in tool mode would produce."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object" or "properties" in schema:
+        return {k: sample_for_schema(v) for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [sample_for_schema(schema.get("items", {"type": "string"}))]
+    return {"string": "sample", "integer": 1, "number": 1.5, "boolean": True}.get(kind, "sample")
+
+
+@dataclass
+class Reply:
+    """One scripted reply. ``error`` = (code, message); ``stream_error`` breaks a stream after
+    ``stream_error_after`` text deltas; ``delay`` waits before answering."""
+
+    text: str | None = None
+    tool: dict[str, Any] | None = None
+    stop_reason: str | None = None
+    error: tuple[str, str] | None = None
+    stream_error: tuple[str, str] | None = None
+    stream_error_after: int = 1
+    delay: float = 0.0
+    usage: dict[str, int] | None = None
+    guardrail: dict[str, Any] | None = None
+
+
+@dataclass
+class FakeBedrock:
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
+    token_delay: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    endpoint: str = ""
+
+    def script(self, model: str, *replies: Reply) -> None:
+        with self.lock:
+            self.scripts[model].extend(replies)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.scripts.clear()
+
+    def next_reply(self, key: str) -> Reply | None:
+        with self.lock:
+            queue = self.scripts.get(key)
+            return queue.popleft() if queue else None
+
+    def calls_for(self, op: str, model: str | None = None) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["op"] == op and (model is None or c["model"] == model)]
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") != "user":
+            continue
+        texts = [b["text"] for b in message.get("content", []) if "text" in b]
+        results = [
+            c.get("text", "")
+            for b in message.get("content", [])
+            if "toolResult" in b
+            for c in b["toolResult"].get("content", [])
+        ]
+        if texts or results:
+            return " ".join(texts + results)
+    return ""
+
+
+def _words(body: dict[str, Any]) -> int:
+    count = 0
+    for message in body.get("messages", []):
+        for block in message.get("content", []):
+            count += len(str(block.get("text", "")).split())
+    for block in body.get("system", []):
+        count += len(block.get("text", "").split())
+    return max(count, 1)
+
+
+def _plan(body: dict[str, Any], reply: Reply | None) -> dict[str, Any]:
+    """What the model "says": text and/or a tool use, a stop reason and usage."""
+    tool_config = body.get("toolConfig") or {}
+    forced = (tool_config.get("toolChoice") or {}).get("tool", {}).get("name")
+    tool = reply.tool if reply else None
+    text = reply.text if reply else None
+    if reply is None or (text is None and tool is None):
+        if forced:
+            spec = next(
+                t["toolSpec"] for t in tool_config["tools"] if t["toolSpec"]["name"] == forced
+            )
+            tool = {"name": forced, "input": sample_for_schema(spec["inputSchema"]["json"])}
+        else:
+            text = f"You said: {_last_user_text(body)}"
+    max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+    stop = (
+        reply.stop_reason if reply and reply.stop_reason else ("tool_use" if tool else "end_turn")
+    )
+    if text is not None and max_tokens and len(text.split()) > max_tokens:
+        text = " ".join(text.split()[:max_tokens])
+        stop = "max_tokens"
+    output_tokens = len((text or "").split()) + (
+        len(json.dumps(tool["input"]).split()) if tool else 0
+    )
+    usage = (reply.usage if reply and reply.usage else None) or {
+        "inputTokens": _words(body),
+        "outputTokens": output_tokens,
+        "totalTokens": _words(body) + output_tokens,
+    }
+    return {"text": text, "tool": tool, "stop": stop, "usage": usage}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    fake: FakeBedrock
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        return
+
+    def _json(self, status: int, body: dict[str, Any], error_type: str | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-amzn-requestid", "fake-" + hashlib.md5(data).hexdigest()[:12])
+        if error_type:
+            self.send_header("x-amzn-errortype", f"{error_type}:http://internal.amazon.com/coral/")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, code: str, message: str) -> None:
+        self._json(ERROR_STATUS.get(code, 400), {"message": message}, code)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            self._error("ValidationException", "body is not JSON")
+            return
+        match = re.match(r"^/model/([^/]+)/(converse|converse-stream|invoke)$", self.path)
+        guard = re.match(r"^/guardrail/([^/]+)/version/([^/]+)/apply$", self.path)
+        if match:
+            model, op = unquote(match.group(1)), match.group(2)
+        elif guard:
+            model, op = f"{unquote(guard.group(1))}:{unquote(guard.group(2))}", "apply-guardrail"
+        else:
+            self._error("ResourceNotFoundException", f"unknown path {self.path}")
+            return
+        with self.fake.lock:
+            self.fake.calls.append(
+                {"op": op, "model": model, "body": body, "headers": dict(self.headers)}
+            )
+        reply = self.fake.next_reply(model)
+        if reply and reply.delay:
+            time.sleep(reply.delay)
+        if reply and reply.error:
+            self._error(*reply.error)
+            return
+        if op == "converse":
+            self._converse(body, reply)
+        elif op == "converse-stream":
+            self._converse_stream(body, reply)
+        elif op == "invoke":
+            self._invoke(model, body)
+        else:
+            self._apply_guardrail(body, reply)
+
+    def _converse(self, body: dict[str, Any], reply: Reply | None) -> None:
+        if not body.get("messages"):
+            self._error("ValidationException", "messages is required")
+            return
+        plan = _plan(body, reply)
+        content: list[dict[str, Any]] = []
+        if plan["text"] is not None:
+            content.append({"text": plan["text"]})
+        if plan["tool"]:
+            content.append(
+                {
+                    "toolUse": {
+                        "toolUseId": "tooluse_fake01",
+                        "name": plan["tool"]["name"],
+                        "input": plan["tool"]["input"],
+                    }
+                }
+            )
+        self._json(
+            200,
+            {
+                "output": {"message": {"role": "assistant", "content": content}},
+                "stopReason": plan["stop"],
+                "usage": plan["usage"],
+                "metrics": {"latencyMs": 1},
+            },
+        )
+
+    def _converse_stream(self, body: dict[str, Any], reply: Reply | None) -> None:
+        plan = _plan(body, reply)
+        self.send_response(200)
+        self.send_header("content-type", "application/vnd.amazon.eventstream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("x-amzn-requestid", "fake-stream")
+        self.end_headers()
+
+        def send(frame: bytes) -> None:
+            self.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
+            self.wfile.flush()
+            if self.fake.token_delay:
+                time.sleep(self.fake.token_delay)
+
+        send(event("messageStart", {"role": "assistant"}))
+        index = 0
+        if plan["text"] is not None:
+            words = plan["text"].split(" ")
+            for i, word in enumerate(words):
+                if reply and reply.stream_error and i == reply.stream_error_after:
+                    send(exception_event(reply.stream_error[0], reply.stream_error[1]))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
+                piece = word if i == 0 else f" {word}"
+                send(
+                    event(
+                        "contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}}
+                    )
+                )
+            send(event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
+        if plan["tool"]:
+            start = {"toolUse": {"toolUseId": "tooluse_fake01", "name": plan["tool"]["name"]}}
+            send(event("contentBlockStart", {"contentBlockIndex": index, "start": start}))
+            encoded = json.dumps(plan["tool"]["input"])
+            for part in (encoded[: len(encoded) // 2], encoded[len(encoded) // 2 :]):
+                send(
+                    event(
+                        "contentBlockDelta",
+                        {"contentBlockIndex": index, "delta": {"toolUse": {"input": part}}},
+                    )
+                )
+            send(event("contentBlockStop", {"contentBlockIndex": index}))
+        send(event("messageStop", {"stopReason": plan["stop"]}))
+        send(event("metadata", {"usage": plan["usage"], "metrics": {"latencyMs": 1}}))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _invoke(self, model: str, body: dict[str, Any]) -> None:
+        if "cohere" in model:
+            texts = body.get("texts")
+            if not isinstance(texts, list):
+                self._error("ValidationException", "texts is required")
+                return
+            self._json(
+                200,
+                {
+                    "id": "fake",
+                    "embeddings": [fake_embedding(t, 1024) for t in texts],
+                    "texts": texts,
+                },
+            )
+            return
+        text = body.get("inputText")
+        if not isinstance(text, str) or not text:
+            self._error("ValidationException", "inputText is required")
+            return
+        dimensions = body.get("dimensions", 1024)
+        if dimensions not in (256, 512, 1024):
+            self._error("ValidationException", "dimensions must be 256, 512 or 1024")
+            return
+        self._json(
+            200,
+            {
+                "embedding": fake_embedding(text, dimensions),
+                "inputTextTokenCount": len(text.split()),
+            },
+        )
+
+    def _apply_guardrail(self, body: dict[str, Any], reply: Reply | None) -> None:
+        if reply and reply.guardrail is not None:
+            self._json(200, reply.guardrail)
+            return
+        self._json(
+            200,
+            {
+                "usage": {"topicPolicyUnits": 1, "contentPolicyUnits": 1},
+                "action": "NONE",
+                "outputs": [],
+                "assessments": [{}],
+            },
+        )
+
+
+class FakeBedrockServer:
+    """The fake on a free localhost port, in a thread."""
+
+    def __init__(self) -> None:
+        self.fake = FakeBedrock()
+        handler = type("Handler", (_Handler,), {"fake": self.fake})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.fake.endpoint = self.endpoint
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeBedrockServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

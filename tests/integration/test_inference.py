@@ -1,0 +1,547 @@
+"""Inference through the live local server with the official SDKs: Bedrock (the wire-level
+fake, reached by real aioboto3 clients) and the remote OpenAI-compatible provider (a second
+live Llamda server, itself backed by the fake), with retries, fallbacks and breakers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+from llama_stack_client import LlamaStackClient
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.fakes.bedrock import FakeBedrockServer, Reply
+
+LLAMA = "us.meta.llama3-1-8b-instruct-v1:0"
+
+UPSTREAM_CONFIG = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - {provider_id: bedrock, provider_type: bedrock, config: {region_name: us-east-1, endpoint_url: "ENDPOINT"}}
+models:
+  - {model_id: upstream-llama, provider_id: bedrock, provider_model_id: upstream-model}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+"""
+
+MAIN_CONFIG = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - {provider_id: bedrock, provider_type: bedrock, config: {region_name: us-east-1, endpoint_url: "ENDPOINT"}}
+    - {provider_id: vllm, provider_type: vllm, config: {url: "UPSTREAM/v1", api_key: upstream-key}}
+models:
+  - {model_id: llama, provider_id: bedrock, provider_model_id: LLAMA}
+  - {model_id: flaky, provider_id: bedrock, provider_model_id: flaky-model, fallbacks: [remote-llama]}
+  - {model_id: breaker, provider_id: bedrock, provider_model_id: breaker-model, fallbacks: [remote-llama]}
+  - {model_id: small-ctx, provider_id: bedrock, provider_model_id: small-model, context_window_fallbacks: [llama]}
+  - {model_id: remote-llama, provider_id: vllm, provider_model_id: upstream-llama}
+  - {model_id: titan, provider_id: bedrock, provider_model_id: "amazon.titan-embed-text-v2:0", model_type: embedding, metadata: {embedding_dimension: 1024}}
+  - {model_id: cohere, provider_id: bedrock, provider_model_id: cohere.embed-english-v3, model_type: embedding, metadata: {embedding_dimension: 1024}}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+routing: {max_retries: 2, backoff_base_seconds: 0.01, backoff_max_seconds: 0.5, breaker_failure_threshold: 3, breaker_cooldown_seconds: 60, timeout_seconds: 5}
+"""
+
+
+@pytest.fixture(scope="module")
+def servers(
+    fake_bedrock: FakeBedrockServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    up_home = tmp_path_factory.mktemp("upstream")
+    (up_home / "run.yaml").write_text(UPSTREAM_CONFIG.replace("ENDPOINT", fake_bedrock.endpoint))
+    upstream = start_server(up_home / "run.yaml", up_home)
+    home = tmp_path_factory.mktemp("main")
+    config = (
+        MAIN_CONFIG.replace("ENDPOINT", fake_bedrock.endpoint)
+        .replace("UPSTREAM", upstream.url)
+        .replace("LLAMA", LLAMA)
+    )
+    (home / "run.yaml").write_text(config)
+    main = start_server(home / "run.yaml", home)
+    yield main, upstream
+    stop_server(main)
+    stop_server(upstream)
+
+
+@pytest.fixture
+def fake(fake_bedrock: FakeBedrockServer):  # type: ignore[no-untyped-def]
+    fake_bedrock.fake.reset()
+    return fake_bedrock.fake
+
+
+@pytest.fixture(scope="module")
+def main(servers: tuple[LiveServer, LiveServer]) -> LiveServer:
+    return servers[0]
+
+
+@pytest.fixture(scope="module")
+def client(main: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{main.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_chat_plain_maps_messages_and_parameters(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    raw = client.chat.completions.with_raw_response.create(
+        model="llama",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "No emojis."}]},
+            {"role": "user", "content": "hello world"},
+        ],
+        temperature=0.2,
+        top_p=0.9,
+        max_tokens=50,
+        stop=["END"],
+        seed=7,
+        user="u-1",
+    )
+    reply = raw.parse()
+    assert raw.headers["x-llamda-provider"] == "bedrock"
+    assert reply.choices[0].message.content == "You said: hello world"
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.model == "llama"
+    assert reply.usage.prompt_tokens == 6 and reply.usage.completion_tokens == 4
+    assert reply.usage.total_tokens == 10
+    (call,) = fake.calls_for("converse", LLAMA)
+    body = call["body"]
+    assert body["system"] == [{"text": "Be brief."}, {"text": "No emojis."}]
+    assert body["messages"] == [{"role": "user", "content": [{"text": "hello world"}]}]
+    assert body["inferenceConfig"] == {
+        "maxTokens": 50,
+        "temperature": 0.2,
+        "topP": 0.9,
+        "stopSequences": ["END"],
+    }
+
+
+def test_max_tokens_maps_to_length(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(LLAMA, Reply(text="one two three four five six"))
+    reply = client.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "count"}], max_completion_tokens=3
+    )
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.choices[0].message.content == "one two three"
+
+
+def test_image_parts_reach_converse_as_bytes(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+    client.chat.completions.create(
+        model="llama",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is this"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                ],
+            }
+        ],
+    )
+    block = fake.calls_for("converse", LLAMA)[0]["body"]["messages"][0]["content"][1]
+    assert block["image"]["format"] == "png"
+    assert base64.b64decode(block["image"]["source"]["bytes"]) == b"\x89PNG\r\n\x1a\nfake"
+
+
+def test_tools_round_trip(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        }
+    ]
+    fake.script(LLAMA, Reply(tool={"name": "get_weather", "input": {"city": "Paris"}}))
+    first = client.chat.completions.create(
+        model="llama",
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=tools,
+        tool_choice="auto",
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {
+        "city": "Paris"
+    }
+    sent = fake.calls_for("converse", LLAMA)[0]["body"]["toolConfig"]
+    assert sent["toolChoice"] == {"auto": {}}
+    assert sent["tools"][0]["toolSpec"]["inputSchema"]["json"]["required"] == ["city"]
+
+    final = client.chat.completions.create(
+        model="llama",
+        messages=[
+            {"role": "user", "content": "weather in Paris?"},
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"},
+        ],
+        tools=tools,
+    )
+    assert final.choices[0].message.content == "You said: 18C and sunny"
+    turns = fake.calls_for("converse", LLAMA)[1]["body"]["messages"]
+    assert turns[1]["content"][0]["toolUse"] == {
+        "toolUseId": call.id,
+        "name": "get_weather",
+        "input": {"city": "Paris"},
+    }
+    assert turns[2]["content"][0]["toolResult"]["toolUseId"] == call.id
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected"),
+    [
+        ("required", {"any": {}}),
+        ({"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}}),
+    ],
+)
+def test_tool_choice_mapping(client: openai.OpenAI, fake, choice, expected) -> None:  # type: ignore[no-untyped-def]
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
+    client.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "x"}], tools=tools, tool_choice=choice
+    )
+    assert fake.calls_for("converse", LLAMA)[0]["body"]["toolConfig"]["toolChoice"] == expected
+
+
+def test_tool_choice_none_sends_no_tools(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
+    reply = client.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "x"}], tools=tools, tool_choice="none"
+    )
+    assert reply.choices[0].message.tool_calls is None
+    assert "toolConfig" not in fake.calls_for("converse", LLAMA)[0]["body"]
+
+
+def test_json_schema_response_format(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["name", "age"],
+    }
+    reply = client.chat.completions.create(
+        model="llama",
+        messages=[{"role": "user", "content": "a person"}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": schema},
+        },
+    )
+    data = json.loads(reply.choices[0].message.content)
+    assert set(data) == {"name", "age", "tags"} and isinstance(data["age"], int)
+    assert reply.choices[0].finish_reason == "stop" and reply.choices[0].message.tool_calls is None
+    sent = fake.calls_for("converse", LLAMA)[0]["body"]["toolConfig"]
+    assert sent["toolChoice"] == {"tool": {"name": "json_response"}}
+    assert sent["tools"][0]["toolSpec"]["inputSchema"]["json"] == schema
+
+
+def test_json_object_adds_an_instruction(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(LLAMA, Reply(text='{"ok": true}'))
+    reply = client.chat.completions.create(
+        model="llama",
+        messages=[{"role": "user", "content": "x"}],
+        response_format={"type": "json_object"},
+    )
+    assert json.loads(reply.choices[0].message.content) == {"ok": True}
+    assert "JSON" in fake.calls_for("converse", LLAMA)[0]["body"]["system"][-1]["text"]
+
+
+def test_streaming_with_usage(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    stream = client.chat.completions.create(
+        model="llama",
+        messages=[{"role": "user", "content": "stream me please"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "You said: stream me please"
+    assert (
+        len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 5
+    )  # token by token
+    finishes = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finishes == ["stop"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == 3 + 5
+    assert fake.calls_for("converse-stream", LLAMA)
+
+
+def test_streaming_without_usage_has_no_usage_chunk(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    chunks = list(
+        client.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+    )
+    assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
+
+
+def test_streaming_tool_calls(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(LLAMA, Reply(tool={"name": "lookup", "input": {"q": "llamas", "n": 3}}))
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
+    chunks = list(
+        client.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "x"}], tools=tools, stream=True
+        )
+    )
+    deltas = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert deltas[0].id == "tooluse_fake01" and deltas[0].function.name == "lookup"
+    arguments = "".join(d.function.arguments or "" for d in deltas)
+    assert json.loads(arguments) == {"q": "llamas", "n": 3}
+    assert [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ] == ["tool_calls"]
+
+
+def test_error_after_first_token_ends_stream_without_switching(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(
+        "flaky-model",
+        Reply(
+            text="partial answer then boom",
+            stream_error=("modelStreamErrorException", "model crashed"),
+            stream_error_after=2,
+        ),
+    )
+    received = []
+    with pytest.raises(openai.APIError, match="model crashed"):
+        for chunk in client.chat.completions.create(
+            model="flaky", messages=[{"role": "user", "content": "x"}], stream=True
+        ):
+            received.append(chunk)
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in received if c.choices) == "partial answer"
+    )
+    assert not fake.calls_for(
+        "converse-stream", "upstream-model"
+    )  # no fallback once tokens were sent
+
+
+def test_retries_then_succeeds(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(
+        LLAMA,
+        Reply(error=("ThrottlingException", "Too many requests")),
+        Reply(error=("ServiceUnavailableException", "busy")),
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model="llama", messages=[{"role": "user", "content": "persist"}]
+    )
+    assert raw.parse().choices[0].message.content == "You said: persist"
+    assert raw.headers["x-llamda-provider"] == "bedrock"
+    assert len(fake.calls_for("converse", LLAMA)) == 3
+
+
+def test_fallback_to_remote_provider(client: openai.OpenAI, fake, main: LiveServer) -> None:  # type: ignore[no-untyped-def]
+    fake.script("flaky-model", *[Reply(error=("InternalServerException", "boom"))] * 3)
+    raw = client.chat.completions.with_raw_response.create(
+        model="flaky", messages=[{"role": "user", "content": "fall back"}]
+    )
+    reply = raw.parse()
+    assert (
+        raw.headers["x-llamda-provider"] == "vllm"
+        and raw.headers["x-llamda-model"] == "remote-llama"
+    )
+    assert reply.choices[0].message.content == "You said: fall back"
+    assert len(fake.calls_for("converse", "flaky-model")) == 3  # 1 try + 2 retries
+    assert len(fake.calls_for("converse", "upstream-model")) == 1  # served via the upstream server
+
+
+def test_breaker_opens_and_skips_the_provider(
+    client: openai.OpenAI, fake, main: LiveServer
+) -> None:  # type: ignore[no-untyped-def]
+    fake.script("breaker-model", *[Reply(error=("ServiceUnavailableException", "down"))] * 10)
+    client.chat.completions.create(model="breaker", messages=[{"role": "user", "content": "a"}])
+    assert len(fake.calls_for("converse", "breaker-model")) == 3  # threshold 3 reached: open
+    raw = client.chat.completions.with_raw_response.create(
+        model="breaker", messages=[{"role": "user", "content": "b"}]
+    )
+    assert raw.headers["x-llamda-provider"] == "vllm"
+    assert len(fake.calls_for("converse", "breaker-model")) == 3  # skipped while open
+    health = httpx.get(f"{main.url}/v1/providers/bedrock").json()["health"]
+    assert health["status"] == "Error"
+    assert health["breakers"]["breaker-model"] == {"state": "open", "consecutive_failures": 3}
+
+
+def test_context_window_fallback(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(
+        "small-model",
+        Reply(error=("ValidationException", "Input is too long for requested model.")),
+    )
+    raw = client.chat.completions.with_raw_response.create(
+        model="small-ctx", messages=[{"role": "user", "content": "long"}]
+    )
+    assert raw.headers["x-llamda-model"] == "llama"
+    assert len(fake.calls_for("converse", "small-model")) == 1  # not retried
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error_class"),
+    [
+        ("AccessDeniedException", 403, openai.PermissionDeniedError),
+        ("ResourceNotFoundException", 404, openai.NotFoundError),
+        ("ValidationException", 400, openai.BadRequestError),
+        ("ThrottlingException", 429, openai.RateLimitError),
+        ("ModelNotReadyException", 503, openai.InternalServerError),
+        ("ServiceUnavailableException", 503, openai.InternalServerError),
+        ("ModelTimeoutException", 504, openai.InternalServerError),
+    ],
+)
+def test_bedrock_errors_map_to_statuses(
+    client: openai.OpenAI, fake, main: LiveServer, code: str, status: int, error_class
+) -> None:  # type: ignore[no-untyped-def]
+    # A registered model of its own, so each case starts with a closed circuit.
+    model = f"err-{code}"
+    registered = httpx.post(
+        f"{main.url}/v1/models", json={"model_id": model, "provider_id": "bedrock"}
+    )
+    assert registered.status_code == 200
+    fake.script(model, *[Reply(error=(code, f"bedrock says {code}"))] * 3)
+    with pytest.raises(error_class) as err:
+        client.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    assert err.value.status_code == status
+    assert f"bedrock says {code}" in err.value.message
+
+
+def test_bad_requests(client: openai.OpenAI, main: LiveServer) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError, match="embedding"):
+        client.chat.completions.create(model="titan", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError, match="completions"):
+        client.completions.create(model="llama", prompt="once upon")
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="llama", messages=[])
+    with pytest.raises(openai.BadRequestError, match="data URL"):
+        client.chat.completions.create(
+            model="llama",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "http://x/y.png"}}],
+                }
+            ],
+        )
+    for body in (
+        {"model": "llama", "messages": [{"role": "wizard", "content": "x"}]},
+        {"model": "llama", "messages": "hello"},
+        {"model": "llama", "messages": [{"role": "user", "content": "x"}], "temperature": 9},
+        {
+            "model": "llama",
+            "messages": [{"role": "user", "content": "x"}],
+            "tool_choice": "required",
+        },
+        {"model": "llama", "messages": [{"role": "user", "content": "x"}], "n": 2},
+    ):
+        reply = httpx.post(f"{main.url}/v1/chat/completions", json=body)
+        assert reply.status_code == 400, (body, reply.text)
+        assert reply.json()["error"]["type"] == "invalid_request_error"
+    bad_header = httpx.post(
+        f"{main.url}/v1/chat/completions",
+        json={"model": "llama", "messages": [{"role": "user", "content": "x"}]},
+        headers={"X-LlamaStack-Provider-Data": "not json"},
+    )
+    assert (
+        bad_header.status_code == 400
+        and bad_header.json()["error"]["code"] == "invalid_provider_data"
+    )
+
+
+def test_embeddings_float_base64_dimensions(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    reply = client.embeddings.create(
+        model="titan", input=["llamas are great", "alpacas too"], dimensions=256
+    )
+    assert [d.index for d in reply.data] == [0, 1]
+    assert len(reply.data[0].embedding) == 256
+    assert reply.usage.prompt_tokens == 5
+    raw = httpx.post(
+        f"{client.base_url}embeddings",
+        json={
+            "model": "titan",
+            "input": "llamas are great",
+            "encoding_format": "base64",
+            "dimensions": 256,
+        },
+    ).json()
+    decoded = struct.unpack("<256f", base64.b64decode(raw["data"][0]["embedding"]))
+    assert decoded == pytest.approx(reply.data[0].embedding, abs=1e-6)
+    assert fake.calls_for("invoke", "amazon.titan-embed-text-v2:0")[0]["body"] == {
+        "inputText": "llamas are great",
+        "normalize": True,
+        "dimensions": 256,
+    }
+    single = client.embeddings.create(model="cohere", input="hello")
+    assert len(single.data) == 1 and len(single.data[0].embedding) == 1024
+    with pytest.raises(openai.BadRequestError, match="embedding model"):
+        client.embeddings.create(model="llama", input="x")
+
+
+def test_llama_stack_client_chat_and_embeddings(main: LiveServer, fake) -> None:  # type: ignore[no-untyped-def]
+    lsc = LlamaStackClient(base_url=main.url, max_retries=0)
+    reply = lsc.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "from llama stack"}]
+    )
+    assert reply.choices[0].message.content == "You said: from llama stack"
+    emb = lsc.embeddings.create(model="titan", input="hello llamas")
+    assert len(emb.data[0].embedding) == 1024
+    chunks = list(
+        lsc.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: hi"
+
+
+def test_remote_provider_passes_through(client: openai.OpenAI, fake, servers) -> None:  # type: ignore[no-untyped-def]
+    raw = client.chat.completions.with_raw_response.create(
+        model="remote-llama", messages=[{"role": "user", "content": "via vllm"}], max_tokens=20
+    )
+    assert raw.headers["x-llamda-provider"] == "vllm"
+    assert raw.parse().choices[0].message.content == "You said: via vllm"
+    chunks = list(
+        client.chat.completions.create(
+            model="remote-llama",
+            messages=[{"role": "user", "content": "via stream"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == "You said: via stream"
+    )
+    assert chunks[-1].usage is not None
+    # The upstream's Bedrock provider cannot do completions: its 400 comes back as a 400.
+    with pytest.raises(openai.BadRequestError, match="completions"):
+        client.completions.create(model="remote-llama", prompt="x")
