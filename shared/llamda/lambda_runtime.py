@@ -13,11 +13,15 @@ from llamda.observability import logger
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def _misconfigured(message: str) -> Handler:
-    """A handler that answers every request with the config error (503), not a crash loop."""
+def _misconfigured_body(message: str) -> str:
     import json
 
-    body = json.dumps(ServiceUnavailableError(f"service misconfigured: {message}").to_dict())
+    return json.dumps(ServiceUnavailableError(f"service misconfigured: {message}").to_dict())
+
+
+def _misconfigured(message: str) -> Handler:
+    """A handler that answers every request with the config error (503), not a crash loop."""
+    body = _misconfigured_body(message)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {
@@ -63,3 +67,34 @@ def http_handler(apis: Sequence[str]) -> Handler:
 
 def _tracing_enabled() -> bool:
     return os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() not in {"1", "true"}
+
+
+def asgi_app(apis: Sequence[str]) -> Any:
+    """The ASGI app for a function run by uvicorn (the streaming path under the Lambda Web
+    Adapter). A bad config still starts, answering 503 with the config error."""
+    from llamda.app import create_app
+    from llamda.config import cached_config
+
+    try:
+        return create_app(cached_config(), apis=apis)
+    except ConfigError as exc:
+        logger.error("invalid configuration", error=str(exc))
+        return _misconfigured_asgi(str(exc))
+
+
+def _misconfigured_asgi(message: str) -> Any:
+    body = _misconfigured_body(message).encode()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app

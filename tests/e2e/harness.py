@@ -105,8 +105,13 @@ def load_artifacts(
             **glob_fn.get("Environment", {}).get("Variables", {}),
             **res["Properties"].get("Environment", {}).get("Variables", {}),
         }
+        # Layers of our own (a Ref to a built layer); external ones (the Lambda Web Adapter) are
+        # binaries the harness stands in for.
+        all_layers = [*glob_fn.get("Layers", []), *res["Properties"].get("Layers", [])]
         layers = [
-            resources[layer["Ref"]]["Properties"]["ContentUri"] for layer in props.get("Layers", [])
+            resources[layer["Ref"]]["Properties"]["ContentUri"]
+            for layer in all_layers
+            if isinstance(layer, dict) and "Ref" in layer and layer["Ref"] in resources
         ]
         artifacts[name] = Artifact(
             name=name,

@@ -1,0 +1,143 @@
+"""The built inference functions: the buffered one invoked with API Gateway events, the
+streaming one started the way the Lambda Web Adapter starts it (run.sh → uvicorn) and read
+with the openai SDK. Bedrock is the wire-level fake, reached by the artifact's own aioboto3."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.e2e.harness import (
+    Artifact,
+    api_gateway_event,
+    base_python,
+    headers_of,
+    lambda_env,
+    response_json,
+)
+from tests.fakes.bedrock import FakeBedrockServer
+
+pytestmark = pytest.mark.e2e
+MODEL = "us.meta.llama3-3-70b-instruct-v1:0"  # the template's BedrockModel default
+
+
+@pytest.fixture
+def env(aws_env: dict[str, str], fake_bedrock: FakeBedrockServer) -> dict[str, str]:
+    fake_bedrock.fake.reset()
+    return {**aws_env, "BEDROCK_ENDPOINT_URL": fake_bedrock.endpoint}
+
+
+def test_buffered_function_chat_stream_embeddings(
+    artifacts: dict[str, Artifact], env: dict[str, str], fake_bedrock: FakeBedrockServer
+) -> None:
+    fn = artifacts["InferenceFunction"]
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hello lambda"}]}
+    events = [
+        api_gateway_event("POST", "/v1/chat/completions", body=chat),
+        api_gateway_event(
+            "POST",
+            "/v1/chat/completions",
+            body={**chat, "stream": True, "stream_options": {"include_usage": True}},
+        ),
+        api_gateway_event(
+            "POST",
+            "/v1/embeddings",
+            body={"model": "amazon.titan-embed-text-v2:0", "input": ["a", "b c"]},
+        ),
+        api_gateway_event("POST", "/v1/chat/completions", body={**chat, "model": "no-such-model"}),
+        api_gateway_event("POST", "/v1/completions", body={"model": MODEL, "prompt": "x"}),
+    ]
+    plain, streamed, embedded, unknown, completion = fn.invoke(events, lambda_env(fn, env))[
+        "results"
+    ]
+    assert plain["statusCode"] == 200, plain["body"]
+    assert response_json(plain)["choices"][0]["message"]["content"] == "You said: hello lambda"
+    assert headers_of(plain)["x-llamda-provider"] == "bedrock"
+    assert streamed["statusCode"] == 200
+    assert headers_of(streamed)["content-type"].startswith("text/event-stream")
+    lines = [line for line in streamed["body"].split("\n\n") if line]
+    assert lines[-1] == "data: [DONE]"
+    assert '"usage"' in lines[-2]
+    assert len(response_json(embedded)["data"]) == 2
+    assert unknown["statusCode"] == 404
+    assert completion["statusCode"] == 400
+    assert len(fake_bedrock.fake.calls_for("converse", MODEL)) == 1
+    assert len(fake_bedrock.fake.calls_for("converse-stream", MODEL)) == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def stream_function(
+    artifacts: dict[str, Artifact], env: dict[str, str], tmp_path: Path
+) -> Iterator[str]:
+    """run.sh from the built artifact, as the Lambda Web Adapter runs it (/opt/python = the
+    built layer; python3 = the Lambda runtime's 3.12)."""
+    fn = artifacts["InferenceStreamFunction"]
+    code, *layers = fn.paths
+    port = _free_port()
+    proc_env = {
+        **lambda_env(fn, env),
+        "PATH": f"{os.path.dirname(base_python())}:/usr/bin:/bin",
+        "PYTHONPATH": ":".join(str(p) for p in layers),
+        "LAMBDA_TASK_ROOT": str(code),
+        "PORT": str(port),
+        "PYTHONNOUSERSITE": "1",
+    }
+    log = tmp_path / "stream.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["/bin/sh", str(code / "run.sh")],
+            env=proc_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_stream_function_streams_token_by_token(
+    stream_function: str, fake_bedrock: FakeBedrockServer
+) -> None:
+    fake_bedrock.fake.token_delay = 0.05
+    try:
+        client = openai.OpenAI(base_url=f"{stream_function}/v1", api_key="unused", max_retries=0)
+        arrivals: list[tuple[float, str]] = []
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "one two three four five six"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
+        text = "".join(piece for _, piece in arrivals)
+        assert text == "You said: one two three four five six"
+        # Tokens arrived spread over time (not as one buffered body).
+        assert arrivals[-1][0] - arrivals[0][0] > 0.2
+    finally:
+        fake_bedrock.fake.token_delay = 0.0

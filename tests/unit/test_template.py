@@ -1,0 +1,125 @@
+"""template.yaml after the SAM transform (the same translator `sam deploy` uses): every
+reference resolves, auth and streaming are wired as intended, policies are least-privilege."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def cfn() -> dict[str, Any]:
+    text = (ROOT / "template.yaml").read_text()
+    # Local code paths become S3 URIs at package time; stand in for that step.
+    text = re.sub(r"(CodeUri|ContentUri): (\S+/)$", r"\1: s3://bucket/\2", text, flags=re.M)
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return transform(yaml_parse(text), {}, _NoManagedPolicies())
+
+
+def _refs(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value)
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                template, local = (value[0], value[1]) if isinstance(value, list) else (value, {})
+                names = {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", template)}
+                found |= names - set(local)
+            found |= _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _refs(item)
+    return found
+
+
+def test_every_reference_resolves(cfn: dict[str, Any]) -> None:
+    known = set(cfn["Resources"]) | set(cfn.get("Parameters", {}))
+    unresolved = {r for r in _refs(cfn) if not r.startswith("AWS::")} - known
+    assert not unresolved
+
+
+def _methods(cfn: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(api, path, method) → the AWS::ApiGateway::RestApi swagger operation."""
+    out = {}
+    for name, res in cfn["Resources"].items():
+        if res["Type"] == "AWS::ApiGateway::RestApi":
+            for path, item in res["Properties"]["Body"]["paths"].items():
+                for method, op in item.items():
+                    out[(name, path, method)] = op
+    return out
+
+
+def test_api_key_on_every_route_but_health(cfn: dict[str, Any]) -> None:
+    ops = _methods(cfn)
+    assert ops
+    for (api, path, method), op in ops.items():
+        secured = any("api_key" in s for s in op.get("security", []))
+        assert secured == (path != "/v1/health"), (api, path, method)
+
+
+def test_stream_routes_use_response_streaming(cfn: dict[str, Any]) -> None:
+    ops = _methods(cfn)
+    stream = ops[("StreamApi", "/v1/chat/completions", "post")]["x-amazon-apigateway-integration"]
+    assert stream.get("responseTransferMode") == "STREAM"
+    assert "response-streaming-invocations" in str(stream["uri"])
+    buffered = ops[("Api", "/v1/chat/completions", "post")]["x-amazon-apigateway-integration"]
+    assert "response-streaming-invocations" not in str(buffered["uri"])
+
+
+def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    role = cfn["Resources"][f"{function}Role"]["Properties"]
+    return [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+
+
+def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> None:
+    for function in ("InferenceFunction", "InferenceStreamFunction"):
+        bedrock = [
+            s for s in _statements(cfn, function) if any("bedrock" in a for a in s["Action"])
+        ]
+        assert bedrock and all(s["Resource"] == {"Ref": "BedrockModelArns"} for s in bedrock)
+    assert not any("bedrock" in str(s["Action"]) for s in _statements(cfn, "ControlFunction"))
+    for function in ("ControlFunction", "InferenceFunction", "InferenceStreamFunction"):
+        for statement in _statements(cfn, function):
+            assert statement["Resource"] != "*"
+            assert not any(a.endswith(":*") for a in statement["Action"])
+
+
+def test_zip_functions_use_snapstart_and_the_layer_follows_the_architecture(
+    cfn: dict[str, Any],
+) -> None:
+    resources = cfn["Resources"]
+    for function in ("ControlFunction", "InferenceFunction"):
+        props = resources[function]["Properties"]
+        assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+        assert props["Runtime"] == "python3.12"
+        assert props["Architectures"] == [{"Ref": "Architecture"}]
+    raw = yaml_parse((ROOT / "template.yaml").read_text())
+    layer = raw["Resources"]["CoreLayer"]
+    assert layer["Metadata"]["BuildArchitecture"] == {"Ref": "Architecture"}
+    assert layer["Properties"]["CompatibleArchitectures"] == [{"Ref": "Architecture"}]
+
+
+def test_bucket_is_encrypted_private_and_tls_only(cfn: dict[str, Any]) -> None:
+    bucket = cfn["Resources"]["DataBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    policy = cfn["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert any(
+        s["Effect"] == "Deny" and "aws:SecureTransport" in str(s["Condition"]) for s in policy
+    )
