@@ -104,7 +104,7 @@ def stop_server(server: LiveServer) -> None:
 TEST_CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models]
+apis: [inspect, models, inference]
 providers:
   inference:
     - provider_id: fake-vllm
@@ -116,6 +116,7 @@ providers:
       provider_type: bedrock
       config:
         region_name: us-east-1
+        endpoint_url: ${env.FAKE_BEDROCK_URL}
 models:
   - model_id: meta-llama/Llama-3.2-3B-Instruct
     provider_id: fake-vllm
@@ -129,15 +130,18 @@ storage:
   vectors: {uri: "${env.LLAMDA_HOME}/lancedb"}
 server:
   max_body_bytes: 65536
+routing: {max_retries: 1, backoff_base_seconds: 0.01, timeout_seconds: 5}
 """
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, fake_bedrock: FakeBedrockServer
+) -> Iterator[LiveServer]:
     home = tmp_path_factory.mktemp("live")
     config = home / "run.yaml"
     config.write_text(TEST_CONFIG)
-    server = start_server(config, home)
+    server = start_server(config, home, {"FAKE_BEDROCK_URL": fake_bedrock.endpoint})
     yield server
     stop_server(server)
 
