@@ -1,0 +1,135 @@
+"""What the remote OpenAI-compatible provider sends upstream: keys (config, SSM, per-request
+provider data), extra headers, model mapping; and how it treats the upstream's failures."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import boto3
+import openai
+import pytest
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.fakes.openai_upstream import OpenAIUpstream
+
+CONFIG = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - provider_id: together
+      provider_type: together
+      config: {url: "UP", api_key: config-key, extra_headers: {x-team: llamas}, model_map: {llama: meta-llama/Llama-3.3-70B-Instruct-Turbo}}
+    - provider_id: fireworks
+      provider_type: fireworks
+      config: {url: "UP", api_key_parameter: /llamda/fireworks-key}
+    - {provider_id: vllm, provider_type: vllm, config: {url: "http://127.0.0.1:9/v1"}}
+models:
+  - {model_id: llama, provider_id: together}
+  - {model_id: down, provider_id: vllm}
+  - {model_id: fw, provider_id: fireworks, provider_model_id: accounts/fireworks/models/llama-v3p1-8b-instruct}
+  - {model_id: embed, provider_id: together, provider_model_id: togethercomputer/m2-bert, model_type: embedding, metadata: {embedding_dimension: 3}}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+routing: {max_retries: 2, backoff_base_seconds: 0.01, backoff_max_seconds: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[OpenAIUpstream]:
+    with OpenAIUpstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def server(
+    upstream: OpenAIUpstream, moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    boto3.client("ssm", endpoint_url=moto_endpoint).put_parameter(
+        Name="/llamda/fireworks-key", Value="ssm-secret-key", Type="SecureString"
+    )
+    home = tmp_path_factory.mktemp("remote")
+    (home / "run.yaml").write_text(CONFIG.replace("UP", upstream.url))
+    live = start_server(home / "run.yaml", home, {"AWS_ENDPOINT_URL": moto_endpoint})
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture
+def client(server: LiveServer, upstream: OpenAIUpstream) -> openai.OpenAI:
+    upstream.requests.clear()
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_config_key_extra_headers_and_model_map(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    reply = client.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "hi"}], temperature=0.5
+    )
+    assert reply.choices[0].message.content == "upstream ok"
+    (sent,) = upstream.requests
+    assert sent["path"] == "/v1/chat/completions"
+    assert sent["headers"]["authorization"] == "Bearer config-key"
+    assert sent["headers"]["x-team"] == "llamas"
+    assert sent["body"]["model"] == "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    assert sent["body"]["temperature"] == 0.5 and sent["body"]["stream"] is False
+
+
+def test_key_from_ssm(client: openai.OpenAI, upstream: OpenAIUpstream) -> None:
+    client.chat.completions.create(model="fw", messages=[{"role": "user", "content": "hi"}])
+    (sent,) = upstream.requests
+    assert sent["headers"]["authorization"] == "Bearer ssm-secret-key"
+    assert sent["body"]["model"] == "accounts/fireworks/models/llama-v3p1-8b-instruct"
+
+
+def test_per_request_provider_data_wins_and_is_not_logged(
+    server: LiveServer, client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    secret = "tg-per-request-secret-123"
+    client.chat.completions.create(
+        model="llama",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"X-LlamaStack-Provider-Data": json.dumps({"together_api_key": secret})},
+    )
+    assert upstream.requests[0]["headers"]["authorization"] == f"Bearer {secret}"
+    time.sleep(0.2)
+    assert secret not in server.log.read_text()
+
+
+def test_retry_after_is_honoured_then_success(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    upstream.failures.append((429, {"retry-after": "0.3"}))
+    started = time.monotonic()
+    reply = client.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.choices[0].message.content == "upstream ok"
+    assert time.monotonic() - started >= 0.3
+    assert len(upstream.requests) == 2
+
+
+def test_upstream_client_errors_are_not_retried(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    upstream.failures.append((401, {}))
+    with pytest.raises(openai.AuthenticationError, match="scripted 401"):
+        client.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
+    assert len(upstream.requests) == 1
+
+
+def test_embeddings_pass_through(client: openai.OpenAI, upstream: OpenAIUpstream) -> None:
+    reply = client.embeddings.create(model="embed", input=["a", "b"])
+    assert [d.embedding for d in reply.data] == [[0.1, 0.2, 0.3]] * 2
+    assert upstream.requests[0]["body"]["model"] == "togethercomputer/m2-bert"
+
+
+def test_unreachable_upstream_is_503_with_a_message(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model="down", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.status_code == 503
+    assert "vllm" in err.value.message and "ConnectError" in err.value.message
