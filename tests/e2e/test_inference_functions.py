@@ -4,6 +4,7 @@ with the openai SDK. Bedrock is the wire-level fake, reached by the artifact's o
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess

@@ -37,7 +37,7 @@ from llamda.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from llamda.observability import logger
+from llamda.observability import logger, record_metrics
 from llamda.providers.inference.base import InferenceProvider
 from llamda.providers.registry import get_spec, load_implementation
 from llamda.services.models import ModelsService
@@ -273,17 +273,11 @@ class InferenceService:
                     error = exc
                 else:
                     breaker.success()
-                    logger.info(
-                        "inference served",
-                        model=model_id,
-                        served_model=model.id,
-                        provider=model.provider_id,
-                        attempts=attempts,
-                        fallback=model.id != model_id,
-                        latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                    )
-                    return Served(value, model, model_id, attempts)
+                    served = Served(value, model, model_id, attempts)
+                    _observe(served, (time.perf_counter() - started) * 1000)
+                    return served
                 breaker.failure()
+                record_metrics({"provider": model.provider_id, "model": model.id}, errors=1)
                 last = error
                 failures.append(f"{model.id}: {error.message}")
                 logger.warning(
@@ -306,6 +300,32 @@ class InferenceService:
             last.message = f"all providers failed for '{model_id}': {detail}"
             raise last
         raise ServiceUnavailableError(f"all providers failed for '{model_id}': {detail}")
+
+
+def _observe(served: Served[Any], latency_ms: float) -> None:
+    """Who served it, how fast, tokens in/out: one log line and, in Lambda, EMF metrics."""
+    usage = getattr(served.value, "usage", None)
+    tokens_in = getattr(usage, "prompt_tokens", 0) or 0
+    tokens_out = getattr(usage, "completion_tokens", 0) or 0
+    logger.info(
+        "inference served",
+        model=served.requested,
+        served_model=served.model.id,
+        provider=served.provider_id,
+        attempts=served.attempts,
+        fallback=served.fell_back,
+        latency_ms=round(latency_ms, 1),
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+    )
+    record_metrics(
+        {"provider": served.provider_id, "model": served.model.id},
+        requests=1,
+        latency_ms=latency_ms,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        fallbacks=1 if served.fell_back else 0,
+    )
 
 
 async def _started[T](stream: AsyncIterator[T]) -> AsyncIterator[T]:
