@@ -56,9 +56,12 @@ def test_buffered_function_chat_stream_embeddings(
         api_gateway_event("POST", "/v1/chat/completions", body={**chat, "model": "no-such-model"}),
         api_gateway_event("POST", "/v1/completions", body={"model": MODEL, "prompt": "x"}),
     ]
-    plain, streamed, embedded, unknown, completion = fn.invoke(events, lambda_env(fn, env))[
-        "results"
-    ]
+    report = fn.invoke(events, lambda_env(fn, env))
+    plain, streamed, embedded, unknown, completion = report["results"]
+    emf = [json.loads(line) for line in report["stdout"].splitlines() if '"_aws"' in line]
+    tokens = [m for m in emf if "tokens_out" in m and m.get("provider") == "bedrock"]
+    assert tokens and tokens[0]["model"] == MODEL
+    assert tokens[0]["tokens_out"] in (4, [4.0])  # EMF values may be lists
     assert plain["statusCode"] == 200, plain["body"]
     assert response_json(plain)["choices"][0]["message"]["content"] == "You said: hello lambda"
     assert headers_of(plain)["x-llamda-provider"] == "bedrock"

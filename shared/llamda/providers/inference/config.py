@@ -50,4 +50,8 @@ class LlamaCppConfig(_ProviderConfig):
 
     model_path: str
     n_ctx: int = Field(2048, gt=0)
-    chat_format: str | None = None
+    n_threads: int | None = Field(None, gt=0)
+    chat_format: str | None = Field(
+        None, description="e.g. chatml, llama-3; needed for GGUFs without a chat template."
+    )
+    embedding: bool = Field(False, description="Load in embedding mode (for /v1/embeddings).")

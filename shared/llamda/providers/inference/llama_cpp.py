@@ -1,0 +1,168 @@
+"""Inline llama.cpp (the ``local`` extra): a GGUF file served in-process, fully offline.
+
+llama.cpp is neither async nor thread-safe: calls run in a worker thread, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+from llamda.api.inference import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+)
+from llamda.errors import (
+    ContextWindowExceededError,
+    UpstreamBadRequestError,
+    UpstreamUnavailableError,
+)
+from llamda.providers.inference.base import unsupported
+from llamda.providers.inference.config import LlamaCppConfig
+
+
+def _map_error(provider_id: str, exc: Exception) -> Exception:
+    message = f"{provider_id}: {exc}"
+    if "context window" in str(exc).lower() or "exceed context" in str(exc).lower():
+        return ContextWindowExceededError(message)
+    if isinstance(exc, ValueError):
+        return UpstreamBadRequestError(message)
+    return UpstreamUnavailableError(message)
+
+
+class LlamaCppProvider:
+    def __init__(self, provider_id: str, provider_type: str, config: LlamaCppConfig):
+        self.provider_id = provider_id
+        self.provider_type = provider_type
+        self._config = config
+        self._llm: Any = None
+        self._lock = threading.Lock()  # one generation at a time
+
+    def _model(self) -> Any:
+        if self._llm is None:
+            from llama_cpp import Llama  # the `local` extra
+
+            self._llm = Llama(
+                model_path=self._config.model_path,
+                n_ctx=self._config.n_ctx,
+                n_threads=self._config.n_threads,
+                chat_format=self._config.chat_format,
+                embedding=self._config.embedding,
+                verbose=False,
+            )
+        return self._llm
+
+    async def _call(self, fn: Callable[[Any], Any]) -> Any:
+        def locked() -> Any:
+            with self._lock:
+                return fn(self._model())
+
+        try:
+            return await asyncio.to_thread(locked)
+        except (ValueError, RuntimeError) as exc:
+            raise _map_error(self.provider_id, exc) from None
+
+    async def _stream(
+        self, fn: Callable[[Any], Iterator[dict[str, Any]]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                with self._lock:
+                    for item in fn(self._model()):
+                        loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+            except Exception as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
+            loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+
+        threading.Thread(target=produce, daemon=True).start()
+        while True:
+            kind, value = await queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise _map_error(self.provider_id, value)
+            yield value
+
+    @staticmethod
+    def _sampling(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        limit = getattr(request, "token_limit", None) or getattr(request, "max_tokens", None)
+        if limit:
+            options["max_tokens"] = limit
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.top_p is not None:
+            options["top_p"] = request.top_p
+        if request.stop is not None:
+            options["stop"] = request.stop
+        if request.seed is not None:
+            options["seed"] = request.seed
+        return options
+
+    def _chat_args(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        args = {
+            "messages": [m.model_dump(exclude_none=True) for m in request.messages],
+            **self._sampling(request),
+        }
+        if request.tools:
+            args["tools"] = [t.model_dump(exclude_none=True) for t in request.tools]
+            if request.tool_choice is not None:
+                args["tool_choice"] = (
+                    request.tool_choice
+                    if isinstance(request.tool_choice, str)
+                    else request.tool_choice.model_dump()
+                )
+        if request.response_format is not None and request.response_format.type != "text":
+            fmt: dict[str, Any] = {"type": "json_object"}
+            if request.response_format.json_schema is not None:
+                fmt["schema"] = request.response_format.json_schema.schema_
+            args["response_format"] = fmt
+        return args
+
+    async def chat(self, request: ChatCompletionRequest, model: str) -> ChatCompletion:
+        args = self._chat_args(request)
+        reply = await self._call(lambda llm: llm.create_chat_completion(**args))
+        return ChatCompletion.model_validate({**reply, "model": request.model})
+
+    async def chat_stream(
+        self, request: ChatCompletionRequest, model: str
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        args = self._chat_args(request)
+        async for chunk in self._stream(
+            lambda llm: llm.create_chat_completion(**args, stream=True)
+        ):
+            yield ChatCompletionChunk.model_validate({**chunk, "model": request.model})
+
+    async def completion(self, request: CompletionRequest, model: str) -> Completion:
+        options = self._sampling(request)
+        reply = await self._call(lambda llm: llm.create_completion(request.prompt, **options))
+        return Completion.model_validate({**reply, "model": request.model})
+
+    async def completion_stream(
+        self, request: CompletionRequest, model: str
+    ) -> AsyncIterator[dict[str, Any]]:
+        options = self._sampling(request)
+        async for chunk in self._stream(
+            lambda llm: llm.create_completion(request.prompt, stream=True, **options)
+        ):
+            yield {**chunk, "model": request.model}
+
+    async def embeddings(self, request: EmbeddingsRequest, model: str) -> EmbeddingsResponse:
+        if not self._config.embedding:
+            raise unsupported(self.provider_type, "embeddings unless loaded with embedding: true")
+        texts = request.texts
+        reply = await self._call(lambda llm: llm.create_embedding(texts))
+        return EmbeddingsResponse.model_validate({**reply, "model": request.model})
+
+    async def close(self) -> None:
+        self._llm = None
