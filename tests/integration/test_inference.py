@@ -42,6 +42,7 @@ models:
   - {model_id: llama, provider_id: bedrock, provider_model_id: LLAMA}
   - {model_id: flaky, provider_id: bedrock, provider_model_id: flaky-model, fallbacks: [remote-llama]}
   - {model_id: breaker, provider_id: bedrock, provider_model_id: breaker-model, fallbacks: [remote-llama]}
+  - {model_id: hangs, provider_id: bedrock, provider_model_id: hang-model, fallbacks: [remote-llama]}
   - {model_id: small-ctx, provider_id: bedrock, provider_model_id: small-model, context_window_fallbacks: [llama]}
   - {model_id: remote-llama, provider_id: vllm, provider_model_id: upstream-llama}
   - {model_id: titan, provider_id: bedrock, provider_model_id: "amazon.titan-embed-text-v2:0", model_type: embedding, metadata: {embedding_dimension: 1024}}
@@ -378,6 +379,24 @@ def test_fallback_to_remote_provider(client: openai.OpenAI, fake, main: LiveServ
     assert len(fake.calls_for("converse", "upstream-model")) == 1  # served via the upstream server
 
 
+def test_429_then_500_then_hang_is_served_by_the_fallback(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    fake.script(
+        "hang-model",
+        Reply(error=("ThrottlingException", "slow down")),
+        Reply(error=("InternalServerException", "oops")),
+        Reply(delay=6, text="too late"),
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model="hangs", messages=[{"role": "user", "content": "one two three"}], stream=True
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "You said: one two three"  # once, from the fallback: no duplicate tokens
+    assert len(fake.calls_for("converse-stream", "hang-model")) == 3
+    assert len(fake.calls_for("converse-stream", "upstream-model")) == 1
+
+
 def test_breaker_opens_and_skips_the_provider(
     client: openai.OpenAI, fake, main: LiveServer
 ) -> None:  # type: ignore[no-untyped-def]
@@ -463,6 +482,24 @@ def test_bad_requests(client: openai.OpenAI, main: LiveServer) -> None:
             "tool_choice": "required",
         },
         {"model": "llama", "messages": [{"role": "user", "content": "x"}], "n": 2},
+        {"model": "llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0},
+        {
+            "model": "llama",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function"}],
+        },
+        {
+            "model": "llama",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "bad name!"}}],
+        },
+        {
+            "model": "llama",
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema"},
+        },
+        {"model": "llama", "messages": [{"role": "tool", "content": "x"}]},
+        {"model": 12, "messages": [{"role": "user", "content": "x"}]},
     ):
         reply = httpx.post(f"{main.url}/v1/chat/completions", json=body)
         assert reply.status_code == 400, (body, reply.text)
