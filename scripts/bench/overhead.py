@@ -1,0 +1,213 @@
+"""Gateway overhead per non-streaming chat call, Llamda vs Llama Stack, same instant upstream.
+
+    .venv/bin/python scripts/bench/overhead.py [--calls 2000] [--no-peer] [--write]
+
+Both gateways run as local servers with a remote OpenAI-compatible provider (Llamda: `vllm`;
+Llama Stack 0.7.3: `remote::vllm`) pointed at scripts/bench/instant_upstream.py. The client
+sends the same request sequentially over one keep-alive connection; overhead = gateway latency
+minus the upstream's own latency measured the same way (p50 and p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+PEER_VENV = ROOT / ".venv-bench-peer"
+BODY = {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+
+LLAMDA_CONFIG = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - {provider_id: vllm, provider_type: vllm, config: {url: "UPSTREAM/v1"}}
+models:
+  - {model_id: bench-model, provider_id: vllm}
+storage:
+  records: {type: sqlite, path: "HOME/r.sqlite3"}
+  objects: {type: local, root: "HOME/o"}
+  vectors: {uri: "HOME/v"}
+"""
+
+PEER_CONFIG = """
+version: 2
+distro_name: llamda-bench-peer
+apis: [inference]
+providers:
+  inference:
+  - provider_id: vllm
+    provider_type: remote::vllm
+    config: {base_url: "UPSTREAM/v1", api_token: fake}
+storage:
+  backends:
+    kv_default: {type: kv_sqlite, db_path: HOME/kv.db}
+    sql_default: {type: sql_sqlite, db_path: HOME/sql.db}
+  stores:
+    metadata: {namespace: registry, backend: kv_default}
+    inference: {table_name: inference_store, backend: sql_default}
+    conversations: {table_name: openai_conversations, backend: sql_default}
+    prompts: {namespace: prompts, backend: kv_default}
+    connectors: {namespace: connectors, backend: kv_default}
+registered_resources:
+  models:
+  - {model_id: bench-model, provider_id: vllm, provider_model_id: bench-model, model_type: llm}
+server:
+  port: 8321
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: process exited")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not start")
+
+
+def measure(url: str, model: str, calls: int) -> list[float]:
+    body = {**BODY, "model": model}
+    with httpx.Client(timeout=30) as client:
+        for _ in range(50):  # warm-up
+            client.post(url, json=body).raise_for_status()
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            client.post(url, json=body).raise_for_status()
+            samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100)[int(q) - 1] if q < 100 else max(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            up_port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(ROOT / "scripts/bench/instant_upstream.py"), str(up_port)]
+                )
+            )
+            upstream = f"http://127.0.0.1:{up_port}"
+            wait(f"{upstream}/v1/models", procs[-1])
+
+            (home / "llamda.yaml").write_text(
+                LLAMDA_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
+            )
+            port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "llamda.cli",
+                        "serve",
+                        "--config",
+                        str(home / "llamda.yaml"),
+                        "--port",
+                        str(port),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env={**os.environ, "LLAMDA_LOG_LEVEL": "WARNING"},
+                )
+            )
+            llamda = f"http://127.0.0.1:{port}"
+            wait(f"{llamda}/v1/health", procs[-1])
+
+            results = {
+                "upstream (direct)": measure(
+                    f"{upstream}/v1/chat/completions", "bench-model", args.calls
+                )
+            }
+            results["Llamda"] = measure(f"{llamda}/v1/chat/completions", "bench-model", args.calls)
+            if not args.no_peer:
+                subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
+                (home / "peer.yaml").write_text(
+                    PEER_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
+                )
+                peer_port = free_port()
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            str(PEER_VENV / "bin/llama"),
+                            "stack",
+                            "run",
+                            str(home / "peer.yaml"),
+                            "--port",
+                            str(peer_port),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
+                peer = f"http://127.0.0.1:{peer_port}"
+                wait(f"{peer}/v1/health", procs[-1])
+                results["Llama Stack 0.7.3"] = measure(
+                    f"{peer}/v1/chat/completions", "vllm/bench-model", args.calls
+                )
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+    base50, base99 = pct(results["upstream (direct)"], 50), pct(results["upstream (direct)"], 99)
+    title = f"gateway overhead per chat call, {args.calls} sequential calls, instant upstream"
+    lines = [f"{title} ({os.cpu_count()} cores)"]
+    lines.append(f"{'':<20}{'latency p50':>13}{'p99':>10}{'overhead p50':>15}{'p99':>10}")
+    overhead = {}
+    for name, samples in results.items():
+        p50, p99 = pct(samples, 50), pct(samples, 99)
+        overhead[name] = p50 - base50
+        extra = (
+            ""
+            if name.startswith("upstream")
+            else f"{p50 - base50:>12.2f} ms{p99 - base99:>7.2f} ms"
+        )
+        lines.append(f"{name:<20}{p50:>10.2f} ms{p99:>7.2f} ms{extra}")
+    if "Llama Stack 0.7.3" in overhead:
+        ratio = overhead["Llamda"] / overhead["Llama Stack 0.7.3"]
+        lines.append(f"Llamda overhead / Llama Stack overhead (p50): {ratio:.2f}")
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        command = f".venv/bin/python scripts/bench/overhead.py --calls {args.calls} --write"
+        with (ROOT / "docs/benchmarks.md").open("a") as fh:
+            stamp = time.strftime("%Y-%m-%d")
+            fh.write(f"\n### Gateway overhead ({stamp})\n\n`{command}`\n\n```\n{report}\n```\n")
+
+
+if __name__ == "__main__":
+    main()
