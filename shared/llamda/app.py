@@ -28,6 +28,7 @@ ROUTERS: dict[str, str] = {
     "inspect": "llamda.routers.inspect",
     "models": "llamda.routers.models",
     "inference": "llamda.routers.inference",
+    "safety": "llamda.routers.safety",
 }
 
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {

@@ -58,6 +58,16 @@ class ModelResource(_Strict):
     fallbacks: list[str] = Field(default_factory=list, description="Tried in order on failure.")
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
+    input_shields: list[str] = Field(default_factory=list, description="Run on each request.")
+    output_shields: list[str] = Field(default_factory=list, description="Run on each reply.")
+
+
+class GuardrailsConfig(_Strict):
+    on_violation: Literal["error", "refuse"] = Field(
+        "error",
+        description="error: a 400 naming the violation; refuse: a normal reply whose content is "
+        "the refusal, finish_reason content_filter.",
+    )
 
 
 class RoutingConfig(_Strict):
@@ -143,6 +153,7 @@ class RunConfig(_Strict):
     storage: StorageConfig
     server: ServerConfig = Field(default_factory=ServerConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     # Where this config came from, for messages.
     source: str = Field(default="<memory>", exclude=True)
 
@@ -273,7 +284,14 @@ def _check_resources(config: RunConfig) -> None:
                 raise ConfigError(f"{where}: duplicate id {ident!r}")
             ids.add(ident)
     model_ids = {m.model_id for m in config.models}
+    shield_ids = {s.shield_id for s in config.shields}
     for index, model in enumerate(config.models):
+        for field in ("input_shields", "output_shields"):
+            for shield in getattr(model, field):
+                if shield not in shield_ids:
+                    raise ConfigError(
+                        f"models[{index}].{field}: {shield!r} is not a shield of this config"
+                    )
         for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             for target in getattr(model, field):
                 if target not in model_ids or target == model.model_id:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import RunConfig
+from llamda.services.guardrails import GuardrailsService
 from llamda.services.inference import InferenceService
 from llamda.services.inspect import InspectService
 from llamda.services.models import ModelsService
+from llamda.services.safety import SafetyService
+from llamda.services.shields import ShieldsService
 from llamda.storage.objects import Objects, build_objects
 from llamda.storage.records import Records, build_records
 
@@ -19,9 +23,19 @@ class Stack:
         self.objects: Objects = build_objects(config.storage.objects)
         self.models = ModelsService(config, self.records)
         self.inference = InferenceService(config, self.models)
+        self.shields = ShieldsService(config, self.records)
+        self.safety = SafetyService(config, self.shields, self._served_chat)
+        self.guardrails = GuardrailsService(
+            config.guardrails, self.models, self.inference, self.safety
+        )
         self.inspect = InspectService(config, self.inference.breaker_states)
+
+    async def _served_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        """Chat for in-process users (Llama Guard): the router's reply without who served it."""
+        return (await self.inference.chat(request)).value
 
     async def close(self) -> None:
         await self.inference.close()
+        await self.safety.close()
         await self.records.close()
         await self.objects.close()

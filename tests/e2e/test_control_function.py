@@ -87,8 +87,8 @@ def test_control_function_serves_inspect_and_models(
         ("/v1/health", "GET"),
     } <= paths
 
-    # Lambda always has AWS_REGION, so the aws profile turns Bedrock on.
-    assert [p["provider_id"] for p in response_json(providers)["data"]] == ["bedrock"]
+    # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing.
+    assert [p["provider_id"] for p in response_json(providers)["data"]] == ["bedrock", "rules"]
     assert response_json(provider)["provider_type"] == "bedrock"
 
     assert created["statusCode"] == 200, created["body"]

@@ -145,3 +145,43 @@ def test_stream_function_streams_token_by_token(
         assert arrivals[-1][0] - arrivals[0][0] > 0.2
     finally:
         fake_bedrock.fake.token_delay = 0.0
+
+
+def test_safety_function_moderates_and_registers(
+    artifacts: dict[str, Artifact], env: dict[str, str]
+) -> None:
+    fn = artifacts["SafetyFunction"]
+    events = [
+        api_gateway_event("GET", "/v1/shields"),
+        api_gateway_event(
+            "POST", "/v1/moderations", body={"model": "pii", "input": ["mail a@b.co", "hello"]}
+        ),
+        api_gateway_event(
+            "POST",
+            "/v1/shields",
+            body={
+                "shield_id": "codenames",
+                "provider_id": "rules",
+                "params": {"keywords": ["falcon"], "pii": []},
+            },
+        ),
+        api_gateway_event(
+            "POST",
+            "/v1/safety/run-shield",
+            body={
+                "shield_id": "codenames",
+                "messages": [{"role": "user", "content": "falcon status"}],
+            },
+        ),
+        api_gateway_event(
+            "POST",
+            "/v1/safety/run-shield",
+            body={"shield_id": "nope", "messages": [{"role": "user", "content": "x"}]},
+        ),
+    ]
+    listed, moderated, registered, ran, missing = fn.invoke(events, lambda_env(fn, env))["results"]
+    assert {s["identifier"] for s in response_json(listed)["data"]} >= {"pii", "pii-redact"}
+    assert [r["flagged"] for r in response_json(moderated)["results"]] == [True, False]
+    assert registered["statusCode"] == 200
+    assert response_json(ran)["violation"]["violation_level"] == "error"
+    assert missing["statusCode"] == 404

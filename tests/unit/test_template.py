@@ -83,18 +83,34 @@ def test_stream_routes_use_response_streaming(cfn: dict[str, Any]) -> None:
 
 
 def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """The role's statements; a conditional one counts as its "true" branch; Action as a list."""
     role = cfn["Resources"][f"{function}Role"]["Properties"]
-    return [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    out = []
+    for policy in role.get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "Fn::If" in statement:
+                statement = statement["Fn::If"][1]
+            actions = statement["Action"]
+            out.append({**statement, "Action": [actions] if isinstance(actions, str) else actions})
+    return out
 
 
 def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> None:
-    for function in ("InferenceFunction", "InferenceStreamFunction"):
-        bedrock = [
-            s for s in _statements(cfn, function) if any("bedrock" in a for a in s["Action"])
-        ]
-        assert bedrock and all(s["Resource"] == {"Ref": "BedrockModelArns"} for s in bedrock)
+    for function in ("InferenceFunction", "InferenceStreamFunction", "SafetyFunction"):
+        statements = _statements(cfn, function)
+        invoke = [s for s in statements if any(a.startswith("bedrock:Invoke") for a in s["Action"])]
+        assert invoke and all(s["Resource"] == {"Ref": "BedrockModelArns"} for s in invoke)
+        guard = [s for s in statements if "bedrock:ApplyGuardrail" in s["Action"]]
+        assert len(guard) == 1
+        assert guard[0]["Resource"]["Fn::Sub"].endswith(":guardrail/${BedrockGuardrailId}")
     assert not any("bedrock" in str(s["Action"]) for s in _statements(cfn, "ControlFunction"))
-    for function in ("ControlFunction", "InferenceFunction", "InferenceStreamFunction"):
+    functions = (
+        "ControlFunction",
+        "InferenceFunction",
+        "InferenceStreamFunction",
+        "SafetyFunction",
+    )
+    for function in functions:
         for statement in _statements(cfn, function):
             assert statement["Resource"] != "*"
             assert not any(a.endswith(":*") for a in statement["Action"])
@@ -104,7 +120,7 @@ def test_zip_functions_use_snapstart_and_the_layer_follows_the_architecture(
     cfn: dict[str, Any],
 ) -> None:
     resources = cfn["Resources"]
-    for function in ("ControlFunction", "InferenceFunction"):
+    for function in ("ControlFunction", "InferenceFunction", "SafetyFunction"):
         props = resources[function]["Properties"]
         assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         assert props["Runtime"] == "python3.12"

@@ -119,6 +119,14 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
+class Guardrails(_Lenient):
+    """Per-request shields (Llamda extension; send with the SDK's ``extra_body``)."""
+
+    input: list[str] = Field(default_factory=list, max_length=8)
+    output: list[str] = Field(default_factory=list, max_length=8)
+    on_violation: Literal["error", "refuse"] | None = None
+
+
 class ChatCompletionRequest(_Lenient):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -138,6 +146,7 @@ class ChatCompletionRequest(_Lenient):
     response_format: ResponseFormat | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
+    guardrails: Guardrails | None = None
 
     @property
     def token_limit(self) -> int | None:

@@ -29,6 +29,8 @@ class Model(BaseModel):
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
+    input_shields: list[str] = Field(default_factory=list)
+    output_shields: list[str] = Field(default_factory=list)
     custom_metadata: dict[str, Any] = Field(
         default_factory=dict, description="Llama Stack's list view of the resource fields."
     )

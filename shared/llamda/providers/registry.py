@@ -16,6 +16,7 @@ from llamda.providers.inference.config import (
     LlamaCppConfig,
     RemoteOpenAIConfig,
 )
+from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,27 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
         _remote("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1"),
         _remote("together", "Together AI", "https://api.together.xyz/v1"),
         _remote("openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"),
+        ProviderSpec(
+            "safety",
+            "llama-guard",
+            LlamaGuardConfig,
+            "Llama Guard 3/4 through the Inference service",
+            implementation="llamda.providers.safety.llama_guard:LlamaGuardProvider",
+        ),
+        ProviderSpec(
+            "safety",
+            "bedrock-guardrails",
+            BedrockGuardrailsConfig,
+            "Amazon Bedrock Guardrails (ApplyGuardrail)",
+            implementation="llamda.providers.safety.bedrock_guardrails:BedrockGuardrailsProvider",
+        ),
+        ProviderSpec(
+            "safety",
+            "rules",
+            RulesConfig,
+            "Local keyword/regex/PII rules (no model)",
+            implementation="llamda.providers.safety.rules:RulesProvider",
+        ),
         ProviderSpec(
             "inference",
             "llama-cpp",

@@ -72,8 +72,8 @@ def _sse(served: Served[AsyncIterator[Any]], include_usage: bool) -> StreamingRe
 async def chat_completions(body: ChatCompletionRequest, stack: StackDep, response: Response) -> Any:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(await stack.inference.chat_stream(body), include_usage)
-    served = await stack.inference.chat(body)
+        return _sse(await stack.guardrails.chat_stream(body), include_usage)
+    served = await stack.guardrails.chat(body)
     response.headers.update(_served_headers(served))
     return served.value
 

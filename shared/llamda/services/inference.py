@@ -53,10 +53,11 @@ class Served[T]:
     model: Model
     requested: str
     attempts: int
+    blocked_by: str | None = None  # a guardrail's shield id, when one answered instead
 
     @property
     def provider_id(self) -> str:
-        return self.model.provider_id
+        return f"guardrail:{self.blocked_by}" if self.blocked_by else self.model.provider_id
 
     @property
     def fell_back(self) -> bool:

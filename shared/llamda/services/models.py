@@ -27,6 +27,8 @@ def _model(record: dict[str, Any], source: str) -> Model:
         fallbacks=record.get("fallbacks") or [],
         context_window_fallbacks=record.get("context_window_fallbacks") or [],
         content_policy_fallbacks=record.get("content_policy_fallbacks") or [],
+        input_shields=record.get("input_shields") or [],
+        output_shields=record.get("output_shields") or [],
         custom_metadata={
             **(record.get("metadata") or {}),
             "model_type": record["model_type"],

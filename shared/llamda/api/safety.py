@@ -1,0 +1,83 @@
+"""Safety API shapes: shields (Llama Stack), run-shield (Llama Stack), moderations (OpenAI)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SHIELD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
+
+
+class Shield(BaseModel):
+    identifier: str
+    provider_id: str
+    provider_resource_id: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    type: Literal["shield"] = "shield"
+    source: Literal["run_config", "registered"]
+
+
+class ListShieldsResponse(BaseModel):
+    data: list[Shield]
+
+
+class RegisterShieldRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shield_id: str = Field(pattern=SHIELD_ID_PATTERN)
+    provider_id: str | None = Field(
+        None, description="A safety provider; optional when there is one."
+    )
+    provider_shield_id: str | None = Field(None, min_length=1, max_length=2048)
+    params: dict[str, Any] | None = None
+
+
+class DeleteShieldResponse(BaseModel):
+    id: str
+    deleted: bool = True
+
+
+class ShieldMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class RunShieldRequest(BaseModel):
+    shield_id: str = Field(min_length=1)
+    messages: list[ShieldMessage] = Field(min_length=1, max_length=1024)
+    params: dict[str, Any] | None = None
+
+
+class SafetyViolation(BaseModel):
+    violation_level: Literal["info", "warn", "error"]
+    user_message: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunShieldResponse(BaseModel):
+    violation: SafetyViolation | None = None
+
+
+class ModerationRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[str] = Field(description="Text(s) to classify.")
+    model: str | None = Field(None, description="A shield id; optional when there is one shield.")
+
+
+class ModerationResult(BaseModel):
+    flagged: bool
+    categories: dict[str, bool]
+    category_scores: dict[str, float]
+    category_applied_input_types: dict[str, list[str]] = Field(default_factory=dict)
+    user_message: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModerationResponse(BaseModel):
+    id: str
+    model: str
+    results: list[ModerationResult]
