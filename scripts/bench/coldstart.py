@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scripts.bench._report import append_report  # noqa: E402
 from tests.e2e.harness import (  # noqa: E402
     BUILD_DIR,
     INVOKER,
@@ -192,11 +193,11 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if args.write:
-        doc = ROOT / "docs" / "benchmarks.md"
-        stamp = time.strftime("%Y-%m-%d")
-        with doc.open("a") as fh:
-            command = f".venv/bin/python scripts/bench/coldstart.py --runs {args.runs} --write"
-            fh.write(f"\n### Cold start ({stamp})\n\n`{command}`\n\n```\n{report}\n```\n")
+        append_report(
+            "Cold start",
+            f".venv/bin/python scripts/bench/coldstart.py {' '.join(sys.argv[1:])}",
+            report,
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,10 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench._report import append_report  # noqa: E402
+
 PEER_VENV = ROOT / ".venv-bench-peer"
 BODY = {"model": "MODEL", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 
@@ -203,10 +207,11 @@ def main() -> None:
     report = "\n".join(lines)
     print(report)
     if args.write:
-        command = f".venv/bin/python scripts/bench/overhead.py --calls {args.calls} --write"
-        with (ROOT / "docs/benchmarks.md").open("a") as fh:
-            stamp = time.strftime("%Y-%m-%d")
-            fh.write(f"\n### Gateway overhead ({stamp})\n\n`{command}`\n\n```\n{report}\n```\n")
+        append_report(
+            "Gateway overhead",
+            f".venv/bin/python scripts/bench/overhead.py {' '.join(sys.argv[1:])}",
+            report,
+        )
 
 
 if __name__ == "__main__":

@@ -133,3 +133,52 @@ def test_unreachable_upstream_is_503_with_a_message(client: openai.OpenAI) -> No
         client.chat.completions.create(model="down", messages=[{"role": "user", "content": "hi"}])
     assert err.value.status_code == 503
     assert "vllm" in err.value.message and "ConnectError" in err.value.message
+
+
+def test_bedrock_openai_endpoint_with_api_key_and_with_sigv4(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """bedrock-openai: a Bedrock API key as the bearer token; without one, SigV4 signing
+    with the environment's credentials (service 'bedrock')."""
+    home = tmp_path_factory.mktemp("bedrock-openai")
+    config = f"""
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - {{provider_id: keyed, provider_type: bedrock-openai, config: {{base_url: "{upstream.url}", api_key: br-key}}}}
+    - {{provider_id: signed, provider_type: bedrock-openai, config: {{base_url: "{upstream.url}", region_name: us-west-2}}}}
+models:
+  - {{model_id: gpt-oss, provider_id: keyed, provider_model_id: openai.gpt-oss-20b-1:0}}
+  - {{model_id: gpt-oss-signed, provider_id: signed, provider_model_id: openai.gpt-oss-20b-1:0}}
+storage:
+  records: {{type: sqlite, path: "{home}/r.sqlite3"}}
+  objects: {{type: local, root: "{home}/o"}}
+  vectors: {{uri: "{home}/v"}}
+"""
+    (home / "run.yaml").write_text(config)
+    live = start_server(home / "run.yaml", home)
+    try:
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+        upstream.requests.clear()
+        assert (
+            client.chat.completions.create(
+                model="gpt-oss", messages=[{"role": "user", "content": "hi"}]
+            )
+            .choices[0]
+            .message.content
+            == "upstream ok"
+        )
+        client.chat.completions.create(
+            model="gpt-oss-signed", messages=[{"role": "user", "content": "hi"}]
+        )
+        keyed, signed = upstream.requests
+        assert keyed["headers"]["authorization"] == "Bearer br-key"
+        assert keyed["body"]["model"] == "openai.gpt-oss-20b-1:0"
+        auth = signed["headers"]["authorization"]
+        assert (
+            auth.startswith("AWS4-HMAC-SHA256 Credential=testing/")
+            and "/us-west-2/bedrock/aws4_request" in auth
+        )
+        assert "x-amz-date" in signed["headers"]
+    finally:
+        stop_server(live)
