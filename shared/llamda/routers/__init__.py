@@ -7,5 +7,6 @@ from fastapi import Request
 from llamda.stack import Stack
 
 
-def get_stack(request: Request) -> Stack:
+async def get_stack(request: Request) -> Stack:
+    # async on purpose: FastAPI runs a sync dependency in a worker thread (~1 ms per request).
     return request.app.state.stack
