@@ -104,7 +104,7 @@ def stop_server(server: LiveServer) -> None:
 TEST_CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference]
+apis: [inspect, models, inference, safety, files]
 providers:
   inference:
     - provider_id: fake-vllm
@@ -130,6 +130,7 @@ storage:
   vectors: {uri: "${env.LLAMDA_HOME}/lancedb"}
 server:
   max_body_bytes: 65536
+  max_file_bytes: 200000
 routing: {max_retries: 1, backoff_base_seconds: 0.01, timeout_seconds: 5}
 """
 

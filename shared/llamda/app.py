@@ -29,6 +29,7 @@ ROUTERS: dict[str, str] = {
     "models": "llamda.routers.models",
     "inference": "llamda.routers.inference",
     "safety": "llamda.routers.safety",
+    "files": "llamda.routers.files",
 }
 
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {
@@ -167,7 +168,11 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
         app.state.api_routes += [r for r in router.routes if isinstance(r, APIRoute)]
     app.openapi = lambda: _openapi_with_error_shape(app)  # type: ignore[method-assign]
     # Added last = outermost: the request id is bound before the size check answers.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.server.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=config.server.max_body_bytes,
+        upload_bytes=config.server.max_file_bytes,
+    )
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -26,6 +26,8 @@ from llamda.errors import ConfigError
 from llamda.providers.registry import get_spec, provider_types
 
 KNOWN_APIS = ("inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval")
+# Routes whose body may be as large as server.max_file_bytes (multipart uploads).
+UPLOAD_PATHS = frozenset({"/v1/files"})
 PROFILES = ("local", "aws")
 ApiName = Literal[
     "inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"
@@ -140,6 +142,9 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8321, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger bodies get a 413.")
+    max_file_bytes: int = Field(
+        100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
+    )
 
 
 class RunConfig(_Strict):

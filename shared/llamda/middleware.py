@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llamda.config import UPLOAD_PATHS
 from llamda.context import bind_provider_data, bind_request_id, current_request_id
 from llamda.errors import BadRequestError, LlamdaError, PayloadTooLargeError
 from llamda.observability import logger
@@ -118,18 +119,20 @@ class RequestContextMiddleware:
 class BodyLimitMiddleware:
     """Refuses bodies over ``max_bytes`` with a 413, by Content-Length or by counting."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLargeError(f"request body is larger than {self.max_bytes} bytes")
+        limit = self.upload_bytes if scope.get("path") in UPLOAD_PATHS else self.max_bytes
+        too_large = PayloadTooLargeError(f"request body is larger than {limit} bytes")
         request_id = current_request_id() or "unknown"
         length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        if length is not None and length.isdigit() and int(length) > limit:
             await send_error(send, too_large, request_id)
             return
         # Read the body up front (it is bounded) so an oversize chunked body is refused before
@@ -142,7 +145,7 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > limit:
                 await send_error(send, too_large, request_id)
                 return
             chunks.append(chunk)

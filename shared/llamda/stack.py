@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import RunConfig
+from llamda.services.files import FilesService
 from llamda.services.guardrails import GuardrailsService
 from llamda.services.inference import InferenceService
 from llamda.services.inspect import InspectService
@@ -22,6 +23,7 @@ class Stack:
         self.records: Records = build_records(config.storage.records)
         self.objects: Objects = build_objects(config.storage.objects)
         self.models = ModelsService(config, self.records)
+        self.files = FilesService(self.records, self.objects)
         self.inference = InferenceService(config, self.models)
         self.shields = ShieldsService(config, self.records)
         self.safety = SafetyService(config, self.shields, self._served_chat)

@@ -4,6 +4,7 @@ with the openai SDK. Bedrock is the wire-level fake, reached by the artifact's o
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import httpx
 import openai
 import pytest
@@ -185,3 +187,48 @@ def test_safety_function_moderates_and_registers(
     assert registered["statusCode"] == 200
     assert response_json(ran)["violation"]["violation_level"] == "error"
     assert missing["statusCode"] == 404
+
+
+def test_files_function_uploads_to_s3(
+    artifacts: dict[str, Artifact], env: dict[str, str], moto_endpoint: str
+) -> None:
+    fn = artifacts["FilesFunction"]
+    upload = httpx.Request(
+        "POST",
+        "http://x/v1/files",
+        files={"file": ("report.pdf", b"%PDF-1.4 fake\x00\xff", "application/pdf")},
+        data={"purpose": "assistants"},
+    )
+    body = upload.read()
+    created = fn.invoke(
+        [
+            api_gateway_event(
+                "POST",
+                "/v1/files",
+                body=body,
+                headers={"Content-Type": upload.headers["content-type"]},
+            )
+        ],
+        lambda_env(fn, env),
+    )["results"][0]
+    assert created["statusCode"] == 200, created["body"]
+    file_id = response_json(created)["id"]
+    listed, content, deleted, gone = fn.invoke(
+        [
+            api_gateway_event("GET", "/v1/files"),
+            api_gateway_event("GET", f"/v1/files/{file_id}/content", resource="/v1/files/{proxy+}"),
+            api_gateway_event("DELETE", f"/v1/files/{file_id}", resource="/v1/files/{proxy+}"),
+            api_gateway_event("GET", f"/v1/files/{file_id}", resource="/v1/files/{proxy+}"),
+        ],
+        lambda_env(fn, env),
+    )["results"]
+    assert file_id in [f["id"] for f in response_json(listed)["data"]]
+    assert content["isBase64Encoded"] is True
+    assert base64.b64decode(content["body"]) == b"%PDF-1.4 fake\x00\xff"
+    assert deleted["statusCode"] == 200 and gone["statusCode"] == 404
+    keys = (
+        boto3.client("s3", endpoint_url=moto_endpoint)
+        .list_objects_v2(Bucket="llamda-data")
+        .get("Contents", [])
+    )
+    assert not [k["Key"] for k in keys if file_id in k["Key"]]

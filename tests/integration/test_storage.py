@@ -83,6 +83,10 @@ def test_records_roundtrip_conflict_list_delete(records_factory) -> None:  # typ
         assert [r.get("i") for r in page][1:] == list(range(9))
         after = await store.list("models", after="m19")
         assert [r["i"] for r in after] == list(range(20, 25))
+        newest = await store.list("models", limit=3, descending=True)
+        assert [r["i"] for r in newest] == [24, 23, 22]
+        before = await store.list("models", after="m03", limit=3, descending=True)
+        assert [r["i"] for r in before] == [2, 1, 0]
         assert await store.delete("models", "a/b:1") is True
         assert await store.delete("models", "a/b:1") is False
         await store.close()

@@ -120,7 +120,7 @@ def test_zip_functions_use_snapstart_and_the_layer_follows_the_architecture(
     cfn: dict[str, Any],
 ) -> None:
     resources = cfn["Resources"]
-    for function in ("ControlFunction", "InferenceFunction", "SafetyFunction"):
+    for function in ("ControlFunction", "InferenceFunction", "SafetyFunction", "FilesFunction"):
         props = resources[function]["Properties"]
         assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         assert props["Runtime"] == "python3.12"

@@ -21,8 +21,10 @@ class Records(Protocol):
     async def delete(self, kind: str, key: str) -> bool:
         """Delete; True when something was deleted."""
 
-    async def list(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Record]:
-        """Values in key order, starting after ``after``."""
+    async def list(
+        self, kind: str, *, after: str | None = None, limit: int = 1000, descending: bool = False
+    ) -> list[Record]:
+        """Values in key order, starting after ``after`` (before it when ``descending``)."""
 
     async def close(self) -> None: ...
 

@@ -75,11 +75,13 @@ class DynamoDBRecordStore:
         )
         return bool(reply.get("Attributes"))
 
-    async def list(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Record]:
+    async def list(
+        self, kind: str, *, after: str | None = None, limit: int = 1000, descending: bool = False
+    ) -> list[Record]:
         values: dict[str, Any] = {":pk": self._pk(kind)}
         condition = "pk = :pk"
         if after:
-            condition += " AND sk > :after"
+            condition += f" AND sk {'<' if descending else '>'} :after"
             values[":after"] = {"S": after}
         out: list[Record] = []
         start: dict[str, Any] | None = None
@@ -89,6 +91,7 @@ class DynamoDBRecordStore:
                 "ExpressionAttributeValues": values,
                 "Limit": limit - len(out),
                 "ConsistentRead": True,
+                "ScanIndexForward": not descending,
             }
             if start:
                 kwargs["ExclusiveStartKey"] = start

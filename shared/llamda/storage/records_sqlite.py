@@ -86,14 +86,19 @@ class SqliteRecordStore:
 
         return await self._run(op)
 
-    async def list(self, kind: str, *, after: str | None = None, limit: int = 1000) -> list[Record]:
+    async def list(
+        self, kind: str, *, after: str | None = None, limit: int = 1000, descending: bool = False
+    ) -> list[Record]:
         tenant = current_tenant()
+        # The cursor bound and the order are fixed strings, never user input.
+        bound, order = ("<", "DESC") if descending else (">", "ASC")
+        cursor = after if after is not None else ("\U0010ffff" if descending else "")
 
         def op(conn: sqlite3.Connection) -> list[Record]:
             rows = conn.execute(
-                "SELECT value FROM records WHERE tenant = ? AND kind = ? AND key > ? "
-                "ORDER BY key LIMIT ?",
-                (tenant, check_kind(kind), after or "", limit),
+                f"SELECT value FROM records WHERE tenant = ? AND kind = ? AND key {bound} ? "
+                f"ORDER BY key {order} LIMIT ?",
+                (tenant, check_kind(kind), cursor, limit),
             ).fetchall()
             return [json.loads(r[0]) for r in rows]
 

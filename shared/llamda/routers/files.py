@@ -1,0 +1,76 @@
+"""POST/GET /v1/files, GET/DELETE /v1/files/{file_id}, GET /v1/files/{file_id}/content."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from fastapi.responses import Response
+
+from llamda.api.errors import error_responses
+from llamda.api.files import DeleteFileResponse, FileObject, ListFilesResponse, Purpose
+from llamda.routers import get_stack
+from llamda.stack import Stack
+
+router = APIRouter(tags=["files"])
+StackDep = Annotated[Stack, Depends(get_stack)]
+FileId = Annotated[str, Path(pattern=r"^file-[a-f0-9]{1,64}$", description="A file id.")]
+
+
+@router.post(
+    "/v1/files",
+    summary="Upload a file",
+    description="multipart/form-data with `file` and `purpose`.",
+    response_model=FileObject,
+    responses=error_responses(400, 413),
+)
+async def upload_file(
+    stack: StackDep,
+    file: Annotated[UploadFile, File(description="The file.")],
+    purpose: Annotated[Purpose, Form(description="What the file is for.")],
+) -> FileObject:
+    data = await file.read()
+    return await stack.files.create(data, file.filename or "upload", purpose, file.content_type)
+
+
+@router.get("/v1/files", summary="List files", response_model=ListFilesResponse)
+async def list_files(
+    stack: StackDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    purpose: Annotated[Purpose | None, Query()] = None,
+) -> ListFilesResponse:
+    return await stack.files.list(limit=limit, after=after, order=order, purpose=purpose)
+
+
+@router.get(
+    "/v1/files/{file_id}",
+    summary="Get a file",
+    response_model=FileObject,
+    responses=error_responses(404),
+)
+async def get_file(file_id: FileId, stack: StackDep) -> FileObject:
+    return await stack.files.get(file_id)
+
+
+@router.delete(
+    "/v1/files/{file_id}",
+    summary="Delete a file",
+    response_model=DeleteFileResponse,
+    responses=error_responses(404),
+)
+async def delete_file(file_id: FileId, stack: StackDep) -> DeleteFileResponse:
+    await stack.files.delete(file_id)
+    return DeleteFileResponse(id=file_id)
+
+
+@router.get(
+    "/v1/files/{file_id}/content",
+    summary="A file's content",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
+)
+async def file_content(file_id: FileId, stack: StackDep) -> Response:
+    data, content_type = await stack.files.content(file_id)
+    return Response(content=data, media_type=content_type)

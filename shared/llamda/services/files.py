@@ -1,0 +1,96 @@
+"""Files: bytes in Objects (S3 or a local dir) under ``files/<id>``, metadata in Records.
+The filename is metadata only; storage keys are built from our ids, never from user input.
+Ids sort by creation time, so listing pages in created order."""
+
+from __future__ import annotations
+
+import mimetypes
+import secrets
+import time
+from typing import Any
+
+from llamda.api.files import FileObject, ListFilesResponse
+from llamda.errors import BadRequestError, NotFoundError
+from llamda.storage.objects import Objects
+from llamda.storage.records import Records
+
+KIND = "files"
+MAX_FILENAME = 255
+
+
+def new_file_id() -> str:
+    return f"file-{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+class FilesService:
+    def __init__(self, records: Records, objects: Objects):
+        self._records = records
+        self._objects = objects
+
+    async def create(
+        self, data: bytes, filename: str, purpose: str, content_type: str | None
+    ) -> FileObject:
+        name = (filename or "upload").replace("\x00", "")[-MAX_FILENAME:]
+        file_id = new_file_id()
+        record = {
+            "id": file_id,
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": purpose,
+            "content_type": content_type
+            or mimetypes.guess_type(name)[0]
+            or "application/octet-stream",
+        }
+        # Bytes first, then the record: a reader never sees a file without content.
+        await self._objects.put(f"files/{file_id}", data, content_type=record["content_type"])
+        await self._records.put(KIND, file_id, record, if_absent=True)
+        return FileObject.model_validate(record)
+
+    async def _record(self, file_id: str) -> dict[str, Any]:
+        record = await self._records.get(KIND, file_id)
+        if record is None:
+            raise NotFoundError(
+                f"No such File object: {file_id}", param="file_id", code="file_not_found"
+            )
+        return record
+
+    async def get(self, file_id: str) -> FileObject:
+        return FileObject.model_validate(await self._record(file_id))
+
+    async def content(self, file_id: str) -> tuple[bytes, str]:
+        record = await self._record(file_id)
+        return await self._objects.get(f"files/{file_id}"), record["content_type"]
+
+    async def delete(self, file_id: str) -> None:
+        await self._record(file_id)
+        # Record first: once it is gone the file is gone for readers; then the bytes.
+        await self._records.delete(KIND, file_id)
+        await self._objects.delete(f"files/{file_id}")
+
+    async def list(
+        self, *, limit: int, after: str | None, order: str, purpose: str | None
+    ) -> ListFilesResponse:
+        if after is not None and not after.startswith("file-"):
+            raise BadRequestError("after must be a file id", param="after")
+        found: list[FileObject] = []
+        cursor = after
+        while len(found) <= limit:
+            page = await self._records.list(
+                KIND, after=cursor, limit=max(limit, 100), descending=order == "desc"
+            )
+            if not page:
+                break
+            found.extend(
+                FileObject.model_validate(r)
+                for r in page
+                if purpose is None or r["purpose"] == purpose
+            )
+            cursor = page[-1]["id"]
+        data = found[:limit]
+        return ListFilesResponse(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=len(found) > limit,
+        )
