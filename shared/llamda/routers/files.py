@@ -69,7 +69,7 @@ async def delete_file(file_id: FileId, stack: StackDep) -> DeleteFileResponse:
     "/v1/files/{file_id}/content",
     summary="A file's content",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, **error_responses(404)},
+    responses={200: {"content": {"*/*": {}}}, **error_responses(404)},
 )
 async def file_content(file_id: FileId, stack: StackDep) -> Response:
     data, content_type = await stack.files.content(file_id)
