@@ -80,17 +80,28 @@ def start_server(config: Path, home: Path, env: dict[str, str] | None = None) ->
             cwd=home,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    wait_until_serving(f"{url}/v1/health", process, log)
+    return LiveServer(url, process, home, log)
+
+
+def wait_until_serving(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30, ok: int | None = 200
+) -> None:
+    """Poll ``url`` until it answers (with ``ok``, or anything when None); fail with the
+    process's log if it exits or the time runs out."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()}")
+            raise RuntimeError(f"server exited: {log.read_text()[-4000:]}")
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return LiveServer(url, process, home, log)
+            status = httpx.get(url, timeout=2).status_code
+            if ok is None or status == ok:
+                return
         except httpx.HTTPError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()}")
+    raise RuntimeError(f"server did not start: {log.read_text()[-4000:]}")
 
 
 def stop_server(server: LiveServer) -> None:

@@ -62,6 +62,7 @@ class Artifact:
                 "events": events,
                 "function_name": self.name,
             }
+            spawned_at = time.time()
             proc = subprocess.run(
                 [base_python(), "-I", "-S", "-B", str(INVOKER), str(out)],
                 input=json.dumps(request),
@@ -77,6 +78,8 @@ class Artifact:
                 )
             report = json.loads(out.read_text())
             report["stdout"], report["stderr"] = proc.stdout, proc.stderr
+            # Fresh process → first event served, for scripts/bench/coldstart.py.
+            report["cold_start_s"] = report["timings"]["first_event_epoch"] - spawned_at
             return report
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from tests.conftest import free_port, wait_until_serving
 from tests.e2e.harness import (
     Artifact,
     api_gateway_event,
@@ -79,12 +79,6 @@ def test_buffered_function_chat_stream_embeddings(
     assert len(fake_bedrock.fake.calls_for("converse-stream", MODEL)) == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def stream_function(
     artifacts: dict[str, Artifact], env: dict[str, str], tmp_path: Path
@@ -93,7 +87,7 @@ def stream_function(
     built layer; python3 = the Lambda runtime's 3.12)."""
     fn = artifacts["InferenceStreamFunction"]
     code, *layers = fn.paths
-    port = _free_port()
+    port = free_port()
     proc_env = {
         **lambda_env(fn, env),
         "PATH": f"{os.path.dirname(base_python())}:/usr/bin:/bin",
@@ -112,14 +106,7 @@ def stream_function(
             cwd=tmp_path,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    wait_until_serving(url, proc, log, ok=None)  # any answer: the app has no route at /
     yield url
     proc.terminate()
     proc.wait(10)

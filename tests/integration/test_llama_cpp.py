@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
-from tests.conftest import LiveServer, free_port, start_server, stop_server
+from tests.conftest import LiveServer, free_port, start_server, stop_server, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -80,14 +78,7 @@ def llama_server(gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
+    wait_until_serving(f"{url}/v1/models", proc, log, timeout=120)
     yield url
     proc.terminate()
     proc.wait(20)
