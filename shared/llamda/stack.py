@@ -26,6 +26,7 @@ class Stack:
         self.files = FilesService(self.records, self.objects)
         self.inference = InferenceService(config, self.models)
         self.shields = ShieldsService(config, self.records)
+        self.models.shield_exists = self.shields.exists
         self.safety = SafetyService(config, self.shields, self._served_chat)
         self.guardrails = GuardrailsService(
             config.guardrails, self.models, self.inference, self.safety

@@ -370,3 +370,26 @@ def test_bad_safety_requests(server: LiveServer, client: openai.OpenAI) -> None:
             messages=[{"role": "user", "content": "x"}],
             extra_body={"guardrails": {"input": ["nope"]}},
         )
+
+
+def test_registered_model_with_shields(server: LiveServer, client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    url = f"{server.url}/v1/models"
+    bad = httpx.post(
+        url, json={"model_id": "x", "provider_id": "bedrock", "input_shields": ["nope"]}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input_shields"
+    ok = httpx.post(
+        url,
+        json={
+            "model_id": "team/guarded",
+            "provider_id": "bedrock",
+            "provider_model_id": "team-model",
+            "input_shields": ["pii-block"],
+        },
+    )
+    assert ok.status_code == 200 and ok.json()["input_shields"] == ["pii-block"]
+    with pytest.raises(openai.BadRequestError, match="pii-block"):
+        client.chat.completions.create(
+            model="team/guarded", messages=[{"role": "user", "content": "ip 10.1.2.3"}]
+        )
+    assert fake.calls_for("converse", "team-model") == []

@@ -61,6 +61,8 @@ class RegisterModelRequest(BaseModel):
     fallbacks: list[str] = Field(default_factory=list, max_length=8)
     context_window_fallbacks: list[str] = Field(default_factory=list, max_length=8)
     content_policy_fallbacks: list[str] = Field(default_factory=list, max_length=8)
+    input_shields: list[str] = Field(default_factory=list, max_length=8)
+    output_shields: list[str] = Field(default_factory=list, max_length=8)
 
     @field_validator("metadata")
     @classmethod

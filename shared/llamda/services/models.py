@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llamda.api.models import Model, RegisterModelRequest
@@ -42,9 +43,16 @@ def _model(record: dict[str, Any], source: str) -> Model:
 class ModelsService:
     """Config models are global and read-only; registered ones live in the tenant's Records."""
 
-    def __init__(self, config: RunConfig, records: Records, started_at: int | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        records: Records,
+        started_at: int | None = None,
+        shield_exists: Callable[[str], Awaitable[bool]] | None = None,
+    ):
         self._config = config
         self._records = records
+        self.shield_exists = shield_exists
         created = started_at or int(time.time())
         self._static: dict[str, Model] = {
             m.model_id: _model(_record(m, created), "run_config") for m in config.models
@@ -89,6 +97,10 @@ class ModelsService:
                     raise BadRequestError(
                         f"{field}: unknown model {target!r}", param=field
                     ) from None
+        for field in ("input_shields", "output_shields"):
+            for shield in getattr(request, field):
+                if self.shield_exists is None or not await self.shield_exists(shield):
+                    raise BadRequestError(f"{field}: unknown shield {shield!r}", param=field)
         record = {
             "model_id": request.model_id,
             "provider_id": provider_id,
@@ -98,6 +110,8 @@ class ModelsService:
             "fallbacks": request.fallbacks,
             "context_window_fallbacks": request.context_window_fallbacks,
             "content_policy_fallbacks": request.content_policy_fallbacks,
+            "input_shields": request.input_shields,
+            "output_shields": request.output_shields,
             "created": int(time.time()),
         }
         try:

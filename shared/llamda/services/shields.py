@@ -46,6 +46,13 @@ class ShieldsService:
             )
         return _shield(record, "registered")
 
+    async def exists(self, shield_id: str) -> bool:
+        try:
+            await self.get(shield_id)
+        except NotFoundError:
+            return False
+        return True
+
     async def register(self, request: RegisterShieldRequest) -> Shield:
         if request.shield_id in self._static:
             raise ConflictError(
