@@ -122,6 +122,14 @@ def _openapi_with_error_shape(app: FastAPI) -> dict[str, Any]:
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             responses = operation.get("responses", {})
+            if "requestBody" in operation:  # every body passes the size limit first
+                responses.setdefault(
+                    "413",
+                    {
+                        "description": "Body too large",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                )
             if responses.pop("422", None) is not None or "400" not in responses:
                 responses.setdefault(
                     "400",
