@@ -35,6 +35,15 @@ def _served_headers(served: Served[Any]) -> dict[str, str]:
     return {"x-llamda-provider": served.provider_id, "x-llamda-model": served.model.id}
 
 
+def _json(served: Served[BaseModel]) -> Response:
+    """The reply as JSON, serialized once (FastAPI would validate the model again first)."""
+    return Response(
+        served.value.model_dump_json(),
+        media_type="application/json",
+        headers=_served_headers(served),
+    )
+
+
 def _sse(served: Served[AsyncIterator[Any]], include_usage: bool) -> StreamingResponse:
     """Server-sent events: ``data: {json}`` per chunk, then ``data: [DONE]``. An error after
     the first chunk is sent as an ``error`` event (the stream does not switch provider)."""
@@ -69,13 +78,11 @@ def _sse(served: Served[AsyncIterator[Any]], include_usage: bool) -> StreamingRe
     response_model=ChatCompletion,
     responses=ERRORS,
 )
-async def chat_completions(body: ChatCompletionRequest, stack: StackDep, response: Response) -> Any:
+async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _sse(await stack.guardrails.chat_stream(body), include_usage)
-    served = await stack.guardrails.chat(body)
-    response.headers.update(_served_headers(served))
-    return served.value
+    return _json(await stack.guardrails.chat(body))
 
 
 @router.post(
@@ -84,13 +91,11 @@ async def chat_completions(body: ChatCompletionRequest, stack: StackDep, respons
     response_model=Completion,
     responses=ERRORS,
 )
-async def completions(body: CompletionRequest, stack: StackDep, response: Response) -> Any:
+async def completions(body: CompletionRequest, stack: StackDep) -> Response:
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _sse(await stack.inference.completion_stream(body), include_usage)
-    served = await stack.inference.completion(body)
-    response.headers.update(_served_headers(served))
-    return served.value
+    return _json(await stack.inference.completion(body))
 
 
 @router.post(
@@ -99,9 +104,5 @@ async def completions(body: CompletionRequest, stack: StackDep, response: Respon
     response_model=EmbeddingsResponse,
     responses=ERRORS,
 )
-async def embeddings(
-    body: EmbeddingsRequest, stack: StackDep, response: Response
-) -> EmbeddingsResponse:
-    served = await stack.inference.embeddings(body)
-    response.headers.update(_served_headers(served))
-    return served.value
+async def embeddings(body: EmbeddingsRequest, stack: StackDep) -> Response:
+    return _json(await stack.inference.embeddings(body))
