@@ -16,7 +16,10 @@ def _banner(config, url: str) -> str:  # type: ignore[no-untyped-def]
         for api, entries in config.providers.items()
         for e in entries
     ]
-    lines.append(f"  providers: {', '.join(providers) or 'none (set AWS_REGION, OLLAMA_URL, ...)'}")
+    lines.append(f"  providers: {', '.join(providers) or 'none'}")
+    if not config.provider_ids("inference"):
+        hint = "AWS_REGION, OLLAMA_URL, VLLM_URL, TGI_URL, *_API_KEY (see README)"
+        lines.append(f"             no inference provider: set {hint}")
     models = [f"{m.model_id} [{m.provider_id}]" for m in config.models]
     lines.append(f"  models:    {', '.join(models) or 'none'}")
     lines.append(f"  docs:      {url}/docs   openapi: {url}/openapi.json")
