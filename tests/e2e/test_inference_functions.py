@@ -87,6 +87,8 @@ def stream_function(
     built layer; python3 = the Lambda runtime's 3.12)."""
     fn = artifacts["InferenceStreamFunction"]
     code, *layers = fn.paths
+    # The Lambda Web Adapter execs the handler script: it must ship executable.
+    assert os.access(code / "run.sh", os.X_OK)
     port = free_port()
     proc_env = {
         **lambda_env(fn, env),
