@@ -3,6 +3,7 @@ reference resolves, auth and streaming are wired as intended, policies are least
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -139,3 +140,19 @@ def test_bucket_is_encrypted_private_and_tls_only(cfn: dict[str, Any]) -> None:
     assert any(
         s["Effect"] == "Deny" and "aws:SecureTransport" in str(s["Condition"]) for s in policy
     )
+
+
+def test_dashboard_body_is_json_and_charts_what_the_functions_emit() -> None:
+    raw = yaml_parse((ROOT / "template.yaml").read_text())
+    body = raw["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{[^}]+\}", "X", body))["widgets"]
+    expressions = " ".join(
+        m[0]["expression"]
+        for w in widgets
+        for m in w["properties"]["metrics"]
+        if isinstance(m[0], dict) and "expression" in m[0]
+    )
+    # The EMF metric names services/inference.py, services/safety.py and guardrails emit.
+    emitted = ("requests", "latency_ms", "tokens_in", "tokens_out", "fallbacks", "errors")
+    for metric in (*emitted, "guardrail_blocks", "flagged"):
+        assert f'MetricName="{metric}"' in expressions, metric
