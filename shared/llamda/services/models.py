@@ -8,7 +8,8 @@ from typing import Any
 
 from llamda.api.models import Model, RegisterModelRequest
 from llamda.config import ModelResource, RunConfig
-from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.errors import BadRequestError
+from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
 KIND = "models"
@@ -51,34 +52,25 @@ class ModelsService:
         shield_exists: Callable[[str], Awaitable[bool]] | None = None,
     ):
         self._config = config
-        self._records = records
         self.shield_exists = shield_exists
         created = started_at or int(time.time())
-        self._static: dict[str, Model] = {
-            m.model_id: _model(_record(m, created), "run_config") for m in config.models
-        }
+        self._registry = Registry(
+            records,
+            kind=KIND,
+            noun="model",
+            param="model",
+            build=_model,
+            static=((m.model_id, _record(m, created)) for m in config.models),
+        )
 
     async def list(self) -> list[Model]:
-        registered = [_model(r, "registered") for r in await self._records.list(KIND)]
-        return [*self._static.values(), *registered]
+        return await self._registry.list()
 
     async def get(self, model_id: str) -> Model:
-        if model_id in self._static:
-            return self._static[model_id]
-        record = await self._records.get(KIND, model_id)
-        if record is None:
-            raise NotFoundError(
-                f"The model '{model_id}' does not exist", param="model", code="model_not_found"
-            )
-        return _model(record, "registered")
+        return await self._registry.get(model_id)
 
     async def register(self, request: RegisterModelRequest) -> Model:
-        if request.model_id in self._static:
-            raise ConflictError(
-                f"model '{request.model_id}' is defined in the run config",
-                param="model_id",
-                code="model_exists",
-            )
+        self._registry.refuse_static(request.model_id, "model_id")
         provider_id = self._provider_for(request.provider_id)
         if request.model_type == "embedding":
             dimension = request.metadata.get("embedding_dimension")
@@ -91,12 +83,8 @@ class ModelsService:
             for target in getattr(request, field):
                 if target == request.model_id:
                     raise BadRequestError("a model cannot fall back to itself", param=field)
-                try:
-                    await self.get(target)
-                except NotFoundError:
-                    raise BadRequestError(
-                        f"{field}: unknown model {target!r}", param=field
-                    ) from None
+                if not await self._registry.exists(target):
+                    raise BadRequestError(f"{field}: unknown model {target!r}", param=field)
         for field in ("input_shields", "output_shields"):
             for shield in getattr(request, field):
                 if self.shield_exists is None or not await self.shield_exists(shield):
@@ -114,27 +102,10 @@ class ModelsService:
             "output_shields": request.output_shields,
             "created": int(time.time()),
         }
-        try:
-            await self._records.put(KIND, request.model_id, record, if_absent=True)
-        except ConflictError:
-            raise ConflictError(
-                f"model '{request.model_id}' is already registered",
-                param="model_id",
-                code="model_exists",
-            ) from None
-        return _model(record, "registered")
+        return await self._registry.add(request.model_id, record, "model_id")
 
     async def unregister(self, model_id: str) -> None:
-        if model_id in self._static:
-            raise ConflictError(
-                f"model '{model_id}' is defined in the run config; remove it there",
-                param="model",
-                code="model_in_run_config",
-            )
-        if not await self._records.delete(KIND, model_id):
-            raise NotFoundError(
-                f"The model '{model_id}' does not exist", param="model", code="model_not_found"
-            )
+        await self._registry.remove(model_id)
 
     def _provider_for(self, provider_id: str | None) -> str:
         configured = self._config.provider_ids("inference")

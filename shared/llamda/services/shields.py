@@ -6,7 +6,8 @@ from typing import Any
 
 from llamda.api.safety import RegisterShieldRequest, Shield
 from llamda.config import RunConfig
-from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.errors import BadRequestError
+from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
 KIND = "shields"
@@ -25,41 +26,26 @@ def _shield(record: dict[str, Any], source: str) -> Shield:
 class ShieldsService:
     def __init__(self, config: RunConfig, records: Records):
         self._config = config
-        self._records = records
-        self._static = {s.shield_id: _shield(s.model_dump(), "run_config") for s in config.shields}
+        self._registry = Registry(
+            records,
+            kind=KIND,
+            noun="shield",
+            param="shield_id",
+            build=_shield,
+            static=((s.shield_id, s.model_dump()) for s in config.shields),
+        )
 
     async def list(self) -> list[Shield]:
-        return [
-            *self._static.values(),
-            *(_shield(r, "registered") for r in await self._records.list(KIND)),
-        ]
+        return await self._registry.list()
 
     async def get(self, shield_id: str) -> Shield:
-        if shield_id in self._static:
-            return self._static[shield_id]
-        record = await self._records.get(KIND, shield_id)
-        if record is None:
-            raise NotFoundError(
-                f"The shield '{shield_id}' does not exist",
-                param="shield_id",
-                code="shield_not_found",
-            )
-        return _shield(record, "registered")
+        return await self._registry.get(shield_id)
 
     async def exists(self, shield_id: str) -> bool:
-        try:
-            await self.get(shield_id)
-        except NotFoundError:
-            return False
-        return True
+        return await self._registry.exists(shield_id)
 
     async def register(self, request: RegisterShieldRequest) -> Shield:
-        if request.shield_id in self._static:
-            raise ConflictError(
-                f"shield '{request.shield_id}' is defined in the run config",
-                param="shield_id",
-                code="shield_exists",
-            )
+        self._registry.refuse_static(request.shield_id, "shield_id")
         configured = self._config.provider_ids("safety")
         provider_id = request.provider_id
         if provider_id is None and len(configured) == 1:
@@ -76,26 +62,7 @@ class ShieldsService:
             "provider_shield_id": request.provider_shield_id or request.shield_id,
             "params": request.params or {},
         }
-        try:
-            await self._records.put(KIND, request.shield_id, record, if_absent=True)
-        except ConflictError:
-            raise ConflictError(
-                f"shield '{request.shield_id}' is already registered",
-                param="shield_id",
-                code="shield_exists",
-            ) from None
-        return _shield(record, "registered")
+        return await self._registry.add(request.shield_id, record, "shield_id")
 
     async def unregister(self, shield_id: str) -> None:
-        if shield_id in self._static:
-            raise ConflictError(
-                f"shield '{shield_id}' is defined in the run config; remove it there",
-                param="shield_id",
-                code="shield_in_run_config",
-            )
-        if not await self._records.delete(KIND, shield_id):
-            raise NotFoundError(
-                f"The shield '{shield_id}' does not exist",
-                param="shield_id",
-                code="shield_not_found",
-            )
+        await self._registry.remove(shield_id)
