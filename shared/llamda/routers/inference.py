@@ -18,6 +18,7 @@ from llamda.api.inference import (
     CompletionRequest,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    StreamOptions,
 )
 from llamda.errors import LlamdaError
 from llamda.observability import logger
@@ -44,9 +45,10 @@ def _json(served: Served[BaseModel]) -> Response:
     )
 
 
-def _sse(served: Served[AsyncIterator[Any]], include_usage: bool) -> StreamingResponse:
+def _sse(served: Served[AsyncIterator[Any]], options: StreamOptions | None) -> StreamingResponse:
     """Server-sent events: ``data: {json}`` per chunk, then ``data: [DONE]``. An error after
     the first chunk is sent as an ``error`` event (the stream does not switch provider)."""
+    include_usage = bool(options and options.include_usage)
 
     async def events() -> AsyncIterator[bytes]:
         try:
@@ -80,8 +82,7 @@ def _sse(served: Served[AsyncIterator[Any]], include_usage: bool) -> StreamingRe
 )
 async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Response:
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(await stack.guardrails.chat_stream(body), include_usage)
+        return _sse(await stack.guardrails.chat_stream(body), body.stream_options)
     return _json(await stack.guardrails.chat(body))
 
 
@@ -93,8 +94,7 @@ async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Resp
 )
 async def completions(body: CompletionRequest, stack: StackDep) -> Response:
     if body.stream:
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _sse(await stack.inference.completion_stream(body), include_usage)
+        return _sse(await stack.inference.completion_stream(body), body.stream_options)
     return _json(await stack.inference.completion(body))
 
 

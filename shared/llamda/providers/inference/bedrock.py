@@ -246,37 +246,30 @@ class BedrockProvider:
         client = await self._client()
         vectors: list[list[float]] = []
         tokens = 0
+
+        async def invoke(body: dict[str, Any]) -> dict[str, Any]:
+            reply = await client.invoke_model(
+                modelId=model,
+                body=json.dumps(body),
+                contentType="application/json",
+                accept="application/json",
+            )
+            return json.loads(await reply["body"].read())
+
         try:
             if "cohere" in model:
-                body: dict[str, Any] = {"texts": texts, "input_type": "search_document"}
-                reply = await client.invoke_model(
-                    modelId=model,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                )
-                payload = json.loads(await reply["body"].read())
+                payload = await invoke({"texts": texts, "input_type": "search_document"})
                 vectors = payload["embeddings"]
                 if isinstance(vectors, dict):
                     vectors = vectors.get("float", [])
             else:
-
-                async def one(text: str) -> tuple[list[float], int]:
-                    body = {"inputText": text, "normalize": True}
-                    if request.dimensions:
-                        body["dimensions"] = request.dimensions
-                    reply = await client.invoke_model(
-                        modelId=model,
-                        body=json.dumps(body),
-                        contentType="application/json",
-                        accept="application/json",
-                    )
-                    payload = json.loads(await reply["body"].read())
-                    return payload["embedding"], int(payload.get("inputTextTokenCount", 0))
-
-                results = await asyncio.gather(*(one(t) for t in texts))
-                vectors = [r[0] for r in results]
-                tokens = sum(r[1] for r in results)
+                # Titan embeds one text per call.
+                extra = {"dimensions": request.dimensions} if request.dimensions else {}
+                payloads = await asyncio.gather(
+                    *(invoke({"inputText": t, "normalize": True, **extra}) for t in texts)
+                )
+                vectors = [p["embedding"] for p in payloads]
+                tokens = sum(int(p.get("inputTextTokenCount", 0)) for p in payloads)
         except UpstreamError:
             raise
         except Exception as exc:
