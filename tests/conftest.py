@@ -115,8 +115,11 @@ def stop_server(server: LiveServer) -> None:
 TEST_CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, safety, files]
+apis: [inspect, models, inference, safety, files, vector_io]
 providers:
+  vector_io:
+    - provider_id: lancedb
+      provider_type: lancedb
   inference:
     - provider_id: fake-vllm
       provider_type: vllm

@@ -30,6 +30,7 @@ ROUTERS: dict[str, str] = {
     "inference": "llamda.routers.inference",
     "safety": "llamda.routers.safety",
     "files": "llamda.routers.files",
+    "vector_io": "llamda.routers.vector_stores",
 }
 
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {

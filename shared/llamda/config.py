@@ -129,7 +129,24 @@ class S3Objects(_Strict):
 
 
 class VectorsConfig(_Strict):
+    """LanceDB: where tables live and how they are indexed and written."""
+
     uri: str = Field(description="LanceDB location: a local dir or s3://bucket/prefix.")
+    storage_options: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="object_store options for s3:// (endpoint, allow_http, region...); "
+        "empty values are dropped.",
+    )
+    default_embedding_model: str | None = Field(
+        None, description="For stores created without one; else the first embedding model."
+    )
+    ann_index_min_rows: int = Field(
+        50_000,
+        ge=256,
+        description="Build the ANN (IVF_HNSW_SQ) index once a table has this many rows.",
+    )
+    write_retries: int = Field(8, ge=0, le=50, description="Retries of a conflicting commit.")
+    ingest_concurrency: int = Field(4, ge=1, le=64, description="Files processed at once.")
 
 
 class StorageConfig(_Strict):

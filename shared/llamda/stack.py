@@ -11,6 +11,7 @@ from llamda.services.inspect import InspectService
 from llamda.services.models import ModelsService
 from llamda.services.safety import SafetyService
 from llamda.services.shields import ShieldsService
+from llamda.services.vector_stores import VectorStoresService
 from llamda.storage.objects import Objects, build_objects
 from llamda.storage.records import Records, build_records
 
@@ -31,6 +32,9 @@ class Stack:
         self.guardrails = GuardrailsService(
             config.guardrails, self.models, self.inference, self.safety
         )
+        self.vector_stores = VectorStoresService(
+            config, self.records, self.files, self.models, self.inference
+        )
         self.inspect = InspectService(config, self.inference.breaker_states)
 
     async def _served_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
@@ -40,5 +44,6 @@ class Stack:
     async def close(self) -> None:
         await self.inference.close()
         await self.safety.close()
+        await self.vector_stores.close()
         await self.records.close()
         await self.objects.close()

@@ -60,7 +60,7 @@ def test_llama_stack_client_inspect_providers_routes(lsc: LlamaStackClient) -> N
     assert lsc.inspect.health().status == "OK"
     assert lsc.inspect.version().version
     providers = {p.provider_id: p for p in lsc.providers.list()}
-    assert set(providers) == {"fake-vllm", "fake-bedrock"}
+    assert set(providers) == {"fake-vllm", "fake-bedrock", "lancedb"}
     vllm = lsc.providers.retrieve("fake-vllm")
     assert vllm.api == "inference" and vllm.provider_type == "vllm"
     assert vllm.config["url"] == "http://127.0.0.1:9/v1"

@@ -26,6 +26,11 @@ def cfn() -> dict[str, Any]:
     text = (ROOT / "template.yaml").read_text()
     # Local code paths become S3 URIs at package time; stand in for that step.
     text = re.sub(r"(CodeUri|ContentUri): (\S+/)$", r"\1: s3://bucket/\2", text, flags=re.M)
+    # `sam build`/`sam deploy` push the image and set ImageUri; stand in for that too.
+    text = text.replace(
+        "      PackageType: Image\n",
+        "      PackageType: Image\n      ImageUri: 123456789012.dkr.ecr.us-east-1.amazonaws.com/llamda:v1\n",
+    )
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     return transform(yaml_parse(text), {}, _NoManagedPolicies())
 
@@ -110,7 +115,13 @@ def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> 
         "InferenceFunction",
         "InferenceStreamFunction",
         "SafetyFunction",
+        "FilesFunction",
+        "VectorFunction",
+        "IngestFunction",
     )
+    for function in ("VectorFunction", "IngestFunction"):
+        invoke = [s for s in _statements(cfn, function) if "bedrock:InvokeModel" in s["Action"]]
+        assert invoke and all(s["Resource"] == {"Ref": "BedrockModelArns"} for s in invoke)
     for function in functions:
         for statement in _statements(cfn, function):
             assert statement["Resource"] != "*"
@@ -156,3 +167,49 @@ def test_dashboard_body_is_json_and_charts_what_the_functions_emit() -> None:
     emitted = ("requests", "latency_ms", "tokens_in", "tokens_out", "fallbacks", "errors")
     for metric in (*emitted, "guardrail_blocks", "flagged"):
         assert f'MetricName="{metric}"' in expressions, metric
+
+
+def test_lancedb_functions_share_one_image_with_a_command_each(cfn: dict[str, Any]) -> None:
+    raw = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]
+    dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
+    for function, module in (("VectorFunction", "vector_io"), ("IngestFunction", "ingest")):
+        props = raw[function]["Properties"]
+        assert props["PackageType"] == "Image"
+        assert props["ImageConfig"]["Command"] == [f"functions.{module}.app.lambda_handler"]
+        assert raw[function]["Metadata"]["Dockerfile"] == "functions/Dockerfile"
+        assert (ROOT / "functions" / module / "app.py").exists()
+        assert "Layers" not in cfn["Resources"][function]["Properties"]
+    assert "requirements/image.lock" in dockerfile
+
+
+def test_ingest_pipeline_s3_to_sqs_with_dlq_alarm_and_idempotency(cfn: dict[str, Any]) -> None:
+    res = cfn["Resources"]
+    notifications = res["IngestBucket"]["Properties"]["NotificationConfiguration"]
+    events = {c["Event"] for c in notifications["QueueConfigurations"]}
+    assert events == {"s3:ObjectCreated:*", "s3:ObjectRemoved:*"}
+    assert all(
+        c["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "ingest/"}]
+        for c in notifications["QueueConfigurations"]
+    )
+    assert "IngestQueuePolicy" in res["IngestBucket"]["DependsOn"]
+    queue = res["IngestQueue"]["Properties"]
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]
+    }
+    mapping = next(
+        r["Properties"] for r in res.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    )
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IngestMaxConcurrency"}}
+    alarm = res["IngestDeadLettersAlarm"]["Properties"]
+    assert alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}
+    table = res["IdempotencyTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"]["AttributeName"] == "expiration"
+    # The ingest function reads only ingest/ uploads, writes only objects/ and lancedb/.
+    writes = [s for s in _statements(cfn, "IngestFunction") if "s3:PutObject" in s["Action"]]
+    assert {s["Resource"]["Fn::Sub"] for s in writes} == {
+        "${DataBucket.Arn}/objects/*",
+        "${DataBucket.Arn}/lancedb/*",
+    }

@@ -17,6 +17,7 @@ from llamda.providers.inference.config import (
     RemoteOpenAIConfig,
 )
 from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
+from llamda.providers.vector_io.config import LanceDBConfig
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             LlamaCppConfig,
             "Inline llama.cpp (local extra)",
             implementation="llamda.providers.inference.llama_cpp:LlamaCppProvider",
+        ),
+        ProviderSpec(
+            "vector_io",
+            "lancedb",
+            LanceDBConfig,
+            "LanceDB (local dir or s3://): vector, full-text and hybrid search",
+            implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
         ),
     ]
 }

@@ -12,7 +12,7 @@ from typing import Any
 from llamda.api.files import FileObject, ListFilesResponse
 from llamda.errors import BadRequestError, NotFoundError
 from llamda.storage.objects import Objects
-from llamda.storage.records import Records
+from llamda.storage.records import Records, list_page
 
 KIND = "files"
 MAX_FILENAME = 255
@@ -73,24 +73,18 @@ class FilesService:
     ) -> ListFilesResponse:
         if after is not None and not after.startswith("file-"):
             raise BadRequestError("after must be a file id", param="after")
-        found: list[FileObject] = []
-        cursor = after
-        while len(found) <= limit:
-            page = await self._records.list(
-                KIND, after=cursor, limit=max(limit, 100), descending=order == "desc"
-            )
-            if not page:
-                break
-            found.extend(
-                FileObject.model_validate(r)
-                for r in page
-                if purpose is None or r["purpose"] == purpose
-            )
-            cursor = page[-1]["id"]
-        data = found[:limit]
+        page, has_more = await list_page(
+            self._records,
+            KIND,
+            limit=limit,
+            after=after,
+            descending=order == "desc",
+            keep=None if purpose is None else lambda r: r["purpose"] == purpose,
+        )
+        data = [FileObject.model_validate(r) for r in page]
         return ListFilesResponse(
             data=data,
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
-            has_more=len(found) > limit,
+            has_more=has_more,
         )

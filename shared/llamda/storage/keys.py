@@ -6,7 +6,8 @@ import re
 
 from llamda.errors import BadRequestError
 
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# A code-defined name, optionally scoped by one of our ids: "files", "vector_store_files:vs_ab12".
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}(:[A-Za-z0-9_.-]{1,128})?$")
 _FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\]")
 MAX_SEGMENT = 255
 

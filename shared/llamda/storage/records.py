@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from llamda.config import DynamoDBRecords, SqliteRecords
@@ -38,3 +39,24 @@ def build_records(config: SqliteRecords | DynamoDBRecords) -> Records:
     from llamda.storage.records_dynamodb import DynamoDBRecordStore
 
     return DynamoDBRecordStore(config.table_name, config.region_name, config.endpoint_url)
+
+
+async def list_page(
+    records: Records,
+    kind: str,
+    *,
+    limit: int,
+    after: str | None,
+    descending: bool,
+    keep: Callable[[Record], bool] | None = None,
+) -> tuple[list[Record], bool]:
+    """One page of ``limit`` records (those ``keep`` accepts) and whether more follow."""
+    found: list[Record] = []
+    cursor = after
+    while len(found) <= limit:
+        page = await records.list(kind, after=cursor, limit=max(limit, 100), descending=descending)
+        if not page:
+            break
+        found.extend(r for r in page if keep is None or keep(r))
+        cursor = page[-1]["id"]
+    return found[:limit], len(found) > limit

@@ -1,0 +1,323 @@
+"""Vector Stores API shapes (OpenAI, plus Llama Stack's embedding_model/embedding_dimension and
+search_mode) and Llama Stack's native vector-io insert/query."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from llamda.services.documents import AUTO_MAX_TOKENS, AUTO_OVERLAP_TOKENS
+
+# Attribute keys are used in filters; a key is a plain name.
+AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+AttrValue = Annotated[str, StringConstraints(max_length=512)] | bool | int | float
+Attributes = Annotated[dict[AttrKey, AttrValue], Field(max_length=16)]
+Metadata = Annotated[dict[str, Any], Field(max_length=16)]
+
+
+class _Lenient(BaseModel):
+    """Request bodies: unknown fields are ignored, as OpenAI's API does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class StaticChunking(BaseModel):
+    max_chunk_size_tokens: int = Field(AUTO_MAX_TOKENS, ge=100, le=4096)
+    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS, ge=0)
+
+    @model_validator(mode="after")
+    def _overlap(self) -> StaticChunking:
+        if self.chunk_overlap_tokens > self.max_chunk_size_tokens // 2:
+            raise ValueError("chunk_overlap_tokens must not exceed half of max_chunk_size_tokens")
+        return self
+
+
+class AutoChunkingStrategy(BaseModel):
+    type: Literal["auto"] = "auto"
+
+
+class StaticChunkingStrategy(BaseModel):
+    type: Literal["static"] = "static"
+    static: StaticChunking
+
+
+ChunkingStrategyParam = Annotated[
+    AutoChunkingStrategy | StaticChunkingStrategy, Field(discriminator="type")
+]
+
+
+def resolved_chunking(strategy: ChunkingStrategyParam | None) -> StaticChunkingStrategy:
+    """What a file is chunked with: ``auto`` is 800 tokens with 400 overlap, as OpenAI's."""
+    if isinstance(strategy, StaticChunkingStrategy):
+        return strategy
+    return StaticChunkingStrategy(static=StaticChunking())
+
+
+class ExpiresAfter(BaseModel):
+    anchor: Literal["last_active_at"] = "last_active_at"
+    days: int = Field(ge=1, le=365)
+
+
+class FileCounts(BaseModel):
+    in_progress: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    total: int = 0
+
+
+class VectorStoreObject(BaseModel):
+    id: str
+    object: Literal["vector_store"] = "vector_store"
+    created_at: int
+    name: str | None = None
+    usage_bytes: int = 0
+    file_counts: FileCounts = Field(default_factory=FileCounts)
+    status: Literal["expired", "in_progress", "completed"] = "completed"
+    expires_after: ExpiresAfter | None = None
+    expires_at: int | None = None
+    last_active_at: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # Llama Stack extensions.
+    embedding_model: str | None = None
+    embedding_dimension: int | None = None
+
+
+class CreateVectorStoreRequest(_Lenient):
+    name: str | None = Field(None, max_length=256)
+    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    chunking_strategy: ChunkingStrategyParam | None = None
+    metadata: Metadata = Field(default_factory=dict)
+    expires_after: ExpiresAfter | None = None
+    embedding_model: str | None = Field(None, min_length=1)
+    embedding_dimension: int | None = Field(None, gt=0, le=16384)
+    provider_id: str | None = None
+
+
+class UpdateVectorStoreRequest(_Lenient):
+    name: str | None = Field(None, max_length=256)
+    metadata: Metadata | None = None
+    expires_after: ExpiresAfter | None = None
+
+
+class ListResponse[T](BaseModel):
+    object: Literal["list"] = "list"
+    data: list[T]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool = False
+
+
+class DeletedResponse(BaseModel):
+    id: str
+    object: str
+    deleted: bool = True
+
+
+class LastError(BaseModel):
+    code: Literal["server_error", "unsupported_file", "invalid_file", "rate_limit_exceeded"]
+    message: str
+
+
+FileStatus = Literal["in_progress", "completed", "cancelled", "failed"]
+
+
+class VectorStoreFileObject(BaseModel):
+    id: str
+    object: Literal["vector_store.file"] = "vector_store.file"
+    usage_bytes: int = 0
+    created_at: int
+    vector_store_id: str
+    status: FileStatus
+    last_error: LastError | None = None
+    chunking_strategy: StaticChunkingStrategy
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreateVectorStoreFileRequest(_Lenient):
+    file_id: str = Field(min_length=1, max_length=128)
+    attributes: Attributes = Field(default_factory=dict)
+    chunking_strategy: ChunkingStrategyParam | None = None
+
+
+class UpdateVectorStoreFileRequest(_Lenient):
+    attributes: Attributes
+
+
+class FileContent(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class VectorStoreFileContent(BaseModel):
+    object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
+    data: list[FileContent]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+class CreateFileBatchRequest(_Lenient):
+    file_ids: list[str] = Field(min_length=1, max_length=500)
+    attributes: Attributes = Field(default_factory=dict)
+    chunking_strategy: ChunkingStrategyParam | None = None
+
+
+class FileBatchObject(BaseModel):
+    id: str
+    object: Literal["vector_store.files_batch"] = "vector_store.files_batch"
+    created_at: int
+    vector_store_id: str
+    status: Literal["in_progress", "completed", "cancelled", "failed"]
+    file_counts: FileCounts
+
+
+# --- search -------------------------------------------------------------------------------------
+
+Scalar = str | bool | int | float
+
+
+class ComparisonFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
+    key: AttrKey
+    value: Scalar | list[str | int | float]
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> ComparisonFilter:
+        is_list = isinstance(self.value, list)
+        if self.type in ("in", "nin") and (not is_list or not self.value):
+            raise ValueError(f"{self.type} needs a non-empty list value")
+        if self.type not in ("in", "nin") and is_list:
+            raise ValueError(f"{self.type} needs a string, number or boolean value")
+        if self.type in ("gt", "gte", "lt", "lte") and isinstance(self.value, bool):
+            raise ValueError(f"{self.type} needs a number or string value")
+        return self
+
+
+class CompoundFilter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["and", "or"]
+    filters: list[ComparisonFilter | CompoundFilter] = Field(min_length=1, max_length=50)
+
+
+Filter = ComparisonFilter | CompoundFilter
+
+
+class RankingOptions(_Lenient):
+    ranker: Literal["none", "auto", "default-2024-11-15", "rrf", "weighted"] | None = None
+    score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    alpha: float | None = Field(
+        None, ge=0.0, le=1.0, description="weighted: the vector score's share (hybrid)."
+    )
+    impact_factor: float | None = Field(None, gt=0.0, description="rrf: k in 1/(k + rank).")
+
+
+class SearchRequest(_Lenient):
+    query: str | list[str]
+    filters: Filter | None = None
+    max_num_results: int = Field(10, ge=1, le=50)
+    ranking_options: RankingOptions | None = None
+    rewrite_query: bool = False
+    search_mode: Literal["vector", "keyword", "hybrid"] = "vector"
+
+    @field_validator("query")
+    @classmethod
+    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not items or any(not q.strip() for q in items) or len(items) > 10:
+            raise ValueError("query must be a non-empty string or a list of 1-10 of them")
+        return value
+
+    @property
+    def queries(self) -> list[str]:
+        return [self.query] if isinstance(self.query, str) else list(self.query)
+
+
+class SearchResult(BaseModel):
+    file_id: str
+    filename: str
+    score: float
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    content: list[FileContent]
+
+
+class SearchResponse(BaseModel):
+    object: Literal["vector_store.search_results.page"] = "vector_store.search_results.page"
+    search_query: list[str]
+    data: list[SearchResult]
+    has_more: bool = False
+    next_page: str | None = None
+
+
+# --- Llama Stack vector-io ------------------------------------------------------------------------
+
+
+class TextItem(BaseModel):
+    type: Literal["text"] = "text"
+    text: str
+
+
+Content = str | TextItem | list[TextItem]
+
+
+def content_text(content: Content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, TextItem):
+        return content.text
+    return "\n".join(item.text for item in content)
+
+
+class ChunkMetadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    chunk_id: str | None = None
+    document_id: str | None = None
+    source: str | None = None
+    created_timestamp: int | None = None
+    updated_timestamp: int | None = None
+    chunk_window: str | None = None
+    chunk_tokenizer: str | None = None
+    content_token_count: int | None = None
+    metadata_token_count: int | None = None
+
+
+class Chunk(BaseModel):
+    content: Content
+    chunk_id: str = Field(min_length=1, max_length=256)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    chunk_metadata: ChunkMetadata = Field(default_factory=ChunkMetadata)
+    embedding: list[float] | None = None
+    embedding_model: str | None = None
+    embedding_dimension: int | None = None
+
+
+class InsertChunksRequest(_Lenient):
+    vector_store_id: str = Field(min_length=1)
+    chunks: list[Chunk] = Field(min_length=1, max_length=5000)
+    ttl_seconds: int | None = Field(None, gt=0)
+
+
+class QueryChunksRequest(_Lenient):
+    vector_store_id: str = Field(min_length=1)
+    query: Content
+    params: dict[str, Any] | None = None
+
+    @field_validator("query")
+    @classmethod
+    def _not_empty(cls, value: Content) -> Content:
+        if not content_text(value).strip():
+            raise ValueError("query must not be empty")
+        return value
+
+
+class QueryChunksResponse(BaseModel):
+    chunks: list[Chunk]
+    scores: list[float]

@@ -1,0 +1,68 @@
+"""The ingest Lambda: S3 event notifications arrive through SQS in batches.
+
+Powertools batch processing reports each failed message in ``batchItemFailures`` (only those
+are redelivered, then dead-lettered), and Powertools idempotency (DynamoDB) makes a redelivered
+event a no-op: the key is (bucket, key, etag, version, event kind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import asdict
+from typing import Any
+
+from llamda.observability import logger
+
+IDEMPOTENCY_TTL_SECONDS = 7 * 24 * 3600
+
+
+def sqs_handler() -> Any:
+    from aws_lambda_powertools.utilities.batch import (
+        BatchProcessor,
+        EventType,
+        process_partial_response,
+    )
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.idempotency import (
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    from llamda.config import cached_config
+    from llamda.services.ingest import IngestService, S3Object, s3_objects
+    from llamda.stack import Stack
+
+    stack = Stack(cached_config())
+    service = IngestService(stack.files, stack.vector_stores, stack.records)
+    # One loop for the container's life: aioboto3 clients and LanceDB connections are bound to it.
+    loop = asyncio.new_event_loop()
+    persistence = DynamoDBPersistenceLayer(table_name=os.environ["LLAMDA_IDEMPOTENCY_TABLE"])
+    config = IdempotencyConfig(
+        event_key_jmespath="[bucket, key, etag, version_id, event]",
+        expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+        raise_on_no_idempotency_key=True,
+    )
+
+    @idempotent_function(data_keyword_argument="obj", persistence_store=persistence, config=config)
+    def apply(obj: dict[str, Any]) -> dict[str, Any]:
+        result = loop.run_until_complete(service.handle(S3Object(**obj)))
+        outcome = {"key": obj["key"], "status": result.status if result else "applied"}
+        logger.info("ingested", **outcome)
+        return outcome
+
+    def record_handler(record: SQSRecord) -> None:
+        for obj in s3_objects(record.body):
+            apply(obj=asdict(obj))
+
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        config.register_lambda_context(context)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+    return handler

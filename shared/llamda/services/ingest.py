@@ -1,0 +1,219 @@
+"""Ingestion from S3 objects (the ingest Lambda) and from local paths (``llamda ingest``).
+
+Convention: an object at ``ingest/<vector_store_id>/<path>`` becomes a File (filename: the
+last path segment) attached to that vector store. Optional user metadata on the object:
+``x-amz-meta-attributes`` (a JSON object of file attributes) and ``x-amz-meta-chunk-size`` /
+``x-amz-meta-chunk-overlap`` (static chunking, in tokens). Re-uploading a key replaces its chunks;
+deleting it removes them. Events older than the last one applied to a key (S3's ``sequencer``)
+are ignored, so out-of-order delivery cannot resurrect a deleted object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from pydantic import TypeAdapter, ValidationError
+
+from llamda.api.vector_stores import (
+    Attributes,
+    StaticChunking,
+    StaticChunkingStrategy,
+    VectorStoreFileObject,
+)
+from llamda.aws import clients, error_code
+from llamda.errors import NotFoundError
+from llamda.services.files import FilesService
+from llamda.services.vector_stores import VectorStoresService
+
+PREFIX = "ingest/"
+SOURCES = "ingest_sources"
+_ATTRIBUTES = TypeAdapter(Attributes)
+
+
+class IngestError(Exception):
+    """A message that can never succeed (bad key, unknown store, unreadable file)."""
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+    event: str  # "created" | "removed"
+    etag: str = ""
+    version_id: str = ""
+    sequencer: str = ""
+    size: int = 0
+
+    @property
+    def idempotency_key(self) -> dict[str, str]:
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "etag": self.etag,
+            "version_id": self.version_id,
+            "event": self.event,
+        }
+
+
+def s3_objects(body: str) -> list[S3Object]:
+    """The objects of an S3 event notification (an SQS message body). The S3 test event has
+    none. Keys arrive URL-encoded ('+' for spaces)."""
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise IngestError(f"message body is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise IngestError("message body is not an S3 event")
+    if message.get("Event") == "s3:TestEvent":
+        return []
+    records = message.get("Records")
+    if not isinstance(records, list):
+        raise IngestError("message body has no Records")
+    found = []
+    for record in records:
+        try:
+            name = record["eventName"]
+            s3 = record["s3"]
+            obj = s3["object"]
+            found.append(
+                S3Object(
+                    bucket=s3["bucket"]["name"],
+                    key=unquote_plus(obj["key"]),
+                    event="removed" if name.startswith("ObjectRemoved") else "created",
+                    etag=obj.get("eTag", ""),
+                    version_id=obj.get("versionId") or "",
+                    sequencer=obj.get("sequencer", ""),
+                    size=int(obj.get("size", 0)),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IngestError(f"malformed S3 event record: {exc!r}") from None
+    return found
+
+
+def parse_key(key: str) -> tuple[str, str]:
+    """(vector_store_id, filename) of ``ingest/<vector_store_id>/<path>``."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] + "/" != PREFIX or not parts[1] or not parts[-1]:
+        raise IngestError(f"{key!r} is not ingest/<vector_store_id>/<path>")
+    return parts[1], parts[-1]
+
+
+def _newer(sequencer: str, than: str) -> bool:
+    """S3 sequencers compare as hex strings of equal length (shorter ones zero-padded)."""
+    if not sequencer or not than:
+        return True
+    width = max(len(sequencer), len(than))
+    return sequencer.rjust(width, "0") >= than.rjust(width, "0")
+
+
+class IngestService:
+    def __init__(
+        self,
+        files: FilesService,
+        vector_stores: VectorStoresService,
+        records: Any,
+        s3_endpoint_url: str | None = None,
+    ):
+        self._files = files
+        self._stores = vector_stores
+        self._records = records
+        self._endpoint = s3_endpoint_url
+
+    async def handle(self, obj: S3Object) -> VectorStoreFileObject | None:
+        """Apply one S3 event. Raises IngestError when it can never succeed and on a failed
+        file (so the message is reported and retried, then dead-lettered)."""
+        store_id, filename = parse_key(obj.key)
+        source_id = hashlib.sha256(f"{obj.bucket}/{obj.key}".encode()).hexdigest()[:40]
+        source = await self._records.get(SOURCES, source_id)
+        if source and not _newer(obj.sequencer, source.get("sequencer", "")):
+            return None  # an older event than the one already applied
+        if obj.event == "removed":
+            if source:
+                await self._forget(source)
+                await self._records.delete(SOURCES, source_id)
+            return None
+        try:
+            store = await self._stores.store_record(store_id)
+        except NotFoundError:
+            raise IngestError(f"{obj.key}: no vector store {store_id!r}") from None
+        data, metadata = await self._download(obj)
+        attributes, chunking = self._options(metadata, obj.key)
+        if source:  # a new version of the key replaces the old file
+            await self._forget(source)
+        file = await self._files.create(data, filename, "assistants", None)
+        await self._records.put(
+            SOURCES,
+            source_id,
+            {
+                "id": source_id,
+                "bucket": obj.bucket,
+                "key": obj.key,
+                "etag": obj.etag,
+                "sequencer": obj.sequencer,
+                "vector_store_id": store_id,
+                "file_id": file.id,
+            },
+        )
+        result = await self._stores.ingest_file(
+            store, file.id, attributes, chunking, source={"s3": f"s3://{obj.bucket}/{obj.key}"}
+        )
+        if result.status != "completed":
+            error = result.last_error.message if result.last_error else result.status
+            raise IngestError(f"{obj.key}: {error}")
+        return result
+
+    async def _forget(self, source: dict[str, Any]) -> None:
+        """Remove what an earlier version of a key produced: its chunks, record and File."""
+        with contextlib.suppress(NotFoundError):
+            await self._stores.delete_file(source["vector_store_id"], source["file_id"])
+        with contextlib.suppress(NotFoundError):
+            await self._files.delete(source["file_id"])
+
+    async def _download(self, obj: S3Object) -> tuple[bytes, dict[str, str]]:
+        s3 = await clients.client("s3", endpoint_url=self._endpoint)
+        extra = {"VersionId": obj.version_id} if obj.version_id else {}
+        try:
+            reply = await s3.get_object(Bucket=obj.bucket, Key=obj.key, **extra)
+        except Exception as exc:
+            if error_code(exc) in {"NoSuchKey", "404", "NoSuchVersion"}:
+                raise IngestError(f"{obj.key}: object is gone") from None
+            raise
+        async with reply["Body"] as body:
+            return await body.read(), reply.get("Metadata", {})
+
+    @staticmethod
+    def _options(
+        metadata: dict[str, str], key: str
+    ) -> tuple[dict[str, Any], StaticChunkingStrategy | None]:
+        try:
+            attributes = _ATTRIBUTES.validate_json(metadata.get("attributes") or "{}")
+            chunking = None
+            if "chunk-size" in metadata:
+                chunking = StaticChunkingStrategy(
+                    static=StaticChunking(
+                        max_chunk_size_tokens=int(metadata["chunk-size"]),
+                        chunk_overlap_tokens=int(metadata.get("chunk-overlap", "0")),
+                    )
+                )
+        except (ValidationError, ValueError) as exc:
+            raise IngestError(f"{key}: bad object metadata: {exc}") from None
+        return attributes, chunking
+
+    async def ingest_local(
+        self,
+        store_id: str,
+        data: bytes,
+        filename: str,
+        attributes: dict[str, Any] | None = None,
+    ) -> VectorStoreFileObject:
+        """One local file into a store (the CLI against the local profile)."""
+        store = await self._stores.store_record(store_id)
+        file = await self._files.create(data, posixpath.basename(filename), "assistants", None)
+        return await self._stores.ingest_file(store, file.id, attributes or {}, None)

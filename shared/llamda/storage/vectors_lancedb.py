@@ -1,0 +1,280 @@
+"""LanceDB: one table per vector store, per tenant (``<uri>/tenants/<tenant>/<store>``).
+
+Rows are chunks: vector, text, file id, chunk metadata and the file's attributes (a lance.json
+column, so filters run inside LanceDB as a prefilter). A file's chunks are written by one
+``add`` (one commit): a reader never sees half a file. Lance commits appends with a conditional
+PUT, so concurrent appends are safe on S3; deletes and updates can conflict with concurrent
+writers and are retried with jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from llamda.config import VectorsConfig
+from llamda.context import current_tenant
+from llamda.errors import ServiceUnavailableError
+from llamda.storage.keys import safe_segment
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from lancedb import AsyncConnection, AsyncTable
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["vector", "keyword"]
+COLUMNS = (
+    "chunk_id", "file_id", "filename", "chunk_index", "token_count", "text",
+    "attributes", "metadata", "chunk_metadata", "created_at", "expires_at",
+)  # fmt: skip
+
+
+@dataclass
+class ChunkRow:
+    chunk_id: str
+    file_id: str
+    filename: str
+    chunk_index: int
+    token_count: int
+    text: str
+    vector: list[float]
+    attributes: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    chunk_metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: int = 0
+    expires_at: int | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        row = self.__dict__.copy()
+        for key in ("attributes", "metadata", "chunk_metadata"):
+            row[key] = json.dumps(row[key], ensure_ascii=False)
+        return row
+
+
+@dataclass
+class Hit:
+    row: dict[str, Any]
+    score: float
+
+
+def _schema(dimension: int) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("chunk_id", pa.string(), nullable=False),
+            pa.field("file_id", pa.string()),
+            pa.field("filename", pa.string()),
+            pa.field("chunk_index", pa.int32()),
+            pa.field("token_count", pa.int32()),
+            pa.field("text", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dimension)),
+            pa.field("attributes", pa.json_()),
+            pa.field("metadata", pa.json_()),
+            pa.field("chunk_metadata", pa.json_()),
+            pa.field("created_at", pa.int64()),
+            pa.field("expires_at", pa.int64()),
+        ]
+    )
+
+
+def _is_conflict(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "conflict" in text or "retryable" in text or "precondition" in text
+
+
+def quote(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class LanceDBIndex:
+    """The vector store backend. Connections open on first use, one per tenant and event loop."""
+
+    def __init__(self, config: VectorsConfig):
+        self._config = config
+        self._connections: dict[tuple[str, int], AsyncConnection] = {}
+        self._tables: dict[tuple[str, int, str], AsyncTable] = {}
+        self._indexed: set[tuple[str, str]] = set()
+
+    def _location(self) -> str:
+        return f"{self._config.uri.rstrip('/')}/tenants/{safe_segment(current_tenant())}"
+
+    async def _db(self) -> AsyncConnection:
+        try:
+            import lancedb
+        except ImportError:
+            raise ServiceUnavailableError(
+                "vector stores need LanceDB: pip install 'llamda[vectors]'", code="unavailable"
+            ) from None
+
+        key = (self._location(), id(asyncio.get_running_loop()))
+        if key not in self._connections:
+            options = {k: v for k, v in self._config.storage_options.items() if v}
+            self._connections[key] = await lancedb.connect_async(
+                key[0], storage_options=options or None
+            )
+        return self._connections[key]
+
+    async def _table(self, store_id: str) -> AsyncTable | None:
+        key = (self._location(), id(asyncio.get_running_loop()), store_id)
+        table = self._tables.get(key)
+        if table is None:
+            db = await self._db()
+            try:
+                table = await db.open_table(safe_segment(store_id))
+            except ValueError:  # lancedb: "Table ... was not found"
+                return None
+            self._tables[key] = table
+        return table
+
+    async def create(self, store_id: str, dimension: int) -> None:
+        db = await self._db()
+        await db.create_table(safe_segment(store_id), schema=_schema(dimension), exist_ok=True)
+
+    async def drop(self, store_id: str) -> None:
+        db = await self._db()
+        for key in [k for k in self._tables if k[2] == store_id]:
+            self._tables.pop(key, None)
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            await db.drop_table(safe_segment(store_id))
+
+    async def _retry(self, what: str, action: Any) -> Any:
+        for attempt in range(self._config.write_retries + 1):
+            try:
+                return await action()
+            except Exception as exc:
+                if not _is_conflict(exc) or attempt == self._config.write_retries:
+                    raise
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.info(
+                    "lancedb %s conflict (attempt %d), retrying in %.2fs", what, attempt, delay
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def write(
+        self, store_id: str, rows: list[ChunkRow], dimension: int, *, replace: str | None = None
+    ) -> None:
+        """Write rows in one commit. New chunk ids are appended (conflict-free on S3); when rows
+        with these ids exist, or ``replace`` (a filter) matches rows, one merge_insert upserts by
+        chunk id and deletes the rows of ``replace`` that were not rewritten."""
+        if not rows:
+            return
+        import pyarrow as pa
+
+        table = await self._table(store_id)
+        if table is None:
+            await self.create(store_id, dimension)
+            table = await self._table(store_id)
+            assert table is not None
+        data = pa.Table.from_pylist([r.as_row() for r in rows], schema=_schema(dimension))
+        ids = ", ".join(quote(r.chunk_id) for r in rows)
+        existing = f"chunk_id IN ({ids})" + (f" OR ({replace})" if replace else "")
+        if await table.count_rows(existing) == 0:
+            await self._retry("add", lambda: table.add(data))
+        else:
+
+            async def upsert() -> None:
+                merge = table.merge_insert("chunk_id").when_matched_update_all()
+                merge = merge.when_not_matched_insert_all()
+                if replace:
+                    merge = merge.when_not_matched_by_source_delete(replace)
+                await merge.execute(data)
+
+            await self._retry("merge_insert", upsert)
+        await self._maintain(store_id, table)
+
+    async def delete(self, store_id: str, where: str) -> None:
+        table = await self._table(store_id)
+        if table is not None:
+            await self._retry("delete", lambda: table.delete(where))
+
+    async def update(self, store_id: str, where: str, values: dict[str, Any]) -> None:
+        table = await self._table(store_id)
+        if table is not None:
+            await self._retry("update", lambda: table.update(values, where=where))
+
+    async def count(self, store_id: str, where: str | None = None) -> int:
+        table = await self._table(store_id)
+        return 0 if table is None else await table.count_rows(where)
+
+    async def rows(self, store_id: str, where: str, limit: int = 10_000) -> list[dict[str, Any]]:
+        table = await self._table(store_id)
+        if table is None:
+            return []
+        query = table.query().where(where).select([*COLUMNS]).limit(limit)
+        return await query.to_list()
+
+    async def search(
+        self,
+        store_id: str,
+        *,
+        mode: Mode,
+        k: int,
+        where: str | None,
+        vector: list[float] | None = None,
+        text: str | None = None,
+        with_vectors: bool = False,
+    ) -> list[Hit]:
+        """Best ``k`` rows; score is cosine similarity (vector) or squashed BM25 (keyword)."""
+        table = await self._table(store_id)
+        if table is None:
+            return []
+        live = f"(expires_at IS NULL OR expires_at > {int(time.time())})"
+        where = f"({where}) AND {live}" if where else live
+        columns = [*COLUMNS, "vector"] if with_vectors else [*COLUMNS]
+        if mode == "vector":
+            assert vector is not None
+            query = table.query().nearest_to(vector).distance_type("cosine")
+            query = query.where(where).select(columns).limit(k).nprobes(8).ef(max(64, k * 2))
+            rows = await query.to_list()
+            return [Hit(r, max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
+        assert text is not None
+        await self._ensure_fts(store_id, table)
+        query = table.query().nearest_to_text(text, columns=["text"])
+        rows = await query.where(where).select(columns).limit(k).to_list()
+        return [Hit(r, (s := float(r.pop("_score", 0.0))) / (s + 1.0)) for r in rows]
+
+    async def _ensure_fts(self, store_id: str, table: AsyncTable) -> None:
+        key = (self._location(), store_id)
+        if key in self._indexed:
+            return
+        names = {i.name for i in await table.list_indices()}
+        if "text_idx" not in names:
+            from lancedb.index import FTS
+
+            await self._retry("fts index", lambda: table.create_index("text", config=FTS()))
+        self._indexed.add(key)
+
+    async def _maintain(self, store_id: str, table: AsyncTable) -> None:
+        """Build the full-text index once, and the ANN index once the table is large enough.
+        Failures here never fail a write: search works (flat) without indexes."""
+        try:
+            await self._ensure_fts(store_id, table)
+            rows = await table.count_rows()
+            if rows < self._config.ann_index_min_rows:
+                return
+            if "vector_idx" in {i.name for i in await table.list_indices()}:
+                return
+            from lancedb.index import IvfHnswSq
+
+            partitions = max(1, min(256, rows // 1500))
+            config = IvfHnswSq(distance_type="cosine", num_partitions=partitions)
+            await table.create_index("vector", config=config)
+            log.info("built ANN index on %s (%d rows, %d partitions)", store_id, rows, partitions)
+        except Exception:
+            log.warning(
+                "index maintenance on %s failed; search stays correct", store_id, exc_info=True
+            )
+
+    async def close(self) -> None:
+        self._tables.clear()
+        self._connections.clear()
