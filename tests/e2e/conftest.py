@@ -11,15 +11,23 @@ import boto3
 import pytest
 import yaml
 
-from tests.e2e.harness import BUILD_DIR, ROOT, Artifact, load_artifacts
+from tests.e2e.harness import (
+    BUILD_DIR,
+    ROOT,
+    Artifact,
+    build_image_from_dockerfile,
+    load_artifacts,
+    load_image_artifacts,
+)
 
 pytestmark = pytest.mark.e2e
 STAMP = BUILD_DIR / ".source-hash"
 
 
-def _source_hash() -> str:
+def _source_hash(*extra: Path) -> str:
     digest = hashlib.sha256()
     files = [
+        *extra,
         ROOT / "template.yaml",
         *sorted((ROOT / "shared").rglob("*")),
         *sorted((ROOT / "functions").rglob("*")),
@@ -58,14 +66,45 @@ def aws_resources(moto_endpoint: str, built: Path) -> dict[str, str]:
         KeySchema=table["KeySchema"],
         BillingMode=table["BillingMode"],
     )
+    idem = template["IdempotencyTable"]["Properties"]
+    ddb.create_table(
+        TableName="llamda-idempotency",
+        AttributeDefinitions=idem["AttributeDefinitions"],
+        KeySchema=idem["KeySchema"],
+        BillingMode=idem["BillingMode"],
+    )
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket="llamda-data")
-    return {"RecordsTable": "llamda-records", "DataBucket": "llamda-data"}
+    s3.create_bucket(Bucket="llamda-ingest")
+    return {
+        "RecordsTable": "llamda-records",
+        "DataBucket": "llamda-data",
+        "IngestBucket": "llamda-ingest",
+        "IdempotencyTable": "llamda-idempotency",
+    }
+
+
+@pytest.fixture(scope="session")
+def image_dir() -> Path:
+    """The LanceDB image's task root, built from functions/Dockerfile (no Docker engine here);
+    rebuilt only when the Dockerfile, its lock or the sources change."""
+    target = ROOT / ".aws-sam" / "image-x86_64"
+    stamp = target / ".source-hash"
+    want = _source_hash(ROOT / "functions" / "Dockerfile", ROOT / "requirements" / "image.lock")
+    if not (stamp.exists() and stamp.read_text() == want):
+        build_image_from_dockerfile(ROOT / "functions" / "Dockerfile", target)
+        stamp.write_text(want)
+    return target
 
 
 @pytest.fixture(scope="session")
 def artifacts(built: Path, aws_resources: dict[str, str]) -> dict[str, Artifact]:
     return load_artifacts(built, aws_resources)
+
+
+@pytest.fixture(scope="session")
+def image_artifacts(image_dir: Path, aws_resources: dict[str, str]) -> dict[str, Artifact]:
+    return load_image_artifacts(image_dir, aws_resources)
 
 
 @pytest.fixture(scope="session")

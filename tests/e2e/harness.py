@@ -8,7 +8,10 @@ requirements with ``build_image_dir`` and invoked the same way.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,8 +134,8 @@ def load_artifacts(
 def build_image_dir(
     target: Path, requirements: Path, sources: list[Path], python_platform: str | None = None
 ) -> Path:
-    """An image function's filesystem as a directory: its requirements installed with the
-    Lambda Python version, plus its source trees, then precompiled like the zip builds."""
+    """A directory with ``requirements`` installed for the Lambda Python version, plus source
+    trees, precompiled like the zip builds (``build_image_from_dockerfile`` drives it)."""
     uv = Path(sys.executable).parent / "uv"
     target.mkdir(parents=True, exist_ok=True)
     cmd = [
@@ -167,6 +170,74 @@ def build_image_dir(
         check=True,
     )
     return target
+
+
+def _dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def build_image_from_dockerfile(dockerfile: Path, target: Path) -> Path:
+    """The image's task root as a directory, from the Dockerfile itself: its COPY lines and its
+    ``pip install --requirement ... --target ${LAMBDA_TASK_ROOT}`` (the only forms it uses), so
+    the tested tree cannot drift from the image."""
+    task_root = "${LAMBDA_TASK_ROOT}"
+    staged: dict[str, Path] = {}  # image path -> repo path, for files copied outside the root
+    requirements: Path | None = None
+    sources: list[tuple[Path, str]] = []
+    for word, args in _dockerfile_instructions(dockerfile):
+        if word == "COPY":
+            src, dest = args.split()
+            if dest.startswith(task_root):
+                sources.append((ROOT / src, dest[len(task_root) :].lstrip("/")))
+            else:
+                staged[dest] = ROOT / src
+        elif word == "RUN" and "pip install" in args:
+            match = re.search(r"--requirement\s+(\S+)", args)
+            assert match and task_root in args, f"unsupported RUN in {dockerfile}: {args}"
+            requirements = staged[match.group(1)]
+    assert requirements is not None, f"{dockerfile} installs no requirements"
+    if target.exists():
+        shutil.rmtree(target)
+    build_image_dir(target, requirements, [])
+    for src, rel in sources:
+        shutil.copytree(src, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(
+        [base_python(), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(target)],
+        check=True,
+    )
+    return target
+
+
+def load_image_artifacts(image_dir: Path, refs: dict[str, str]) -> dict[str, Artifact]:
+    """The template's container-image functions, each run from ``image_dir`` with its command."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
+    refs = {**params, **refs}
+    glob_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    artifacts = {}
+    for name, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] != "AWS::Serverless::Function" or props.get("PackageType") != "Image":
+            continue
+        env = {**glob_env, **props.get("Environment", {}).get("Variables", {})}
+        artifacts[name] = Artifact(
+            name=name,
+            handler=props["ImageConfig"]["Command"][0],
+            paths=[image_dir],
+            environment={k: _cfn_value(v, refs) for k, v in env.items()},
+            package_type="Image",
+        )
+    return artifacts
 
 
 def api_gateway_event(
@@ -267,3 +338,73 @@ __all__ = [
     "load_artifacts",
     "response_json",
 ]
+
+
+def s3_notification(
+    event_name: str,
+    bucket: str,
+    key: str,
+    *,
+    etag: str = "",
+    size: int = 0,
+    version_id: str | None = None,
+    sequencer: str = "",
+) -> dict[str, Any]:
+    """An S3 event notification message, as S3 sends it to SQS (key URL-encoded, '+' spaces)."""
+    from urllib.parse import quote_plus
+
+    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag}
+    if version_id:
+        obj["versionId"] = version_id
+    obj["sequencer"] = sequencer or f"{time.time_ns():X}"
+    return {
+        "Records": [
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": "us-east-1",
+                "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                "eventName": event_name,
+                "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+                "requestParameters": {"sourceIPAddress": "203.0.113.7"},
+                "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper()},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "ingest",
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "A3EXAMPLE"},
+                        "arn": f"arn:aws:s3:::{bucket}",
+                    },
+                    "object": obj,
+                },
+            }
+        ]
+    }
+
+
+def sqs_event(bodies: list[str], message_ids: list[str] | None = None) -> dict[str, Any]:
+    """An SQS event source batch for a Lambda function."""
+    ids = message_ids or [str(uuid.uuid4()) for _ in bodies]
+    now = str(int(time.time() * 1000))
+    return {
+        "Records": [
+            {
+                "messageId": mid,
+                "receiptHandle": base64.b64encode(mid.encode()).decode(),
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": now,
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": now,
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:llamda-IngestQueue",
+                "awsRegion": "us-east-1",
+            }
+            for mid, body in zip(ids, bodies, strict=True)
+        ]
+    }

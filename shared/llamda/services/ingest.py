@@ -135,17 +135,25 @@ class IngestService:
         if source and not _newer(obj.sequencer, source.get("sequencer", "")):
             return None  # an older event than the one already applied
         if obj.event == "removed":
-            if source:
+            if source and source.get("file_id"):
                 await self._forget(source)
-                await self._records.delete(SOURCES, source_id)
+            # A tombstone keeps the sequencer, so an older create delivered late is ignored.
+            await self._records.put(
+                SOURCES,
+                source_id,
+                {"id": source_id, "key": obj.key, "sequencer": obj.sequencer, "file_id": None},
+            )
             return None
         try:
             store = await self._stores.store_record(store_id)
         except NotFoundError:
             raise IngestError(f"{obj.key}: no vector store {store_id!r}") from None
-        data, metadata = await self._download(obj)
+        downloaded = await self._download(obj)
+        if downloaded is None:  # deleted since: its removal event cleans up
+            return None
+        data, metadata = downloaded
         attributes, chunking = self._options(metadata, obj.key)
-        if source:  # a new version of the key replaces the old file
+        if source and source.get("file_id"):  # a new version of the key replaces the old file
             await self._forget(source)
         file = await self._files.create(data, filename, "assistants", None)
         await self._records.put(
@@ -176,14 +184,14 @@ class IngestService:
         with contextlib.suppress(NotFoundError):
             await self._files.delete(source["file_id"])
 
-    async def _download(self, obj: S3Object) -> tuple[bytes, dict[str, str]]:
+    async def _download(self, obj: S3Object) -> tuple[bytes, dict[str, str]] | None:
         s3 = await clients.client("s3", endpoint_url=self._endpoint)
         extra = {"VersionId": obj.version_id} if obj.version_id else {}
         try:
             reply = await s3.get_object(Bucket=obj.bucket, Key=obj.key, **extra)
         except Exception as exc:
             if error_code(exc) in {"NoSuchKey", "404", "NoSuchVersion"}:
-                raise IngestError(f"{obj.key}: object is gone") from None
+                return None
             raise
         async with reply["Body"] as body:
             return await body.read(), reply.get("Metadata", {})
