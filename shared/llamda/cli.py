@@ -1,4 +1,5 @@
-"""The ``llamda`` command: ``llamda serve`` runs every enabled API as one local server."""
+"""The ``llamda`` command: ``llamda serve`` runs every enabled API as one local server;
+``llamda ingest`` loads files into a vector store (locally or into a deployed stack)."""
 
 from __future__ import annotations
 
@@ -59,8 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--host", help="bind address (default from config: 127.0.0.1)")
     run.add_argument("--port", type=int, help="port (default from config: 8321)")
     run.add_argument("--log-level", default="warning", help="uvicorn log level")
+    run.set_defaults(func=serve)
+    from llamda.cli_ingest import add_parser
+
+    add_parser(sub)
     args = parser.parse_args(argv)
-    return serve(args)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"llamda: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

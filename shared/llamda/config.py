@@ -145,6 +145,12 @@ class VectorsConfig(_Strict):
         ge=256,
         description="Build the ANN (IVF_HNSW_SQ) index once a table has this many rows.",
     )
+    read_consistency_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="How stale a cached table may be (other writers' commits); 0 = check on "
+        "every read (read-your-writes across Lambda containers).",
+    )
     write_retries: int = Field(8, ge=0, le=50, description="Retries of a conflicting commit.")
     ingest_concurrency: int = Field(4, ge=1, le=64, description="Files processed at once.")
 

@@ -210,7 +210,15 @@ def build_image_from_dockerfile(dockerfile: Path, target: Path) -> Path:
     for src, rel in sources:
         shutil.copytree(src, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(
-        [base_python(), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(target)],
+        [
+            base_python(),
+            "-m",
+            "compileall",
+            "-q",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(target),
+        ],
         check=True,
     )
     return target

@@ -63,15 +63,29 @@ def test_image_is_the_dockerfile_and_vector_function_serves(
     assert (fn.paths[0] / "llamda" / "data" / "tokenizer.json").exists()
     store = create_store(fn, env, "e2e")
     chunks = [
-        {"chunk_id": "a", "content": "Vicuñas graze in the high Andes.", "metadata": {"document_id": "d1"}},
-        {"chunk_id": "b", "content": "Reindeer pull sleds in Lapland.", "metadata": {"document_id": "d2"}},
+        {
+            "chunk_id": "a",
+            "content": "Vicuñas graze in the high Andes.",
+            "metadata": {"document_id": "d1"},
+        },
+        {
+            "chunk_id": "b",
+            "content": "Reindeer pull sleds in Lapland.",
+            "metadata": {"document_id": "d2"},
+        },
     ]
     inserted, queried, searched, missing, bad = call(
         fn,
         env,
         proxy("POST", "/v1/vector-io/insert", {"vector_store_id": store, "chunks": chunks}),
-        proxy("POST", "/v1/vector-io/query", {"vector_store_id": store, "query": "sleds in Lapland"}),
-        proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "high Andes", "search_mode": "hybrid"}),
+        proxy(
+            "POST", "/v1/vector-io/query", {"vector_store_id": store, "query": "sleds in Lapland"}
+        ),
+        proxy(
+            "POST",
+            f"/v1/vector_stores/{store}/search",
+            {"query": "high Andes", "search_mode": "hybrid"},
+        ),
         proxy("GET", "/v1/vector_stores/vs_missing"),
         proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "   "}),
     )
@@ -97,7 +111,9 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
     store = create_store(vector, env, "ingested")
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     good = [
-        put(s3, f"ingest/{store}/notes/llamas and alpacas.md", b"# Camelids\n\nAlpacas hum softly."),
+        put(
+            s3, f"ingest/{store}/notes/llamas and alpacas.md", b"# Camelids\n\nAlpacas hum softly."
+        ),
         put(
             s3,
             f"ingest/{store}/guides/guide.pdf",
@@ -107,7 +123,7 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
     ]
     corrupt = put(s3, f"ingest/{store}/broken.pdf", b"%PDF-1.7 truncated")
     bodies = [json.dumps(m) for m in [*good, corrupt]]
-    batch = sqs_event(bodies + [json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})])
+    batch = sqs_event([*bodies, json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})])
     report = ingest.invoke([batch], lambda_env(ingest, env))
     (result,) = report["results"]
     corrupt_id = batch["Records"][2]["messageId"]
@@ -115,9 +131,13 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
 
     def chunk_count() -> int:
         (found,) = call(
-            vector, env,
-            proxy("POST", "/v1/vector-io/query",
-                  {"vector_store_id": store, "query": "herd", "params": {"max_chunks": 100}}),
+            vector,
+            env,
+            proxy(
+                "POST",
+                "/v1/vector-io/query",
+                {"vector_store_id": store, "query": "herd", "params": {"max_chunks": 100}},
+            ),
         )
         return len(response_json(found)["chunks"])
 
@@ -129,11 +149,15 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
     assert chunk_count() == before
 
     files, searched, filtered = call(
-        vector, env,
+        vector,
+        env,
         proxy("GET", f"/v1/vector_stores/{store}/files"),
         proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "guanacos whistle"}),
-        proxy("POST", f"/v1/vector_stores/{store}/search",
-              {"query": "animals", "filters": {"type": "eq", "key": "team", "value": "field"}}),
+        proxy(
+            "POST",
+            f"/v1/vector_stores/{store}/search",
+            {"query": "animals", "filters": {"type": "eq", "key": "team", "value": "field"}},
+        ),
     )
     statuses = sorted(f["status"] for f in response_json(files)["data"])
     assert statuses == ["completed", "completed", "failed"]
@@ -150,8 +174,9 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
     stale = dict(good[0])
     stale["Records"] = [json.loads(json.dumps(good[0]["Records"][0]))]
     stale["Records"][0]["s3"]["object"]["eTag"] = "0" * 32  # a different event, older sequencer
-    out = ingest.invoke([sqs_event([json.dumps(removed)]), sqs_event([json.dumps(stale)])],
-                        lambda_env(ingest, env))["results"]
+    out = ingest.invoke(
+        [sqs_event([json.dumps(removed)]), sqs_event([json.dumps(stale)])], lambda_env(ingest, env)
+    )["results"]
     assert out == [{"batchItemFailures": []}, {"batchItemFailures": []}]
     assert chunk_count() == 1
     (files,) = call(vector, env, proxy("GET", f"/v1/vector_stores/{store}/files"))
@@ -176,5 +201,7 @@ def test_ingest_rejects_broken_events_without_losing_the_batch(
     (result,) = ingest.invoke([batch], lambda_env(ingest, env))["results"]
     failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
     assert failed == {r["messageId"] for r in batch["Records"][:4]}
-    (found,) = call(vector, env, proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "capybaras"}))
+    (found,) = call(
+        vector, env, proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "capybaras"})
+    )
     assert response_json(found)["data"][0]["filename"] == "ok.txt"

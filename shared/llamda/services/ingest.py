@@ -220,8 +220,9 @@ class IngestService:
         data: bytes,
         filename: str,
         attributes: dict[str, Any] | None = None,
+        chunking: StaticChunkingStrategy | None = None,
     ) -> VectorStoreFileObject:
         """One local file into a store (the CLI against the local profile)."""
         store = await self._stores.store_record(store_id)
         file = await self._files.create(data, posixpath.basename(filename), "assistants", None)
-        return await self._stores.ingest_file(store, file.id, attributes or {}, None)
+        return await self._stores.ingest_file(store, file.id, attributes or {}, chunking)

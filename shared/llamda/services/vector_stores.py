@@ -218,6 +218,8 @@ class VectorStoresService:
     async def update(self, store_id: str, request: UpdateVectorStoreRequest) -> VectorStoreObject:
         record = await self._store(store_id)
         fields = request.model_dump(exclude_unset=True)
+        if "metadata" in fields and fields["metadata"] is None:
+            fields["metadata"] = {}  # null clears, as an empty object does
         record.update(fields)
         record["last_active_at"] = int(time.time())
         await self._records.put(STORES, store_id, record)

@@ -87,7 +87,45 @@ def _schema(dimension: int) -> pa.Schema:
 
 def _is_conflict(exc: Exception) -> bool:
     text = str(exc).lower()
-    return "conflict" in text or "retryable" in text or "precondition" in text
+    return any(
+        word in text
+        for word in ("conflict", "retryable", "precondition", "too many concurrent writers")
+    )
+
+
+class _AppendBatcher:
+    """Coalesces concurrent appends to one table into one commit: while a commit is in flight,
+    new rows wait and go together in the next. Fewer commits, fewer conflicts between writers."""
+
+    def __init__(self, commit: Any):
+        self._commit = commit  # async (pa.Table) -> None
+        self._pending: list[tuple[pa.Table, asyncio.Future[None]]] = []
+        self._flushing = False
+
+    async def append(self, data: pa.Table) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((data, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        import pyarrow as pa
+
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._commit(pa.concat_tables([data for data, _ in batch]))
+                except Exception as exc:
+                    for _, future in batch:
+                        future.set_exception(exc)
+                else:
+                    for _, future in batch:
+                        future.set_result(None)
+        finally:
+            self._flushing = False
 
 
 def quote(value: str) -> str:
@@ -103,6 +141,7 @@ class LanceDBIndex:
         self._connections: dict[tuple[str, int], AsyncConnection] = {}
         self._tables: dict[tuple[str, int, str], AsyncTable] = {}
         self._indexed: set[tuple[str, str]] = set()
+        self._batchers: dict[tuple[str, int, str], _AppendBatcher] = {}
 
     def _location(self) -> str:
         return f"{self._config.uri.rstrip('/')}/tenants/{safe_segment(current_tenant())}"
@@ -117,9 +156,15 @@ class LanceDBIndex:
 
         key = (self._location(), id(asyncio.get_running_loop()))
         if key not in self._connections:
+            from datetime import timedelta
+
             options = {k: v for k, v in self._config.storage_options.items() if v}
             self._connections[key] = await lancedb.connect_async(
-                key[0], storage_options=options or None
+                key[0],
+                storage_options=options or None,
+                # Other processes (Lambda containers, the ingest function) write too: a cached
+                # table handle checks for newer versions this often (0: on every read).
+                read_consistency_interval=timedelta(seconds=self._config.read_consistency_seconds),
             )
         return self._connections[key]
 
@@ -132,17 +177,24 @@ class LanceDBIndex:
                 table = await db.open_table(safe_segment(store_id))
             except ValueError:  # lancedb: "Table ... was not found"
                 return None
-            self._tables[key] = table
+            # Concurrent first calls may each open one: every caller uses the same handle.
+            table = self._tables.setdefault(key, table)
         return table
 
     async def create(self, store_id: str, dimension: int) -> None:
+        """The table and its full-text index, built once while the table is empty (many
+        writers creating it later would conflict)."""
         db = await self._db()
-        await db.create_table(safe_segment(store_id), schema=_schema(dimension), exist_ok=True)
+        table = await db.create_table(
+            safe_segment(store_id), schema=_schema(dimension), exist_ok=True
+        )
+        await self._ensure_fts(store_id, table)
 
     async def drop(self, store_id: str) -> None:
         db = await self._db()
         for key in [k for k in self._tables if k[2] == store_id]:
             self._tables.pop(key, None)
+            self._batchers.pop(key, None)
         with contextlib.suppress(ValueError, FileNotFoundError):
             await db.drop_table(safe_segment(store_id))
 
@@ -179,7 +231,12 @@ class LanceDBIndex:
         ids = ", ".join(quote(r.chunk_id) for r in rows)
         existing = f"chunk_id IN ({ids})" + (f" OR ({replace})" if replace else "")
         if await table.count_rows(existing) == 0:
-            await self._retry("add", lambda: table.add(data))
+            key = (self._location(), id(asyncio.get_running_loop()), store_id)
+            if key not in self._batchers:
+                self._batchers[key] = _AppendBatcher(
+                    lambda rows: self._retry("add", lambda: self._add(store_id, rows))
+                )
+            await self._batchers[key].append(data)
         else:
 
             async def upsert() -> None:
@@ -191,6 +248,11 @@ class LanceDBIndex:
 
             await self._retry("merge_insert", upsert)
         await self._maintain(store_id, table)
+
+    async def _add(self, store_id: str, rows: pa.Table) -> None:
+        table = await self._table(store_id)
+        assert table is not None
+        await table.add(rows)
 
     async def delete(self, store_id: str, where: str) -> None:
         table = await self._table(store_id)
@@ -255,10 +317,9 @@ class LanceDBIndex:
         self._indexed.add(key)
 
     async def _maintain(self, store_id: str, table: AsyncTable) -> None:
-        """Build the full-text index once, and the ANN index once the table is large enough.
-        Failures here never fail a write: search works (flat) without indexes."""
+        """Build the ANN index once the table is large enough. A failure (say, another writer
+        building it at the same time) never fails a write: search stays correct (flat)."""
         try:
-            await self._ensure_fts(store_id, table)
             rows = await table.count_rows()
             if rows < self._config.ann_index_min_rows:
                 return
@@ -276,5 +337,6 @@ class LanceDBIndex:
             )
 
     async def close(self) -> None:
+        self._batchers.clear()
         self._tables.clear()
         self._connections.clear()
