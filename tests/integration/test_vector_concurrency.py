@@ -20,24 +20,24 @@ pytestmark = pytest.mark.slow
 BUCKET = "llamda-concurrency"
 FILES, WORKERS = 200, 4
 
-CONFIG = f"""
+CONFIG = """
 version: 1
 apis: [inspect, models, inference, files, vector_io]
 providers:
   inference:
-    - {{provider_id: fake-bedrock, provider_type: bedrock,
-       config: {{region_name: us-east-1, endpoint_url: "${{env.FAKE_BEDROCK_URL}}"}}}}
+    - {provider_id: fake-bedrock, provider_type: bedrock,
+       config: {region_name: us-east-1, endpoint_url: "${env.FAKE_BEDROCK_URL}"}}
   vector_io:
-    - {{provider_id: lancedb, provider_type: lancedb}}
+    - {provider_id: lancedb, provider_type: lancedb}
 models:
-  - {{model_id: "amazon.titan-embed-text-v2:0", provider_id: fake-bedrock, model_type: embedding,
-     metadata: {{embedding_dimension: 1024}}}}
+  - {model_id: "amazon.titan-embed-text-v2:0", provider_id: fake-bedrock, model_type: embedding,
+     metadata: {embedding_dimension: 1024}}
 storage:
-  records: {{type: dynamodb, table_name: concurrency-records, endpoint_url: "${{env.MOTO}}"}}
-  objects: {{type: s3, bucket: {BUCKET}, prefix: objects, endpoint_url: "${{env.MOTO}}"}}
+  records: {type: dynamodb, table_name: concurrency-records, endpoint_url: "${env.MOTO}"}
+  objects: {type: s3, bucket: llamda-concurrency, prefix: objects, endpoint_url: "${env.MOTO}"}
   vectors:
-    uri: s3://{BUCKET}/lancedb
-    storage_options: {{endpoint: "${{env.MOTO}}", allow_http: "true", region: us-east-1}}
+    uri: s3://llamda-concurrency/lancedb
+    storage_options: {endpoint: "${env.MOTO}", allow_http: "true", region: us-east-1}
 """
 
 

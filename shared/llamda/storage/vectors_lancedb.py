@@ -247,7 +247,7 @@ class LanceDBIndex:
                 await merge.execute(data)
 
             await self._retry("merge_insert", upsert)
-        await self._maintain(store_id, table)
+        await self.maintain(store_id, table)
 
     async def _add(self, store_id: str, rows: pa.Table) -> None:
         table = await self._table(store_id)
@@ -296,13 +296,14 @@ class LanceDBIndex:
         if mode == "vector":
             assert vector is not None
             query = table.query().nearest_to(vector).distance_type("cosine")
-            query = query.where(where).select(columns).limit(k).nprobes(8).ef(max(64, k * 2))
+            query = query.where(where).select([*columns, "_distance"]).limit(k)
+            query = query.nprobes(8).ef(max(64, k * 2))
             rows = await query.to_list()
             return [Hit(r, max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
         assert text is not None
         await self._ensure_fts(store_id, table)
         query = table.query().nearest_to_text(text, columns=["text"])
-        rows = await query.where(where).select(columns).limit(k).to_list()
+        rows = await query.where(where).select([*columns, "_score"]).limit(k).to_list()
         return [Hit(r, (s := float(r.pop("_score", 0.0))) / (s + 1.0)) for r in rows]
 
     async def _ensure_fts(self, store_id: str, table: AsyncTable) -> None:
@@ -316,7 +317,7 @@ class LanceDBIndex:
             await self._retry("fts index", lambda: table.create_index("text", config=FTS()))
         self._indexed.add(key)
 
-    async def _maintain(self, store_id: str, table: AsyncTable) -> None:
+    async def maintain(self, store_id: str, table: AsyncTable) -> None:
         """Build the ANN index once the table is large enough. A failure (say, another writer
         building it at the same time) never fails a write: search stays correct (flat)."""
         try:

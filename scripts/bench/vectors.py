@@ -1,0 +1,243 @@
+"""Vector search and ingestion, through our own LanceDB code path (storage/vectors_lancedb.py):
+
+    .venv/bin/python scripts/bench/vectors.py [--rows 100000] [--queries 200] [--write]
+
+- search: N x 384 clustered unit vectors (1,000 Gaussian clusters: realistic; i.i.d. Gaussian
+  data defeats every ANN index), cosine top-10, p50/p99 latency and recall@10 against exact
+  brute force (numpy), flat and with the IVF_HNSW_SQ index the store builds past
+  ``ann_index_min_rows``; the same on moto S3 (a local HTTP S3, so only the request path
+  differs from real S3 latency);
+- peer: Llama Stack 0.7.3's inline::faiss index (IndexFlatL2) on the same data, in its own venv
+  (scripts/bench/setup_peer), when present;
+- ingestion: chunks/s for one worker (parse, tokenize, chunk, write) with an instant embedder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from llamda.config import VectorsConfig  # noqa: E402
+from llamda.storage.vectors_lancedb import ChunkRow, LanceDBIndex  # noqa: E402
+from scripts.bench._report import append_report  # noqa: E402
+
+DIM, K = 384, 10
+
+
+def make_data(rows: int, queries: int, seed: int = 7) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((1000, DIM)).astype(np.float32)
+    assign = rng.integers(0, len(centers), rows)
+    vectors = centers[assign] + 0.6 * rng.standard_normal((rows, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = centers[rng.integers(0, len(centers), queries)]
+    q = q + 0.6 * rng.standard_normal((queries, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    truth = np.argsort(-(q @ vectors.T), axis=1)[:, :K]
+    return {"vectors": vectors, "queries": q.astype(np.float32), "truth": truth}
+
+
+async def load(index: LanceDBIndex, vectors: np.ndarray) -> float:
+    start = time.perf_counter()
+    await index.create("bench", DIM)
+    for lo in range(0, len(vectors), 10_000):
+        rows = [
+            ChunkRow(str(i), "f", "f.txt", i, 1, f"chunk {i}", vectors[i].tolist())
+            for i in range(lo, min(lo + 10_000, len(vectors)))
+        ]
+        await index.write("bench", rows, DIM)
+    return time.perf_counter() - start
+
+
+async def measure(index: LanceDBIndex, data: dict[str, np.ndarray], n: int) -> dict[str, float]:
+    latencies, hits = [], 0
+    for q, expected in zip(data["queries"][:n], data["truth"][:n], strict=True):
+        start = time.perf_counter()
+        found = await index.search("bench", mode="vector", k=K, where=None, vector=q.tolist())
+        latencies.append((time.perf_counter() - start) * 1000)
+        hits += len({int(h.row["chunk_id"]) for h in found} & set(expected.tolist()))
+    latencies.sort()
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "recall": hits / (n * K),
+    }
+
+
+async def build_ann(index: LanceDBIndex, config: VectorsConfig) -> float:
+    config.ann_index_min_rows = 256
+    table = await index._table("bench")
+    assert table is not None
+    start = time.perf_counter()
+    await index.maintain("bench", table)
+    return time.perf_counter() - start
+
+
+async def search_suite(uri: str, options: dict[str, str], data: dict, n: int) -> dict[str, Any]:
+    config = VectorsConfig(uri=uri, storage_options=options, ann_index_min_rows=10**9)
+    index = LanceDBIndex(config)
+    out: dict[str, Any] = {"load_s": await load(index, data["vectors"])}
+    await index.search("bench", mode="vector", k=K, where=None, vector=data["queries"][0].tolist())
+    out["flat"] = await measure(index, data, n)
+    out["index_build_s"] = await build_ann(index, config)
+    out["ann"] = await measure(index, data, n)
+    await index.close()
+    return out
+
+
+async def ingestion(docs: int) -> dict[str, float]:
+    """One worker: Files + parse + tokenize + chunk (800/400) + LanceDB write; instant embedder."""
+    from llamda.config import parse_config
+    from llamda.services.ingest import IngestService
+    from llamda.stack import Stack
+
+    home = tempfile.mkdtemp()
+    config = parse_config(
+        {
+            "apis": ["files", "vector_io"],
+            "providers": {"vector_io": [{"provider_id": "lancedb", "provider_type": "lancedb"}]},
+            "storage": {
+                "records": {"type": "sqlite", "path": f"{home}/records.sqlite3"},
+                "objects": {"type": "local", "root": f"{home}/objects"},
+                "vectors": {"uri": f"{home}/lancedb"},
+            },
+        },
+        "<bench>",
+    )
+    stack = Stack(config)
+    rng = np.random.default_rng(1)
+
+    async def instant(model: str, dims: int | None, texts: list[str]) -> list[list[float]]:
+        return rng.standard_normal((len(texts), DIM)).astype(np.float32).tolist()
+
+    stack.vector_stores._embed = instant  # type: ignore[method-assign]
+    # No embedding model is configured (the embedder is instant): write the store record.
+    store_id = "vs_bench"
+    record = {"id": store_id, "created_at": 0, "last_active_at": 0, "name": "bench",
+              "metadata": {}, "expires_after": None, "embedding_model": "instant",
+              "embedding_dimension": DIM, "request_dimensions": None}  # fmt: skip
+    await stack.records.put("vector_stores", store_id, record)
+    service = IngestService(stack.files, stack.vector_stores, stack.records)
+    words = [f"word{i}" for i in range(5000)]
+    text = " ".join(words[i % 5000] for i in range(2400))  # ~7k tokens → 17 chunks
+    start, chunks = time.perf_counter(), 0
+    for i in range(docs):
+        result = await service.ingest_local(store_id, f"doc {i} {text}".encode(), f"d{i}.txt")
+        chunks += (await stack.records.get(f"vector_store_files:{store_id}", result.id))[
+            "chunk_count"
+        ]
+    elapsed = time.perf_counter() - start
+    await stack.close()
+    return {"docs": docs, "chunks": chunks, "chunks_per_s": chunks / elapsed}
+
+
+def peer(data_path: Path) -> dict[str, float] | None:
+    python = ROOT / ".venv-bench-peer" / "bin" / "python"
+    if not python.exists():
+        return None
+    proc = subprocess.run(
+        [str(python), str(ROOT / "scripts" / "bench" / "_vectors_peer.py"), str(data_path), str(K)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:], file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--s3-queries", type=int, default=50)
+    parser.add_argument("--docs", type=int, default=50)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+
+    data = make_data(args.rows, args.queries)
+    tmp = Path(tempfile.mkdtemp())
+    np.savez(tmp / "data.npz", **data)
+    lines = [f"{args.rows} x {DIM} clustered vectors, {args.queries} queries, top-{K}, cosine"]
+
+    def row(name: str, r: dict[str, float]) -> str:
+        return (
+            f"  {name:<34} p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
+            f"recall@10 {r['recall']:.3f}"
+        )
+
+    local = asyncio.run(search_suite(str(tmp / "lancedb"), {}, data, args.queries))
+    lines += [
+        f"local disk (load {local['load_s']:.1f} s, ANN build {local['index_build_s']:.1f} s):",
+        row("llamda LanceDB flat", local["flat"]),
+        row("llamda LanceDB IVF_HNSW_SQ", local["ann"]),
+    ]
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    import boto3
+
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    ).create_bucket(Bucket="bench-vectors")
+    options = {"endpoint": endpoint, "allow_http": "true", "region": "us-east-1",
+               "aws_access_key_id": "x", "aws_secret_access_key": "y"}  # fmt: skip
+    s3 = asyncio.run(search_suite("s3://bench-vectors/lancedb", options, data, args.s3_queries))
+    moto.stop()
+    lines += [
+        f"moto S3, {args.s3_queries} queries (load {s3['load_s']:.1f} s, "
+        f"ANN build {s3['index_build_s']:.1f} s):",
+        row("llamda LanceDB flat", s3["flat"]),
+        row("llamda LanceDB IVF_HNSW_SQ", s3["ann"]),
+    ]
+    peer_result = peer(tmp / "data.npz")
+    if peer_result:
+        lines.append(row("Llama Stack 0.7.3 inline::faiss", peer_result))
+        ratio = peer_result["p50_ms"] / local["ann"]["p50_ms"]
+        lines.append(f"  p50 ratio (faiss flat / llamda ANN): {ratio:.1f}x")
+    else:
+        lines.append("  peer: .venv-bench-peer missing (scripts/bench/setup_peer); not run")
+    ingest = asyncio.run(ingestion(args.docs))
+    lines.append(
+        f"ingestion, 1 worker, instant embedder: {ingest['chunks']} chunks from "
+        f"{ingest['docs']} docs, {ingest['chunks_per_s']:.0f} chunks/s (target >= 200)"
+    )
+    target = local["ann"]["p50_ms"] <= 10 and local["ann"]["recall"] >= 0.95
+    lines.append(
+        f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {'MET' if target else 'MISSED'}"
+    )
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        append_report(
+            "Vector search and ingestion",
+            " ".join(["scripts/bench/vectors.py", *sys.argv[1:]]),
+            report,
+        )
+
+
+if __name__ == "__main__":
+    main()
