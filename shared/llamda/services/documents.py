@@ -78,7 +78,10 @@ def to_text(data: bytes, filename: str, content_type: str | None = None) -> str:
         text = _pdf(data, filename)
     else:
         raw = _decode(data, filename)
-        text = {"txt": lambda s: s, "html": _html, "json": _json, "csv": _csv}[kind](raw)
+        try:
+            text = {"txt": lambda s: s, "html": _html, "json": _json, "csv": _csv}[kind](raw)
+        except DocumentError as exc:
+            raise DocumentError(exc.code, f"{filename!r}: {exc.message}") from None
     if not text.strip():
         raise DocumentError("invalid_file", f"{filename!r}: no text found")
     return text
@@ -177,19 +180,33 @@ def count_tokens(text: str) -> int:
 
 
 def chunk_text(text: str, max_tokens: int, overlap_tokens: int) -> list[TextChunk]:
-    """Windows of ``max_tokens`` tokens, each starting ``max_tokens - overlap_tokens`` after the
-    previous one; chunk text is the original text between the window's first and last token."""
+    """Windows of at most ``max_tokens`` tokens, each starting about ``max_tokens -
+    overlap_tokens`` after the previous one. Windows end and start on word boundaries (a word
+    longer than a window is the exception), so chunk text re-tokenizes to the same tokens; the
+    text is the original between the window's first and last token."""
     if not 0 <= overlap_tokens < max_tokens:
         raise ValueError("overlap must be smaller than the chunk size")
-    offsets = tokenizer().encode(text, add_special_tokens=False).offsets
+    encoding = tokenizer().encode(text, add_special_tokens=False)
+    offsets, words = encoding.offsets, encoding.word_ids
+    n = len(offsets)
+
+    def splits_word(i: int) -> bool:  # token i continues the word of token i - 1
+        return 0 < i < n and words[i] is not None and words[i] == words[i - 1]
+
     chunks: list[TextChunk] = []
-    step = max_tokens - overlap_tokens
     start = 0
-    while start < len(offsets):
-        end = min(start + max_tokens, len(offsets))
+    while start < n:
+        end = min(start + max_tokens, n)
+        while splits_word(end) and end > start + 1:
+            end -= 1
+        if splits_word(end):  # one word longer than the window: cut it
+            end = min(start + max_tokens, n)
         piece = text[offsets[start][0] : offsets[end - 1][1]]
         chunks.append(TextChunk(len(chunks), piece, end - start))
-        if end == len(offsets):
+        if end == n:
             break
-        start += step
+        nxt = max(end - overlap_tokens, start + 1)
+        while splits_word(nxt) and nxt < end:
+            nxt += 1
+        start = nxt
     return chunks
