@@ -409,3 +409,36 @@ def test_llama_stack_client_vector_io(live_server: LiveServer) -> None:
         )
         == 3
     )
+
+
+def test_vector_io_ttl_expires_chunks(live_server: LiveServer) -> None:
+    import time
+
+    client = LlamaStackClient(base_url=live_server.url, max_retries=0)
+    vs = client.vector_stores.create(name="ttl", extra_body={"embedding_model": EMBEDDING_MODEL})
+    client.vector_io.insert(
+        vector_store_id=vs.id,
+        chunks=[
+            {"chunk_id": "keep", "content": "Tapirs are shy.", "metadata": {}, "chunk_metadata": {}}
+        ],  # type: ignore[list-item]
+    )
+    client.vector_io.insert(
+        vector_store_id=vs.id,
+        ttl_seconds=1,
+        chunks=[
+            {
+                "chunk_id": "brief",
+                "content": "Tapirs swim well.",
+                "metadata": {},
+                "chunk_metadata": {},
+            }
+        ],  # type: ignore[list-item]
+    )
+
+    def ids() -> set[str]:
+        found = client.vector_io.query(vector_store_id=vs.id, query="tapirs").chunks
+        return {c.chunk_id for c in found}
+
+    assert ids() == {"keep", "brief"}
+    time.sleep(2.1)
+    assert ids() == {"keep"}

@@ -559,7 +559,12 @@ class VectorStoresService:
 
         def search(**kw: Any) -> Awaitable[list[Hit]]:
             return self.index.search(
-                store["id"], k=wide, where=where, with_vectors=with_vectors, **kw
+                store["id"],
+                k=wide,
+                where=where,
+                with_vectors=with_vectors,
+                expiring=bool(store.get("has_ttl")),
+                **kw,
             )
 
         for i, query in enumerate(queries):
@@ -647,6 +652,9 @@ class VectorStoresService:
                     expires_at=now + request.ttl_seconds if request.ttl_seconds else None,
                 )
             )
+        if request.ttl_seconds and not store.get("has_ttl"):
+            store["has_ttl"] = True  # before the write: searches filter expired rows from now
+            await self._records.put(STORES, store["id"], store)
         await self.index.write(store["id"], rows, dimension)
         await self._touch(store)
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import logging
+import os
 import random
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -85,6 +89,28 @@ def _schema(dimension: int) -> pa.Schema:
     )
 
 
+def import_lancedb() -> Any:
+    """``import lancedb``, about 1 s faster on a cold start. lancedb imports lance_namespace,
+    which imports the package of a generated REST client whose ``__init__`` loads every API
+    class (~1 s of pydantic models here) that only REST-namespace connections use. We connect
+    to directories and s3:// URIs, so that ``__init__`` is skipped: the package is registered
+    with its real path and its submodules (the models lance_namespace needs) import on demand.
+    LLAMDA_LANCEDB_FULL_IMPORT=1 turns this off."""
+    name = "lance_namespace_urllib3_client"
+    full = os.environ.get("LLAMDA_LANCEDB_FULL_IMPORT", "") in {"1", "true"}
+    if not full and "lancedb" not in sys.modules and name not in sys.modules:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            package = types.ModuleType(name)
+            package.__path__ = list(spec.submodule_search_locations)
+            package.__spec__ = spec
+            package.__file__ = spec.origin
+            sys.modules[name] = package
+    import lancedb
+
+    return lancedb
+
+
 def _is_conflict(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(
@@ -148,7 +174,7 @@ class LanceDBIndex:
 
     async def _db(self) -> AsyncConnection:
         try:
-            import lancedb
+            lancedb = import_lancedb()
         except ImportError:
             raise ServiceUnavailableError(
                 "vector stores need LanceDB: pip install 'llamda[vectors]'", code="unavailable"
@@ -285,25 +311,33 @@ class LanceDBIndex:
         vector: list[float] | None = None,
         text: str | None = None,
         with_vectors: bool = False,
+        expiring: bool = False,
     ) -> list[Hit]:
-        """Best ``k`` rows; score is cosine similarity (vector) or squashed BM25 (keyword)."""
+        """Best ``k`` rows; score is cosine similarity (vector) or squashed BM25 (keyword).
+        ``expiring``: the table has rows with a TTL (vector-io insert), so expired ones are
+        filtered out (a prefilter costs a few ms, so only then)."""
         table = await self._table(store_id)
         if table is None:
             return []
-        live = f"(expires_at IS NULL OR expires_at > {int(time.time())})"
-        where = f"({where}) AND {live}" if where else live
+        if expiring:
+            live = f"(expires_at IS NULL OR expires_at > {int(time.time())})"
+            where = f"({where}) AND {live}" if where else live
         columns = [*COLUMNS, "vector"] if with_vectors else [*COLUMNS]
         if mode == "vector":
             assert vector is not None
             query = table.query().nearest_to(vector).distance_type("cosine")
-            query = query.where(where).select([*columns, "_distance"]).limit(k)
+            if where:
+                query = query.where(where)
+            query = query.select([*columns, "_distance"]).limit(k)
             query = query.nprobes(8).ef(max(64, k * 2))
             rows = await query.to_list()
             return [Hit(r, max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
         assert text is not None
         await self._ensure_fts(store_id, table)
         query = table.query().nearest_to_text(text, columns=["text"])
-        rows = await query.where(where).select([*columns, "_score"]).limit(k).to_list()
+        if where:
+            query = query.where(where)
+        rows = await query.select([*columns, "_score"]).limit(k).to_list()
         return [Hit(r, (s := float(r.pop("_score", 0.0))) / (s + 1.0)) for r in rows]
 
     async def _ensure_fts(self, store_id: str, table: AsyncTable) -> None:
@@ -318,20 +352,28 @@ class LanceDBIndex:
         self._indexed.add(key)
 
     async def maintain(self, store_id: str, table: AsyncTable) -> None:
-        """Build the ANN index once the table is large enough. A failure (say, another writer
-        building it at the same time) never fails a write: search stays correct (flat)."""
+        """Build the ANN index once the table is large enough; later, fold rows written since
+        into the indexes (``optimize``) once they are a tenth of the table. Rows not yet indexed
+        are still searched (flat), so this is about speed. A failure (say, another writer
+        optimizing at the same time) never fails a write."""
         try:
             rows = await table.count_rows()
-            if rows < self._config.ann_index_min_rows:
-                return
-            if "vector_idx" in {i.name for i in await table.list_indices()}:
-                return
-            from lancedb.index import IvfHnswSq
+            indices = {i.name: i for i in await table.list_indices()}
+            if "vector_idx" not in indices:
+                if rows >= self._config.ann_index_min_rows:
+                    from lancedb.index import IvfHnswSq
 
-            partitions = max(1, min(256, rows // 1500))
-            config = IvfHnswSq(distance_type="cosine", num_partitions=partitions)
-            await table.create_index("vector", config=config)
-            log.info("built ANN index on %s (%d rows, %d partitions)", store_id, rows, partitions)
+                    partitions = max(1, min(256, rows // 1500))
+                    config = IvfHnswSq(distance_type="cosine", num_partitions=partitions)
+                    await table.create_index("vector", config=config)
+                    log.info(
+                        "built ANN index on %s (%d rows, %d partitions)", store_id, rows, partitions
+                    )
+                return
+            unindexed = max(getattr(i, "num_unindexed_rows", 0) or 0 for i in indices.values())
+            if unindexed >= max(1000, rows // 10):
+                await self._retry("optimize", lambda: table.optimize())
+                log.info("optimized %s (%d rows were not indexed)", store_id, unindexed)
         except Exception:
             log.warning(
                 "index maintenance on %s failed; search stays correct", store_id, exc_info=True
