@@ -138,6 +138,12 @@ models:
     provider_id: fake-bedrock
     model_type: embedding
     metadata: {embedding_dimension: 1024}
+vector_stores:
+  - vector_store_id: kb-declared
+    provider_id: lancedb
+    embedding_model: amazon.titan-embed-text-v2:0
+    embedding_dimension: 1024
+    name: Declared KB
 storage:
   records: {type: sqlite, path: "${env.LLAMDA_HOME}/records.sqlite3"}
   objects: {type: local, root: "${env.LLAMDA_HOME}/objects"}

@@ -157,18 +157,13 @@ def build_image_dir(
     subprocess.run(cmd, check=True)
     for source in sources:
         subprocess.run(["cp", "-r", str(source), str(target)], check=True)
-    subprocess.run(
-        [
-            base_python(),
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(target),
-        ],
-        check=True,
-    )
+    return _compile(target)
+
+
+def _compile(target: Path) -> Path:
+    """Precompile like the zip builds (unchecked-hash: the .pyc is used as is)."""
+    cmd = [base_python(), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash"]
+    subprocess.run([*cmd, str(target)], check=True)
     return target
 
 
@@ -209,19 +204,7 @@ def build_image_from_dockerfile(dockerfile: Path, target: Path) -> Path:
     build_image_dir(target, requirements, [])
     for src, rel in sources:
         shutil.copytree(src, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(
-        [
-            base_python(),
-            "-m",
-            "compileall",
-            "-q",
-            "--invalidation-mode",
-            "unchecked-hash",
-            str(target),
-        ],
-        check=True,
-    )
-    return target
+    return _compile(target)
 
 
 def load_image_artifacts(image_dir: Path, refs: dict[str, str]) -> dict[str, Artifact]:

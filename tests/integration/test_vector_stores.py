@@ -442,3 +442,13 @@ def test_vector_io_ttl_expires_chunks(live_server: LiveServer) -> None:
     assert ids() == {"keep", "brief"}
     time.sleep(2.1)
     assert ids() == {"keep"}
+
+
+def test_store_declared_in_the_run_config(client: openai.OpenAI) -> None:
+    vs = client.vector_stores.retrieve("kb-declared")
+    assert vs.name == "Declared KB" and vs.file_counts.total == 0
+    file_id = upload(client, "okapi.txt", "Okapis are related to giraffes.")
+    client.vector_stores.files.create(vector_store_id="kb-declared", file_id=file_id)
+    hits = client.vector_stores.search(vector_store_id="kb-declared", query="giraffe relatives")
+    assert hits.data[0].file_id == file_id
+    assert "kb-declared" in [s.id for s in client.vector_stores.list(limit=100)]

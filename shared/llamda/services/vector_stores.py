@@ -8,6 +8,7 @@ cannot be read ends ``failed`` with ``last_error``; nothing of it is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -42,13 +43,20 @@ from llamda.api.vector_stores import (
     resolved_chunking,
 )
 from llamda.config import RunConfig
-from llamda.errors import BadRequestError, LlamdaError, NotFoundError
+from llamda.errors import BadRequestError, ConflictError, LlamdaError, NotFoundError
 from llamda.services.documents import TOKENIZER_NAME, DocumentError, chunk_text, to_text
 from llamda.services.files import FilesService
 from llamda.services.inference import InferenceService
 from llamda.services.models import ModelsService
 from llamda.storage.records import Records, list_page
-from llamda.storage.vectors_lancedb import ChunkRow, Hit, LanceDBIndex, quote
+from llamda.storage.vectors_lancedb import (
+    COLUMNS,
+    SEARCH_COLUMNS,
+    ChunkRow,
+    Hit,
+    LanceDBIndex,
+    quote,
+)
 
 STORES = "vector_stores"
 EMBED_BATCH = 64
@@ -176,6 +184,8 @@ class VectorStoresService:
     async def _store(self, store_id: str) -> dict[str, Any]:
         record = await self._records.get(STORES, store_id)
         if record is None:
+            record = await self._declared(store_id)
+        if record is None:
             raise NotFoundError(
                 f"No vector store found with id {store_id!r}",
                 param="vector_store_id",
@@ -187,15 +197,41 @@ class VectorStoresService:
         """The store's record (404 when unknown), for ``ingest_file``."""
         return await self._store(store_id)
 
+    async def _declared(self, store_id: str) -> dict[str, Any] | None:
+        """A store declared in the run config (``vector_stores:``) exists from its first use."""
+        for resource in self._run_config.vector_stores:
+            if resource.vector_store_id == store_id:
+                now = int(time.time())
+                record = {
+                    "id": store_id,
+                    "created_at": now,
+                    "last_active_at": now,
+                    "name": resource.name or store_id,
+                    "metadata": {},
+                    "expires_after": None,
+                    "embedding_model": resource.embedding_model,
+                    "embedding_dimension": resource.embedding_dimension,
+                    "request_dimensions": None,
+                }
+                await self.index.create(store_id, resource.embedding_dimension)
+                with contextlib.suppress(ConflictError):  # another request made it first
+                    await self._records.put(STORES, store_id, record, if_absent=True)
+                return await self._records.get(STORES, store_id)
+        return None
+
+    @staticmethod
+    def _expires_at(record: dict[str, Any]) -> int | None:
+        if not record.get("expires_after"):
+            return None
+        return record["last_active_at"] + record["expires_after"]["days"] * DAY
+
     async def get(self, store_id: str) -> VectorStoreObject:
         record = await self._store(store_id)
         files = await self._all_files(store_id)
         counts = FileCounts(total=len(files))
         for f in files:
             setattr(counts, f["status"], getattr(counts, f["status"]) + 1)
-        expires_at = None
-        if record.get("expires_after"):
-            expires_at = record["last_active_at"] + record["expires_after"]["days"] * DAY
+        expires_at = self._expires_at(record)
         return VectorStoreObject(
             **{k: v for k, v in record.items() if k in VectorStoreObject.model_fields},
             usage_bytes=sum(f.get("usage_bytes", 0) for f in files),
@@ -362,16 +398,20 @@ class VectorStoresService:
 
         return list(await asyncio.gather(*(one(f) for f in dict.fromkeys(file_ids))))
 
-    async def _file_record(self, store_id: str, file_id: str) -> dict[str, Any]:
+    async def _child(self, kind: str, store_id: str, key: str, what: str) -> dict[str, Any]:
+        """A record of the store (404 for an unknown store, then for an unknown ``key``)."""
         await self._store(store_id)
-        record = await self._records.get(_files_kind(store_id), file_id)
+        record = await self._records.get(kind, key)
         if record is None:
             raise NotFoundError(
-                f"No file {file_id!r} in vector store {store_id!r}",
-                param="file_id",
-                code="file_not_found",
+                f"No {what} {key!r} in vector store {store_id!r}",
+                param="file_id" if what == "file" else "batch_id",
+                code="file_not_found" if what == "file" else "not_found",
             )
         return record
+
+    async def _file_record(self, store_id: str, file_id: str) -> dict[str, Any]:
+        return await self._child(_files_kind(store_id), store_id, file_id, "file")
 
     async def get_file(self, store_id: str, file_id: str) -> VectorStoreFileObject:
         return VectorStoreFileObject.model_validate(await self._file_record(store_id, file_id))
@@ -459,15 +499,7 @@ class VectorStoresService:
         return await self.get_batch(store_id, batch_id)
 
     async def _batch_record(self, store_id: str, batch_id: str) -> dict[str, Any]:
-        await self._store(store_id)
-        record = await self._records.get(_batches_kind(store_id), batch_id)
-        if record is None:
-            raise NotFoundError(
-                f"No file batch {batch_id!r} in vector store {store_id!r}",
-                param="batch_id",
-                code="not_found",
-            )
-        return record
+        return await self._child(_batches_kind(store_id), store_id, batch_id, "file batch")
 
     async def _batch_cancelled(self, store_id: str, batch_id: str) -> bool:
         record = await self._records.get(_batches_kind(store_id), batch_id)
@@ -550,7 +582,7 @@ class VectorStoresService:
         k: int,
         where: str | None,
         ranking: RankingOptions,
-        with_vectors: bool = False,
+        columns: tuple[str, ...] = SEARCH_COLUMNS,
     ) -> list[tuple[dict[str, Any], float]]:
         """Best chunks for any of the queries, best score first."""
         vectors = await self._embed_for(store, queries) if mode != "keyword" else []
@@ -562,7 +594,7 @@ class VectorStoresService:
                 store["id"],
                 k=wide,
                 where=where,
-                with_vectors=with_vectors,
+                columns=columns,
                 expiring=bool(store.get("has_ttl")),
                 **kw,
             )
@@ -583,8 +615,8 @@ class VectorStoresService:
 
     async def _searchable(self, store_id: str) -> dict[str, Any]:
         store = await self._store(store_id)
-        info = await self.get(store_id)
-        if info.status == "expired":
+        expires_at = self._expires_at(store)
+        if expires_at is not None and expires_at < time.time():
             raise BadRequestError(f"vector store {store_id!r} has expired", code="expired")
         await self._touch(store)
         return store
@@ -687,7 +719,7 @@ class VectorStoresService:
             k=k,
             where=None,
             ranking=ranking,
-            with_vectors=True,
+            columns=(*COLUMNS, "vector"),
         )
         chunks = [
             Chunk(

@@ -1,0 +1,123 @@
+"""Cold start of the LanceDB image function (VectorFunction): a fresh `python` process → its
+first API Gateway event served, where that event is a vector-io query (records in moto
+DynamoDB, LanceDB on moto S3, the query embedded by the fake Bedrock): imports, LanceDB
+connect, table open and search, all in the first event.
+
+    .venv/bin/python scripts/bench/coldstart_image.py [--runs 7] [--write]
+
+The image's task root is built from functions/Dockerfile (tests/e2e/harness.py) into
+.aws-sam/image-x86_64. Measured with our lancedb import (the unused REST namespace client
+skipped) and with the full import (LLAMDA_LANCEDB_FULL_IMPORT=1). DESIGN target: <= 900 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench._report import append_report  # noqa: E402
+from tests.e2e.harness import (  # noqa: E402
+    api_gateway_event,
+    build_image_from_dockerfile,
+    lambda_env,
+    load_image_artifacts,
+    response_json,
+)
+from tests.fakes.bedrock import FakeBedrockServer  # noqa: E402
+
+REFS = {
+    "RecordsTable": "bench-records",
+    "DataBucket": "bench-data",
+    "IngestBucket": "bench-ingest",
+    "IdempotencyTable": "bench-idempotency",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    target = ROOT / ".aws-sam" / "image-x86_64"
+    build_image_from_dockerfile(ROOT / "functions" / "Dockerfile", target)  # the current code
+    fn = load_image_artifacts(target, REFS)["VectorFunction"]
+
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    creds = {"aws_access_key_id": "x", "aws_secret_access_key": "y", "region_name": "us-east-1"}
+    boto3.client("s3", endpoint_url=endpoint, **creds).create_bucket(Bucket="bench-data")
+    boto3.client("dynamodb", endpoint_url=endpoint, **creds).create_table(
+        TableName="bench-records",
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in ("pk", "sk")],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    lines = []
+    with FakeBedrockServer() as bedrock:
+        env = {
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+            "AWS_ENDPOINT_URL": endpoint,
+            "BEDROCK_ENDPOINT_URL": bedrock.endpoint,
+        }
+        created = fn.invoke(
+            [api_gateway_event("POST", "/v1/vector_stores", body={"name": "bench"})],
+            lambda_env(fn, env),
+        )["results"][0]
+        store = response_json(created)["id"]
+        insert = {
+            "vector_store_id": store,
+            "chunks": [
+                {"chunk_id": f"c{i}", "content": f"fact {i} about llamas"} for i in range(50)
+            ],
+        }
+        fn.invoke(
+            [api_gateway_event("POST", "/v1/vector-io/insert", body=insert)], lambda_env(fn, env)
+        )
+        query = api_gateway_event(
+            "POST", "/v1/vector-io/query", body={"vector_store_id": store, "query": "llamas"}
+        )
+        for label, extra in (
+            ("lancedb import without the REST client", {}),
+            ("full lancedb import", {"LLAMDA_LANCEDB_FULL_IMPORT": "1"}),
+        ):
+            starts, imports = [], []
+            for _ in range(args.runs):
+                report = fn.invoke([query], {**lambda_env(fn, env), **extra})
+                assert report["results"][0]["statusCode"] == 200, report["results"][0]
+                starts.append(report["cold_start_s"] * 1000)
+                imports.append(report["timings"]["import_s"] * 1000)
+            lines.append(
+                f"VectorFunction, {label}: first query served "
+                f"p50 {statistics.median(starts):.0f} ms "
+                f"(min {min(starts):.0f}, max {max(starts):.0f}); handler import p50 "
+                f"{statistics.median(imports):.0f} ms"
+            )
+    moto.stop()
+    lines.append("target (DESIGN §9): image handler <= 900 ms")
+    report = "\n".join(lines)
+    print(report)
+    if args.write:
+        append_report(
+            "Cold start, LanceDB image function", "scripts/bench/coldstart_image.py", report
+        )
+
+
+if __name__ == "__main__":
+    main()
