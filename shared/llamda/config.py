@@ -153,6 +153,11 @@ class VectorsConfig(_Strict):
     )
     write_retries: int = Field(8, ge=0, le=50, description="Retries of a conflicting commit.")
     ingest_concurrency: int = Field(4, ge=1, le=64, description="Files processed at once.")
+    ingest_queue_url: str | None = Field(
+        None,
+        description="An SQS queue the ingest function reads: files attached through the API "
+        "are queued there (in_progress until processed). Unset: processed within the request.",
+    )
 
 
 class StorageConfig(_Strict):

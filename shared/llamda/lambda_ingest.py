@@ -1,4 +1,5 @@
-"""The ingest Lambda: S3 event notifications arrive through SQS in batches.
+"""The ingest Lambda: S3 event notifications, and files attached through the Vector Stores API
+(queued by the vector function), arrive through SQS in batches.
 
 Powertools batch processing reports each failed message in ``batchItemFailures`` (only those
 are redelivered, then dead-lettered), and Powertools idempotency (DynamoDB) makes a redelivered
@@ -31,7 +32,7 @@ def sqs_handler() -> Any:
     )
 
     from llamda.config import cached_config
-    from llamda.services.ingest import IngestService, S3Object, s3_objects
+    from llamda.services.ingest import IngestService, S3Object, attach_job, s3_objects
     from llamda.stack import Stack
 
     stack = Stack(cached_config())
@@ -52,7 +53,26 @@ def sqs_handler() -> Any:
         logger.info("ingested", **outcome)
         return outcome
 
+    job_config = IdempotencyConfig(
+        event_key_jmespath="[tenant, vector_store_id, file_id, batch_id, queued_at]",
+        expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+        raise_on_no_idempotency_key=True,
+    )
+
+    @idempotent_function(
+        data_keyword_argument="job", persistence_store=persistence, config=job_config
+    )
+    def run_job(job: dict[str, Any]) -> dict[str, Any]:
+        result = loop.run_until_complete(service.run_job(job))
+        outcome = {"file_id": job["file_id"], "status": result.status if result else "skipped"}
+        logger.info("processed queued file", **outcome)
+        return outcome
+
     def record_handler(record: SQSRecord) -> None:
+        job = attach_job(record.body)
+        if job is not None:
+            run_job(job=job)
+            return
         for obj in s3_objects(record.body):
             apply(obj=asdict(obj))
 
@@ -62,6 +82,7 @@ def sqs_handler() -> Any:
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         config.register_lambda_context(context)
+        job_config.register_lambda_context(context)
         return process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )

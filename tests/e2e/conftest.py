@@ -76,11 +76,14 @@ def aws_resources(moto_endpoint: str, built: Path) -> dict[str, str]:
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket="llamda-data")
     s3.create_bucket(Bucket="llamda-ingest")
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="llamda-ingest-queue")["QueueUrl"]
     return {
         "RecordsTable": "llamda-records",
         "DataBucket": "llamda-data",
         "IngestBucket": "llamda-ingest",
         "IdempotencyTable": "llamda-idempotency",
+        "IngestQueue": queue,
     }
 
 

@@ -205,3 +205,122 @@ def test_ingest_rejects_broken_events_without_losing_the_batch(
         vector, env, proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "capybaras"})
     )
     assert response_json(found)["data"][0]["filename"] == "ok.txt"
+
+
+def drain(queue_url: str, moto_endpoint: str) -> list[str]:
+    """Every message on the ingest queue (as SQS would deliver them to the function)."""
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    bodies = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return bodies
+        for message in got:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def upload_files(files_fn: Artifact, env: dict[str, str], docs: dict[str, bytes]) -> list[str]:
+    import httpx
+
+    events = []
+    for name, data in docs.items():
+        request = httpx.Request(
+            "POST",
+            "http://x/v1/files",
+            files={"file": (name, data)},
+            data={"purpose": "assistants"},
+        )
+        events.append(
+            api_gateway_event(
+                "POST",
+                "/v1/files",
+                body=request.read(),
+                headers={"Content-Type": request.headers["content-type"]},
+            )
+        )
+    return [response_json(r)["id"] for r in call(files_fn, env, *events)]
+
+
+def test_api_attaches_are_queued_for_the_ingest_function(
+    image_artifacts: dict[str, Artifact],
+    artifacts: dict[str, Artifact],
+    aws_resources: dict[str, str],
+    env: dict[str, str],
+    moto_endpoint: str,
+) -> None:
+    vector, ingest = image_artifacts["VectorFunction"], image_artifacts["IngestFunction"]
+    queue = aws_resources["IngestQueue"]
+    drain(queue, moto_endpoint)
+    store = create_store(vector, env, "queued")
+    ids = upload_files(
+        artifacts["FilesFunction"],
+        env,
+        {
+            "ants.txt": b"Ants farm aphids.",
+            "bees.md": b"Bees dance to point at flowers.",
+            "bad.pdf": b"%PDF-1.4 broken",
+            "wasps.txt": b"Wasps build paper nests.",
+        },
+    )
+    batch, single = call(
+        vector,
+        env,
+        proxy("POST", f"/v1/vector_stores/{store}/file_batches", {"file_ids": ids[:3]}),
+        proxy(
+            "POST",
+            f"/v1/vector_stores/{store}/files",
+            {"file_id": ids[3], "attributes": {"k": "v"}},
+        ),
+    )
+    assert response_json(batch)["status"] == "in_progress"
+    assert response_json(batch)["file_counts"]["in_progress"] == 3
+    assert response_json(single)["status"] == "in_progress"
+    bodies = drain(queue, moto_endpoint)
+    assert len(bodies) == 4
+    (result,) = ingest.invoke([sqs_event(bodies)], lambda_env(ingest, env))["results"]
+    assert result == {"batchItemFailures": []}  # a bad file is a final "failed", not a retry
+    batch_id = response_json(batch)["id"]
+    done, files, hits = call(
+        vector,
+        env,
+        proxy("GET", f"/v1/vector_stores/{store}/file_batches/{batch_id}"),
+        proxy("GET", f"/v1/vector_stores/{store}/files"),
+        proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "paper nests"}),
+    )
+    assert response_json(done)["status"] == "completed"
+    assert response_json(done)["file_counts"] == {
+        "in_progress": 0,
+        "completed": 2,
+        "failed": 1,
+        "cancelled": 0,
+        "total": 3,
+    }
+    statuses = {f["id"]: f["status"] for f in response_json(files)["data"]}
+    assert statuses == {
+        ids[0]: "completed",
+        ids[1]: "completed",
+        ids[2]: "failed",
+        ids[3]: "completed",
+    }
+    assert response_json(hits)["data"][0]["attributes"] == {"k": "v"}
+    # Redelivery does nothing more (the files are done).
+    again = ingest.invoke([sqs_event(bodies)], lambda_env(ingest, env))["results"][0]
+    assert again == {"batchItemFailures": []}
+
+    # A batch cancelled before the function gets to it: its files end cancelled.
+    more = upload_files(artifacts["FilesFunction"], env, {"moths.txt": b"Moths seek light."})
+    (queued,) = call(
+        vector, env, proxy("POST", f"/v1/vector_stores/{store}/file_batches", {"file_ids": more})
+    )
+    queued_id = response_json(queued)["id"]
+    (cancelled,) = call(
+        vector, env, proxy("POST", f"/v1/vector_stores/{store}/file_batches/{queued_id}/cancel")
+    )
+    assert response_json(cancelled)["status"] == "cancelled"
+    ingest.invoke([sqs_event(drain(queue, moto_endpoint))], lambda_env(ingest, env))
+    (after,) = call(
+        vector, env, proxy("GET", f"/v1/vector_stores/{store}/file_batches/{queued_id}")
+    )
+    assert response_json(after)["status"] == "cancelled"
+    assert response_json(after)["file_counts"]["cancelled"] == 1

@@ -27,9 +27,10 @@ from llamda.api.vector_stores import (
     VectorStoreFileObject,
 )
 from llamda.aws import clients, error_code
+from llamda.context import set_tenant
 from llamda.errors import NotFoundError
 from llamda.services.files import FilesService
-from llamda.services.vector_stores import VectorStoresService
+from llamda.services.vector_stores import JOB_TYPE, VectorStoresService
 
 PREFIX = "ingest/"
 SOURCES = "ingest_sources"
@@ -95,6 +96,21 @@ def s3_objects(body: str) -> list[S3Object]:
         except (KeyError, TypeError, ValueError) as exc:
             raise IngestError(f"malformed S3 event record: {exc!r}") from None
     return found
+
+
+def attach_job(body: str) -> dict[str, Any] | None:
+    """The job of a message queued by the Vector Stores API (``VectorStoresService._enqueue``),
+    or None for anything else (S3 notifications)."""
+    try:
+        message = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(message, dict) and message.get("type") == JOB_TYPE:
+        for field in ("tenant", "vector_store_id", "file_id", "chunking_strategy"):
+            if field not in message:
+                raise IngestError(f"queued job without {field}")
+        return message
+    return None
 
 
 def parse_key(key: str) -> tuple[str, str]:
@@ -176,6 +192,13 @@ class IngestService:
             error = result.last_error.message if result.last_error else result.status
             raise IngestError(f"{obj.key}: {error}")
         return result
+
+    async def run_job(self, job: dict[str, Any]) -> VectorStoreFileObject | None:
+        """A file attached through the API, queued for us: processed as its tenant. A file
+        that cannot be read ends ``failed`` (final: the API shows why); only an unexpected error
+        raises, so the message is retried."""
+        set_tenant(job["tenant"])
+        return await self._stores.run_job(job)
 
     async def _forget(self, source: dict[str, Any]) -> None:
         """Remove what an earlier version of a key produced: its chunks, record and File."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Awaitable
@@ -35,6 +36,7 @@ from llamda.api.vector_stores import (
     SearchRequest,
     SearchResponse,
     SearchResult,
+    StaticChunkingStrategy,
     UpdateVectorStoreRequest,
     VectorStoreFileContent,
     VectorStoreFileObject,
@@ -43,7 +45,13 @@ from llamda.api.vector_stores import (
     resolved_chunking,
 )
 from llamda.config import RunConfig
-from llamda.errors import BadRequestError, ConflictError, LlamdaError, NotFoundError
+from llamda.errors import (
+    BadRequestError,
+    ConflictError,
+    LlamdaError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from llamda.services.documents import TOKENIZER_NAME, DocumentError, chunk_text, to_text
 from llamda.services.files import FilesService
 from llamda.services.inference import InferenceService
@@ -62,6 +70,8 @@ STORES = "vector_stores"
 EMBED_BATCH = 64
 RRF_K = 60.0
 DAY = 86_400
+JOB_TYPE = "llamda.attach"  # an ingest queue message for one attached file
+log = logging.getLogger(__name__)
 
 
 def _files_kind(store_id: str) -> str:
@@ -294,9 +304,8 @@ class VectorStoresService:
         attributes: dict[str, Any],
         chunking: ChunkingStrategyParam | None,
     ) -> VectorStoreFileObject:
-        store = await self._store(store_id)
-        await self._files.get(file_id)  # 404 before anything is recorded
-        return await self.ingest_file(store, file_id, attributes, chunking)
+        (result,) = await self._ingest_many(store_id, [file_id], attributes, chunking, None)
+        return result
 
     async def ingest_file(
         self,
@@ -321,6 +330,7 @@ class VectorStoresService:
             "chunking_strategy": strategy.model_dump(),
             "attributes": attributes,
             "source": source,
+            "started": True,
         }
         await self._records.put(kind, file_id, record)
         try:
@@ -386,8 +396,11 @@ class VectorStoresService:
         batch_id: str | None,
     ) -> list[VectorStoreFileObject]:
         store = await self._store(store_id)
+        file_ids = list(dict.fromkeys(file_ids))
         for file_id in file_ids:
             await self._files.get(file_id)  # every id must exist before any work starts
+        if self._config.ingest_queue_url:
+            return await self._enqueue(store_id, file_ids, attributes, chunking, batch_id)
         limit = asyncio.Semaphore(self._config.ingest_concurrency)
 
         async def one(file_id: str) -> VectorStoreFileObject:
@@ -396,7 +409,84 @@ class VectorStoresService:
                     return await self._mark_cancelled(store_id, file_id, chunking, attributes)
                 return await self.ingest_file(store, file_id, attributes, chunking)
 
-        return list(await asyncio.gather(*(one(f) for f in dict.fromkeys(file_ids))))
+        return list(await asyncio.gather(*(one(f) for f in file_ids)))
+
+    async def _enqueue(
+        self,
+        store_id: str,
+        file_ids: list[str],
+        attributes: dict[str, Any],
+        chunking: ChunkingStrategyParam | None,
+        batch_id: str | None,
+    ) -> list[VectorStoreFileObject]:
+        """Record each file in_progress, then queue one job per file for the ingest function."""
+        from llamda.aws import clients
+        from llamda.context import current_tenant
+
+        strategy = resolved_chunking(chunking).model_dump()
+        now = int(time.time())
+        records = []
+        for file_id in file_ids:
+            record = {
+                "id": file_id,
+                "created_at": now,
+                "vector_store_id": store_id,
+                "status": "in_progress",
+                "last_error": None,
+                "usage_bytes": 0,
+                "chunking_strategy": strategy,
+                "attributes": attributes,
+            }
+            await self._records.put(_files_kind(store_id), file_id, record)
+            records.append(record)
+        jobs = [
+            {
+                "type": JOB_TYPE,
+                "tenant": current_tenant(),
+                "vector_store_id": store_id,
+                "file_id": file_id,
+                "batch_id": batch_id,
+                "attributes": attributes,
+                "chunking_strategy": strategy,
+                "queued_at": time.time_ns(),
+            }
+            for file_id in file_ids
+        ]
+        sqs = await clients.client("sqs")
+        try:
+            for start in range(0, len(jobs), 10):
+                entries = [
+                    {"Id": str(i), "MessageBody": json.dumps(job)}
+                    for i, job in enumerate(jobs[start : start + 10])
+                ]
+                reply = await sqs.send_message_batch(
+                    QueueUrl=self._config.ingest_queue_url, Entries=entries
+                )
+                if reply.get("Failed"):
+                    raise RuntimeError(f"SQS refused {len(reply['Failed'])} messages")
+        except Exception as exc:
+            log.error("could not queue files for ingestion: %s", exc)
+            for record in records:
+                if record["status"] == "in_progress":
+                    record["status"] = "failed"
+                    record["last_error"] = {"code": "server_error", "message": "not queued"}
+                    await self._records.put(_files_kind(store_id), record["id"], record)
+            raise ServiceUnavailableError("the ingest queue is unavailable; retry") from None
+        return [VectorStoreFileObject.model_validate(r) for r in records]
+
+    async def run_job(self, job: dict[str, Any]) -> VectorStoreFileObject | None:
+        """The ingest function's side of ``_enqueue``: process one queued file unless it was
+        deleted, already processed (a redelivery) or cancelled with its batch meanwhile."""
+        store_id, file_id = job["vector_store_id"], job["file_id"]
+        try:
+            store = await self._store(store_id)
+        except NotFoundError:
+            return None
+        record = await self._records.get(_files_kind(store_id), file_id)
+        if record is None or record["status"] != "in_progress":
+            return None
+        chunking = StaticChunkingStrategy.model_validate(job["chunking_strategy"])
+        return await self.ingest_file(store, file_id, job.get("attributes") or {}, chunking)
 
     async def _child(self, kind: str, store_id: str, key: str, what: str) -> dict[str, Any]:
         """A record of the store (404 for an unknown store, then for an unknown ``key``)."""
@@ -492,10 +582,6 @@ class VectorStoresService:
             await self._files.get(file_id)
         await self._records.put(_batches_kind(store_id), batch_id, record)
         await self._ingest_many(store_id, file_ids, attributes, chunking, batch_id)
-        record = await self._batch_record(store_id, batch_id)
-        if record["status"] == "in_progress":
-            record["status"] = "completed"
-            await self._records.put(_batches_kind(store_id), batch_id, record)
         return await self.get_batch(store_id, batch_id)
 
     async def _batch_record(self, store_id: str, batch_id: str) -> dict[str, Any]:
@@ -531,6 +617,9 @@ class VectorStoresService:
             file = await self._records.get(kind, file_id)
             status = file["status"] if file else "cancelled"
             setattr(counts, status, getattr(counts, status) + 1)
+        if record["status"] == "in_progress" and counts.in_progress == 0:
+            record["status"] = "completed"  # every file has finished
+            await self._records.put(_batches_kind(store_id), batch_id, record)
         return FileBatchObject(
             **{k: record[k] for k in ("id", "created_at", "vector_store_id", "status")},
             file_counts=counts,
@@ -543,6 +632,12 @@ class VectorStoresService:
         if record["status"] == "in_progress":
             record["status"] = "cancelled"
             await self._records.put(_batches_kind(store_id), batch_id, record)
+            kind = _files_kind(store_id)
+            for file_id in record["file_ids"]:  # queued files not started yet
+                file = await self._records.get(kind, file_id)
+                if file and file["status"] == "in_progress" and not file.get("started"):
+                    file["status"] = "cancelled"
+                    await self._records.put(kind, file_id, file)
         return await self.get_batch(store_id, batch_id)
 
     # --- search ------------------------------------------------------------------------------
