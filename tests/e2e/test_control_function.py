@@ -88,7 +88,11 @@ def test_control_function_serves_inspect_and_models(
     } <= paths
 
     # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing.
-    assert [p["provider_id"] for p in response_json(providers)["data"]] == ["bedrock", "rules"]
+    assert [p["provider_id"] for p in response_json(providers)["data"]] == [
+        "bedrock",
+        "rules",
+        "lancedb",
+    ]
     assert response_json(provider)["provider_type"] == "bedrock"
 
     assert created["statusCode"] == 200, created["body"]
