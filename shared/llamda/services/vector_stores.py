@@ -86,6 +86,28 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
+def _file_record(
+    store_id: str,
+    file_id: str,
+    status: str,
+    attributes: dict[str, Any],
+    chunking: ChunkingStrategyParam | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A vector store file's record as first written (ingest, queue or cancel)."""
+    return {
+        "id": file_id,
+        "created_at": int(time.time()),
+        "vector_store_id": store_id,
+        "status": status,
+        "last_error": None,
+        "usage_bytes": 0,
+        "chunking_strategy": resolved_chunking(chunking).model_dump(),
+        "attributes": attributes,
+        **extra,
+    }
+
+
 def compile_filter(node: Filter) -> str:
     """An OpenAI attribute filter as a LanceDB (DataFusion SQL) predicate on the json column.
     Numbers compare numerically (a non-number never matches), strings as strings."""
@@ -320,18 +342,9 @@ class VectorStoresService:
         store_id = store["id"]
         kind = _files_kind(store_id)
         strategy = resolved_chunking(chunking)
-        record: dict[str, Any] = {
-            "id": file_id,
-            "created_at": int(time.time()),
-            "vector_store_id": store_id,
-            "status": "in_progress",
-            "last_error": None,
-            "usage_bytes": 0,
-            "chunking_strategy": strategy.model_dump(),
-            "attributes": attributes,
-            "source": source,
-            "started": True,
-        }
+        record = _file_record(
+            store_id, file_id, "in_progress", attributes, strategy, source=source, started=True
+        )
         await self._records.put(kind, file_id, record)
         try:
             meta = await self._files.get(file_id)
@@ -424,19 +437,9 @@ class VectorStoresService:
         from llamda.context import current_tenant
 
         strategy = resolved_chunking(chunking).model_dump()
-        now = int(time.time())
         records = []
         for file_id in file_ids:
-            record = {
-                "id": file_id,
-                "created_at": now,
-                "vector_store_id": store_id,
-                "status": "in_progress",
-                "last_error": None,
-                "usage_bytes": 0,
-                "chunking_strategy": strategy,
-                "attributes": attributes,
-            }
+            record = _file_record(store_id, file_id, "in_progress", attributes, chunking)
             await self._records.put(_files_kind(store_id), file_id, record)
             records.append(record)
         jobs = [
@@ -598,14 +601,7 @@ class VectorStoresService:
         chunking: ChunkingStrategyParam | None,
         attributes: dict[str, Any],
     ) -> VectorStoreFileObject:
-        record = {
-            "id": file_id,
-            "created_at": int(time.time()),
-            "vector_store_id": store_id,
-            "status": "cancelled",
-            "chunking_strategy": resolved_chunking(chunking).model_dump(),
-            "attributes": attributes,
-        }
+        record = _file_record(store_id, file_id, "cancelled", attributes, chunking)
         await self._records.put(_files_kind(store_id), file_id, record)
         return VectorStoreFileObject.model_validate(record)
 
