@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from llamda.api.vector_stores import StaticChunking, StaticChunkingStrategy
+from llamda.api.vector_stores import StaticChunkingStrategy
 
 
 def add_parser(sub: Any) -> None:
@@ -58,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
         attributes = json.loads(args.attributes)
         chunking = None
         if args.chunk_size:
-            chunking = StaticChunkingStrategy(
-                static=StaticChunking(
-                    max_chunk_size_tokens=args.chunk_size, chunk_overlap_tokens=args.chunk_overlap
-                )
-            )
+            chunking = StaticChunkingStrategy.of(args.chunk_size, args.chunk_overlap)
     except ValueError as exc:
         print(f"llamda ingest: {exc}", file=sys.stderr)
         return 2

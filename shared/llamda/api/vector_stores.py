@@ -48,6 +48,15 @@ class StaticChunkingStrategy(BaseModel):
     type: Literal["static"] = "static"
     static: StaticChunking
 
+    @classmethod
+    def of(cls, max_tokens: int, overlap_tokens: int) -> StaticChunkingStrategy:
+        """Static chunking from two numbers (CLI flags, object metadata); validated."""
+        return cls(
+            static=StaticChunking(
+                max_chunk_size_tokens=max_tokens, chunk_overlap_tokens=overlap_tokens
+            )
+        )
+
 
 ChunkingStrategyParam = Annotated[
     AutoChunkingStrategy | StaticChunkingStrategy, Field(discriminator="type")

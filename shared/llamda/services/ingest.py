@@ -22,7 +22,6 @@ from pydantic import TypeAdapter, ValidationError
 
 from llamda.api.vector_stores import (
     Attributes,
-    StaticChunking,
     StaticChunkingStrategy,
     VectorStoreFileObject,
 )
@@ -31,6 +30,7 @@ from llamda.context import set_tenant
 from llamda.errors import NotFoundError
 from llamda.services.files import FilesService
 from llamda.services.vector_stores import JOB_TYPE, VectorStoresService
+from llamda.storage.records import Records
 
 PREFIX = "ingest/"
 SOURCES = "ingest_sources"
@@ -134,7 +134,7 @@ class IngestService:
         self,
         files: FilesService,
         vector_stores: VectorStoresService,
-        records: Any,
+        records: Records,
         s3_endpoint_url: str | None = None,
     ):
         self._files = files
@@ -227,11 +227,8 @@ class IngestService:
             attributes = _ATTRIBUTES.validate_json(metadata.get("attributes") or "{}")
             chunking = None
             if "chunk-size" in metadata:
-                chunking = StaticChunkingStrategy(
-                    static=StaticChunking(
-                        max_chunk_size_tokens=int(metadata["chunk-size"]),
-                        chunk_overlap_tokens=int(metadata.get("chunk-overlap", "0")),
-                    )
+                chunking = StaticChunkingStrategy.of(
+                    int(metadata["chunk-size"]), int(metadata.get("chunk-overlap", "0"))
                 )
         except (ValidationError, ValueError) as exc:
             raise IngestError(f"{key}: bad object metadata: {exc}") from None

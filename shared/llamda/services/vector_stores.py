@@ -86,7 +86,7 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
-def _file_record(
+def _new_file_record(
     store_id: str,
     file_id: str,
     status: str,
@@ -106,6 +106,39 @@ def _file_record(
         "attributes": attributes,
         **extra,
     }
+
+
+def _new_store_record(
+    store_id: str,
+    name: str | None,
+    model: str,
+    dimension: int,
+    *,
+    metadata: dict[str, Any] | None = None,
+    expires_after: dict[str, Any] | None = None,
+    request_dimensions: int | None = None,
+) -> dict[str, Any]:
+    """A vector store's record as created (API or run config)."""
+    now = int(time.time())
+    return {
+        "id": store_id,
+        "created_at": now,
+        "last_active_at": now,
+        "name": name,
+        "metadata": metadata or {},
+        "expires_after": expires_after,
+        "embedding_model": model,
+        "embedding_dimension": dimension,
+        # Ask the model for this size only when the caller chose one.
+        "request_dimensions": request_dimensions,
+    }
+
+
+def _tally(statuses: list[str]) -> FileCounts:
+    counts = FileCounts(total=len(statuses))
+    for status in statuses:
+        setattr(counts, status, getattr(counts, status) + 1)
+    return counts
 
 
 def compile_filter(node: Filter) -> str:
@@ -182,25 +215,20 @@ class VectorStoresService:
         dimension = request.embedding_dimension or model.metadata.get("embedding_dimension")
         if not isinstance(dimension, int) or dimension <= 0:
             dimension = len((await self._embed(model_id, None, ["dimension probe"]))[0])
-        now = int(time.time())
-        record: dict[str, Any] = {
-            "id": _new_id("vs_"),
-            "created_at": now,
-            "last_active_at": now,
-            "name": request.name,
-            "metadata": request.metadata,
-            "expires_after": request.expires_after.model_dump() if request.expires_after else None,
-            "embedding_model": model_id,
-            "embedding_dimension": dimension,
-            # Ask the model for this size only when the caller chose one.
-            "request_dimensions": request.embedding_dimension,
-        }
+        record = _new_store_record(
+            _new_id("vs_"),
+            request.name,
+            model_id,
+            dimension,
+            metadata=request.metadata,
+            expires_after=request.expires_after.model_dump() if request.expires_after else None,
+            request_dimensions=request.embedding_dimension,
+        )
         await self.index.create(record["id"], dimension)
         await self._records.put(STORES, record["id"], record, if_absent=True)
         if request.file_ids:
-            await self._ingest_many(
-                record["id"], request.file_ids, {}, request.chunking_strategy, batch_id=None
-            )
+            file_ids = await self._existing(request.file_ids)
+            await self._ingest_many(record, file_ids, {}, request.chunking_strategy, batch_id=None)
         return await self.get(record["id"])
 
     async def _default_embedding_model(self) -> str:
@@ -213,7 +241,8 @@ class VectorStoresService:
             "no embedding model is configured; pass embedding_model", param="embedding_model"
         )
 
-    async def _store(self, store_id: str) -> dict[str, Any]:
+    async def store_record(self, store_id: str) -> dict[str, Any]:
+        """The store's record (404 when unknown); ``ingest_file`` takes it."""
         record = await self._records.get(STORES, store_id)
         if record is None:
             record = await self._declared(store_id)
@@ -225,26 +254,16 @@ class VectorStoresService:
             )
         return record
 
-    async def store_record(self, store_id: str) -> dict[str, Any]:
-        """The store's record (404 when unknown), for ``ingest_file``."""
-        return await self._store(store_id)
-
     async def _declared(self, store_id: str) -> dict[str, Any] | None:
         """A store declared in the run config (``vector_stores:``) exists from its first use."""
         for resource in self._run_config.vector_stores:
             if resource.vector_store_id == store_id:
-                now = int(time.time())
-                record = {
-                    "id": store_id,
-                    "created_at": now,
-                    "last_active_at": now,
-                    "name": resource.name or store_id,
-                    "metadata": {},
-                    "expires_after": None,
-                    "embedding_model": resource.embedding_model,
-                    "embedding_dimension": resource.embedding_dimension,
-                    "request_dimensions": None,
-                }
+                record = _new_store_record(
+                    store_id,
+                    resource.name or store_id,
+                    resource.embedding_model,
+                    resource.embedding_dimension,
+                )
                 await self.index.create(store_id, resource.embedding_dimension)
                 with contextlib.suppress(ConflictError):  # another request made it first
                     await self._records.put(STORES, store_id, record, if_absent=True)
@@ -258,11 +277,9 @@ class VectorStoresService:
         return record["last_active_at"] + record["expires_after"]["days"] * DAY
 
     async def get(self, store_id: str) -> VectorStoreObject:
-        record = await self._store(store_id)
+        record = await self.store_record(store_id)
         files = await self._all_files(store_id)
-        counts = FileCounts(total=len(files))
-        for f in files:
-            setattr(counts, f["status"], getattr(counts, f["status"]) + 1)
+        counts = _tally([f["status"] for f in files])
         expires_at = self._expires_at(record)
         return VectorStoreObject(
             **{k: v for k, v in record.items() if k in VectorStoreObject.model_fields},
@@ -284,7 +301,7 @@ class VectorStoresService:
         return _list(data, has_more)
 
     async def update(self, store_id: str, request: UpdateVectorStoreRequest) -> VectorStoreObject:
-        record = await self._store(store_id)
+        record = await self.store_record(store_id)
         fields = request.model_dump(exclude_unset=True)
         if "metadata" in fields and fields["metadata"] is None:
             fields["metadata"] = {}  # null clears, as an empty object does
@@ -294,7 +311,7 @@ class VectorStoresService:
         return await self.get(store_id)
 
     async def delete(self, store_id: str) -> None:
-        await self._store(store_id)
+        await self.store_record(store_id)
         # The record first: once gone, the store is gone for readers; then its rows and files.
         await self._records.delete(STORES, store_id)
         await self.index.drop(store_id)
@@ -326,7 +343,9 @@ class VectorStoresService:
         attributes: dict[str, Any],
         chunking: ChunkingStrategyParam | None,
     ) -> VectorStoreFileObject:
-        (result,) = await self._ingest_many(store_id, [file_id], attributes, chunking, None)
+        store = await self.store_record(store_id)
+        file_ids = await self._existing([file_id])
+        (result,) = await self._ingest_many(store, file_ids, attributes, chunking, None)
         return result
 
     async def ingest_file(
@@ -342,7 +361,7 @@ class VectorStoresService:
         store_id = store["id"]
         kind = _files_kind(store_id)
         strategy = resolved_chunking(chunking)
-        record = _file_record(
+        record = _new_file_record(
             store_id, file_id, "in_progress", attributes, strategy, source=source, started=True
         )
         await self._records.put(kind, file_id, record)
@@ -400,18 +419,24 @@ class VectorStoresService:
         await self._touch(store)
         return VectorStoreFileObject.model_validate(record)
 
+    async def _existing(self, file_ids: list[str]) -> list[str]:
+        """The ids once each, in order, after checking every file exists (404 before any work
+        starts or anything is recorded)."""
+        file_ids = list(dict.fromkeys(file_ids))
+        for file_id in file_ids:
+            await self._files.get(file_id)
+        return file_ids
+
     async def _ingest_many(
         self,
-        store_id: str,
+        store: dict[str, Any],
         file_ids: list[str],
         attributes: dict[str, Any],
         chunking: ChunkingStrategyParam | None,
         batch_id: str | None,
     ) -> list[VectorStoreFileObject]:
-        store = await self._store(store_id)
-        file_ids = list(dict.fromkeys(file_ids))
-        for file_id in file_ids:
-            await self._files.get(file_id)  # every id must exist before any work starts
+        """Process (or queue) files the caller has checked with ``_existing``."""
+        store_id = store["id"]
         if self._config.ingest_queue_url:
             return await self._enqueue(store_id, file_ids, attributes, chunking, batch_id)
         limit = asyncio.Semaphore(self._config.ingest_concurrency)
@@ -439,7 +464,7 @@ class VectorStoresService:
         strategy = resolved_chunking(chunking).model_dump()
         records = []
         for file_id in file_ids:
-            record = _file_record(store_id, file_id, "in_progress", attributes, chunking)
+            record = _new_file_record(store_id, file_id, "in_progress", attributes, chunking)
             await self._records.put(_files_kind(store_id), file_id, record)
             records.append(record)
         jobs = [
@@ -482,7 +507,7 @@ class VectorStoresService:
         deleted, already processed (a redelivery) or cancelled with its batch meanwhile."""
         store_id, file_id = job["vector_store_id"], job["file_id"]
         try:
-            store = await self._store(store_id)
+            store = await self.store_record(store_id)
         except NotFoundError:
             return None
         record = await self._records.get(_files_kind(store_id), file_id)
@@ -493,7 +518,7 @@ class VectorStoresService:
 
     async def _child(self, kind: str, store_id: str, key: str, what: str) -> dict[str, Any]:
         """A record of the store (404 for an unknown store, then for an unknown ``key``)."""
-        await self._store(store_id)
+        await self.store_record(store_id)
         record = await self._records.get(kind, key)
         if record is None:
             raise NotFoundError(
@@ -519,7 +544,7 @@ class VectorStoresService:
         status: str | None,
         batch_id: str | None = None,
     ) -> ListResponse[VectorStoreFileObject]:
-        await self._store(store_id)
+        await self.store_record(store_id)
         in_batch: set[str] | None = None
         if batch_id is not None:
             in_batch = set((await self._batch_record(store_id, batch_id))["file_ids"])
@@ -572,19 +597,17 @@ class VectorStoresService:
         attributes: dict[str, Any],
         chunking: ChunkingStrategyParam | None,
     ) -> FileBatchObject:
-        await self._store(store_id)
+        store = await self.store_record(store_id)
         batch_id = _new_id("vsfb_")
         record = {
             "id": batch_id,
             "created_at": int(time.time()),
             "vector_store_id": store_id,
             "status": "in_progress",
-            "file_ids": list(dict.fromkeys(file_ids)),
+            "file_ids": await self._existing(file_ids),
         }
-        for file_id in record["file_ids"]:
-            await self._files.get(file_id)
         await self._records.put(_batches_kind(store_id), batch_id, record)
-        await self._ingest_many(store_id, file_ids, attributes, chunking, batch_id)
+        await self._ingest_many(store, record["file_ids"], attributes, chunking, batch_id)
         return await self.get_batch(store_id, batch_id)
 
     async def _batch_record(self, store_id: str, batch_id: str) -> dict[str, Any]:
@@ -601,18 +624,18 @@ class VectorStoresService:
         chunking: ChunkingStrategyParam | None,
         attributes: dict[str, Any],
     ) -> VectorStoreFileObject:
-        record = _file_record(store_id, file_id, "cancelled", attributes, chunking)
+        record = _new_file_record(store_id, file_id, "cancelled", attributes, chunking)
         await self._records.put(_files_kind(store_id), file_id, record)
         return VectorStoreFileObject.model_validate(record)
 
     async def get_batch(self, store_id: str, batch_id: str) -> FileBatchObject:
         record = await self._batch_record(store_id, batch_id)
-        counts = FileCounts(total=len(record["file_ids"]))
         kind = _files_kind(store_id)
+        statuses = []
         for file_id in record["file_ids"]:
             file = await self._records.get(kind, file_id)
-            status = file["status"] if file else "cancelled"
-            setattr(counts, status, getattr(counts, status) + 1)
+            statuses.append(file["status"] if file else "cancelled")
+        counts = _tally(statuses)
         if record["status"] == "in_progress" and counts.in_progress == 0:
             record["status"] = "completed"  # every file has finished
             await self._records.put(_batches_kind(store_id), batch_id, record)
@@ -705,7 +728,7 @@ class VectorStoresService:
         return [item for item in ranked if item[1] >= ranking.score_threshold][:k]
 
     async def _searchable(self, store_id: str) -> dict[str, Any]:
-        store = await self._store(store_id)
+        store = await self.store_record(store_id)
         expires_at = self._expires_at(store)
         if expires_at is not None and expires_at < time.time():
             raise BadRequestError(f"vector store {store_id!r} has expired", code="expired")
@@ -739,7 +762,7 @@ class VectorStoresService:
     # --- Llama Stack vector-io ---------------------------------------------------------------
 
     async def insert_chunks(self, request: InsertChunksRequest) -> None:
-        store = await self._store(request.vector_store_id)
+        store = await self.store_record(request.vector_store_id)
         dimension = store["embedding_dimension"]
         missing = [c for c in request.chunks if c.embedding is None]
         computed = iter(await self._embed_for(store, [content_text(c.content) for c in missing]))

@@ -1,8 +1,8 @@
 """LanceDB: one table per vector store, per tenant (``<uri>/tenants/<tenant>/<store>``).
 
 Rows are chunks: vector, text, file id, chunk metadata and the file's attributes (a lance.json
-column, so filters run inside LanceDB as a prefilter). A file's chunks are written by one
-``add`` (one commit): a reader never sees half a file. Lance commits appends with a conditional
+column, so filters run inside LanceDB as a prefilter). A file's chunks are written in one
+commit (``write``): a reader never sees half a file. Lance commits appends with a conditional
 PUT, so concurrent appends are safe on S3; deletes and updates can conflict with concurrent
 writers and are retried with jittered backoff.
 """
@@ -176,6 +176,10 @@ class LanceDBIndex:
     def _location(self) -> str:
         return f"{self._config.uri.rstrip('/')}/tenants/{safe_segment(current_tenant())}"
 
+    def _key(self, store_id: str) -> tuple[str, int, str]:
+        """Handles are per tenant location, event loop and store."""
+        return (self._location(), id(asyncio.get_running_loop()), store_id)
+
     async def _db(self) -> AsyncConnection:
         try:
             lancedb = import_lancedb()
@@ -199,7 +203,7 @@ class LanceDBIndex:
         return self._connections[key]
 
     async def _table(self, store_id: str) -> AsyncTable | None:
-        key = (self._location(), id(asyncio.get_running_loop()), store_id)
+        key = self._key(store_id)
         table = self._tables.get(key)
         if table is None:
             db = await self._db()
@@ -261,7 +265,7 @@ class LanceDBIndex:
         ids = ", ".join(quote(r.chunk_id) for r in rows)
         existing = f"chunk_id IN ({ids})" + (f" OR ({replace})" if replace else "")
         if await table.count_rows(existing) == 0:
-            key = (self._location(), id(asyncio.get_running_loop()), store_id)
+            key = self._key(store_id)
             if key not in self._batchers:
                 self._batchers[key] = _AppendBatcher(
                     lambda rows: self._retry("add", lambda: self._add(store_id, rows))
@@ -293,10 +297,6 @@ class LanceDBIndex:
         table = await self._table(store_id)
         if table is not None:
             await self._retry("update", lambda: table.update(values, where=where))
-
-    async def count(self, store_id: str, where: str | None = None) -> int:
-        table = await self._table(store_id)
-        return 0 if table is None else await table.count_rows(where)
 
     async def rows(self, store_id: str, where: str, limit: int = 10_000) -> list[dict[str, Any]]:
         table = await self._table(store_id)
