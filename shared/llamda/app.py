@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llamda import __version__
 from llamda.api.errors import ErrorResponse
+from llamda.auth import AuthMiddleware
 from llamda.config import RunConfig, cached_config
 from llamda.context import current_request_id
 from llamda.errors import BadRequestError, ConfigError, LlamdaError
@@ -40,7 +41,7 @@ _HTTP_ERRORS: dict[int, tuple[str, str]] = {
 
 
 def _error_response(error: LlamdaError) -> JSONResponse:
-    return JSONResponse(error.to_dict(), status_code=error.status_code)
+    return JSONResponse(error.to_dict(), status_code=error.status_code, headers=error.headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, str]:
@@ -171,8 +172,12 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     app.state.apis = wanted
     install_error_handlers(app)
     app.state.api_routes = []
-    for api in wanted:
-        router = importlib.import_module(ROUTERS[api]).router
+    # Key management rides with inspect (the control function in AWS); admin role only.
+    modules = [ROUTERS[api] for api in wanted]
+    if "inspect" in wanted:
+        modules.append("llamda.routers.admin")
+    for module in modules:
+        router = importlib.import_module(module).router
         app.include_router(router)
         app.state.api_routes += [r for r in router.routes if isinstance(r, APIRoute)]
     app.openapi = lambda: _openapi_with_error_shape(app)  # type: ignore[method-assign]
@@ -181,6 +186,10 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
         BodyLimitMiddleware,
         max_bytes=config.server.max_body_bytes,
         upload_bytes=config.server.max_file_bytes,
+    )
+    # Auth runs before the body is read: an unauthenticated caller cannot make us buffer it.
+    app.add_middleware(
+        AuthMiddleware, mode=config.server.auth, keys=stack.keys, limiter=stack.limiter
     )
     app.add_middleware(RequestContextMiddleware)
     return app

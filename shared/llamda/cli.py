@@ -8,6 +8,8 @@ import sys
 
 from llamda.errors import ConfigError
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
 
 def _banner(config, url: str) -> str:  # type: ignore[no-untyped-def]
     lines = [f"Llamda serving on {url}  (profile {config.profile}, config {config.source})"]
@@ -23,6 +25,7 @@ def _banner(config, url: str) -> str:  # type: ignore[no-untyped-def]
         lines.append(f"             no inference provider: set {hint}")
     models = [f"{m.model_id} [{m.provider_id}]" for m in config.models]
     lines.append(f"  models:    {', '.join(models) or 'none'}")
+    lines.append(f"  auth:      {config.server.auth}")
     lines.append(f"  docs:      {url}/docs   openapi: {url}/openapi.json")
     return "\n".join(lines)
 
@@ -48,6 +51,14 @@ def serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = config.server.port if args.port is None else args.port
     print(_banner(config, f"http://{host}:{port}"), flush=True)
+    if config.server.auth == "off" and host not in LOOPBACK:
+        print(
+            f"\n  WARNING: serving on {host} with auth OFF: anyone who can reach this address "
+            "can use every API and your provider credentials.\n  Turn it on with "
+            "LLAMDA_AUTH=1 (server.auth: true) and create keys with `llamda keys create`.\n",
+            file=sys.stderr,
+            flush=True,
+        )
     uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
     return 0
 
@@ -61,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, help="port (default from config: 8321)")
     run.add_argument("--log-level", default="warning", help="uvicorn log level")
     run.set_defaults(func=serve)
-    from llamda.cli_ingest import add_parser
+    from llamda import cli_ingest, cli_keys
 
-    add_parser(sub)
+    cli_ingest.add_parser(sub)
+    cli_keys.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

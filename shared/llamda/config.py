@@ -166,13 +166,33 @@ class StorageConfig(_Strict):
     vectors: VectorsConfig
 
 
+AuthMode = Literal["off", "keys", "authorizer"]
+
+
 class ServerConfig(_Strict):
+    auth: AuthMode = Field(
+        "off",
+        description="off | keys (Bearer keys checked in-app; true means keys) | authorizer "
+        "(in Lambda: API Gateway's authorizer checked the key).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8321, ge=0, le=65535)
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger bodies get a 413.")
     max_file_bytes: int = Field(
         100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
     )
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_flag(cls, value: Any) -> Any:
+        """YAML booleans and env flags: true/1/yes → keys, false/0/no/'' → off."""
+        if isinstance(value, bool):
+            return "keys" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in {"true", "1", "yes", "on"}:
+            return "keys"
+        if isinstance(value, str) and value.strip().lower() in {"false", "0", "no", ""}:
+            return "off"
+        return value
 
 
 class RunConfig(_Strict):

@@ -8,15 +8,38 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 DEFAULT_TENANT = "default"
+# Where stack-wide records live (API keys, rate counters). Not a valid tenant name, so no
+# request can ever be bound to it.
+SYSTEM_TENANT = "_system"
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 _tenant: ContextVar[str] = ContextVar("llamda_tenant", default=DEFAULT_TENANT)
 _request_id: ContextVar[str | None] = ContextVar("llamda_request_id", default=None)
 _provider_data: ContextVar[dict[str, str] | None] = ContextVar("llamda_provider_data", default=None)
+
+
+@dataclass
+class Principal:
+    """Who is calling: the API key's id, tenant and role, and the tokens this request used."""
+
+    key_id: str
+    tenant: str
+    role: str = "member"
+    tokens: int = field(default=0)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+_principal: ContextVar[Principal | None] = ContextVar("llamda_principal", default=None)
 
 
 def valid_tenant(tenant: str) -> bool:
@@ -32,6 +55,35 @@ def set_tenant(tenant: str) -> None:
     if not valid_tenant(tenant):
         raise ValueError(f"invalid tenant id {tenant!r}")
     _tenant.set(tenant)
+
+
+@contextmanager
+def system_scope() -> Iterator[None]:
+    """Run storage calls in the stack-wide partition (API keys, counters), then restore."""
+    token = _tenant.set(SYSTEM_TENANT)
+    try:
+        yield
+    finally:
+        _tenant.reset(token)
+
+
+def current_principal() -> Principal | None:
+    """The authenticated caller, or None while auth is off."""
+    return _principal.get()
+
+
+def bind_principal(principal: Principal | None) -> None:
+    """Bind the caller for this request; its tenant scopes every storage key from here on."""
+    _principal.set(principal)
+    if principal is not None:
+        set_tenant(principal.tenant)
+
+
+def add_tokens(count: int) -> None:
+    """Charge tokens a provider reported to the caller (the rate limiter settles them)."""
+    principal = _principal.get()
+    if principal is not None and count > 0:
+        principal.tokens += count
 
 
 def current_request_id() -> str | None:

@@ -15,6 +15,7 @@ class LlamdaError(Exception):
         self.message = message
         self.param = param
         self.code = code or self.default_code
+        self.headers: dict[str, str] = {}  # extra response headers, e.g. retry-after
 
     def to_dict(self) -> dict[str, dict[str, str | None]]:
         return {

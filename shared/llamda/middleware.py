@@ -9,7 +9,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llamda.config import UPLOAD_PATHS
-from llamda.context import bind_provider_data, bind_request_id, current_request_id
+from llamda.context import (
+    bind_provider_data,
+    bind_request_id,
+    current_principal,
+    current_request_id,
+)
 from llamda.errors import BadRequestError, LlamdaError, PayloadTooLargeError
 from llamda.observability import logger
 
@@ -59,6 +64,7 @@ async def send_error(send: Send, error: LlamdaError, request_id: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (REQUEST_ID_HEADER, request_id.encode()),
+                *((k.encode(), v.encode()) for k, v in error.headers.items()),
             ],
         }
     )
@@ -107,8 +113,11 @@ class RequestContextMiddleware:
                 error = LlamdaError(f"Internal server error (request id {request_id})")
                 await send_error(send, error, request_id)
             finally:
+                principal = current_principal()  # bound by the auth layer, when auth is on
                 logger.info(
                     "request",
+                    tenant=principal.tenant if principal else None,
+                    key_id=principal.key_id if principal else None,
                     method=scope.get("method"),
                     path=scope.get("path"),
                     status=status["code"],

@@ -8,6 +8,8 @@ from llamda.services.files import FilesService
 from llamda.services.guardrails import GuardrailsService
 from llamda.services.inference import InferenceService
 from llamda.services.inspect import InspectService
+from llamda.services.keys import KeysService
+from llamda.services.limits import RateLimiter
 from llamda.services.models import ModelsService
 from llamda.services.safety import SafetyService
 from llamda.services.shields import ShieldsService
@@ -23,6 +25,8 @@ class Stack:
         self.config = config
         self.records: Records = build_records(config.storage.records)
         self.objects: Objects = build_objects(config.storage.objects)
+        self.keys = KeysService(self.records)
+        self.limiter = RateLimiter(self.records)
         self.models = ModelsService(config, self.records)
         self.files = FilesService(self.records, self.objects)
         self.inference = InferenceService(config, self.models)

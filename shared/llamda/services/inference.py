@@ -28,6 +28,7 @@ from llamda.api.inference import (
 )
 from llamda.api.models import Model
 from llamda.config import RoutingConfig, RunConfig
+from llamda.context import add_tokens
 from llamda.errors import (
     BadRequestError,
     ContentPolicyError,
@@ -308,6 +309,7 @@ def _observe(served: Served[Any], latency_ms: float) -> None:
     usage = getattr(served.value, "usage", None)
     tokens_in = getattr(usage, "prompt_tokens", 0) or 0
     tokens_out = getattr(usage, "completion_tokens", 0) or 0
+    add_tokens(tokens_in + tokens_out)  # charged to the caller's tokens-per-minute limit
     logger.info(
         "inference served",
         model=served.requested,

@@ -27,6 +27,11 @@ class Records(Protocol):
     ) -> list[Record]:
         """Values in key order, starting after ``after`` (before it when ``descending``)."""
 
+    async def incr(self, kind: str, key: str, amount: int, *, expires_at: int) -> int:
+        """Atomically add ``amount`` to a counter (created at 0) and return its new value.
+        Counters are separate from documents; storage may drop them after ``expires_at``
+        (epoch seconds)."""
+
     async def close(self) -> None: ...
 
 

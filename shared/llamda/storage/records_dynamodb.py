@@ -102,5 +102,20 @@ class DynamoDBRecordStore:
                 break
         return out
 
+    async def incr(self, kind: str, key: str, amount: int, *, expires_at: int) -> int:
+        """``UpdateItem ADD``: atomic across every container; ``expires_at`` is the table's
+        TTL attribute, so old windows disappear on their own."""
+        reply = await self._call(
+            "update_item",
+            Key={"pk": self._pk(kind), "sk": {"S": key}},
+            UpdateExpression="ADD n :amount SET expires_at = if_not_exists(expires_at, :exp)",
+            ExpressionAttributeValues={
+                ":amount": {"N": str(amount)},
+                ":exp": {"N": str(expires_at)},
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(reply["Attributes"]["n"]["N"])
+
     async def close(self) -> None:
         await self._aio.close()

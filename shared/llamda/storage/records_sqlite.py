@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from llamda.context import current_tenant
@@ -20,7 +21,15 @@ CREATE TABLE IF NOT EXISTS records (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (tenant, kind, key)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, key)
+) WITHOUT ROWID;
 """
 
 
@@ -36,7 +45,7 @@ class SqliteRecordStore:
             conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute(_SCHEMA)
+            conn.executescript(_SCHEMA)
             self._conn = conn
         return self._conn
 
@@ -101,6 +110,23 @@ class SqliteRecordStore:
                 (tenant, check_kind(kind), cursor, limit),
             ).fetchall()
             return [json.loads(r[0]) for r in rows]
+
+        return await self._run(op)
+
+    async def incr(self, kind: str, key: str, amount: int, *, expires_at: int) -> int:
+        tenant = current_tenant()
+
+        def op(conn: sqlite3.Connection) -> int:
+            # One statement: atomic across every process sharing the file (SQLite's own lock).
+            row = conn.execute(
+                "INSERT INTO counters (tenant, kind, key, value, expires_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, kind, key) "
+                "DO UPDATE SET value = value + excluded.value RETURNING value",
+                (tenant, check_kind(kind), key, amount, expires_at),
+            ).fetchone()
+            if amount and row[0] == amount:  # a new window: drop the expired ones
+                conn.execute("DELETE FROM counters WHERE expires_at < ?", (int(time.time()),))
+            return int(row[0])
 
         return await self._run(op)
 
