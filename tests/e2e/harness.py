@@ -240,8 +240,12 @@ def api_gateway_event(
     headers: dict[str, str] | None = None,
     query: str = "",
     stage: str = "api",
+    tenant: str | None = "default",
+    role: str = "member",
 ) -> dict[str, Any]:
-    """An API Gateway REST API (payload v1.0) Lambda proxy event, as the service sends it."""
+    """An API Gateway REST API (payload v1.0) Lambda proxy event, as the service sends it.
+    ``tenant``: the context our REQUEST authorizer adds for a valid key (None: no authorizer
+    ran, as on the open health route)."""
     headers = {
         "Host": "abc123.execute-api.us-east-1.amazonaws.com",
         "User-Agent": "e2e",
@@ -281,6 +285,21 @@ def api_gateway_event(
             "identity": {"sourceIp": "203.0.113.7", "userAgent": "e2e", "apiKeyId": "key123"},
             "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
             "apiId": "abc123",
+            **(
+                {
+                    "authorizer": {
+                        "principalId": f"key_e2e{tenant}",
+                        "tenant": tenant,
+                        "role": role,
+                        "key_id": f"key_e2e{tenant}",
+                        "rpm": "",
+                        "tpm": "",
+                        "integrationLatency": 3,
+                    }
+                }
+                if tenant is not None
+                else {}
+            ),
         },
         "body": body,
         "isBase64Encoded": encoded,

@@ -272,3 +272,20 @@ def test_logs_carry_tenant_and_request_id_never_key_or_prompt(
     mine = [entry for entry in lines if entry.get("request_id") == f"trace-{marker[-8:]}"]
     assert mine and all(entry.get("tenant") == "alice" for entry in mine)
     assert alice not in log and marker not in log
+
+
+def test_tokens_per_minute_come_from_provider_usage(server: LiveServer, home: Path) -> None:
+    if time.time() % 60 > 50:
+        time.sleep(61 - time.time() % 60)
+    key = create_key(home, "--tenant", "tpm", "--tpm", "5")
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    first = oai.chat.completions.create(
+        model="llama", messages=[{"role": "user", "content": "one two three four five six"}]
+    )
+    assert first.usage is not None and first.usage.total_tokens > 5
+    with pytest.raises(openai.RateLimitError) as err:
+        oai.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
+    assert "tokens per minute" in err.value.message
+    # Another key of the same tenant has its own budget.
+    other = create_key(home, "--tenant", "tpm", "--tpm", "5")
+    assert httpx.get(f"{server.url}/v1/models", headers=h(other)).status_code == 200

@@ -165,3 +165,33 @@ def test_object_keys_cannot_escape_their_prefix(objects_factory, key: str) -> No
         run(store.put(key, b"x"))
     with pytest.raises(BadRequestError):
         run(store.get(key))
+
+
+def test_counters_are_atomic_per_tenant_and_apart_from_documents(records_factory) -> None:  # type: ignore[no-untyped-def]
+    """Rate-limit counters: increments from many tasks and two store objects (as two processes
+    would have) lose nothing; tenants do not share. moto does not serialize concurrent
+    UpdateItem calls (DynamoDB does: ADD is atomic), so there the adds run one at a time."""
+
+    async def scenario() -> None:
+        first, second = records_factory(), records_factory()
+        try:
+            adds = [
+                as_tenant("t1", store.incr, "rate_counters", "k:r:1", 1, expires_at=2**31 - 1)
+                for store in (first, second)
+                for _ in range(20)
+            ]
+            if isinstance(first, SqliteRecordStore):
+                values = await asyncio.gather(*adds)
+            else:
+                values = [await add for add in adds]
+            assert sorted(values) == list(range(1, 41))  # each add saw a distinct total
+            other = await as_tenant("t2", first.incr, "rate_counters", "k:r:1", 0, expires_at=1)
+            assert other == 0
+            assert await as_tenant("t1", first.incr, "rate_counters", "k:r:1", 5, expires_at=1) == 45
+            # Counters are not documents: the same key in the same kind reads as absent.
+            assert await as_tenant("t1", first.get, "rate_counters", "k:r:1") is None
+        finally:
+            await first.close()
+            await second.close()
+
+    run(scenario())

@@ -105,9 +105,10 @@ class DynamoDBRecordStore:
     async def incr(self, kind: str, key: str, amount: int, *, expires_at: int) -> int:
         """``UpdateItem ADD``: atomic across every container; ``expires_at`` is the table's
         TTL attribute, so old windows disappear on their own."""
+        pk = {"S": f"{current_tenant()}#{check_kind(kind)}#counters"}  # apart from documents
         reply = await self._call(
             "update_item",
-            Key={"pk": self._pk(kind), "sk": {"S": key}},
+            Key={"pk": pk, "sk": {"S": key}},
             UpdateExpression="ADD n :amount SET expires_at = if_not_exists(expires_at, :exp)",
             ExpressionAttributeValues={
                 ":amount": {"N": str(amount)},
