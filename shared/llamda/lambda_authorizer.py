@@ -36,7 +36,7 @@ def authorizer_handler() -> Any:
         key = loop.run_until_complete(keys.authenticate(secret)) if secret else None
         if key is None:
             logger.info("authorizer denied", reason="missing key" if not secret else "bad key")
-            raise Exception("Unauthorized")  # noqa: TRY002 - the exact text API Gateway maps to 401
+            raise Exception("Unauthorized")  # the exact text API Gateway maps to a 401
         loop.run_until_complete(keys.touch(key.id))
         # methodArn: arn:aws:execute-api:region:account:api-id/stage/METHOD/path
         arn = event["methodArn"].split(":")

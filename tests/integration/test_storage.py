@@ -187,7 +187,9 @@ def test_counters_are_atomic_per_tenant_and_apart_from_documents(records_factory
             assert sorted(values) == list(range(1, 41))  # each add saw a distinct total
             other = await as_tenant("t2", first.incr, "rate_counters", "k:r:1", 0, expires_at=1)
             assert other == 0
-            assert await as_tenant("t1", first.incr, "rate_counters", "k:r:1", 5, expires_at=1) == 45
+            assert (
+                await as_tenant("t1", first.incr, "rate_counters", "k:r:1", 5, expires_at=1) == 45
+            )
             # Counters are not documents: the same key in the same kind reads as absent.
             assert await as_tenant("t1", first.get, "rate_counters", "k:r:1") is None
         finally:
