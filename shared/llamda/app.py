@@ -4,6 +4,7 @@ each Lambda function mounts only the APIs it serves."""
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -144,6 +145,26 @@ def _openapi_with_error_shape(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
+def _add_metrics_route(app: FastAPI, stack: Stack) -> None:
+    from fastapi.responses import PlainTextResponse
+
+    from llamda.observability import local_metrics
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus text format: requests, latencies, tokens, fallbacks, guardrail blocks,
+        and circuit breakers (1 while a model's breaker is open or half-open)."""
+        breakers = {
+            (("model", model), ("provider", provider_id)): float(state["state"] != "closed")
+            for provider_id in stack.config.provider_ids("inference")
+            for model, state in stack.inference.breaker_states(provider_id).items()
+        }
+        return PlainTextResponse(
+            local_metrics.render({"breaker_open": breakers}),
+            media_type="text/plain; version=0.0.4",
+        )
+
+
 def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = None) -> FastAPI:
     """Build the app for ``apis`` (default: every API the config enables)."""
     config = config or cached_config()
@@ -191,7 +212,10 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     app.add_middleware(
         AuthMiddleware, mode=config.server.auth, keys=stack.keys, limiter=stack.limiter
     )
-    app.add_middleware(RequestContextMiddleware)
+    in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    app.add_middleware(RequestContextMiddleware, local_metrics=not in_lambda)
+    if not in_lambda:  # Lambda reports through EMF to CloudWatch instead
+        _add_metrics_route(app, stack)
     return app
 
 

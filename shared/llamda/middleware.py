@@ -16,7 +16,7 @@ from llamda.context import (
     current_request_id,
 )
 from llamda.errors import BadRequestError, LlamdaError, PayloadTooLargeError
-from llamda.observability import logger
+from llamda.observability import local_metrics, logger
 
 REQUEST_ID_HEADER = b"x-request-id"
 PROVIDER_DATA_HEADER = b"x-llamastack-provider-data"
@@ -75,8 +75,9 @@ class RequestContextMiddleware:
     """Binds the request id (client's ``x-request-id``, else API Gateway's, else new), echoes it
     on every response, logs one line per request, and turns a crash into an OpenAI-shaped 500."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, local_metrics: bool = False):
         self.app = app
+        self.local_metrics = local_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,6 +115,11 @@ class RequestContextMiddleware:
                 await send_error(send, error, request_id)
             finally:
                 principal = current_principal()  # bound by the auth layer, when auth is on
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                if self.local_metrics:
+                    labels = {"method": str(scope.get("method")), "status": str(status["code"])}
+                    local_metrics.add("http_requests", labels, 1)
+                    local_metrics.add("http_request_ms", {"method": labels["method"]}, elapsed_ms)
                 logger.info(
                     "request",
                     tenant=principal.tenant if principal else None,
@@ -121,7 +127,7 @@ class RequestContextMiddleware:
                     method=scope.get("method"),
                     path=scope.get("path"),
                     status=status["code"],
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                    duration_ms=round(elapsed_ms, 2),
                 )
 
 

@@ -289,3 +289,22 @@ def test_tokens_per_minute_come_from_provider_usage(server: LiveServer, home: Pa
     # Another key of the same tenant has its own budget.
     other = create_key(home, "--tenant", "tpm", "--tpm", "5")
     assert httpx.get(f"{server.url}/v1/models", headers=h(other)).status_code == 200
+
+
+def test_local_metrics_in_prometheus_format(server: LiveServer, alice: str) -> None:
+    assert httpx.get(f"{server.url}/metrics").status_code == 401  # behind auth like the rest
+    before = httpx.get(f"{server.url}/metrics", headers=h(alice)).text
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=alice, max_retries=0)
+    oai.chat.completions.create(model="llama", messages=[{"role": "user", "content": "a b c"}])
+    reply = httpx.get(f"{server.url}/metrics", headers=h(alice))
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
+
+    def value(text: str, series: str) -> float:
+        found = [line for line in text.splitlines() if line.startswith(series + " ")]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    series = 'llamda_requests_total{model="llama",provider="bedrock"}'
+    assert value(reply.text, series) == value(before, series) + 1
+    assert value(reply.text, 'llamda_tokens_in_total{model="llama",provider="bedrock"}') > 0
+    assert "# TYPE llamda_http_request_milliseconds histogram" in reply.text
+    assert alice not in reply.text
