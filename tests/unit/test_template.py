@@ -88,6 +88,17 @@ def test_stream_routes_use_response_streaming(cfn: dict[str, Any]) -> None:
     assert "response-streaming-invocations" not in str(buffered["uri"])
 
 
+FUNCTIONS = (
+    "ControlFunction",
+    "InferenceFunction",
+    "InferenceStreamFunction",
+    "SafetyFunction",
+    "FilesFunction",
+    "VectorFunction",
+    "IngestFunction",
+)
+
+
 def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
     """The role's statements; a conditional one counts as its "true" branch; Action as a list."""
     role = cfn["Resources"][f"{function}Role"]["Properties"]
@@ -101,28 +112,35 @@ def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
     return out
 
 
+DERIVED_MODEL_ARNS = [
+    {
+        "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${BedrockModel}"
+    },
+    {"Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockModel}"},
+    {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/${BedrockFoundationModel}"},
+    {
+        "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockEmbeddingModel}"
+    },
+]
+
+
 def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> None:
+    # The given ARNs, or ones derived from the configured models: the inference profile in this
+    # account and region only, foundation models by exact id.
+    configured = {"Fn::If": ["HasModelArns", {"Ref": "BedrockModelArns"}, DERIVED_MODEL_ARNS]}
     for function in ("InferenceFunction", "InferenceStreamFunction", "SafetyFunction"):
         statements = _statements(cfn, function)
         invoke = [s for s in statements if any(a.startswith("bedrock:Invoke") for a in s["Action"])]
-        assert invoke and all(s["Resource"] == {"Ref": "BedrockModelArns"} for s in invoke)
+        assert invoke and all(s["Resource"] == configured for s in invoke)
         guard = [s for s in statements if "bedrock:ApplyGuardrail" in s["Action"]]
         assert len(guard) == 1
         assert guard[0]["Resource"]["Fn::Sub"].endswith(":guardrail/${BedrockGuardrailId}")
     assert not any("bedrock" in str(s["Action"]) for s in _statements(cfn, "ControlFunction"))
-    functions = (
-        "ControlFunction",
-        "InferenceFunction",
-        "InferenceStreamFunction",
-        "SafetyFunction",
-        "FilesFunction",
-        "VectorFunction",
-        "IngestFunction",
-    )
     for function in ("VectorFunction", "IngestFunction"):
         invoke = [s for s in _statements(cfn, function) if "bedrock:InvokeModel" in s["Action"]]
-        assert invoke and all(s["Resource"] == {"Ref": "BedrockModelArns"} for s in invoke)
-    for function in functions:
+        assert invoke and all(s["Resource"] == configured for s in invoke)
+    assert cfn["Parameters"]["BedrockModelArns"]["Default"] == ""
+    for function in FUNCTIONS:
         for statement in _statements(cfn, function):
             assert statement["Resource"] != "*"
             assert not any(a.endswith(":*") for a in statement["Action"])
