@@ -3,7 +3,8 @@ event, side by side with Llama Stack 0.7 (launch → first 200 from /v1/health).
 
     .venv/bin/python scripts/bench/coldstart.py [--runs 10] [--no-peer] [--write]
 
-Needs `scripts/build x86_64` (done here when missing) and, for the peer, scripts/bench/setup_peer.
+Needs `scripts/build x86_64 --zip-only` (done here when missing) and, for the peer,
+scripts/bench/setup_peer.
 Each function is measured as built (precompiled .pyc, as shipped) and without bytecode
 (read-only code dir: Python recompiles every module on every cold start) to show what the
 precompilation buys. Lambda adds its own init (runtime start, SnapStart restore) on top.
@@ -139,7 +140,7 @@ def main() -> None:
         not (BUILD_DIR / "template.yaml").exists()
         or (BUILD_DIR / ".architecture").read_text().strip() != "x86_64"
     ):
-        subprocess.run([str(ROOT / "scripts/build"), "x86_64"], check=True)
+        subprocess.run([str(ROOT / "scripts/build"), "x86_64", "--zip-only"], check=True)
     rows = []
     for name, artifact in load_artifacts(BUILD_DIR, REFS).items():
         if not artifact.handler.startswith("app."):

@@ -123,7 +123,7 @@ async def ingestion(docs: int) -> dict[str, float]:
     async def instant(model: str, dims: int | None, texts: list[str]) -> list[list[float]]:
         return rng.standard_normal((len(texts), DIM)).astype(np.float32).tolist()
 
-    stack.vector_stores._embed = instant  # type: ignore[method-assign]
+    stack.vector_stores.embedder.embed = instant  # type: ignore[method-assign]
     # No embedding model is configured (the embedder is instant): write the store record.
     store_id = "vs_bench"
     record = {"id": store_id, "created_at": 0, "last_active_at": 0, "name": "bench",

@@ -1,0 +1,178 @@
+"""A store's files and file batches: attach, read, list, update, delete, batch, cancel."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from llamda.api.vector_stores import (
+    ChunkingStrategyParam,
+    FileBatchObject,
+    FileContent,
+    ListResponse,
+    VectorStoreFileContent,
+    VectorStoreFileObject,
+)
+from llamda.errors import NotFoundError
+from llamda.services.vector_stores.common import (
+    batches_kind,
+    files_kind,
+    list_response,
+    new_id,
+    tally,
+)
+from llamda.services.vector_stores.ingestion import Ingestion
+from llamda.services.vector_stores.stores import Stores
+from llamda.storage.records import Records, list_page
+from llamda.storage.vectors_lancedb import LanceDBIndex, quote
+
+
+class StoreFiles:
+    def __init__(self, records: Records, stores: Stores, ingestion: Ingestion, index: LanceDBIndex):
+        self._records = records
+        self._stores = stores
+        self._ingestion = ingestion
+        self._index = index
+
+    # --- files -------------------------------------------------------------------------------
+
+    async def attach(
+        self,
+        store_id: str,
+        file_id: str,
+        attributes: dict[str, Any],
+        chunking: ChunkingStrategyParam | None,
+    ) -> VectorStoreFileObject:
+        store = await self._stores.record(store_id)
+        file_ids = await self._ingestion.existing([file_id])
+        (result,) = await self._ingestion.ingest_many(store, file_ids, attributes, chunking, None)
+        return result
+
+    async def _child(self, kind: str, store_id: str, key: str, what: str) -> dict[str, Any]:
+        """A record of the store (404 for an unknown store, then for an unknown ``key``)."""
+        await self._stores.record(store_id)
+        record = await self._records.get(kind, key)
+        if record is None:
+            raise NotFoundError(
+                f"No {what} {key!r} in vector store {store_id!r}",
+                param="file_id" if what == "file" else "batch_id",
+                code="file_not_found" if what == "file" else "not_found",
+            )
+        return record
+
+    async def _file_record(self, store_id: str, file_id: str) -> dict[str, Any]:
+        return await self._child(files_kind(store_id), store_id, file_id, "file")
+
+    async def get_file(self, store_id: str, file_id: str) -> VectorStoreFileObject:
+        return VectorStoreFileObject.model_validate(await self._file_record(store_id, file_id))
+
+    async def list_files(
+        self,
+        store_id: str,
+        *,
+        limit: int,
+        after: str | None,
+        order: str,
+        status: str | None,
+        batch_id: str | None = None,
+    ) -> ListResponse[VectorStoreFileObject]:
+        await self._stores.record(store_id)
+        in_batch: set[str] | None = None
+        if batch_id is not None:
+            in_batch = set((await self._batch_record(store_id, batch_id))["file_ids"])
+
+        def keep(r: dict[str, Any]) -> bool:
+            return (status is None or r["status"] == status) and (
+                in_batch is None or r["id"] in in_batch
+            )
+
+        page, has_more = await list_page(
+            self._records,
+            files_kind(store_id),
+            limit=limit,
+            after=after,
+            descending=order == "desc",
+            keep=keep,
+        )
+        return list_response([VectorStoreFileObject.model_validate(r) for r in page], has_more)
+
+    async def update_file(
+        self, store_id: str, file_id: str, attributes: dict[str, Any]
+    ) -> VectorStoreFileObject:
+        record = await self._file_record(store_id, file_id)
+        await self._index.update(
+            store_id,
+            f"file_id = {quote(file_id)}",
+            {"attributes": json.dumps(attributes, ensure_ascii=False)},
+        )
+        record["attributes"] = attributes
+        await self._records.put(files_kind(store_id), file_id, record)
+        return VectorStoreFileObject.model_validate(record)
+
+    async def delete_file(self, store_id: str, file_id: str) -> None:
+        await self._file_record(store_id, file_id)
+        await self._index.delete(store_id, f"file_id = {quote(file_id)}")
+        await self._records.delete(files_kind(store_id), file_id)
+
+    async def file_content(self, store_id: str, file_id: str) -> VectorStoreFileContent:
+        await self._file_record(store_id, file_id)
+        rows = await self._index.rows(store_id, f"file_id = {quote(file_id)}")
+        rows.sort(key=lambda r: r["chunk_index"])
+        return VectorStoreFileContent(data=[FileContent(text=r["text"]) for r in rows])
+
+    # --- file batches ------------------------------------------------------------------------
+
+    async def create_batch(
+        self,
+        store_id: str,
+        file_ids: list[str],
+        attributes: dict[str, Any],
+        chunking: ChunkingStrategyParam | None,
+    ) -> FileBatchObject:
+        store = await self._stores.record(store_id)
+        batch_id = new_id("vsfb_")
+        record = {
+            "id": batch_id,
+            "created_at": int(time.time()),
+            "vector_store_id": store_id,
+            "status": "in_progress",
+            "file_ids": await self._ingestion.existing(file_ids),
+        }
+        await self._records.put(batches_kind(store_id), batch_id, record)
+        await self._ingestion.ingest_many(store, record["file_ids"], attributes, chunking, batch_id)
+        return await self.get_batch(store_id, batch_id)
+
+    async def _batch_record(self, store_id: str, batch_id: str) -> dict[str, Any]:
+        return await self._child(batches_kind(store_id), store_id, batch_id, "file batch")
+
+    async def get_batch(self, store_id: str, batch_id: str) -> FileBatchObject:
+        record = await self._batch_record(store_id, batch_id)
+        kind = files_kind(store_id)
+        statuses = []
+        for file_id in record["file_ids"]:
+            file = await self._records.get(kind, file_id)
+            statuses.append(file["status"] if file else "cancelled")
+        counts = tally(statuses)
+        if record["status"] == "in_progress" and counts.in_progress == 0:
+            record["status"] = "completed"  # every file has finished
+            await self._records.put(batches_kind(store_id), batch_id, record)
+        return FileBatchObject(
+            **{k: record[k] for k in ("id", "created_at", "vector_store_id", "status")},
+            file_counts=counts,
+        )
+
+    async def cancel_batch(self, store_id: str, batch_id: str) -> FileBatchObject:
+        """Files not yet started are cancelled; finished ones stay. A finished batch is
+        returned as it is."""
+        record = await self._batch_record(store_id, batch_id)
+        if record["status"] == "in_progress":
+            record["status"] = "cancelled"
+            await self._records.put(batches_kind(store_id), batch_id, record)
+            kind = files_kind(store_id)
+            for file_id in record["file_ids"]:  # queued files not started yet
+                file = await self._records.get(kind, file_id)
+                if file and file["status"] == "in_progress" and not file.get("started"):
+                    file["status"] = "cancelled"
+                    await self._records.put(kind, file_id, file)
+        return await self.get_batch(store_id, batch_id)

@@ -1,0 +1,236 @@
+"""Ingestion: one path from a File to searchable chunks, used by the API (files, file batches),
+the S3 ingest Lambda and the CLI: file bytes → text → token chunks → embeddings → one LanceDB
+commit. A file that cannot be read ends ``failed`` with ``last_error``; nothing of it is
+written. With an ingest queue configured, attached files are queued for the ingest function."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from llamda.api.vector_stores import (
+    ChunkingStrategyParam,
+    StaticChunkingStrategy,
+    VectorStoreFileObject,
+    resolved_chunking,
+)
+from llamda.config import VectorsConfig
+from llamda.errors import LlamdaError, NotFoundError, ServiceUnavailableError
+from llamda.services.documents import TOKENIZER_NAME, DocumentError, chunk_text, to_text
+from llamda.services.files import FilesService
+from llamda.services.vector_stores.common import (
+    JOB_TYPE,
+    batches_kind,
+    files_kind,
+    new_file_record,
+)
+from llamda.services.vector_stores.embedding import Embedder
+from llamda.services.vector_stores.stores import Stores
+from llamda.storage.records import Records
+from llamda.storage.vectors_lancedb import ChunkRow, LanceDBIndex, quote
+
+log = logging.getLogger(__name__)
+
+
+class Ingestion:
+    def __init__(
+        self,
+        config: VectorsConfig,
+        records: Records,
+        files: FilesService,
+        stores: Stores,
+        embedder: Embedder,
+        index: LanceDBIndex,
+    ):
+        self._config = config
+        self._records = records
+        self._files = files
+        self._stores = stores
+        self._embedder = embedder
+        self._index = index
+
+    async def existing(self, file_ids: list[str]) -> list[str]:
+        """The ids once each, in order, after checking every file exists (404 before any work
+        starts or anything is recorded)."""
+        file_ids = list(dict.fromkeys(file_ids))
+        for file_id in file_ids:
+            await self._files.get(file_id)
+        return file_ids
+
+    async def ingest_many(
+        self,
+        store: dict[str, Any],
+        file_ids: list[str],
+        attributes: dict[str, Any],
+        chunking: ChunkingStrategyParam | None,
+        batch_id: str | None,
+    ) -> list[VectorStoreFileObject]:
+        """Process (or queue) files the caller has checked with ``existing``."""
+        store_id = store["id"]
+        if self._config.ingest_queue_url:
+            return await self._enqueue(store_id, file_ids, attributes, chunking, batch_id)
+        limit = asyncio.Semaphore(self._config.ingest_concurrency)
+
+        async def one(file_id: str) -> VectorStoreFileObject:
+            async with limit:
+                if batch_id and await self._batch_cancelled(store_id, batch_id):
+                    return await self._mark_cancelled(store_id, file_id, chunking, attributes)
+                return await self.ingest_file(store, file_id, attributes, chunking)
+
+        return list(await asyncio.gather(*(one(f) for f in file_ids)))
+
+    async def ingest_file(
+        self,
+        store: dict[str, Any],
+        file_id: str,
+        attributes: dict[str, Any],
+        chunking: ChunkingStrategyParam | None,
+        *,
+        source: dict[str, Any] | None = None,
+    ) -> VectorStoreFileObject:
+        """Parse, chunk, embed and write one file; its record ends completed or failed."""
+        store_id = store["id"]
+        kind = files_kind(store_id)
+        strategy = resolved_chunking(chunking)
+        record = new_file_record(
+            store_id, file_id, "in_progress", attributes, strategy, source=source, started=True
+        )
+        await self._records.put(kind, file_id, record)
+        try:
+            meta = await self._files.get(file_id)
+            data, content_type = await self._files.content(file_id)
+            text = to_text(data, meta.filename, content_type)
+            static = strategy.static
+            pieces = chunk_text(text, static.max_chunk_size_tokens, static.chunk_overlap_tokens)
+            vectors = await self._embedder.for_store(store, [p.text for p in pieces])
+            now = int(time.time())
+            rows = [
+                ChunkRow(
+                    chunk_id=f"{file_id}#{p.index}",
+                    file_id=file_id,
+                    filename=meta.filename,
+                    chunk_index=p.index,
+                    token_count=p.token_count,
+                    text=p.text,
+                    vector=v,
+                    attributes=attributes,
+                    chunk_metadata={
+                        "chunk_id": f"{file_id}#{p.index}",
+                        "document_id": file_id,
+                        "source": meta.filename,
+                        "chunk_tokenizer": TOKENIZER_NAME,
+                        "content_token_count": p.token_count,
+                        "created_timestamp": now,
+                    },
+                    created_at=now,
+                )
+                for p, v in zip(pieces, vectors, strict=True)
+            ]
+            await self._index.write(
+                store_id, rows, store["embedding_dimension"], replace=f"file_id = {quote(file_id)}"
+            )
+            record["status"] = "completed"
+            record["usage_bytes"] = sum(
+                len(r.text.encode()) + 4 * store["embedding_dimension"] for r in rows
+            )
+            record["chunk_count"] = len(rows)
+        except DocumentError as exc:
+            record["status"] = "failed"
+            record["last_error"] = {"code": exc.code, "message": exc.message}
+        except LlamdaError as exc:
+            record["status"] = "failed"
+            code = "rate_limit_exceeded" if exc.status_code == 429 else "server_error"
+            record["last_error"] = {"code": code, "message": exc.message}
+        except Exception as exc:
+            record["status"] = "failed"
+            record["last_error"] = {"code": "server_error", "message": f"{type(exc).__name__}"}
+            await self._records.put(kind, file_id, record)
+            raise
+        await self._records.put(kind, file_id, record)
+        await self._stores.touch(store)
+        return VectorStoreFileObject.model_validate(record)
+
+    async def _batch_cancelled(self, store_id: str, batch_id: str) -> bool:
+        record = await self._records.get(batches_kind(store_id), batch_id)
+        return record is not None and record["status"] == "cancelled"
+
+    async def _mark_cancelled(
+        self,
+        store_id: str,
+        file_id: str,
+        chunking: ChunkingStrategyParam | None,
+        attributes: dict[str, Any],
+    ) -> VectorStoreFileObject:
+        record = new_file_record(store_id, file_id, "cancelled", attributes, chunking)
+        await self._records.put(files_kind(store_id), file_id, record)
+        return VectorStoreFileObject.model_validate(record)
+
+    async def _enqueue(
+        self,
+        store_id: str,
+        file_ids: list[str],
+        attributes: dict[str, Any],
+        chunking: ChunkingStrategyParam | None,
+        batch_id: str | None,
+    ) -> list[VectorStoreFileObject]:
+        """Record each file in_progress, then queue one job per file for the ingest function."""
+        from llamda.aws import clients
+        from llamda.context import current_tenant
+
+        strategy = resolved_chunking(chunking).model_dump()
+        records = []
+        for file_id in file_ids:
+            record = new_file_record(store_id, file_id, "in_progress", attributes, chunking)
+            await self._records.put(files_kind(store_id), file_id, record)
+            records.append(record)
+        jobs = [
+            {
+                "type": JOB_TYPE,
+                "tenant": current_tenant(),
+                "vector_store_id": store_id,
+                "file_id": file_id,
+                "batch_id": batch_id,
+                "attributes": attributes,
+                "chunking_strategy": strategy,
+                "queued_at": time.time_ns(),
+            }
+            for file_id in file_ids
+        ]
+        sqs = await clients.client("sqs")
+        try:
+            for start in range(0, len(jobs), 10):
+                entries = [
+                    {"Id": str(i), "MessageBody": json.dumps(job)}
+                    for i, job in enumerate(jobs[start : start + 10])
+                ]
+                reply = await sqs.send_message_batch(
+                    QueueUrl=self._config.ingest_queue_url, Entries=entries
+                )
+                if reply.get("Failed"):
+                    raise RuntimeError(f"SQS refused {len(reply['Failed'])} messages")
+        except Exception as exc:
+            log.error("could not queue files for ingestion: %s", exc)
+            for record in records:
+                if record["status"] == "in_progress":
+                    record["status"] = "failed"
+                    record["last_error"] = {"code": "server_error", "message": "not queued"}
+                    await self._records.put(files_kind(store_id), record["id"], record)
+            raise ServiceUnavailableError("the ingest queue is unavailable; retry") from None
+        return [VectorStoreFileObject.model_validate(r) for r in records]
+
+    async def run_job(self, job: dict[str, Any]) -> VectorStoreFileObject | None:
+        """The ingest function's side of ``_enqueue``: process one queued file unless it was
+        deleted, already processed (a redelivery) or cancelled with its batch meanwhile."""
+        store_id, file_id = job["vector_store_id"], job["file_id"]
+        try:
+            store = await self._stores.record(store_id)
+        except NotFoundError:
+            return None
+        record = await self._records.get(files_kind(store_id), file_id)
+        if record is None or record["status"] != "in_progress":
+            return None
+        chunking = StaticChunkingStrategy.model_validate(job["chunking_strategy"])
+        return await self.ingest_file(store, file_id, job.get("attributes") or {}, chunking)

@@ -1,0 +1,141 @@
+"""Search and ranking: attribute filters compiled to LanceDB predicates, vector / keyword /
+hybrid retrieval, fusion (reciprocal rank or weighted) and thresholds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable
+from typing import Any
+
+from llamda.api.vector_stores import (
+    ComparisonFilter,
+    CompoundFilter,
+    FileContent,
+    Filter,
+    RankingOptions,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
+from llamda.errors import BadRequestError
+from llamda.services.vector_stores.embedding import Embedder
+from llamda.services.vector_stores.stores import Stores
+from llamda.storage.vectors_lancedb import SEARCH_COLUMNS, Hit, LanceDBIndex, quote
+
+RRF_K = 60.0
+
+
+def compile_filter(node: Filter) -> str:
+    """An OpenAI attribute filter as a LanceDB (DataFusion SQL) predicate on the json column.
+    Numbers compare numerically (a non-number never matches), strings as strings."""
+    if isinstance(node, CompoundFilter):
+        glue = " AND " if node.type == "and" else " OR "
+        return "(" + glue.join(compile_filter(f) for f in node.filters) + ")"
+    if node.type in ("in", "nin"):
+        op, glue = ("eq", " OR ") if node.type == "in" else ("ne", " AND ")
+        values = node.value if isinstance(node.value, list) else [node.value]
+        parts = [compile_filter(ComparisonFilter(type=op, key=node.key, value=v)) for v in values]
+        return "(" + glue.join(parts) + ")"
+    sql_op = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[node.type]
+    value, key = node.value, node.key
+    if isinstance(value, bool):
+        if node.type not in ("eq", "ne"):
+            raise BadRequestError("booleans compare with eq or ne only", param="filters")
+        return f"json_extract(attributes, '$.{key}') {sql_op} '{str(value).lower()}'"
+    if isinstance(value, int | float):
+        return f"TRY_CAST(json_extract(attributes, '$.{key}') AS DOUBLE) {sql_op} {float(value)!r}"
+    return f"json_get_string(attributes, '{key}') {sql_op} {quote(str(value))}"
+
+
+def fuse(
+    vector: list[Hit], keyword: list[Hit], ranking: RankingOptions
+) -> list[tuple[dict[str, Any], float]]:
+    """Hybrid: reciprocal rank fusion (default, scaled to 0..1) or a weighted sum of scores."""
+    rows: dict[str, dict[str, Any]] = {}
+    scores: dict[str, float] = {}
+    if ranking.ranker == "weighted":
+        alpha = 0.5 if ranking.alpha is None else ranking.alpha
+        for hits, weight in ((vector, alpha), (keyword, 1.0 - alpha)):
+            for hit in hits:
+                cid = hit.row["chunk_id"]
+                rows[cid] = hit.row
+                scores[cid] = scores.get(cid, 0.0) + weight * hit.score
+    else:
+        k = ranking.impact_factor or RRF_K
+        for hits in (vector, keyword):
+            for rank, hit in enumerate(hits):
+                cid = hit.row["chunk_id"]
+                rows[cid] = hit.row
+                scores[cid] = scores.get(cid, 0.0) + (1.0 / (k + rank + 1)) / (2.0 / (k + 1))
+    return [(rows[c], s) for c, s in scores.items()]
+
+
+class Search:
+    def __init__(self, stores: Stores, embedder: Embedder, index: LanceDBIndex):
+        self._stores = stores
+        self._embedder = embedder
+        self._index = index
+
+    async def ranked(
+        self,
+        store: dict[str, Any],
+        queries: list[str],
+        *,
+        mode: str,
+        k: int,
+        where: str | None,
+        ranking: RankingOptions,
+        columns: tuple[str, ...] = SEARCH_COLUMNS,
+    ) -> list[tuple[dict[str, Any], float]]:
+        """Best chunks for any of the queries, best score first."""
+        vectors = await self._embedder.for_store(store, queries) if mode != "keyword" else []
+        best: dict[str, tuple[dict[str, Any], float]] = {}
+        wide = k * 3 if mode == "hybrid" else k
+
+        def search(**kw: Any) -> Awaitable[list[Hit]]:
+            return self._index.search(
+                store["id"],
+                k=wide,
+                where=where,
+                columns=columns,
+                expiring=bool(store.get("has_ttl")),
+                **kw,
+            )
+
+        for i, query in enumerate(queries):
+            vector_hits = await search(mode="vector", vector=vectors[i]) if vectors else []
+            keyword_hits = await search(mode="keyword", text=query) if mode != "vector" else []
+            if mode == "hybrid":
+                scored = fuse(vector_hits, keyword_hits, ranking)
+            else:
+                scored = [(h.row, h.score) for h in vector_hits or keyword_hits]
+            for row, score in scored:
+                current = best.get(row["chunk_id"])
+                if current is None or score > current[1]:
+                    best[row["chunk_id"]] = (row, score)
+        ranked = sorted(best.values(), key=lambda item: item[1], reverse=True)
+        return [item for item in ranked if item[1] >= ranking.score_threshold][:k]
+
+    async def search(self, store_id: str, request: SearchRequest) -> SearchResponse:
+        store = await self._stores.searchable(store_id)
+        ranked = await self.ranked(
+            store,
+            request.queries,
+            mode=request.search_mode,
+            k=request.max_num_results,
+            where=compile_filter(request.filters) if request.filters else None,
+            ranking=request.ranking_options or RankingOptions(),
+        )
+        return SearchResponse(
+            search_query=request.queries,
+            data=[
+                SearchResult(
+                    file_id=row["file_id"] or "",
+                    filename=row["filename"] or "",
+                    score=round(score, 6),
+                    attributes=json.loads(row["attributes"] or "{}"),
+                    content=[FileContent(text=row["text"])],
+                )
+                for row, score in ranked
+            ],
+        )

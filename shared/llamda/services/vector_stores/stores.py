@@ -1,0 +1,176 @@
+"""Vector stores themselves: create, read, list, update, delete; run-config stores; expiry."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from llamda.api.vector_stores import (
+    CreateVectorStoreRequest,
+    ListResponse,
+    UpdateVectorStoreRequest,
+    VectorStoreObject,
+)
+from llamda.config import RunConfig
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.services.models import ModelsService
+from llamda.services.vector_stores.common import (
+    DAY,
+    STORES,
+    all_records,
+    batches_kind,
+    files_kind,
+    list_response,
+    new_id,
+    new_store_record,
+    tally,
+)
+from llamda.services.vector_stores.embedding import Embedder
+from llamda.storage.records import Records, list_page
+from llamda.storage.vectors_lancedb import LanceDBIndex
+
+
+class Stores:
+    def __init__(
+        self,
+        config: RunConfig,
+        records: Records,
+        models: ModelsService,
+        embedder: Embedder,
+        index: LanceDBIndex,
+    ):
+        self._config = config.storage.vectors
+        self._run_config = config
+        self._records = records
+        self._models = models
+        self._embedder = embedder
+        self._index = index
+
+    async def create(self, request: CreateVectorStoreRequest) -> dict[str, Any]:
+        """The new store's record (its files, if any, are the caller's to ingest)."""
+        model_id = request.embedding_model or await self._default_embedding_model()
+        model = await self._models.get(model_id)
+        if model.model_type != "embedding":
+            raise BadRequestError(
+                f"{model_id!r} is not an embedding model", param="embedding_model"
+            )
+        dimension = request.embedding_dimension or model.metadata.get("embedding_dimension")
+        if not isinstance(dimension, int) or dimension <= 0:
+            dimension = len((await self._embedder.embed(model_id, None, ["dimension probe"]))[0])
+        record = new_store_record(
+            new_id("vs_"),
+            request.name,
+            model_id,
+            dimension,
+            metadata=request.metadata,
+            expires_after=request.expires_after.model_dump() if request.expires_after else None,
+            request_dimensions=request.embedding_dimension,
+        )
+        await self._index.create(record["id"], dimension)
+        await self._records.put(STORES, record["id"], record, if_absent=True)
+        return record
+
+    async def _default_embedding_model(self) -> str:
+        if self._config.default_embedding_model:
+            return self._config.default_embedding_model
+        for model in await self._models.list():
+            if model.model_type == "embedding":
+                return model.id
+        raise BadRequestError(
+            "no embedding model is configured; pass embedding_model", param="embedding_model"
+        )
+
+    async def record(self, store_id: str) -> dict[str, Any]:
+        """The store's record (404 when unknown)."""
+        record = await self._records.get(STORES, store_id)
+        if record is None:
+            record = await self._declared(store_id)
+        if record is None:
+            raise NotFoundError(
+                f"No vector store found with id {store_id!r}",
+                param="vector_store_id",
+                code="vector_store_not_found",
+            )
+        return record
+
+    async def _declared(self, store_id: str) -> dict[str, Any] | None:
+        """A store declared in the run config (``vector_stores:``) exists from its first use."""
+        for resource in self._run_config.vector_stores:
+            if resource.vector_store_id == store_id:
+                record = new_store_record(
+                    store_id,
+                    resource.name or store_id,
+                    resource.embedding_model,
+                    resource.embedding_dimension,
+                )
+                await self._index.create(store_id, resource.embedding_dimension)
+                with contextlib.suppress(ConflictError):  # another request made it first
+                    await self._records.put(STORES, store_id, record, if_absent=True)
+                return await self._records.get(STORES, store_id)
+        return None
+
+    @staticmethod
+    def expires_at(record: dict[str, Any]) -> int | None:
+        if not record.get("expires_after"):
+            return None
+        return record["last_active_at"] + record["expires_after"]["days"] * DAY
+
+    async def get(self, store_id: str) -> VectorStoreObject:
+        record = await self.record(store_id)
+        files = await all_records(self._records, files_kind(store_id))
+        counts = tally([f["status"] for f in files])
+        expires_at = self.expires_at(record)
+        return VectorStoreObject(
+            **{k: v for k, v in record.items() if k in VectorStoreObject.model_fields},
+            usage_bytes=sum(f.get("usage_bytes", 0) for f in files),
+            file_counts=counts,
+            expires_at=expires_at,
+            status="in_progress"
+            if counts.in_progress
+            else ("expired" if expires_at and expires_at < time.time() else "completed"),
+        )
+
+    async def list(
+        self, *, limit: int, after: str | None, order: str
+    ) -> ListResponse[VectorStoreObject]:
+        page, has_more = await list_page(
+            self._records, STORES, limit=limit, after=after, descending=order == "desc"
+        )
+        data = [await self.get(r["id"]) for r in page]
+        return list_response(data, has_more)
+
+    async def update(self, store_id: str, request: UpdateVectorStoreRequest) -> VectorStoreObject:
+        record = await self.record(store_id)
+        fields = request.model_dump(exclude_unset=True)
+        if "metadata" in fields and fields["metadata"] is None:
+            fields["metadata"] = {}  # null clears, as an empty object does
+        record.update(fields)
+        record["last_active_at"] = int(time.time())
+        await self._records.put(STORES, store_id, record)
+        return await self.get(store_id)
+
+    async def delete(self, store_id: str) -> None:
+        await self.record(store_id)
+        # The record first: once gone, the store is gone for readers; then its rows and files.
+        await self._records.delete(STORES, store_id)
+        await self._index.drop(store_id)
+        for kind in (files_kind(store_id), batches_kind(store_id)):
+            for item in await all_records(self._records, kind):
+                await self._records.delete(kind, item["id"])
+
+    async def touch(self, record: dict[str, Any]) -> None:
+        """Mark the store active (at most once a minute: expiry counts from here)."""
+        now = int(time.time())
+        if now - record.get("last_active_at", 0) >= 60:
+            record["last_active_at"] = now
+            await self._records.put(STORES, record["id"], record)
+
+    async def searchable(self, store_id: str) -> dict[str, Any]:
+        """The store's record for a search: 400 once expired; a search keeps it active."""
+        store = await self.record(store_id)
+        expires_at = self.expires_at(store)
+        if expires_at is not None and expires_at < time.time():
+            raise BadRequestError(f"vector store {store_id!r} has expired", code="expired")
+        await self.touch(store)
+        return store
