@@ -42,7 +42,10 @@ def main() -> None:
     results, durations, first_epoch = [], [], None
     for event in request["events"]:
         start = time.perf_counter()
-        results.append(handler(event, LambdaContext(request.get("function_name", "fn"))))
+        try:
+            results.append(handler(event, LambdaContext(request.get("function_name", "fn"))))
+        except Exception as exc:  # the runtime reports it as the invocation's error
+            results.append({"errorType": type(exc).__name__, "errorMessage": str(exc)})
         durations.append(time.perf_counter() - start)
         first_epoch = first_epoch or time.time()
     t_end = time.perf_counter()

@@ -13,6 +13,8 @@ request/token limits are counted before the request runs.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -61,6 +63,19 @@ def from_authorizer(event: dict[str, Any]) -> tuple[Principal, Limits]:
     return Principal(key_id=str(key_id), tenant=tenant, role=role), limits
 
 
+def _web_adapter_event(headers: dict[str, str]) -> dict[str, Any]:
+    """Under the Lambda Web Adapter (the streaming function) the event is not in the ASGI
+    scope: the adapter passes API Gateway's request context in ``x-amzn-request-context``,
+    replacing any header of that name the client sent. Trusted only when the adapter runs."""
+    if os.environ.get("AWS_LAMBDA_EXEC_WRAPPER") != "/opt/bootstrap":
+        return {}
+    try:
+        context = json.loads(headers.get("x-amzn-request-context") or "{}")
+    except ValueError:
+        return {}
+    return {"requestContext": context} if isinstance(context, dict) else {}
+
+
 class AuthMiddleware:
     """ASGI: authenticate, bind the principal (tenant) and count limits, before the body is
     read. Placed inside RequestContextMiddleware so errors carry the request id."""
@@ -72,9 +87,9 @@ class AuthMiddleware:
         self.limiter = limiter
 
     async def _authenticate(self, scope: Scope) -> tuple[Principal, Limits]:
-        if self.mode == "authorizer":
-            return from_authorizer(scope.get("aws.event") or {})
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if self.mode == "authorizer":
+            return from_authorizer(scope.get("aws.event") or _web_adapter_event(headers))
         secret = bearer(headers)
         if secret is None:
             raise AuthenticationError(MISSING)

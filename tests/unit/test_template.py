@@ -71,12 +71,51 @@ def _methods(cfn: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
     return out
 
 
-def test_api_key_on_every_route_but_health(cfn: dict[str, Any]) -> None:
+def test_key_authorizer_on_every_route_but_health_and_version(cfn: dict[str, Any]) -> None:
+    open_paths = {"/v1/health", "/v1/version"}
     ops = _methods(cfn)
     assert ops
     for (api, path, method), op in ops.items():
-        secured = any("api_key" in s for s in op.get("security", []))
-        assert secured == (path != "/v1/health"), (api, path, method)
+        security = op.get("security") or []
+        if path in open_paths:
+            assert not any("KeyAuthorizer" in s for s in security), (api, path, method)
+        else:
+            assert security == [{"KeyAuthorizer": []}], (api, path, method)
+    types = {res["Type"] for res in cfn["Resources"].values()}
+    assert "AWS::ApiGateway::ApiKey" not in types and "AWS::ApiGateway::UsagePlan" not in types
+    for name, res in cfn["Resources"].items():
+        if res["Type"] != "AWS::ApiGateway::RestApi":
+            continue
+        body = res["Properties"]["Body"]
+        scheme = body["components"]["securitySchemes"]["KeyAuthorizer"]
+        authorizer = scheme["x-amazon-apigateway-authorizer"]
+        assert authorizer["type"] == "request"
+        assert authorizer["identitySource"] == "method.request.header.Authorization"
+        # Revocation takes effect within a minute: gateway cache + the function's own cache.
+        assert 0 < authorizer["authorizerResultTtlInSeconds"] <= 30
+        # The published alias (SnapStart), not $LATEST.
+        uri = json.dumps(authorizer["authorizerUri"])
+        assert "AuthorizerFunctionAliaslive" in uri, name
+        unauthorized = body["x-amazon-apigateway-gateway-responses"]["UNAUTHORIZED"]
+        assert unauthorized["statusCode"] == "401"
+        shape = json.loads(unauthorized["responseTemplates"]["application/json"])
+        assert shape["error"]["type"] == "authentication_error"
+        assert shape["error"]["code"] == "invalid_api_key"
+
+
+def test_authorizer_reads_only_the_key_partition(cfn: dict[str, Any]) -> None:
+    role = cfn["Resources"]["AuthorizerFunctionRole"]
+    statements = [
+        st
+        for policy in role["Properties"]["Policies"]
+        for st in policy["PolicyDocument"]["Statement"]
+    ]
+    records = [st for st in statements if "dynamodb:GetItem" in st["Action"]]
+    assert records and all(
+        st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["_system#*"]
+        for st in records
+    )
+    assert not any("dynamodb:Query" in st["Action"] or st["Action"] == "*" for st in statements)
 
 
 def test_stream_routes_use_response_streaming(cfn: dict[str, Any]) -> None:
@@ -375,7 +414,7 @@ def test_queue_accepts_s3_events_from_the_ingest_bucket_only(cfn: dict[str, Any]
 def test_versions_are_not_kept_and_only_the_named_stages_exist(cfn: dict[str, Any]) -> None:
     res = cfn["Resources"]
     versions = [r for r in res.values() if r["Type"] == "AWS::Lambda::Version"]
-    assert len(versions) == 4  # the SnapStart functions
+    assert len(versions) == 5  # the SnapStart functions (authorizer included)
     assert all(v["DeletionPolicy"] == "Delete" for v in versions)
     for function in ("ControlFunction", "InferenceFunction", "SafetyFunction", "FilesFunction"):
         raw = _raw()["Resources"][function]["Properties"]
