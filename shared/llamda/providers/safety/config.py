@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+# Bounds on what a rules shield may carry (config or POST /v1/shields): the work per judged
+# character stays small and fixed.
+MAX_KEYWORDS = 256
+MAX_PATTERNS = 32
+MAX_PATTERN_CHARS = 1024
+PatternName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Keyword = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class _Config(BaseModel):
@@ -28,7 +36,8 @@ class BedrockGuardrailsConfig(_Config):
 
 
 class RulesConfig(_Config):
-    """Defaults for rules shields; a shield's params may override each."""
+    """Defaults for rules shields; a shield's params may override each. Patterns are RE2
+    (linear-time) regexes, compiled when the config is loaded or the shield registered."""
 
     action: Literal["block", "redact"] = "block"
     pii: list[str] = Field(
@@ -40,7 +49,31 @@ class RulesConfig(_Config):
             "credit_card",
             "aws_access_key",
             "aws_secret_key",
-        ]
+        ],
+        max_length=16,
     )
-    keywords: list[str] = Field(default_factory=list)
-    patterns: dict[str, str] = Field(default_factory=dict, description="name → regex")
+    keywords: list[Keyword] = Field(default_factory=list, max_length=MAX_KEYWORDS)
+    patterns: dict[PatternName, str] = Field(
+        default_factory=dict, description="name → RE2 regex", max_length=MAX_PATTERNS
+    )
+
+    @field_validator("pii")
+    @classmethod
+    def _known_detectors(cls, value: list[str]) -> list[str]:
+        from llamda.providers.safety.rules import DETECTORS
+
+        unknown = sorted(set(value) - set(DETECTORS))
+        if unknown:
+            raise ValueError(f"unknown PII detectors {unknown} (known: {sorted(DETECTORS)})")
+        return value
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, value: dict[str, str]) -> dict[str, str]:
+        from llamda.providers.safety.rules import compile_pattern
+
+        for name, pattern in value.items():
+            if len(pattern) > MAX_PATTERN_CHARS:
+                raise ValueError(f"pattern {name!r} is longer than {MAX_PATTERN_CHARS} characters")
+            compile_pattern(name, pattern)  # ValueError when RE2 refuses it
+        return value
