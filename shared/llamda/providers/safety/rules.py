@@ -32,13 +32,12 @@ THREAD_THRESHOLD = 16 * 1024
 MAX_PATTERN_MEMORY = 1 << 20
 
 
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)  # digit d → digits of 2·d, summed (Luhn)
+
+
 def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    backwards = digits[::-1]
+    total = sum(int(c) for c in backwards[0::2]) + sum(_DOUBLED[int(c)] for c in backwards[1::2])
     return total % 10 == 0
 
 
