@@ -235,15 +235,19 @@ class Guardrails:
         assert self._safety is not None
         if not segments:
             return False
-        if direction == "output" and sum(len(s.text) for s in segments) > self._safety.max_chars:
-            raise Blocked(
-                shields[0],
-                direction,
-                "The reply is too long for the output shields to judge.",
-                ["too_long_to_judge"],
-            )
         changed = False
         for shield_id in shields:
+            if (
+                direction == "output"
+                and sum(len(s.text) for s in segments) > self._safety.max_chars
+            ):
+                # Not the client's input: a reply that cannot be judged must not pass.
+                raise Blocked(
+                    shield_id,
+                    direction,
+                    "The reply is too long for the output shields to judge.",
+                    ["too_long_to_judge"],
+                )
             verdict = await self._safety.judge(
                 shield_id,
                 [s.text for s in segments],
