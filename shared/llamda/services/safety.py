@@ -90,10 +90,10 @@ class SafetyService:
         found = self._config.provider(provider_id)
         if found is None or found[1].provider_type != "rules":
             return
-        from llamda.providers.safety.rules import RulesProvider
+        from llamda.providers.safety.config import shield_rules
 
         try:
-            RulesProvider(provider_id, "rules", found[1].settings).configure(params)
+            shield_rules(found[1].settings, params)
         except ValueError as exc:
             raise BadRequestError(str(exc), param=str(exc).split(":", 1)[0]) from None
 

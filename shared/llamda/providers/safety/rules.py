@@ -20,11 +20,10 @@ from functools import lru_cache
 from typing import Any
 
 import re2
-from pydantic import ValidationError
 
 from llamda.errors import BadRequestError, ServiceUnavailableError
 from llamda.providers.safety.base import Verdict, message_text
-from llamda.providers.safety.config import RulesConfig
+from llamda.providers.safety.config import PII_DETECTORS, RulesConfig, shield_rules
 
 # Above this many characters a judgment runs in a worker thread (below, the hop costs more).
 THREAD_THRESHOLD = 16 * 1024
@@ -89,6 +88,7 @@ DETECTORS: dict[str, tuple[str, Callable[[str], bool] | None]] = {
     ),
 }
 _ORDER = ["email", "aws_access_key", "aws_secret_key", "iban", "credit_card", "ip_address", "phone"]
+assert set(DETECTORS) == set(_ORDER) == set(PII_DETECTORS)
 
 Finding = tuple[str, int, int]  # (category, start, end)
 
@@ -232,15 +232,8 @@ class RulesProvider:
         self._config = config
 
     def configure(self, shield_params: dict[str, Any]) -> RulesConfig:
-        """The shield's rules: the provider's defaults overridden by the shield's params.
-        ValueError (with the field) when they are not valid rules."""
-        try:
-            defaults = self._config.model_dump() if self._config is not None else {}
-            return RulesConfig.model_validate({**defaults, **shield_params})
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"][:1])
-            raise ValueError(f"params.{where}: {err['msg']}") from None
+        """The shield's rules (ValueError naming the param when they are not valid rules)."""
+        return shield_rules(self._config, shield_params)
 
     def select(self, shield_params: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         """The rules one request runs: the shield's, narrowed by the request's choices."""
