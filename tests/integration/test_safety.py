@@ -712,6 +712,27 @@ def test_judged_inputs_are_capped(server: LiveServer, client: openai.OpenAI, fak
     assert fake.calls_for("converse", "guarded-model") == []
 
 
+def test_replies_too_long_to_judge_do_not_pass(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    # Only an output shield: the prompt itself is not judged, the upstream's echo of it is.
+    long_prompt = "a" * 200_001
+    guard = {"guardrails": {"output": ["pii-block"]}}
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError, match="too long for the output shields"):
+            client.completions.create(
+                model="up-plain", prompt=long_prompt, stream=stream, extra_body=guard
+            )
+    refuse = {"guardrails": {"output": ["pii-block"], "on_violation": "refuse"}}
+    chunks = list(
+        client.completions.create(
+            model="up-plain", prompt=long_prompt, stream=True, extra_body=refuse
+        )
+    )
+    assert len(chunks) == 1 and chunks[0].choices[0].finish_reason == "content_filter"
+    assert "a" * 1000 not in chunks[0].choices[0].text
+
+
 BUSY_CONFIG = """
 apis: [inspect, models, safety]
 providers:

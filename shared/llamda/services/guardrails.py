@@ -334,6 +334,29 @@ class Guardrails:
             return CompletionRequest.model_validate(body)
         return request
 
+    async def _held_back[C](
+        self, stream: AsyncIterator[C], shield_id: str, size: Callable[[C], int]
+    ) -> list[C]:
+        """A stream read in full before anything is sent (so it can be judged); one longer
+        than the shields can judge is stopped there (its upstream released) and blocked."""
+        assert self._safety is not None
+        chunks: list[C] = []
+        total = 0
+        async for chunk in stream:
+            chunks.append(chunk)
+            total += size(chunk)
+            if total > self._safety.max_chars:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                raise Blocked(
+                    shield_id,
+                    "output",
+                    "The reply is too long for the output shields to judge.",
+                    ["too_long_to_judge"],
+                )
+        return chunks
+
     # -- the four model calls -----------------------------------------------------------------
 
     async def chat(self, request: ChatCompletionRequest, call: Call) -> Served[ChatCompletion]:
@@ -363,8 +386,8 @@ class Guardrails:
         served: Served[AsyncIterator[ChatCompletionChunk]] = await call(request)
         if not outputs:
             return served
-        chunks = [chunk async for chunk in served.value]  # held back until judged
         try:
+            chunks = await self._held_back(served.value, outputs[0], _chat_chunk_size)
             await self._judge(outputs, chat_stream_segments(chunks), "output", "")
         except Blocked as exc:
             served.value = _chat_as_stream(self._chat_refusal(exc, request))
@@ -402,8 +425,8 @@ class Guardrails:
         served: Served[AsyncIterator[dict[str, Any]]] = await call(request)
         if not outputs:
             return served
-        chunks = [chunk async for chunk in served.value]
         try:
+            chunks = await self._held_back(served.value, outputs[0], _completion_chunk_size)
             await self._judge(outputs, completion_stream_segments(chunks), "output", "")
         except Blocked as exc:
             served.value = _replay([self._completion_refusal(exc, request).model_dump()])
@@ -411,6 +434,19 @@ class Guardrails:
             return served
         served.value = _replay(chunks)
         return served
+
+
+def _chat_chunk_size(chunk: ChatCompletionChunk) -> int:
+    size = 0
+    for choice in chunk.choices:
+        size += len(choice.delta.content or "")
+        for call in choice.delta.tool_calls or []:
+            size += sum(len(v or "") for v in (call.function or {}).values())
+    return size
+
+
+def _completion_chunk_size(chunk: dict[str, Any]) -> int:
+    return sum(len(c.get("text") or "") for c in chunk.get("choices") or [] if isinstance(c, dict))
 
 
 async def _replay[T](items: list[T]) -> AsyncIterator[T]:
