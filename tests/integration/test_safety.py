@@ -543,6 +543,30 @@ def test_redaction_in_each_message(client: openai.OpenAI, fake) -> None:  # type
     assert texts == ["I am [REDACTED:EMAIL]", "Hello Jane.", "and [REDACTED:EMAIL] too"]
 
 
+def test_what_cannot_be_masked_is_blocked(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    # A card number as a JSON number: masking it would break the arguments' JSON.
+    with pytest.raises(openai.BadRequestError, match="cannot be masked") as err:
+        client.chat.completions.create(
+            model="redacting",
+            messages=[
+                {"role": "user", "content": "pay"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "pay", "arguments": '{"card": 4111111111111111}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "paid"},
+            ],
+        )
+    assert "pii:credit_card" in err.value.message
+    assert fake.calls_for("converse", "redact-model") == []
+
+
 def test_llama_guard_input_shield_sees_the_system_message(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(openai.BadRequestError, match="llama-guard"):
         client.chat.completions.create(
