@@ -39,6 +39,7 @@ from llamda.config import GuardrailsConfig
 from llamda.errors import GuardrailInterventionError, ServiceUnavailableError
 from llamda.observability import record_metrics
 from llamda.providers.inference.base import new_id, now
+from llamda.providers.safety.base import Direction
 from llamda.services.inference import Served
 from llamda.services.models import ModelsService
 from llamda.services.safety import SafetyService
@@ -228,7 +229,7 @@ class Guardrails:
         return list(dict.fromkeys(inputs)), list(dict.fromkeys(outputs))
 
     async def _judge(
-        self, shields: list[str], segments: list[Segment], direction: str, param: str
+        self, shields: list[str], segments: list[Segment], direction: Direction, param: str
     ) -> bool:
         """Run each shield on all segments in turn (a later shield sees earlier redactions);
         raise Blocked, or return whether anything was redacted."""
@@ -251,7 +252,7 @@ class Guardrails:
             verdict = await self._safety.judge(
                 shield_id,
                 [s.text for s in segments],
-                direction,  # type: ignore[arg-type]
+                direction,
                 param=param,
             )
             blocked = verdict.blocked
