@@ -70,6 +70,13 @@ class GuardrailsConfig(_Strict):
         description="error: a 400 naming the violation; refuse: a normal reply whose content is "
         "the refusal, finish_reason content_filter.",
     )
+    max_judged_chars: int = Field(
+        256 * 1024,
+        gt=0,
+        le=16 * 1024 * 1024,
+        description="Most characters one shield call judges: a longer input is a 400 naming the "
+        "field; a longer reply of a guarded model is treated as a violation (it cannot be judged).",
+    )
 
 
 class RoutingConfig(_Strict):

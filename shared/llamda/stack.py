@@ -5,7 +5,7 @@ from __future__ import annotations
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import RunConfig
 from llamda.services.files import FilesService
-from llamda.services.guardrails import GuardrailsService
+from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
 from llamda.services.inspect import InspectService
 from llamda.services.keys import KeysService
@@ -29,21 +29,22 @@ class Stack:
         self.limiter = RateLimiter(self.records)
         self.models = ModelsService(config, self.records)
         self.files = FilesService(self.records, self.objects)
-        self.inference = InferenceService(config, self.models)
         self.shields = ShieldsService(config, self.records)
         self.models.shield_exists = self.shields.exists
-        self.safety = SafetyService(config, self.shields, self._served_chat)
-        self.guardrails = GuardrailsService(
-            config.guardrails, self.models, self.inference, self.safety
+        self.safety = SafetyService(config, self.shields, self._judge_chat)
+        self.shields.validate = self.safety.validate_shield
+        # Guarded: every chat/completion call through stack.inference applies the shields.
+        self.inference = InferenceService(
+            config, self.models, guardrails=Guardrails(config.guardrails, self.models, self.safety)
         )
         self.vector_stores = VectorStoresService(
             config, self.records, self.files, self.models, self.inference
         )
         self.inspect = InspectService(config, self.inference.breaker_states)
 
-    async def _served_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        """Chat for in-process users (Llama Guard): the router's reply without who served it."""
-        return (await self.inference.chat(request)).value
+    async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        """Llama Guard's own call to its model: routed, not guarded again (no recursion)."""
+        return (await self.inference.unguarded_chat(request)).value
 
     async def close(self) -> None:
         await self.inference.close()

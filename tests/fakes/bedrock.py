@@ -5,8 +5,9 @@ Built from the public API reference: Converse (POST /model/{modelId}/converse), 
 prelude, headers, CRC32s), InvokeModel for Titan/Cohere embeddings and ApplyGuardrail. Errors
 use the rest-json protocol (``x-amzn-ErrorType`` + ``{"message"}``).
 
-Replies are scripted per model (``fake.script(model, ...)``); unscripted chat echoes the last
-user text. Every request is recorded in ``fake.calls``.
+Replies are scripted per model (``fake.script(model, ...)``) or computed from the request body
+(``fake.respond(model, fn)``, e.g. the content-judging shields of ``tests/fakes/guards.py``);
+unscripted chat echoes the last user text. Every request is recorded in ``fake.calls``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 import time
 import zlib
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -112,6 +114,7 @@ class Reply:
 class FakeBedrock:
     calls: list[dict[str, Any]] = field(default_factory=list)
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
+    responders: dict[str, Callable[[dict[str, Any]], Reply]] = field(default_factory=dict)
     token_delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     endpoint: str = ""
@@ -120,15 +123,24 @@ class FakeBedrock:
         with self.lock:
             self.scripts[model].extend(replies)
 
+    def respond(self, model: str, responder: Callable[[dict[str, Any]], Reply]) -> None:
+        """Answer ``model`` from each request's body (after any scripted replies)."""
+        with self.lock:
+            self.responders[model] = responder
+
     def reset(self) -> None:
         with self.lock:
             self.calls.clear()
             self.scripts.clear()
+            self.responders.clear()
 
-    def next_reply(self, key: str) -> Reply | None:
+    def next_reply(self, key: str, body: dict[str, Any] | None = None) -> Reply | None:
         with self.lock:
             queue = self.scripts.get(key)
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+            responder = self.responders.get(key)
+        return responder(body or {}) if responder else None
 
     def calls_for(self, op: str, model: str | None = None) -> list[dict[str, Any]]:
         return [c for c in self.calls if c["op"] == op and (model is None or c["model"] == model)]
@@ -234,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.calls.append(
                 {"op": op, "model": model, "body": body, "headers": dict(self.headers)}
             )
-        reply = self.fake.next_reply(model)
+        reply = self.fake.next_reply(model, body)
         if reply and reply.delay:
             time.sleep(reply.delay)
         if reply and reply.error:

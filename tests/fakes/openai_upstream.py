@@ -1,6 +1,11 @@
-"""A recording OpenAI-compatible upstream: answers /v1/chat/completions and /v1/embeddings
-with valid OpenAI objects and keeps each request's headers and body, so tests can see what a
-remote provider really sent (auth, extra headers, model mapping). Scripted statuses too."""
+"""A recording OpenAI-compatible upstream: answers /v1/chat/completions, /v1/completions and
+/v1/embeddings with valid OpenAI objects (server-sent events when ``stream`` is true) and keeps
+each request's headers and body, so tests can see what a remote provider really sent (auth,
+extra headers, model mapping). Scripted statuses too.
+
+Like a model, it answers from what it is sent: a chat request with ``tools`` gets a call of the
+first tool whose arguments carry the last user message (``{"<first property>": text}``); a
+completion continues its prompt as ``"<prompt> -> done"``; other chats answer "upstream ok"."""
 
 from __future__ import annotations
 
@@ -56,6 +61,14 @@ class OpenAIUpstream:
                         },
                     )
                     return
+                if self.path.endswith("/completions") and not self.path.endswith(
+                    "/chat/completions"
+                ):
+                    self._completion(body)
+                    return
+                if body.get("tools") and body.get("tool_choice") != "none":
+                    self._tool_call(body)
+                    return
                 self._send(
                     200,
                     {
@@ -73,6 +86,114 @@ class OpenAIUpstream:
                         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
                     },
                 )
+
+            def _completion(self, body: dict[str, Any]) -> None:
+                prompt = body["prompt"] if isinstance(body["prompt"], str) else body["prompt"][0]
+                text = f"{prompt} -> done"
+                base = {"id": "cmpl-up", "object": "text_completion", "created": 1}
+                if body.get("stream"):
+                    words = text.split(" ")
+                    self._sse(
+                        [
+                            {
+                                **base,
+                                "model": body["model"],
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "text": w if i == 0 else f" {w}",
+                                        "finish_reason": "stop" if i == len(words) - 1 else None,
+                                    }
+                                ],
+                            }
+                            for i, w in enumerate(words)
+                        ]
+                    )
+                    return
+                self._send(
+                    200,
+                    {
+                        **base,
+                        "model": body["model"],
+                        "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                    },
+                )
+
+            def _tool_call(self, body: dict[str, Any]) -> None:
+                function = body["tools"][0]["function"]
+                properties = (function.get("parameters") or {}).get("properties") or {}
+                said = next(
+                    (
+                        m["content"]
+                        for m in reversed(body["messages"])
+                        if m["role"] == "user" and isinstance(m.get("content"), str)
+                    ),
+                    "",
+                )
+                arguments = json.dumps({next(iter(properties), "input"): said})
+                call = {"id": "call_up1", "type": "function"}
+                base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
+                if body.get("stream"):
+                    half = len(arguments) // 2
+                    deltas = [
+                        {
+                            "role": "assistant",
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    **call,
+                                    "function": {"name": function["name"], "arguments": ""},
+                                }
+                            ],
+                        },
+                        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[:half]}}]},
+                        {"tool_calls": [{"index": 0, "function": {"arguments": arguments[half:]}}]},
+                    ]
+                    chunks = [
+                        {
+                            **base,
+                            "object": "chat.completion.chunk",
+                            "choices": [{"index": 0, "delta": d, "finish_reason": None}],
+                        }
+                        for d in deltas
+                    ]
+                    chunks.append(
+                        {
+                            **base,
+                            "object": "chat.completion.chunk",
+                            "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
+                        }
+                    )
+                    self._sse(chunks)
+                    return
+                message = {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {**call, "function": {"name": function["name"], "arguments": arguments}}
+                    ],
+                }
+                self._send(
+                    200,
+                    {
+                        **base,
+                        "object": "chat.completion",
+                        "choices": [
+                            {"index": 0, "message": message, "finish_reason": "tool_calls"}
+                        ],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                    },
+                )
+
+            def _sse(self, events: list[dict[str, Any]]) -> None:
+                data = b"".join(f"data: {json.dumps(e)}\n\n".encode() for e in events)
+                data += b"data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None

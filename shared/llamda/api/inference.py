@@ -244,6 +244,7 @@ class CompletionRequest(_Lenient):
     stream_options: StreamOptions | None = None
     echo: bool | None = None
     user: str | None = None
+    guardrails: Guardrails | None = None
 
 
 class CompletionChoice(BaseModel):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SHIELD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
+MAX_MODERATION_INPUTS = 256  # each text is one shield call (a model call for Llama Guard)
 
 
 class Shield(BaseModel):
@@ -64,7 +65,9 @@ class RunShieldResponse(BaseModel):
 class ModerationRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    input: str | list[str] = Field(description="Text(s) to classify.")
+    input: str | Annotated[list[str], Field(max_length=MAX_MODERATION_INPUTS)] = Field(
+        description=f"Text(s) to classify (at most {MAX_MODERATION_INPUTS}; one shield call each)."
+    )
     model: str | None = Field(None, description="A shield id; optional when there is one shield.")
 
 

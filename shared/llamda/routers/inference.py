@@ -82,8 +82,8 @@ def _sse(served: Served[AsyncIterator[Any]], options: StreamOptions | None) -> S
 )
 async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Response:
     if body.stream:
-        return _sse(await stack.guardrails.chat_stream(body), body.stream_options)
-    return _json(await stack.guardrails.chat(body))
+        return _sse(await stack.inference.chat_stream(body), body.stream_options)
+    return _json(await stack.inference.chat(body))
 
 
 @router.post(

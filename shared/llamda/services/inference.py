@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llamda.api.inference import (
     ChatCompletion,
@@ -42,6 +42,9 @@ from llamda.observability import logger, record_metrics
 from llamda.providers.inference.base import InferenceProvider
 from llamda.providers.registry import get_spec, load_implementation
 from llamda.services.models import ModelsService
+
+if TYPE_CHECKING:
+    from llamda.services.guardrails import Guardrails
 
 T = TypeVar("T")
 
@@ -143,34 +146,52 @@ class InferenceService:
         models: ModelsService,
         pool: ProviderPool | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        guardrails: Guardrails | None = None,
     ):
+        from llamda.services.guardrails import Guardrails  # it imports Served from here
+
         self._routing: RoutingConfig = config.routing
         self._models = models
         self.pool = pool or ProviderPool(config)
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
         self._sleep = sleep
+        # Without safety, a model or request that names shields is refused (503), never
+        # served unguarded.
+        self._guardrails = guardrails or Guardrails(config.guardrails, models, None)
 
-    # -- public API -------------------------------------------------------------------------
+    # -- public API: every model call goes through the guardrails ---------------------------
 
     async def chat(self, request: ChatCompletionRequest) -> Served[ChatCompletion]:
+        return await self._guardrails.chat(request, self.unguarded_chat)
+
+    async def unguarded_chat(self, request: ChatCompletionRequest) -> Served[ChatCompletion]:
+        """The routed call WITHOUT guardrails: only for a shield's own judge model (Llama
+        Guard), which must not be judged by shields again. Everything else uses ``chat``."""
         return await self._route(request.model, "llm", lambda p, m: p.chat(request, m))
 
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> Served[AsyncIterator[ChatCompletionChunk]]:
-        return await self._route(
-            request.model, "llm", lambda p, m: _started(p.chat_stream(request, m))
-        )
+        async def routed(r: ChatCompletionRequest) -> Served[AsyncIterator[ChatCompletionChunk]]:
+            return await self._route(r.model, "llm", lambda p, m: _started(p.chat_stream(r, m)))
+
+        return await self._guardrails.chat_stream(request, routed)
 
     async def completion(self, request: CompletionRequest) -> Served[Completion]:
-        return await self._route(request.model, "llm", lambda p, m: p.completion(request, m))
+        async def routed(r: CompletionRequest) -> Served[Completion]:
+            return await self._route(r.model, "llm", lambda p, m: p.completion(r, m))
+
+        return await self._guardrails.completion(request, routed)
 
     async def completion_stream(
         self, request: CompletionRequest
     ) -> Served[AsyncIterator[dict[str, Any]]]:
-        return await self._route(
-            request.model, "llm", lambda p, m: _started(p.completion_stream(request, m))
-        )
+        async def routed(r: CompletionRequest) -> Served[AsyncIterator[dict[str, Any]]]:
+            return await self._route(
+                r.model, "llm", lambda p, m: _started(p.completion_stream(r, m))
+            )
+
+        return await self._guardrails.completion_stream(request, routed)
 
     async def embeddings(self, request: EmbeddingsRequest) -> Served[EmbeddingsResponse]:
         try:

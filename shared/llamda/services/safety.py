@@ -1,6 +1,10 @@
 """Safety: run a shield on messages (Llama Stack run-shield), moderate texts (OpenAI
-moderations). Shields name a safety provider; Llama Guard reaches its model through the same
-Inference service the HTTP API uses (in-process, no HTTP hop)."""
+moderations), judge everything a guarded model call sends or answers (guardrails). Shields
+name a safety provider; Llama Guard reaches its model through the Inference service's
+unguarded call (in-process, no HTTP hop; the judge is not judged again).
+
+Bounds: at most ``guardrails.max_judged_chars`` characters per shield call (more → 400 naming
+the field); request params only choose among what the shield configures (no request regex)."""
 
 from __future__ import annotations
 
@@ -17,11 +21,17 @@ from llamda.api.safety import (
     SafetyViolation,
 )
 from llamda.config import RunConfig
-from llamda.errors import BadRequestError, ServiceUnavailableError
+from llamda.errors import BadRequestError, ConfigError, ServiceUnavailableError
 from llamda.observability import record_metrics
 from llamda.providers.inference.base import new_id
 from llamda.providers.registry import get_spec, load_implementation
-from llamda.providers.safety.base import OPENAI_CATEGORIES, SafetyProvider, Verdict
+from llamda.providers.safety.base import (
+    OPENAI_CATEGORIES,
+    Direction,
+    SafetyProvider,
+    Verdict,
+    message_text,
+)
 from llamda.services.shields import ShieldsService
 
 Chat = Callable[[ChatCompletionRequest], Awaitable[ChatCompletion]]
@@ -67,6 +77,25 @@ class SafetyService:
         self.shields = shields
         self._chat = chat
         self._providers: dict[str, SafetyProvider] = {}
+        self.max_chars = config.guardrails.max_judged_chars
+        for index, shield in enumerate(config.shields):
+            try:
+                self.validate_shield(shield.provider_id, shield.params)
+            except BadRequestError as exc:
+                raise ConfigError(f"{config.source}: shields[{index}].{exc.message}") from None
+
+    def validate_shield(self, provider_id: str, params: dict[str, Any]) -> None:
+        """A shield's params checked (and its rules compiled) before the shield exists:
+        BadRequestError naming the param otherwise."""
+        found = self._config.provider(provider_id)
+        if found is None or found[1].provider_type != "rules":
+            return
+        from llamda.providers.safety.config import shield_rules
+
+        try:
+            shield_rules(found[1].settings, params)
+        except ValueError as exc:
+            raise BadRequestError(str(exc), param=str(exc).split(":", 1)[0]) from None
 
     def _provider(self, provider_id: str) -> SafetyProvider:
         if provider_id not in self._providers:
@@ -88,16 +117,44 @@ class SafetyService:
             )
         return self._providers[provider_id]
 
+    def _bound(self, size: int, param: str) -> None:
+        if size > self.max_chars:
+            raise BadRequestError(
+                f"{param} is too long to be judged by a shield: {size} characters "
+                f"(at most {self.max_chars})",
+                param=param,
+                code="too_long_to_judge",
+            )
+
     async def check(
-        self, shield_id: str, messages: list[dict[str, Any]], params: dict[str, Any] | None = None
+        self,
+        shield_id: str,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any] | None = None,
+        *,
+        param: str = "messages",
     ) -> Verdict:
+        """Run-shield / moderations: the last message judged (in the context of the others)."""
         if not messages:
             raise BadRequestError("messages must not be empty", param="messages")
+        self._bound(sum(len(message_text(m)) for m in messages), param)
         shield = await self.shields.get(shield_id)
         provider = self._provider(shield.provider_id)
-        verdict = await provider.check(
-            shield.provider_resource_id, messages, {**shield.params, **(params or {})}
-        )
+        chosen = provider.select(shield.params, params or {})
+        verdict = await provider.check(shield.provider_resource_id, messages, chosen)
+        if verdict.flagged:
+            record_metrics({"shield": shield_id}, flagged=1)
+        return verdict
+
+    async def judge(
+        self, shield_id: str, texts: list[str], direction: Direction, *, param: str
+    ) -> Verdict:
+        """Guardrails: every text of one side of a model call, judged by one shield."""
+        self._bound(sum(len(t) for t in texts), param)
+        shield = await self.shields.get(shield_id)
+        provider = self._provider(shield.provider_id)
+        chosen = provider.select(shield.params, {})
+        verdict = await provider.judge(shield.provider_resource_id, texts, direction, chosen)
         if verdict.flagged:
             record_metrics({"shield": shield_id}, flagged=1)
         return verdict
@@ -121,7 +178,9 @@ class SafetyService:
         if not texts:
             raise BadRequestError("input must not be empty", param="input")
         results = [
-            moderation_of(await self.check(shield_id, [{"role": "user", "content": t}]))
+            moderation_of(
+                await self.check(shield_id, [{"role": "user", "content": t}], param="input")
+            )
             for t in texts
         ]
         return ModerationResponse(id=new_id("modr"), model=shield_id, results=results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from llamda.api.safety import RegisterShieldRequest, Shield
@@ -34,6 +35,8 @@ class ShieldsService:
             build=_shield,
             static=((s.shield_id, s.model_dump()) for s in config.shields),
         )
+        # Set by the stack: checks a new shield's params with its provider (400 if invalid).
+        self.validate: Callable[[str, dict[str, Any]], None] | None = None
 
     async def list(self) -> list[Shield]:
         return await self._registry.list()
@@ -56,6 +59,8 @@ class ShieldsService:
                 f"(configured: {', '.join(configured) or 'none'})",
                 param="provider_id",
             )
+        if self.validate is not None:
+            self.validate(provider_id, request.params or {})
         record = {
             "shield_id": request.shield_id,
             "provider_id": provider_id,

@@ -1,6 +1,10 @@
 """Amazon Bedrock Guardrails via ApplyGuardrail: assessments (content filters, denied topics,
 word filters, sensitive information, contextual grounding) mapped to a verdict. When Bedrock
-only ANONYMIZED (masked) content, the masked text is kept and the content may pass."""
+only ANONYMIZED (masked) content, the masked text is kept and the content may pass.
+
+As a guardrail (``judge``) every text is one content block of one call; when Bedrock only
+masked and there were several texts, each text is masked by its own call so each message gets
+its own masked text back."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from llamda.aws import AioClients, clients, error_code
 from llamda.errors import BadRequestError, ServiceUnavailableError, UpstreamRateLimitError
-from llamda.providers.safety.base import Verdict, message_text
+from llamda.providers.safety.base import Direction, Verdict, message_text, select_keys
 from llamda.providers.safety.config import BedrockGuardrailsConfig
 
 CONFIDENCE = {"NONE": 0.0, "LOW": 0.33, "MEDIUM": 0.66, "HIGH": 1.0}
@@ -91,6 +95,8 @@ def assess(reply: dict[str, Any]) -> Verdict:
 
 
 class BedrockGuardrailsProvider:
+    REQUEST_PARAMS = ("source", "grounding_source", "query")
+
     def __init__(
         self,
         provider_id: str,
@@ -113,12 +119,46 @@ class BedrockGuardrailsProvider:
             )
         return identifier, version
 
+    def select(self, shield_params: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        chosen = select_keys(self.REQUEST_PARAMS, shield_params, request)
+        if chosen.get("source") not in (None, "INPUT", "OUTPUT"):
+            raise BadRequestError("params.source must be INPUT or OUTPUT", param="params.source")
+        return chosen
+
     async def check(
         self, provider_shield_id: str, messages: list[dict[str, Any]], params: dict[str, Any]
     ) -> Verdict:
-        identifier, version = self._guardrail(provider_shield_id)
         last = messages[-1]
         source = params.get("source") or ("OUTPUT" if last.get("role") == "assistant" else "INPUT")
+        return await self._apply(provider_shield_id, [message_text(last)], source, params)
+
+    async def judge(
+        self,
+        provider_shield_id: str,
+        texts: list[str],
+        direction: Direction,
+        params: dict[str, Any],
+    ) -> Verdict:
+        source = "OUTPUT" if direction == "output" else "INPUT"
+        verdict = await self._apply(provider_shield_id, texts, source, params)
+        if verdict.blocked or verdict.redacted_text is None:
+            return verdict
+        if len(texts) == 1:
+            verdict.redactions = {0: verdict.redacted_text}
+            return verdict
+        for index, text in enumerate(texts):  # masked only: each text's own masking
+            one = await self._apply(provider_shield_id, [text], source, params)
+            if one.blocked:
+                return one
+            if one.redacted_text is not None and one.redacted_text != text:
+                verdict.redactions[index] = one.redacted_text
+        verdict.redacted_text = verdict.redactions.get(len(texts) - 1)
+        return verdict
+
+    async def _apply(
+        self, provider_shield_id: str, texts: list[str], source: str, params: dict[str, Any]
+    ) -> Verdict:
+        identifier, version = self._guardrail(provider_shield_id)
         if source not in ("INPUT", "OUTPUT"):
             raise BadRequestError("params.source must be INPUT or OUTPUT", param="params.source")
         content: list[dict[str, Any]] = []
@@ -133,7 +173,7 @@ class BedrockGuardrailsProvider:
             )
         if params.get("query"):
             content.append({"text": {"text": str(params["query"]), "qualifiers": ["query"]}})
-        content.append({"text": {"text": message_text(last) or " "}})
+        content.extend({"text": {"text": text or " "}} for text in texts)
         client = await self._aio.client(
             "bedrock-runtime",
             region_name=self._config.region_name,

@@ -3,6 +3,9 @@ hazard taxonomy, the verdict parsed from ``safe`` / ``unsafe\\nS1,S10``.
 
 As the model card describes, the prompt asks about the last turn only: a user turn is judged
 as 'User' (prompt classification), an assistant turn as 'Agent' (response classification).
+As a guardrail (``judge``), everything that reaches the model (system, tool and earlier turns
+too) is one User turn, and everything the model answered (text and tool calls) one Agent turn,
+so the one turn the model assesses holds all of it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Any
 
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.errors import BadRequestError, ServiceUnavailableError
-from llamda.providers.safety.base import Verdict, message_text
+from llamda.providers.safety.base import Direction, Verdict, message_text, select_keys
 from llamda.providers.safety.config import LlamaGuardConfig
 
 CATEGORIES: dict[str, str] = {
@@ -106,6 +109,8 @@ def parse(reply: str, excluded: set[str]) -> Verdict:
 
 
 class LlamaGuardProvider:
+    REQUEST_PARAMS = ("excluded_categories",)
+
     def __init__(
         self, provider_id: str, provider_type: str, config: LlamaGuardConfig, *, chat: Chat
     ):
@@ -113,6 +118,28 @@ class LlamaGuardProvider:
         self.provider_type = provider_type
         self._excluded = set(config.excluded_categories)
         self._chat = chat
+
+    def select(self, shield_params: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        chosen = select_keys(self.REQUEST_PARAMS, shield_params, request)
+        codes = request.get("excluded_categories", [])
+        if not isinstance(codes, list) or not set(codes) <= set(CATEGORIES):
+            raise BadRequestError(
+                f"params.excluded_categories must list hazard codes ({', '.join(CATEGORIES)})",
+                param="params.excluded_categories",
+            )
+        chosen["excluded_categories"] = [*shield_params.get("excluded_categories", []), *codes]
+        return chosen
+
+    async def judge(
+        self,
+        provider_shield_id: str,
+        texts: list[str],
+        direction: Direction,
+        params: dict[str, Any],
+    ) -> Verdict:
+        role = "assistant" if direction == "output" else "user"
+        turn = {"role": role, "content": "\n\n".join(t for t in texts if t)}
+        return await self.check(provider_shield_id, [turn], params)
 
     async def check(
         self, provider_shield_id: str, messages: list[dict[str, Any]], params: dict[str, Any]
