@@ -21,9 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llamda.api.keys import ApiKey
 from llamda.context import Principal, bind_principal, current_request_id, valid_tenant
-from llamda.errors import AuthenticationError, LlamdaError
+from llamda.errors import AuthenticationError, LlamdaError, RateLimitError
 from llamda.middleware import send_error
-from llamda.observability import logger
+from llamda.observability import logger, record_metrics
 from llamda.services.keys import KeysService
 from llamda.services.limits import Limits, RateLimiter
 
@@ -105,7 +105,11 @@ class AuthMiddleware:
             return
         try:
             principal, limits = await self._authenticate(scope)
-            await self.limiter.admit(principal, limits)
+            try:
+                await self.limiter.admit(principal, limits)
+            except RateLimitError:
+                record_metrics({"tenant": principal.tenant}, rate_limited=1)
+                raise
         except LlamdaError as exc:
             await send_error(send, exc, current_request_id() or "unknown")
             return
@@ -114,6 +118,12 @@ class AuthMiddleware:
             try:
                 await self.app(scope, receive, send)
             finally:
+                # Per-tenant usage (one dimension: tenants are few compared with requests).
+                record_metrics(
+                    {"tenant": principal.tenant},
+                    tenant_requests=1,
+                    tenant_tokens=principal.tokens,
+                )
                 try:
                     await self.limiter.settle(principal, limits)
                 except Exception:  # a failed charge must not turn a served request into a 500
