@@ -32,9 +32,9 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        from llamda.app import create_app
+        from llamda.app import create_local_app
 
-        app = create_app(config)
+        app = create_local_app(config, args.host or config.server.host)
     except ConfigError as exc:
         print(f"llamda: {exc}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llamda import redact
 from llamda.errors import ConfigError
 from llamda.providers.registry import get_spec, provider_types
 
@@ -173,6 +174,16 @@ class ServerConfig(_Strict):
     max_file_bytes: int = Field(
         100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="`llamda serve` answers only requests whose Host is one of these (any "
+        "port; `*.example.com` for subdomains, `*` for any): stops DNS rebinding.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (e.g. http://localhost:3000) allowed to send "
+        "state-changing requests to `llamda serve` (CORS too); others get a 403.",
+    )
 
 
 class RunConfig(_Strict):
@@ -299,6 +310,8 @@ def _check_providers(config: RunConfig) -> None:
                 entry.settings = spec.config_class.model_validate(raw)
             except ValidationError as exc:
                 raise ConfigError(_format_errors(config.source, exc, f"{where}.config")) from None
+            # Its secrets are scrubbed verbatim from every error message from now on.
+            redact.remember(redact.secret_values(entry.settings.model_dump()))
 
 
 def _check_resources(config: RunConfig) -> None:
