@@ -58,7 +58,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
         loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
         parts.append(f"{'.'.join(loc) or 'body'}: {err['msg']}")
     loc = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
-    return "; ".join(parts), ".".join(loc) or None, "invalid_value"
+    # An unknown field is refused, never passed on unvalidated (see api/inference.py).
+    code = "unknown_parameter" if first.get("type") == "extra_forbidden" else "invalid_value"
+    return "; ".join(parts), ".".join(loc) or None, code
 
 
 def install_error_handlers(app: FastAPI) -> None:

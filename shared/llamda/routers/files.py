@@ -92,4 +92,5 @@ async def file_content(file_id: FileId, stack: StackDep) -> Response:
 def _attachment(filename: str, fallback: str) -> str:
     """RFC 6266 ``attachment`` with an ASCII-safe name and the UTF-8 original."""
     ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", filename).strip(" .") or fallback
-    return f"attachment; filename=\"{ascii_name[:200]}\"; filename*=UTF-8''{quote(filename[:200], safe='')}"
+    utf8 = quote(filename[:200], safe="")
+    return f"attachment; filename=\"{ascii_name[:200]}\"; filename*=UTF-8''{utf8}"

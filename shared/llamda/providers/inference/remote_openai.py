@@ -38,6 +38,7 @@ from llamda.providers.inference.config import (
     RemoteOpenAIConfig,
     provider_data_key,
 )
+from llamda.providers.inference.fields import upstream_fields
 
 _CONTEXT_HINTS = (
     "context length",
@@ -154,8 +155,11 @@ class RemoteOpenAIProvider:
         return self._config.model_map.get(model, model)
 
     def _body(self, request: Any, model: str, **overrides: Any) -> dict[str, Any]:
-        body = request.model_dump(exclude_none=True, by_alias=True)
-        body.pop("guardrails", None)  # ours, not the upstream's
+        """Only the allow-listed fields of this provider type (fields.py), checked."""
+        if isinstance(request, EmbeddingsRequest):
+            body = request.model_dump(exclude_none=True)
+        else:
+            body = upstream_fields(request, self.provider_type, self._config.image_url_allow)
         body.update(model=self._model(model), **overrides)
         return body
 
@@ -304,7 +308,10 @@ class BedrockOpenAIProvider(RemoteOpenAIProvider):
         )
         url = config.base_url or f"https://bedrock-runtime.{self._region}.amazonaws.com/openai/v1"
         remote = RemoteOpenAIConfig(
-            url=url, api_key=config.api_key, timeout_seconds=config.timeout_seconds
+            url=url,
+            api_key=config.api_key,
+            timeout_seconds=config.timeout_seconds,
+            image_url_allow=config.image_url_allow,
         )
         super().__init__(provider_id, provider_type, remote)
 
