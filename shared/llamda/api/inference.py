@@ -40,9 +40,9 @@ class TextPart(_Lenient):
 
 
 class ImageURL(_Lenient):
+    # Checked per provider (providers/inference/fields.py), where the allow-list is known.
     url: str = Field(
-        pattern=r"^(data:|https?://)",
-        description="A data: URL; http(s) only to hosts the provider's image_url_allow lists.",
+        description="A data: URL; http(s) only to hosts the provider's image_url_allow lists."
     )
     detail: Literal["auto", "low", "high"] | None = None
 
