@@ -17,12 +17,32 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "**********"
-# Key names whose values are secret. ``*_parameter`` / ``*_arn`` name where a secret lives
-# (an SSM name, a Secrets Manager ARN): that does not reveal it, so they are shown.
-_SECRET_KEY = re.compile(
-    r"(key|token|secret|passw|pwd|auth|credential|signature|^sig$|cookie|session|bearer|private)",
-    re.IGNORECASE,
+# Words of key names whose values are secret. ``*_parameter`` / ``*_arn`` name where a secret
+# lives (an SSM name, a Secrets Manager ARN): that does not reveal it, so they are shown.
+_SECRET_WORDS = frozenset(
+    {
+        "key",
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "passphrase",
+        "pwd",
+        "pass",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "signature",
+        "sig",
+        "cookie",
+        "session",
+        "bearer",
+        "private",
+    }
 )
+_WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 _REFERENCE_KEY = re.compile(r"(_parameter|_arn|_name)$", re.IGNORECASE)
 # Containers whose every value is secret-bearing (e.g. extra_headers: {Authorization: ...}).
 _SECRET_CONTAINER = re.compile(r"(headers|storage_options|credentials)$", re.IGNORECASE)
@@ -46,6 +66,15 @@ def _switches(text: str) -> int:
     """How often the text flips between letters and digits (random keys flip a lot)."""
     kinds = [c.isdigit() for c in text if c.isalnum()]
     return sum(a != b for a, b in itertools.pairwise(kinds))
+
+
+def _secret_key(key: str) -> bool:
+    """``api_key``, ``x-api-key``, ``Authorization``, ``accessKeyId``... but not
+    ``keywords``; and not ``*_parameter``/``*_arn``/``*_name``, which only say where a secret
+    is kept."""
+    if _REFERENCE_KEY.search(key):
+        return False
+    return any(word.lower() in _SECRET_WORDS for word in _WORD_SPLIT.split(key) if word)
 
 
 def looks_secret(value: str) -> bool:
@@ -97,7 +126,7 @@ def mask_config(value: Any, key: str = "", secret: bool = False) -> Any:
     if hasattr(value, "get_secret_value"):  # pydantic SecretStr
         return MASK
     text = str(value)
-    if secret or (_SECRET_KEY.search(key) and not _REFERENCE_KEY.search(key)):
+    if secret or _secret_key(key):
         return MASK if text else text
     return _mask_string(text)
 
@@ -115,8 +144,7 @@ def secret_values(value: Any, key: str = "", secret: bool = False) -> Iterable[s
         if value.get_secret_value():
             yield value.get_secret_value()
     elif isinstance(value, str) and value:
-        named = _SECRET_KEY.search(key) and not _REFERENCE_KEY.search(key)
-        if secret or named or looks_secret(value):
+        if secret or _secret_key(key) or looks_secret(value):
             yield value
         for match in _URL.finditer(value):
             try:
