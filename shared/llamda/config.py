@@ -246,7 +246,8 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
 
     result = _ENV_REF.sub(replace, value)
     if "${" in result:
-        raise ConfigError(f"{where}: cannot parse substitution in {value!r}")
+        # The value is not repeated: it may hold a secret, and Lambda answers with this text.
+        raise ConfigError(f"{where}: cannot parse a ${{env...}} substitution")
     # A value that was only a substitution and came out empty means "unset".
     return None if result == "" and _ENV_REF.fullmatch(value) else result
 

@@ -161,6 +161,8 @@ class RemoteOpenAIProvider:
         else:
             body = upstream_fields(request, self.provider_type, self._config.image_url_allow)
         body.update(model=self._model(model), **overrides)
+        if not body.get("stream"):
+            body.pop("stream_options", None)  # servers refuse it on a non-streamed request
         return body
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
