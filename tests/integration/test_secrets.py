@@ -93,6 +93,10 @@ providers:
 models:
   - {{model_id: vllm-m, provider_id: vllm}}
   - {{model_id: together-m, provider_id: together}}
+  - {{model_id: bedrock-m, provider_id: bedrock, provider_model_id: some-model}}
+  - {{model_id: bro-m, provider_id: bro}}
+  - {{model_id: tgi-m, provider_id: tgi}}
+  - {{model_id: ollama-m, provider_id: ollama}}
 storage:
   records: {{type: sqlite, path: "${{env.LLAMDA_HOME}}/r.sqlite3"}}
   objects: {{type: local, root: "${{env.LLAMDA_HOME}}/o"}}
@@ -184,6 +188,11 @@ def test_no_secret_in_any_response_or_log_line(
     down = _chat(server, "vllm-m", json.dumps({"vllm_api_key": P["pd-vllm"]}))
     assert down.status_code == 503
     seen.append(down.text)
+    # Unreachable endpoints whose URLs carry credentials (userinfo, query token).
+    for model in ("bedrock-m", "bro-m", "tgi-m", "ollama-m"):
+        down = _chat(server, model)
+        assert down.status_code in (502, 503, 504), down.text
+        seen.append(down.text)
     # An upstream whose error quotes the Authorization header back (config key, then ours).
     for provider_data in (None, json.dumps({"together_api_key": P["pd-together"]})):
         upstream.failures.append((401, {}))
