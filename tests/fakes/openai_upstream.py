@@ -20,6 +20,8 @@ class OpenAIUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures: deque[tuple[int, dict[str, str]]] = deque()
+        # A careless upstream: its error messages quote the Authorization header it received.
+        self.echo_auth_in_errors = False
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,8 +43,28 @@ class OpenAIUpstream:
                 )
                 if upstream.failures:
                     status, headers = upstream.failures.popleft()
+                    message = f"scripted {status}"
+                    if upstream.echo_auth_in_errors:
+                        message += f" (you sent {self.headers.get('authorization')!r})"
+                    self._send(status, {"error": {"message": message, "type": "x"}}, headers)
+                    return
+                if self.path.endswith("/v1/completions"):
                     self._send(
-                        status, {"error": {"message": f"scripted {status}", "type": "x"}}, headers
+                        200,
+                        {
+                            "id": "cmpl-up",
+                            "object": "text_completion",
+                            "created": 1,
+                            "model": body["model"],
+                            "choices": [
+                                {"index": 0, "text": "upstream text", "finish_reason": "stop"}
+                            ],
+                            "usage": {
+                                "prompt_tokens": 2,
+                                "completion_tokens": 2,
+                                "total_tokens": 4,
+                            },
+                        },
                     )
                     return
                 if self.path.endswith("/embeddings"):
