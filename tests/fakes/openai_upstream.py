@@ -48,25 +48,6 @@ class OpenAIUpstream:
                         message += f" (you sent {self.headers.get('authorization')!r})"
                     self._send(status, {"error": {"message": message, "type": "x"}}, headers)
                     return
-                if self.path.endswith("/v1/completions"):
-                    self._send(
-                        200,
-                        {
-                            "id": "cmpl-up",
-                            "object": "text_completion",
-                            "created": 1,
-                            "model": body["model"],
-                            "choices": [
-                                {"index": 0, "text": "upstream text", "finish_reason": "stop"}
-                            ],
-                            "usage": {
-                                "prompt_tokens": 2,
-                                "completion_tokens": 2,
-                                "total_tokens": 4,
-                            },
-                        },
-                    )
-                    return
                 if self.path.endswith("/embeddings"):
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     data = [
