@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 
 from llamda import __version__
 from llamda.api.errors import ErrorResponse
@@ -59,7 +60,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
         loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
         parts.append(f"{'.'.join(loc) or 'body'}: {err['msg']}")
     loc = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
-    return "; ".join(parts), ".".join(loc) or None, "invalid_value"
+    # An unknown field is refused, never passed on unvalidated (see api/inference.py).
+    code = "unknown_parameter" if first.get("type") == "extra_forbidden" else "invalid_value"
+    return "; ".join(parts), ".".join(loc) or None, code
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -212,11 +215,50 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     app.add_middleware(
         AuthMiddleware, mode=config.server.auth, keys=stack.keys, limiter=stack.limiter
     )
+    # Outside Lambda (which reports through EMF) requests also feed the local /metrics.
     in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
     app.add_middleware(RequestContextMiddleware, local_metrics=not in_lambda)
-    if not in_lambda:  # Lambda reports through EMF to CloudWatch instead
-        _add_metrics_route(app, stack)
     return app
 
 
-__all__ = ["ROUTERS", "create_app", "current_request_id"]
+_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
+
+
+def create_local_app(config: RunConfig, bind_host: str | None = None) -> FastAPI:
+    """The app as ``llamda serve`` runs it: :func:`create_app` behind the browser guard
+    (trusted Host, cross-origin refusal, CORS for ``server.allowed_origins``). The Lambda
+    functions sit behind API Gateway and never mount these checks."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    from llamda.middleware import BrowserGuardMiddleware
+
+    app = create_app(config)
+    _add_metrics_route(app, app.state.stack)
+    server = config.server
+    hosts = list(server.allowed_hosts)
+    if bind_host and bind_host not in _WILDCARD_BINDS:
+        # Bound to one address: requests naming it are for us.
+        hosts.append(f"[{bind_host}]" if ":" in bind_host else bind_host)
+    if server.allowed_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=server.allowed_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id", "x-llamda-provider", "x-llamda-model"],
+        )
+    # Just inside the request-context middleware: its errors carry the request id, and it
+    # runs before the body is read.
+    index = next(i for i, m in enumerate(app.user_middleware) if m.cls is RequestContextMiddleware)
+    app.user_middleware.insert(
+        index + 1,
+        Middleware(
+            BrowserGuardMiddleware,
+            allowed_hosts=tuple(hosts),
+            allowed_origins=tuple(server.allowed_origins),
+        ),
+    )
+    return app
+
+
+__all__ = ["ROUTERS", "create_app", "create_local_app", "current_request_id"]

@@ -27,6 +27,12 @@ def _banner(config, url: str) -> str:  # type: ignore[no-untyped-def]
     lines.append(f"  models:    {', '.join(models) or 'none'}")
     lines.append(f"  auth:      {config.server.auth}")
     lines.append(f"  docs:      {url}/docs   openapi: {url}/openapi.json")
+    lines.append(
+        f"  hosts:     {', '.join(config.server.allowed_hosts)} (+ the bind address; "
+        "server.allowed_hosts)"
+    )
+    if config.server.allowed_origins:
+        lines.append(f"  origins:   {', '.join(config.server.allowed_origins)}")
     return "\n".join(lines)
 
 
@@ -35,9 +41,9 @@ def serve(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        from llamda.app import create_app
+        from llamda.app import create_local_app
 
-        app = create_app(config)
+        app = create_local_app(config, args.host or config.server.host)
     except ConfigError as exc:
         print(f"llamda: {exc}", file=sys.stderr)
         return 2

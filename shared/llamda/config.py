@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llamda import redact
 from llamda.errors import ConfigError
 from llamda.providers.registry import get_spec, provider_types
 
@@ -188,6 +189,16 @@ class ServerConfig(_Strict):
     max_file_bytes: int = Field(
         100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
+        description="`llamda serve` answers only requests whose Host is one of these (any "
+        "port; `*.example.com` for subdomains, `*` for any): stops DNS rebinding.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (e.g. http://localhost:3000) allowed to send "
+        "state-changing requests to `llamda serve` (CORS too); others get a 403.",
+    )
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -262,7 +273,8 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
 
     result = _ENV_REF.sub(replace, value)
     if "${" in result:
-        raise ConfigError(f"{where}: cannot parse substitution in {value!r}")
+        # The value is not repeated: it may hold a secret, and Lambda answers with this text.
+        raise ConfigError(f"{where}: cannot parse a ${{env...}} substitution")
     # A value that was only a substitution and came out empty means "unset".
     return None if result == "" and _ENV_REF.fullmatch(value) else result
 
@@ -326,6 +338,8 @@ def _check_providers(config: RunConfig) -> None:
                 entry.settings = spec.config_class.model_validate(raw)
             except ValidationError as exc:
                 raise ConfigError(_format_errors(config.source, exc, f"{where}.config")) from None
+            # Its secrets are scrubbed verbatim from every error message from now on.
+            redact.remember(redact.secret_values(entry.settings.model_dump()))
 
 
 def _check_resources(config: RunConfig) -> None:

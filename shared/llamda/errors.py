@@ -1,6 +1,17 @@
-"""Domain errors. Services raise these; the app maps them to OpenAI-shaped JSON in one place."""
+"""Domain errors. Services raise these; the app maps them to OpenAI-shaped JSON in one place.
+
+Every message is scrubbed of secrets when it is set (config secrets, the request's provider
+data, credential-shaped text): no error can echo a key into a response or a log line.
+"""
 
 from __future__ import annotations
+
+
+def _scrub(message: str) -> str:
+    from llamda.context import provider_data
+    from llamda.redact import scrub
+
+    return scrub(message, provider_data().values())
 
 
 class LlamdaError(Exception):
@@ -11,11 +22,20 @@ class LlamdaError(Exception):
     default_code: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
-        super().__init__(message)
         self.message = message
+        super().__init__(self.message)
         self.param = param
         self.code = code or self.default_code
         self.headers: dict[str, str] = {}  # extra response headers, e.g. retry-after
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self._message = _scrub(value)
+        self.args = (self._message,)
 
     def to_dict(self) -> dict[str, dict[str, str | None]]:
         return {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import time
 from typing import Any
 
@@ -15,35 +17,68 @@ from llamda.context import (
     current_principal,
     current_request_id,
 )
-from llamda.errors import BadRequestError, LlamdaError, PayloadTooLargeError
+from llamda.errors import (
+    BadRequestError,
+    LlamdaError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+)
 from llamda.observability import local_metrics, logger
 
 REQUEST_ID_HEADER = b"x-request-id"
 PROVIDER_DATA_HEADER = b"x-llamastack-provider-data"
 MAX_PROVIDER_DATA = 8192
+_SET_ON_EVERY_RESPONSE = frozenset({REQUEST_ID_HEADER, b"x-content-type-options"})
+
+
+PROVIDER_DATA_PARAM = "X-LlamaStack-Provider-Data"
+MAX_PROVIDER_DATA_VALUE = 512
+_PRINTABLE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_PROVIDER_DATA_VALUE}}}$")
+
+
+@functools.cache
+def provider_data_keys() -> frozenset[str]:
+    """The documented keys: ``<provider_type>_api_key`` of each remote inference type."""
+    from llamda.providers.inference.config import provider_data_key
+    from llamda.providers.registry import SPECS
+
+    return frozenset(
+        provider_data_key(spec.provider_type)
+        for spec in SPECS.values()
+        if spec.api == "inference" and "remote_openai" in spec.implementation
+    )
+
+
+def _bad_provider_data(message: str) -> BadRequestError:
+    return BadRequestError(
+        f"{PROVIDER_DATA_PARAM} {message}", param=PROVIDER_DATA_PARAM, code="invalid_provider_data"
+    )
 
 
 def parse_provider_data(raw: str | None) -> dict[str, str] | None:
-    """The provider-data header: a JSON object of string credentials. Its values are secrets:
-    they are never logged, and an error message never repeats them."""
+    """The provider-data header, validated once here at the edge: a JSON object of at most
+    a few documented ``<type>_api_key`` keys with printable-ASCII values of bounded length.
+    Its values are secrets: never logged, and no error message repeats a key or a value."""
     if raw is None:
         return None
     if len(raw) > MAX_PROVIDER_DATA:
-        raise BadRequestError(
-            "X-LlamaStack-Provider-Data is too large", param="X-LlamaStack-Provider-Data"
-        )
+        raise _bad_provider_data(f"is larger than {MAX_PROVIDER_DATA} bytes")
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # deep nesting fits in 8 kB
         data = None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
-        raise BadRequestError(
-            "X-LlamaStack-Provider-Data must be a JSON object of string values",
-            param="X-LlamaStack-Provider-Data",
-            code="invalid_provider_data",
-        )
+    if not isinstance(data, dict):
+        raise _bad_provider_data("must be a JSON object of string values")
+    allowed = provider_data_keys()
+    for key, value in data.items():
+        if key not in allowed:
+            # The unknown key is not repeated: a client may have put a secret there.
+            raise _bad_provider_data(f"has an unknown key (allowed: {', '.join(sorted(allowed))})")
+        if not isinstance(value, str) or not _PRINTABLE.match(value):
+            raise _bad_provider_data(
+                f"{key} must be a string of 1-{MAX_PROVIDER_DATA_VALUE} printable ASCII "
+                "characters (no spaces or control characters)"
+            )
     return data
 
 
@@ -97,10 +132,17 @@ class RequestContextMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"], status["started"] = message["status"], True
-                headers = [h for h in message.get("headers", []) if h[0] != REQUEST_ID_HEADER]
+                headers = [
+                    h for h in message.get("headers", []) if h[0] not in _SET_ON_EVERY_RESPONSE
+                ]
                 message = {
                     **message,
-                    "headers": [*headers, (REQUEST_ID_HEADER, request_id.encode())],
+                    "headers": [
+                        *headers,
+                        (REQUEST_ID_HEADER, request_id.encode()),
+                        # No response is ever sniffed into HTML/script by a browser.
+                        (b"x-content-type-options", b"nosniff"),
+                    ],
                 }
             await send(message)
 
@@ -177,3 +219,88 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _host_name(host: str) -> str:
+    """``Host`` without its port, lower case (``[::1]:8321`` → ``[::1]``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    """``patterns``: exact names, ``*.example.com`` (any subdomain) or ``*`` (anything)."""
+    name = _host_name(host)
+    if not name:
+        return False
+    for pattern in patterns:
+        pattern = pattern.lower()
+        if pattern == "*" or pattern == name:
+            return True
+        if pattern.startswith("*.") and name.endswith(pattern[1:]):
+            return True
+    return False
+
+
+class BrowserGuardMiddleware:
+    """The local server's defences against web pages (``llamda serve`` only; the Lambda
+    functions sit behind API Gateway and do not mount this).
+
+    - DNS rebinding: the ``Host`` header must be an allowed name (loopback by default) → 400.
+    - Cross-site requests: a state-changing request (POST/PUT/PATCH/DELETE) whose ``Origin`` is
+      neither this server nor an allowed origin, or that a browser marks
+      ``Sec-Fetch-Site: cross-site``, gets a 403. Content type does not matter (a multipart
+      form is a "simple" request a page may send). Requests without ``Origin`` (SDKs, curl) pass.
+    """
+
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: tuple[str, ...], allowed_origins: tuple[str, ...]
+    ):
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+
+    def _origin_allowed(self, origin: str, host: str) -> bool:
+        origin = origin.strip().rstrip("/").lower()
+        if "*" in self.allowed_origins or origin in self.allowed_origins:
+            return True
+        # Same origin: the page was served by this very host:port.
+        return origin in {f"http://{host.lower()}", f"https://{host.lower()}"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = current_request_id() or "unknown"
+        host = _header(scope, b"host") or ""
+        if not host_allowed(host, self.allowed_hosts):
+            error = BadRequestError(
+                "Invalid Host header: this server answers only to its configured names "
+                "(server.allowed_hosts)",
+                param="Host",
+                code="invalid_host",
+            )
+            await send_error(send, error, request_id)
+            return
+        if scope.get("method") in _STATE_CHANGING:
+            origin = _header(scope, b"origin")
+            fetch_site = (_header(scope, b"sec-fetch-site") or "").strip().lower()
+            origin_ok = origin is not None and self._origin_allowed(origin, host)
+            refused = (origin is not None and not origin_ok) or (
+                fetch_site == "cross-site" and not origin_ok
+            )
+            if refused:
+                error = PermissionDeniedError(
+                    "Cross-origin request refused: add the page's origin to "
+                    "server.allowed_origins to allow it",
+                    param="Origin",
+                    code="cross_origin_refused",
+                )
+                await send_error(send, error, request_id)
+                return
+        await self.app(scope, receive, send)

@@ -20,6 +20,8 @@ class OpenAIUpstream:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures: deque[tuple[int, dict[str, str]]] = deque()
+        # A careless upstream: its error messages quote the Authorization header it received.
+        self.echo_auth_in_errors = False
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,9 +43,10 @@ class OpenAIUpstream:
                 )
                 if upstream.failures:
                     status, headers = upstream.failures.popleft()
-                    self._send(
-                        status, {"error": {"message": f"scripted {status}", "type": "x"}}, headers
-                    )
+                    message = f"scripted {status}"
+                    if upstream.echo_auth_in_errors:
+                        message += f" (you sent {self.headers.get('authorization')!r})"
+                    self._send(status, {"error": {"message": message, "type": "x"}}, headers)
                     return
                 if self.path.endswith("/embeddings"):
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]

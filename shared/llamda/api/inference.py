@@ -1,7 +1,10 @@
 """Inference API shapes: OpenAI chat completions, completions and embeddings.
 
-Requests accept OpenAI's parameters (unknown ones are ignored, as OpenAI-compatible servers do);
-responses are exactly OpenAI's objects so the official SDK parses them.
+Requests accept OpenAI's parameters and a few documented extras, each typed and bounded. An
+unknown top-level field is a 400 naming it (nothing unvalidated reaches an upstream); unknown
+keys inside nested objects (messages, tools...) are dropped. Which fields a provider type
+receives is decided in providers/inference/fields.py. Responses are exactly OpenAI's objects so
+the official SDK parses them.
 """
 
 from __future__ import annotations
@@ -11,10 +14,24 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_MESSAGES = 2048
+MAX_STOP = 16
+_SAMPLING_EXTRA = "vllm, fireworks, together, llama-cpp (extra_body)."
+_LOGPROBS = "vllm, tgi, fireworks, together, openai."
+# Llamda's own request fields: consumed by us, never sent to a provider.
+LLAMDA_FIELDS = frozenset({"guardrails"})
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """Nested objects: unknown keys are dropped (clients echo back assistant messages with
+    fields such as ``refusal``), so they never reach an upstream."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class _Request(BaseModel):
+    """Top-level requests: an unknown field is a 400 naming it, never forwarded."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class TextPart(_Lenient):
@@ -23,8 +40,11 @@ class TextPart(_Lenient):
 
 
 class ImageURL(_Lenient):
-    url: str
-    detail: str | None = None
+    # Checked per provider (providers/inference/fields.py), where the allow-list is known.
+    url: str = Field(
+        description="A data: URL; http(s) only to hosts the provider's image_url_allow lists."
+    )
+    detail: Literal["auto", "low", "high"] | None = None
 
 
 class ImagePart(_Lenient):
@@ -88,13 +108,17 @@ class Tool(_Lenient):
     function: FunctionDef
 
 
+class NamedFunction(_Lenient):
+    name: str
+
+
 class NamedToolChoice(_Lenient):
     type: Literal["function"] = "function"
-    function: dict[str, str]
+    function: NamedFunction
 
     @property
     def name(self) -> str:
-        return self.function.get("name", "")
+        return self.function.name
 
 
 class JSONSchemaFormat(_Lenient):
@@ -127,16 +151,16 @@ class Guardrails(_Lenient):
     on_violation: Literal["error", "refuse"] | None = None
 
 
-class ChatCompletionRequest(_Lenient):
+class ChatCompletionRequest(_Request):
     model: str = Field(min_length=1)
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     max_tokens: int | None = Field(None, gt=0)
     max_completion_tokens: int | None = Field(None, gt=0)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(None, max_length=MAX_STOP)
     seed: int | None = None
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
     n: int | None = Field(None, ge=1, le=1, description="Only n=1 is supported.")
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -146,6 +170,11 @@ class ChatCompletionRequest(_Lenient):
     response_format: ResponseFormat | None = None
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: bool | None = Field(None, description=_LOGPROBS)
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    top_k: int | None = Field(None, ge=1, le=1000, description=_SAMPLING_EXTRA)
+    min_p: float | None = Field(None, ge=0, le=1, description=_SAMPLING_EXTRA)
+    repetition_penalty: float | None = Field(None, gt=0, le=2, description=_SAMPLING_EXTRA)
     guardrails: Guardrails | None = None
 
     @property
@@ -231,20 +260,26 @@ class ChatCompletionChunk(BaseModel):
     usage: Usage | None = None
 
 
-class CompletionRequest(_Lenient):
+class CompletionRequest(_Request):
     model: str = Field(min_length=1)
     prompt: str | list[str]
     max_tokens: int | None = Field(16, gt=0)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(None, max_length=MAX_STOP)
     seed: int | None = None
     n: int | None = Field(None, ge=1, le=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     echo: bool | None = None
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
     guardrails: Guardrails | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    logprobs: int | None = Field(None, ge=0, le=5, description=_LOGPROBS)
+    top_k: int | None = Field(None, ge=1, le=1000, description=_SAMPLING_EXTRA)
+    min_p: float | None = Field(None, ge=0, le=1, description=_SAMPLING_EXTRA)
+    repetition_penalty: float | None = Field(None, gt=0, le=2, description=_SAMPLING_EXTRA)
 
 
 class CompletionChoice(BaseModel):
@@ -263,7 +298,7 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
-class EmbeddingsRequest(_Lenient):
+class EmbeddingsRequest(_Request):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"

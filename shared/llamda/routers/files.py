@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import Response
@@ -72,5 +74,23 @@ async def delete_file(file_id: FileId, stack: StackDep) -> DeleteFileResponse:
     responses={200: {"content": {"*/*": {}}}, **error_responses(404)},
 )
 async def file_content(file_id: FileId, stack: StackDep) -> Response:
+    meta = await stack.files.get(file_id)
     data, content_type = await stack.files.content(file_id)
-    return Response(content=data, media_type=content_type)
+    # Uploaded bytes are never rendered by a browser on our origin (an uploaded .html would
+    # otherwise run as a page of this server): download only, never sniffed, sandboxed.
+    return Response(
+        content=data,
+        media_type=content_type,
+        headers={
+            "content-disposition": _attachment(meta.filename, file_id),
+            "x-content-type-options": "nosniff",
+            "content-security-policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
+def _attachment(filename: str, fallback: str) -> str:
+    """RFC 6266 ``attachment`` with an ASCII-safe name and the UTF-8 original."""
+    ascii_name = re.sub(r"[^A-Za-z0-9._ -]", "_", filename).strip(" .") or fallback
+    utf8 = quote(filename[:200], safe="")
+    return f"attachment; filename=\"{ascii_name[:200]}\"; filename*=UTF-8''{utf8}"

@@ -9,6 +9,7 @@ from llamda import __version__
 from llamda.api.inspect import HealthInfo, ProviderInfo, RouteInfo, VersionInfo
 from llamda.config import RunConfig
 from llamda.errors import NotFoundError
+from llamda.redact import mask_config
 
 _LEVELS = ("v1alpha", "v1beta", "v1")
 # Which config API's providers serve the routes of an API (models are served by inference).
@@ -31,12 +32,16 @@ class InspectService:
         return VersionInfo(version=__version__)
 
     def providers(self) -> list[ProviderInfo]:
+        """Every configured provider; secret-bearing config values are masked (generically:
+        by key name, value shape and URL credentials — see llamda.redact)."""
         return [
             ProviderInfo(
                 api=api,
                 provider_id=entry.provider_id,
                 provider_type=entry.provider_type,
-                config=entry.settings.model_dump(mode="json") if entry.settings else {},
+                config=mask_config(entry.settings.model_dump(mode="json"))
+                if entry.settings
+                else {},
                 health=self._health(api, entry.provider_id),
             )
             for api, entries in self._config.providers.items()

@@ -28,6 +28,7 @@ from llamda.api.inference import (
     UserMessage,
 )
 from llamda.errors import BadRequestError
+from llamda.providers.inference.fields import upstream_fields
 
 JSON_TOOL = "json_response"
 _DATA_URL = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp);base64,(.*)$", re.DOTALL)
@@ -97,6 +98,8 @@ def _assistant_blocks(message: AssistantMessage, index: int) -> list[dict[str, A
 
 def to_converse(request: ChatCompletionRequest, model: str) -> dict[str, Any]:
     """The Converse/ConverseStream request for an OpenAI chat request."""
+    # The one field check (400 naming a field Converse cannot honour); images: data URLs only.
+    upstream_fields(request, "bedrock")
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 

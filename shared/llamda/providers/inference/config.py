@@ -5,6 +5,12 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
+def provider_data_key(provider_type: str) -> str:
+    """The X-LlamaStack-Provider-Data key carrying a per-request API key for a provider type
+    (``together_api_key``, ``bedrock_openai_api_key``...)."""
+    return f"{provider_type.replace('-', '_')}_api_key"
+
+
 class _ProviderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -28,6 +34,11 @@ class BedrockOpenAIConfig(_ProviderConfig):
     base_url: str | None = None
     api_key: SecretStr | None = Field(None, description="Bedrock API key; SigV4 when unset.")
     timeout_seconds: float = Field(60.0, gt=0)
+    image_url_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
+        "provider, which fetches them; by default only data: URLs are accepted.",
+    )
 
 
 class RemoteOpenAIConfig(_ProviderConfig):
@@ -43,6 +54,11 @@ class RemoteOpenAIConfig(_ProviderConfig):
         default_factory=dict, description="Our model id → the provider's model id."
     )
     timeout_seconds: float = Field(60.0, gt=0)
+    image_url_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
+        "provider, which fetches them; by default only data: URLs are accepted.",
+    )
 
 
 class LlamaCppConfig(_ProviderConfig):
@@ -55,3 +71,8 @@ class LlamaCppConfig(_ProviderConfig):
         None, description="e.g. chatml, llama-3; needed for GGUFs without a chat template."
     )
     embedding: bool = Field(False, description="Load in embedding mode (for /v1/embeddings).")
+    image_url_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
+        "provider, which fetches them; by default only data: URLs are accepted.",
+    )

@@ -26,6 +26,17 @@ from llamda.errors import (
 )
 from llamda.providers.inference.base import unsupported
 from llamda.providers.inference.config import LlamaCppConfig
+from llamda.providers.inference.fields import upstream_fields
+
+# Our (OpenAI/vLLM) names → llama-cpp-python's.
+_LLAMA_CPP_NAMES = {"repetition_penalty": "repeat_penalty"}
+_LLAMA_CPP_EXTRAS = (
+    "frequency_penalty",
+    "presence_penalty",
+    "top_k",
+    "min_p",
+    "repetition_penalty",
+)
 
 
 def _map_error(provider_id: str, exc: Exception) -> Exception:
@@ -93,9 +104,14 @@ class LlamaCppProvider:
                 raise _map_error(self.provider_id, value)
             yield value
 
-    @staticmethod
-    def _sampling(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
-        options: dict[str, Any] = {}
+    def _sampling(self, request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+        # The one field check (fields.py): a field llama.cpp cannot honour is a 400.
+        fields = upstream_fields(request, self.provider_type, self._config.image_url_allow)
+        options: dict[str, Any] = {
+            _LLAMA_CPP_NAMES.get(name, name): fields[name]
+            for name in _LLAMA_CPP_EXTRAS
+            if name in fields
+        }
         limit = getattr(request, "token_limit", None) or getattr(request, "max_tokens", None)
         if limit:
             options["max_tokens"] = limit

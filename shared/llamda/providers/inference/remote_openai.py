@@ -33,7 +33,12 @@ from llamda.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from llamda.providers.inference.config import BedrockOpenAIConfig, RemoteOpenAIConfig
+from llamda.providers.inference.config import (
+    BedrockOpenAIConfig,
+    RemoteOpenAIConfig,
+    provider_data_key,
+)
+from llamda.providers.inference.fields import upstream_fields
 
 _CONTEXT_HINTS = (
     "context length",
@@ -92,6 +97,12 @@ def map_http_error(provider_id: str, response: httpx.Response, body: bytes) -> U
     )
 
 
+def _transport_error(provider_id: str, exc: httpx.HTTPError) -> UpstreamUnavailableError:
+    """A connection-level failure, named by its type only: httpx's text can quote header
+    values (an API key) or URLs, which must never reach a client or a log."""
+    return UpstreamUnavailableError(f"{provider_id}: {type(exc).__name__} (upstream unreachable)")
+
+
 class RemoteOpenAIProvider:
     """Talks to ``{url}/chat/completions``, ``/completions`` and ``/embeddings``."""
 
@@ -121,14 +132,10 @@ class RemoteOpenAIProvider:
         return self._client
 
     async def _api_key(self) -> str | None:
-        per_request = provider_data()
-        for key in (
-            f"{self.provider_type}_api_key",
-            f"{self.provider_type.replace('-', '_')}_api_key",
-            f"{self.provider_type}_api_token",
-        ):
-            if per_request.get(key):
-                return per_request[key]
+        # Validated at the edge (middleware): a known key, printable ASCII, bounded.
+        per_request = provider_data().get(provider_data_key(self.provider_type))
+        if per_request:
+            return per_request
         if self._config.api_key is not None:
             return self._config.api_key.get_secret_value()
         if self._config.api_key_parameter:
@@ -148,9 +155,14 @@ class RemoteOpenAIProvider:
         return self._config.model_map.get(model, model)
 
     def _body(self, request: Any, model: str, **overrides: Any) -> dict[str, Any]:
-        body = request.model_dump(exclude_none=True, by_alias=True)
-        body.pop("guardrails", None)  # ours, not the upstream's
+        """Only the allow-listed fields of this provider type (fields.py), checked."""
+        if isinstance(request, EmbeddingsRequest):
+            body = request.model_dump(exclude_none=True)
+        else:
+            body = upstream_fields(request, self.provider_type, self._config.image_url_allow)
         body.update(model=self._model(model), **overrides)
+        if not body.get("stream"):
+            body.pop("stream_options", None)  # servers refuse it on a non-streamed request
         return body
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -163,9 +175,7 @@ class RemoteOpenAIProvider:
                 f"{self.provider_id}: timed out ({type(exc).__name__})"
             ) from None
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailableError(
-                f"{self.provider_id}: {type(exc).__name__}: {exc}"
-            ) from None
+            raise _transport_error(self.provider_id, exc) from None
         if response.status_code >= 400:
             raise map_http_error(self.provider_id, response, response.content)
         try:
@@ -200,9 +210,7 @@ class RemoteOpenAIProvider:
         except httpx.TimeoutException:
             raise UpstreamTimeoutError(f"{self.provider_id}: timed out") from None
         except httpx.HTTPError as exc:
-            raise UpstreamUnavailableError(
-                f"{self.provider_id}: {type(exc).__name__}: {exc}"
-            ) from None
+            raise _transport_error(self.provider_id, exc) from None
 
     # -- the Protocol -----------------------------------------------------------------------
 
@@ -302,7 +310,10 @@ class BedrockOpenAIProvider(RemoteOpenAIProvider):
         )
         url = config.base_url or f"https://bedrock-runtime.{self._region}.amazonaws.com/openai/v1"
         remote = RemoteOpenAIConfig(
-            url=url, api_key=config.api_key, timeout_seconds=config.timeout_seconds
+            url=url,
+            api_key=config.api_key,
+            timeout_seconds=config.timeout_seconds,
+            image_url_allow=config.image_url_allow,
         )
         super().__init__(provider_id, provider_type, remote)
 
