@@ -173,6 +173,12 @@ class ServerConfig(_Strict):
     max_file_bytes: int = Field(
         100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
     )
+    max_query_chars: int = Field(
+        8_192,
+        ge=1,
+        le=1_000_000,
+        description="Longest search query (vector store search, vector-io query); 400 above.",
+    )
 
 
 class RunConfig(_Strict):
