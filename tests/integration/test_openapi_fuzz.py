@@ -78,7 +78,10 @@ def _fuzz(live_server: LiveServer, work: Path, run_seed: int, examples: int, *ar
             # Reproducible from the seed alone: no example database carried between runs.
             "--generation-database",
             "none",
-            # The machine is shared; a slow answer is not a failure of the API.
+            # `--checks all` limits answers to 10 s; the first store creation on a cold, shared
+            # test machine (LanceDB import, table and full-text index) can take longer.
+            "--max-response-time",
+            "30",
             "--request-timeout",
             "60",
             "--report-dir",
