@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from tests.conftest import ROOT, LiveServer
 
 UPLOAD = "upload_file_v1_files_post"
-DEFAULT_EXAMPLES, DEEP_EXAMPLES = 8, 150
+DEFAULT_EXAMPLES, DEEP_EXAMPLES = 6, 150
 STATEFUL_EXAMPLES, DEEP_STATEFUL_EXAMPLES = 12, 200
 
 
