@@ -7,6 +7,7 @@ import importlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -87,7 +88,10 @@ def _is_mismatch(problem: _Problem) -> bool:
     return problem.type in _MISMATCH or problem.type.endswith("_type")
 
 
-def _model_names() -> set[str]:
+@cache
+def _model_names() -> frozenset[str]:
+    """Names of the pydantic models (pydantic names union branches by them). Models are
+    defined at import; generic ones created later carry ``[`` and are recognised anyway."""
     names: set[str] = set()
     todo = [BaseModel]
     while todo:
@@ -95,10 +99,10 @@ def _model_names() -> set[str]:
             if sub.__name__ not in names:
                 names.add(sub.__name__)
                 todo.append(sub)
-    return names
+    return frozenset(names)
 
 
-def _tag_index(loc: tuple[str | int, ...], models: set[str]) -> int | None:
+def _tag_index(loc: tuple[str | int, ...], models: frozenset[str]) -> int | None:
     """Where pydantic named a union branch in ``loc`` (``function-after[...]``,
     ``CompoundFilter``, ``str``...), if it did."""
     for i, part in enumerate(loc):
@@ -109,7 +113,7 @@ def _tag_index(loc: tuple[str | int, ...], models: set[str]) -> int | None:
     return None
 
 
-def _best_errors(problems: list[_Problem], models: set[str] | None = None) -> list[_Problem]:
+def _best_errors(problems: list[_Problem], models: frozenset[str] | None = None) -> list[_Problem]:
     """For each union, only the errors of the branch the input came closest to (one with a
     real complaint, else the fewest errors); a value matching no branch's type gets one
     "should be X or Y" message."""
