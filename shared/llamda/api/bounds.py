@@ -58,10 +58,15 @@ def check_json(
 ) -> Any:
     """A free-form JSON value within bounds: nesting depth, keys, numbers, serialized size.
     Walked iteratively, so a hostile depth costs no recursion."""
-    keys = 0
+    keys = nodes = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        nodes += 1
+        if nodes > max_bytes:  # every value is at least one byte of JSON: stop walking early
+            raise _error(
+                "json_too_large", "is larger than {max_bytes} bytes as JSON", max_bytes=max_bytes
+            )
         if isinstance(item, dict | list):
             if depth > max_depth:
                 raise _error(
