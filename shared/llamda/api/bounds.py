@@ -115,7 +115,6 @@ JsonObject = Annotated[
 ]
 
 # Numbers whose storage is a 32- or 64-bit integer.
-Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
 NonNegInt32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
