@@ -7,6 +7,8 @@ import importlib
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,10 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 
 from llamda import __version__
+from llamda.api import bounds
 from llamda.api.errors import ErrorResponse
 from llamda.auth import AuthMiddleware
 from llamda.config import RunConfig, cached_config
@@ -47,6 +51,8 @@ def _error_response(error: LlamdaError) -> JSONResponse:
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, str]:
+    """The message, param and code of a 400 for a request that failed validation: each
+    problem as ``field: what is wrong``, without pydantic's union-branch names."""
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
@@ -55,14 +61,108 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None, s
             None,
             "invalid_json",
         )
-    parts = []
-    for err in errors[:5]:
-        loc = [str(p) for p in err["loc"] if p not in ("body", "query", "path", "header")]
-        parts.append(f"{'.'.join(loc) or 'body'}: {err['msg']}")
-    loc = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
+    problems = _best_errors(
+        [
+            _Problem(
+                _without_source(tuple(e["loc"])),
+                e["msg"],
+                e["type"],
+            )
+            for e in errors
+        ]
+    )
+    parts = [f"{_param(p.loc) or 'body'}: {_readable(p.msg)}" for p in problems[:5]]
     # An unknown field is refused, never passed on unvalidated (see api/inference.py).
-    code = "unknown_parameter" if first.get("type") == "extra_forbidden" else "invalid_value"
-    return "; ".join(parts), ".".join(loc) or None, code
+    unknown = bool(problems) and problems[0].type == "extra_forbidden"
+    code = "unknown_parameter" if unknown else "invalid_value"
+    return "; ".join(parts), _param(problems[0].loc) if problems else None, code
+
+
+@dataclass(frozen=True)
+class _Problem:
+    loc: tuple[str | int, ...]
+    msg: str
+    type: str
+
+
+# Errors that only say "this union branch is the wrong shape".
+_MISMATCH = {"literal_error", "missing", "extra_forbidden", "union_tag_invalid", "is_instance_of"}
+_PRIMITIVE_TAGS = {"str", "int", "float", "bool", "bytes", "none", "list", "dict", "any"}
+
+
+def _is_mismatch(problem: _Problem) -> bool:
+    return problem.type in _MISMATCH or problem.type.endswith("_type")
+
+
+@cache
+def _model_names() -> frozenset[str]:
+    """Names of the pydantic models (pydantic names union branches by them). Models are
+    defined at import; generic ones created later carry ``[`` and are recognised anyway."""
+    names: set[str] = set()
+    todo = [BaseModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__name__ not in names:
+                names.add(sub.__name__)
+                todo.append(sub)
+    return frozenset(names)
+
+
+def _tag_index(loc: tuple[str | int, ...], models: frozenset[str]) -> int | None:
+    """Where pydantic named a union branch in ``loc`` (``function-after[...]``,
+    ``CompoundFilter``, ``str``...), if it did."""
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and (
+            "[" in part or "(" in part or part in _PRIMITIVE_TAGS or part in models
+        ):
+            return i
+    return None
+
+
+def _best_errors(problems: list[_Problem], models: frozenset[str] | None = None) -> list[_Problem]:
+    """For each union, only the errors of the branch the input came closest to (one with a
+    real complaint, else the fewest errors); a value matching no branch's type gets one
+    "should be X or Y" message."""
+    models = _model_names() if models is None else models
+    out: list[_Problem] = []
+    unions: dict[tuple[str | int, ...], dict[str | int, list[_Problem]]] = {}
+    for problem in problems:
+        i = _tag_index(problem.loc, models)
+        if i is None:
+            out.append(problem)
+            continue
+        branch = problem.loc[:i] + problem.loc[i + 1 :]
+        unions.setdefault(problem.loc[:i], {}).setdefault(problem.loc[i], []).append(
+            _Problem(branch, problem.msg, problem.type)
+        )
+    for prefix, branches in unions.items():
+        resolved = [_best_errors(errs, models) for errs in branches.values()]
+        flat = [p for errs in resolved for p in errs]
+        if all(_is_mismatch(p) and p.loc == prefix for p in flat):
+            wanted = dict.fromkeys(p.msg.removeprefix("Input should be ") for p in flat)
+            out.append(_Problem(prefix, "Input should be " + " or ".join(wanted), "union"))
+            continue
+        out.extend(min(resolved, key=lambda errs: (all(_is_mismatch(p) for p in errs), len(errs))))
+    return out
+
+
+def _without_source(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The field's path without FastAPI's leading ``body``/``query``/``path``/``header``."""
+    return loc[1:] if loc and loc[0] in ("body", "query", "path", "header") else loc
+
+
+def _param(loc: tuple[str | int, ...]) -> str | None:
+    """``chunks[0].embedding``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None
+
+
+def _readable(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -177,6 +277,7 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
             raise ConfigError(
                 f"api {api!r} is not available in this build (available: {', '.join(ROUTERS)})"
             )
+    bounds.configure(max_query_chars=config.server.max_query_chars)
     stack = Stack(config)
 
     @asynccontextmanager

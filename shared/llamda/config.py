@@ -199,6 +199,12 @@ class ServerConfig(_Strict):
         description="Browser origins (e.g. http://localhost:3000) allowed to send "
         "state-changing requests to `llamda serve` (CORS too); others get a 403.",
     )
+    max_query_chars: int = Field(
+        8_192,
+        ge=1,
+        le=1_000_000,
+        description="Longest search query (vector store search, vector-io query); 400 above.",
+    )
 
     @field_validator("auth", mode="before")
     @classmethod

@@ -13,12 +13,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llamda.api.bounds import INT32_MAX, MAX_EMBEDDING_DIMENSION, Int64, json_bounds
+
 MAX_MESSAGES = 2048
 MAX_STOP = 16
 _SAMPLING_EXTRA = "vllm, fireworks, together, llama-cpp (extra_body)."
 _LOGPROBS = "vllm, tgi, fireworks, together, openai."
 # Llamda's own request fields: consumed by us, never sent to a provider.
 LLAMDA_FIELDS = frozenset({"guardrails"})
+# JSON Schemas (tool parameters, response formats) may be larger than metadata.
+Schema = Annotated[dict[str, Any], json_bounds(max_bytes=64 * 1024)]
+TokenLimit = Annotated[int, Field(gt=0, le=INT32_MAX)]
 
 
 class _Lenient(BaseModel):
@@ -99,7 +104,7 @@ Message = Annotated[
 class FunctionDef(_Lenient):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: Schema = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
 
 
@@ -124,7 +129,7 @@ class NamedToolChoice(_Lenient):
 class JSONSchemaFormat(_Lenient):
     name: str = "response"
     description: str | None = None
-    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    schema_: Schema = Field(default_factory=dict, alias="schema")
     strict: bool | None = None
 
 
@@ -156,10 +161,10 @@ class ChatCompletionRequest(_Request):
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    max_tokens: int | None = Field(None, gt=0)
-    max_completion_tokens: int | None = Field(None, gt=0)
+    max_tokens: TokenLimit | None = None
+    max_completion_tokens: TokenLimit | None = None
     stop: str | list[str] | None = Field(None, max_length=MAX_STOP)
-    seed: int | None = None
+    seed: Int64 | None = None
     user: str | None = Field(None, max_length=256)
     n: int | None = Field(None, ge=1, le=1, description="Only n=1 is supported.")
     stream: bool | None = False
@@ -263,11 +268,11 @@ class ChatCompletionChunk(BaseModel):
 class CompletionRequest(_Request):
     model: str = Field(min_length=1)
     prompt: str | list[str]
-    max_tokens: int | None = Field(16, gt=0)
+    max_tokens: TokenLimit | None = 16
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     stop: str | list[str] | None = Field(None, max_length=MAX_STOP)
-    seed: int | None = None
+    seed: Int64 | None = None
     n: int | None = Field(None, ge=1, le=1)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
@@ -302,7 +307,7 @@ class EmbeddingsRequest(_Request):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, gt=0)
+    dimensions: int | None = Field(None, gt=0, le=MAX_EMBEDDING_DIMENSION)
     user: str | None = None
 
     @property

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from llamda.api.bounds import JsonObject
 
 ModelType = Literal["llm", "embedding", "rerank"]
 MODEL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
-MAX_METADATA_BYTES = 16 * 1024
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class Model(BaseModel):
@@ -50,26 +51,19 @@ class RegisterModelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_id: str = Field(pattern=MODEL_ID_PATTERN, description="The id clients will use.")
-    provider_id: str | None = Field(
+    provider_id: Name | None = Field(
         None, description="An inference provider of the run config; optional when there is one."
     )
     provider_model_id: str | None = Field(
         None, min_length=1, max_length=512, description="The provider's id; defaults to model_id."
     )
     model_type: ModelType = "llm"
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    fallbacks: list[str] = Field(default_factory=list, max_length=8)
-    context_window_fallbacks: list[str] = Field(default_factory=list, max_length=8)
-    content_policy_fallbacks: list[str] = Field(default_factory=list, max_length=8)
-    input_shields: list[str] = Field(default_factory=list, max_length=8)
-    output_shields: list[str] = Field(default_factory=list, max_length=8)
-
-    @field_validator("metadata")
-    @classmethod
-    def _small_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(value)) > MAX_METADATA_BYTES:
-            raise ValueError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
-        return value
+    metadata: JsonObject = Field(default_factory=dict)
+    fallbacks: list[Name] = Field(default_factory=list, max_length=8)
+    context_window_fallbacks: list[Name] = Field(default_factory=list, max_length=8)
+    content_policy_fallbacks: list[Name] = Field(default_factory=list, max_length=8)
+    input_shields: list[Name] = Field(default_factory=list, max_length=8)
+    output_shields: list[Name] = Field(default_factory=list, max_length=8)
 
 
 class DeleteModelResponse(BaseModel):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from llamda.api.bounds import JsonObject, check_json
 
 SHIELD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
 MAX_MODERATION_INPUTS = 256  # each text is one shield call (a model call for Llama Guard)
@@ -28,10 +30,10 @@ class RegisterShieldRequest(BaseModel):
 
     shield_id: str = Field(pattern=SHIELD_ID_PATTERN)
     provider_id: str | None = Field(
-        None, description="A safety provider; optional when there is one."
+        None, max_length=256, description="A safety provider; optional when there is one."
     )
     provider_shield_id: str | None = Field(None, min_length=1, max_length=2048)
-    params: dict[str, Any] | None = None
+    params: JsonObject | None = None
 
 
 class DeleteShieldResponse(BaseModel):
@@ -43,13 +45,20 @@ class ShieldMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | Annotated[list[JsonObject], Field(max_length=256)] | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> ShieldMessage:
+        """Unknown fields are kept (OpenAI message shapes vary) but bounded like any JSON."""
+        if self.model_extra:
+            check_json(self.model_extra)
+        return self
 
 
 class RunShieldRequest(BaseModel):
     shield_id: str = Field(min_length=1)
     messages: list[ShieldMessage] = Field(min_length=1, max_length=1024)
-    params: dict[str, Any] | None = None
+    params: JsonObject | None = None
 
 
 class SafetyViolation(BaseModel):

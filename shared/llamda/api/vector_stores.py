@@ -7,20 +7,43 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
+from llamda.api.bounds import (
+    MAX_EMBEDDING_DIMENSION,
+    MAX_TTL_SECONDS,
+    BoundedNumber,
+    EmbeddingDimension,
+    FiniteFloat,
+    Int64,
+    JsonObject,
+    NonNegInt32,
+    QueryText,
+    check_json,
+    check_number,
+    check_query,
+)
 from llamda.services.documents import AUTO_MAX_TOKENS, AUTO_OVERLAP_TOKENS
 
 # Attribute keys are used in filters; a key is a plain name.
 AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-AttrValue = Annotated[str, StringConstraints(max_length=512)] | bool | int | float
+AttrString = Annotated[str, StringConstraints(max_length=512)]
+# Numbers are checked before the union picks a branch: 2**70 is refused, not made a float.
+AttrValue = Annotated[AttrString | bool | int | float, BoundedNumber]
 Attributes = Annotated[dict[AttrKey, AttrValue], Field(max_length=16)]
-Metadata = Annotated[dict[str, Any], Field(max_length=16)]
+Metadata = Annotated[JsonObject, Field(max_length=16)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+MAX_FILTER_DEPTH = 8
+MAX_FILTER_NODES = 256
+MAX_FILTER_LIST = 256
 
 
 class _Lenient(BaseModel):
@@ -102,13 +125,13 @@ class VectorStoreObject(BaseModel):
 
 class CreateVectorStoreRequest(_Lenient):
     name: str | None = Field(None, max_length=256)
-    file_ids: list[str] = Field(default_factory=list, max_length=500)
+    file_ids: list[Id] = Field(default_factory=list, max_length=500)
     chunking_strategy: ChunkingStrategyParam | None = None
     metadata: Metadata = Field(default_factory=dict)
     expires_after: ExpiresAfter | None = None
-    embedding_model: str | None = Field(None, min_length=1)
-    embedding_dimension: int | None = Field(None, gt=0, le=16384)
-    provider_id: str | None = None
+    embedding_model: Name | None = None
+    embedding_dimension: EmbeddingDimension | None = None
+    provider_id: Name | None = None
 
 
 class UpdateVectorStoreRequest(_Lenient):
@@ -174,7 +197,7 @@ class VectorStoreFileContent(BaseModel):
 
 
 class CreateFileBatchRequest(_Lenient):
-    file_ids: list[str] = Field(min_length=1, max_length=500)
+    file_ids: list[Id] = Field(min_length=1, max_length=500)
     attributes: Attributes = Field(default_factory=dict)
     chunking_strategy: ChunkingStrategyParam | None = None
 
@@ -190,14 +213,27 @@ class FileBatchObject(BaseModel):
 
 # --- search -------------------------------------------------------------------------------------
 
-Scalar = str | bool | int | float
+Scalar = AttrString | bool | int | float
+
+
+def _filter_value(value: Any) -> Any:
+    """Numbers a filter compares with must fit storage (64-bit integers, finite floats)."""
+    if isinstance(value, list):
+        if len(value) > MAX_FILTER_LIST:
+            raise PydanticCustomError(
+                "too_long", "lists have at most {limit} values", {"limit": MAX_FILTER_LIST}
+            )
+        for item in value:
+            check_number(item)
+        return value
+    return check_number(value)
 
 
 class ComparisonFilter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"]
     key: AttrKey
-    value: Scalar | list[str | int | float]
+    value: Annotated[Scalar | list[AttrString | int | float], BeforeValidator(_filter_value)]
 
     @model_validator(mode="after")
     def _value_fits(self) -> ComparisonFilter:
@@ -220,18 +256,50 @@ class CompoundFilter(BaseModel):
 Filter = ComparisonFilter | CompoundFilter
 
 
+def check_filter_shape(value: Any) -> Any:
+    """Nesting depth and size of a raw filter tree, before it is parsed (iteratively: a deep
+    tree costs no recursion)."""
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_FILTER_DEPTH:
+            raise PydanticCustomError(
+                "filter_too_deep",
+                "filters nest deeper than {limit} levels",
+                {"limit": MAX_FILTER_DEPTH},
+            )
+        if nodes > MAX_FILTER_NODES:
+            raise PydanticCustomError(
+                "filter_too_large",
+                "filters have more than {limit} conditions",
+                {"limit": MAX_FILTER_NODES},
+            )
+        if isinstance(node, dict) and isinstance(node.get("filters"), list):
+            stack.extend((child, depth + 1) for child in node["filters"])
+    return value
+
+
 class RankingOptions(_Lenient):
     ranker: Literal["none", "auto", "default-2024-11-15", "rrf", "weighted"] | None = None
     score_threshold: float = Field(0.0, ge=0.0, le=1.0)
     alpha: float | None = Field(
         None, ge=0.0, le=1.0, description="weighted: the vector score's share (hybrid)."
     )
-    impact_factor: float | None = Field(None, gt=0.0, description="rrf: k in 1/(k + rank).")
+    impact_factor: float | None = Field(
+        None, gt=0.0, le=10_000.0, description="rrf: k in 1/(k + rank)."
+    )
 
 
 class SearchRequest(_Lenient):
-    query: str | list[str]
-    filters: Filter | None = None
+    query: QueryText | list[QueryText] = Field(
+        description="At most server.max_query_chars characters per query (default 8192)."
+    )
+    filters: Annotated[Filter | None, BeforeValidator(check_filter_shape)] = Field(
+        None,
+        description=f"At most {MAX_FILTER_DEPTH} levels and {MAX_FILTER_NODES} conditions.",
+    )
     max_num_results: int = Field(10, ge=1, le=50)
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
@@ -290,40 +358,78 @@ class ChunkMetadata(BaseModel):
     chunk_id: str | None = None
     document_id: str | None = None
     source: str | None = None
-    created_timestamp: int | None = None
-    updated_timestamp: int | None = None
+    created_timestamp: Int64 | None = None
+    updated_timestamp: Int64 | None = None
     chunk_window: str | None = None
     chunk_tokenizer: str | None = None
-    content_token_count: int | None = None
-    metadata_token_count: int | None = None
+    content_token_count: NonNegInt32 | None = None
+    metadata_token_count: NonNegInt32 | None = None
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> ChunkMetadata:
+        """Other fields are kept (Llama Stack adds some) but bounded like any JSON."""
+        if self.model_extra:
+            check_json(self.model_extra)
+        return self
 
 
 class Chunk(BaseModel):
     content: Content
     chunk_id: str = Field(min_length=1, max_length=256)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
     chunk_metadata: ChunkMetadata = Field(default_factory=ChunkMetadata)
-    embedding: list[float] | None = None
-    embedding_model: str | None = None
-    embedding_dimension: int | None = None
+    embedding: list[FiniteFloat] | None = Field(None, max_length=MAX_EMBEDDING_DIMENSION)
+    embedding_model: Name | None = None
+    embedding_dimension: EmbeddingDimension | None = None
 
 
 class InsertChunksRequest(_Lenient):
-    vector_store_id: str = Field(min_length=1)
+    vector_store_id: Id
     chunks: list[Chunk] = Field(min_length=1, max_length=5000)
-    ttl_seconds: int | None = Field(None, gt=0)
+    ttl_seconds: int | None = Field(None, gt=0, le=MAX_TTL_SECONDS)
+
+
+class RerankerParams(_Lenient):
+    alpha: float | None = Field(
+        None, ge=0.0, le=1.0, description="weighted: the vector score's share."
+    )
+    impact_factor: float | None = Field(
+        None, gt=0.0, le=10_000.0, description="rrf: k in 1/(k + rank)."
+    )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style read, as the vector-io service reads params."""
+        value = getattr(self, key, None)
+        return default if value is None else value
+
+
+class QueryChunksParams(_Lenient):
+    """Llama Stack's vector-io query params, typed and bounded."""
+
+    max_chunks: int = Field(10, ge=1, le=1000)
+    score_threshold: FiniteFloat = Field(0.0, description="Clamped to 0..1.")
+    mode: Literal["vector", "keyword", "hybrid"] = "vector"
+    reranker_type: Literal["rrf", "weighted"] | None = None
+    reranker_params: RerankerParams | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Mapping-style read, as the vector-io service reads params."""
+        value = getattr(self, key, None)
+        return default if value is None else value
 
 
 class QueryChunksRequest(_Lenient):
-    vector_store_id: str = Field(min_length=1)
+    vector_store_id: Id
     query: Content
-    params: dict[str, Any] | None = None
+    params: QueryChunksParams | None = None
 
     @field_validator("query")
     @classmethod
     def _not_empty(cls, value: Content) -> Content:
-        if not content_text(value).strip():
+        text = content_text(value)
+        if not text.strip():
             raise ValueError("query must not be empty")
+        check_query(text)
         return value
 
 

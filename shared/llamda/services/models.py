@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.models import Model, RegisterModelRequest
 from llamda.config import ModelResource, RunConfig
 from llamda.errors import BadRequestError
@@ -74,9 +75,14 @@ class ModelsService:
         provider_id = self._provider_for(request.provider_id)
         if request.model_type == "embedding":
             dimension = request.metadata.get("embedding_dimension")
-            if not isinstance(dimension, int) or isinstance(dimension, bool) or dimension <= 0:
+            if (
+                not isinstance(dimension, int)
+                or isinstance(dimension, bool)
+                or not 1 <= dimension <= MAX_EMBEDDING_DIMENSION
+            ):
                 raise BadRequestError(
-                    "embedding models need metadata.embedding_dimension (a positive integer)",
+                    "embedding models need metadata.embedding_dimension, an integer from 1 to "
+                    f"{MAX_EMBEDDING_DIMENSION}",
                     param="metadata.embedding_dimension",
                 )
         for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):

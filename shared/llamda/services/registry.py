@@ -4,14 +4,20 @@ stores."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from llamda.errors import ConflictError, NotFoundError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.storage.records import Records
 
+log = logging.getLogger(__name__)
 
-class Registry[R]:
+
+class Registry[R: BaseModel]:
     def __init__(
         self,
         records: Records,
@@ -34,8 +40,22 @@ class Registry[R]:
     def is_static(self, key: str) -> bool:
         return key in self._static
 
+    def _answer(self, record: dict[str, Any]) -> R:
+        """The API object of a stored record, checked to serialize: what a response will send.
+        Raises ValueError (pydantic's errors are ValueErrors) when it cannot be answered."""
+        built = self._build(record, "registered")
+        built.model_dump_json()
+        return built
+
     async def list(self) -> list[R]:
-        registered = [self._build(r, "registered") for r in await self._records.list(self._kind)]
+        """Every resource; a stored record that cannot be answered (written before its fields
+        were bounded) is left out and logged, so one bad record never fails the listing."""
+        registered = []
+        for record in await self._records.list(self._kind):
+            try:
+                registered.append(self._answer(record))
+            except (ValueError, KeyError, TypeError, PydanticSerializationError):
+                log.warning("%s record %r is unreadable; skipped", self._noun, _key_of(record))
         return [*self._static.values(), *registered]
 
     async def get(self, key: str) -> R:
@@ -48,7 +68,15 @@ class Registry[R]:
                 param=self._param,
                 code=f"{self._noun}_not_found",
             )
-        return self._build(record, "registered")
+        try:
+            return self._answer(record)
+        except (ValueError, KeyError, TypeError, PydanticSerializationError):
+            raise ConflictError(
+                f"The {self._noun} '{key}' was stored in a form this server cannot return; "
+                "delete it and register it again",
+                param=self._param,
+                code=f"{self._noun}_unreadable",
+            ) from None
 
     async def exists(self, key: str) -> bool:
         try:
@@ -67,7 +95,19 @@ class Registry[R]:
             )
 
     async def add(self, key: str, record: dict[str, Any], param: str) -> R:
+        """Store a new resource. Its response is built and serialized first: a record that
+        cannot be answered is refused (400), never saved."""
         self.refuse_static(key, param)
+        try:
+            built = self._answer(record)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or param
+            raise BadRequestError(f"{where}: {first['msg']}", param=where) from None
+        except (ValueError, PydanticSerializationError) as exc:
+            raise BadRequestError(
+                f"the {self._noun} cannot be represented as JSON: {exc}", param=param
+            ) from None
         try:
             await self._records.put(self._kind, key, record, if_absent=True)
         except ConflictError:
@@ -76,7 +116,7 @@ class Registry[R]:
                 param=param,
                 code=f"{self._noun}_exists",
             ) from None
-        return self._build(record, "registered")
+        return built
 
     async def remove(self, key: str) -> None:
         if key in self._static:
@@ -91,3 +131,7 @@ class Registry[R]:
                 param=self._param,
                 code=f"{self._noun}_not_found",
             )
+
+
+def _key_of(record: dict[str, Any]) -> Any:
+    return next((v for k, v in record.items() if k.endswith("_id")), None)

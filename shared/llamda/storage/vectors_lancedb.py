@@ -125,7 +125,9 @@ def _is_conflict(exc: Exception) -> bool:
 
 class _AppendBatcher:
     """Coalesces concurrent appends to one table into one commit: while a commit is in flight,
-    new rows wait and go together in the next. Fewer commits, fewer conflicts between writers."""
+    new rows wait and go together in the next. Fewer commits, fewer conflicts between writers.
+    When a combined commit fails, each request is retried alone: one client's bad rows fail
+    only that client's write."""
 
     def __init__(self, commit: Any):
         self._commit = commit  # async (pa.Table) -> None
@@ -141,21 +143,43 @@ class _AppendBatcher:
         await future
 
     async def _flush(self) -> None:
-        import pyarrow as pa
-
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                try:
-                    await self._commit(pa.concat_tables([data for data, _ in batch]))
-                except Exception as exc:
-                    for _, future in batch:
-                        future.set_exception(exc)
-                else:
-                    for _, future in batch:
-                        future.set_result(None)
+                if len(batch) > 1:
+                    try:
+                        await self._commit(_concat([data for data, _ in batch]))
+                    except Exception as exc:
+                        log.info("combined append of %d failed (%s); each alone", len(batch), exc)
+                    else:
+                        for _, future in batch:
+                            _settle(future, None)
+                        continue
+                for data, future in batch:
+                    try:
+                        await self._commit(data)
+                    except Exception as exc:
+                        _settle(future, exc)
+                    else:
+                        _settle(future, None)
         finally:
             self._flushing = False
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.concat_tables(tables)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    """Resolve a waiting append (its caller may have gone: a cancelled future stays so)."""
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def quote(value: str) -> str:
