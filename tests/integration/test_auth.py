@@ -308,3 +308,32 @@ def test_local_metrics_in_prometheus_format(server: LiveServer, alice: str) -> N
     assert value(reply.text, 'llamda_tokens_in_total{model="llama",provider="bedrock"}') > 0
     assert "# TYPE llamda_http_request_milliseconds histogram" in reply.text
     assert alice not in reply.text
+
+
+def test_shared_models_need_the_admin_role(
+    server: LiveServer, home: Path, alice: str, bob: str
+) -> None:
+    admin = create_key(home, "--tenant", "ops", "--role", "admin")
+    name = f"shared-{uuid.uuid4().hex[:6]}"
+    body = {"model_id": name, "provider_id": "bedrock", "provider_model_id": "LLAMA"}
+    member = httpx.post(f"{server.url}/v1/models", headers=h(alice), json={**body, "shared": True})
+    assert member.status_code == 403 and member.json()["error"]["code"] == "admin_required"
+    made = httpx.post(f"{server.url}/v1/models", headers=h(admin), json={**body, "shared": True})
+    assert made.status_code == 200, made.text
+    # Every tenant sees and uses it; nobody can take its id for themselves.
+    for key in (alice, bob):
+        assert name in {
+            m["id"] for m in httpx.get(f"{server.url}/v1/models", headers=h(key)).json()["data"]
+        }
+        chat = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            headers=h(key),
+            json={"model": name, "messages": [{"role": "user", "content": "hello"}]},
+            timeout=30,
+        )
+        assert chat.status_code == 200, chat.text
+    clash = httpx.post(f"{server.url}/v1/models", headers=h(bob), json=body)
+    assert clash.status_code == 409
+    assert httpx.delete(f"{server.url}/v1/models/{name}", headers=h(bob)).status_code == 403
+    assert httpx.delete(f"{server.url}/v1/models/{name}", headers=h(admin)).status_code == 200
+    assert httpx.get(f"{server.url}/v1/models/{name}", headers=h(alice)).status_code == 404

@@ -64,6 +64,11 @@ class RegisterModelRequest(BaseModel):
     content_policy_fallbacks: list[Name] = Field(default_factory=list, max_length=8)
     input_shields: list[Name] = Field(default_factory=list, max_length=8)
     output_shields: list[Name] = Field(default_factory=list, max_length=8)
+    shared: bool = Field(
+        False,
+        description="Llamda addition: register for every tenant (admin role); otherwise the "
+        "model is the caller's tenant's own.",
+    )
 
 
 class DeleteModelResponse(BaseModel):

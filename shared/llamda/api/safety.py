@@ -34,6 +34,11 @@ class RegisterShieldRequest(BaseModel):
     )
     provider_shield_id: str | None = Field(None, min_length=1, max_length=2048)
     params: JsonObject | None = None
+    shared: bool = Field(
+        False,
+        description="Llamda addition: register for every tenant (admin role); otherwise the "
+        "shield is the caller's tenant's own.",
+    )
 
 
 class DeleteShieldResponse(BaseModel):

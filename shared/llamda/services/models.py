@@ -108,7 +108,7 @@ class ModelsService:
             "output_shields": request.output_shields,
             "created": int(time.time()),
         }
-        return await self._registry.add(request.model_id, record, "model_id")
+        return await self._registry.add(request.model_id, record, "model_id", shared=request.shared)
 
     async def unregister(self, model_id: str) -> None:
         await self._registry.remove(model_id)

@@ -1,6 +1,11 @@
-"""A resource registry: resources from the run config (global, read-only) plus resources
-registered at run time (per tenant, in Records). Models and shields use it; so will vector
-stores."""
+"""A resource registry: resources from the run config (global, read-only), resources an admin
+registered for every tenant (``shared``, in the stack-wide partition of Records), and resources
+a tenant registered for itself (in the tenant's partition). Models and shields use it.
+
+Lookup order for a key: run config, then the caller's tenant, then shared. A tenant cannot
+register over a run-config or shared key (409); a member cannot register or delete a shared one
+(403: the role, not the data, is the problem). With auth off there is one caller: it may.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
-from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.context import current_principal, system_scope
+from llamda.errors import BadRequestError, ConflictError, NotFoundError, PermissionDeniedError
 from llamda.storage.records import Records
 
 log = logging.getLogger(__name__)
@@ -47,21 +53,37 @@ class Registry[R: BaseModel]:
         built.model_dump_json()
         return built
 
-    async def list(self) -> list[R]:
-        """Every resource; a stored record that cannot be answered (written before its fields
-        were bounded) is left out and logged, so one bad record never fails the listing."""
-        registered = []
-        for record in await self._records.list(self._kind):
+    async def _readable(self, records: list[dict[str, Any]]) -> dict[Any, R]:
+        out: dict[Any, R] = {}
+        for record in records:
             try:
-                registered.append(self._answer(record))
+                out[_key_of(record)] = self._answer(record)
             except (ValueError, KeyError, TypeError, PydanticSerializationError):
                 log.warning("%s record %r is unreadable; skipped", self._noun, _key_of(record))
-        return [*self._static.values(), *registered]
+        return out
+
+    async def list(self) -> list[R]:
+        """Every resource the caller may see; a stored record that cannot be answered (written
+        before its fields were bounded) is left out and logged, so one bad record never fails
+        the listing."""
+        with system_scope():
+            shared = await self._records.list(self._kind)
+        own = await self._readable(await self._records.list(self._kind))
+        visible = {**(await self._readable(shared)), **own}
+        return [*self._static.values(), *visible.values()]
+
+    async def _record(self, key: str) -> tuple[dict[str, Any] | None, bool]:
+        """The caller's own record for ``key``, else the shared one; and whether it is shared."""
+        record = await self._records.get(self._kind, key)
+        if record is not None:
+            return record, False
+        with system_scope():
+            return await self._records.get(self._kind, key), True
 
     async def get(self, key: str) -> R:
         if key in self._static:
             return self._static[key]
-        record = await self._records.get(self._kind, key)
+        record, _ = await self._record(key)
         if record is None:
             raise NotFoundError(
                 f"The {self._noun} '{key}' does not exist",
@@ -94,10 +116,21 @@ class Registry[R: BaseModel]:
                 code=f"{self._noun}_exists",
             )
 
-    async def add(self, key: str, record: dict[str, Any], param: str) -> R:
-        """Store a new resource. Its response is built and serialized first: a record that
-        cannot be answered is refused (400), never saved."""
+    def _require_admin(self, verb: str) -> None:
+        principal = current_principal()
+        if principal is not None and not principal.is_admin:
+            raise PermissionDeniedError(
+                f"{verb} a shared {self._noun} needs the admin role; without `shared` the "
+                f"{self._noun} is your tenant's own",
+                code="admin_required",
+            )
+
+    async def add(self, key: str, record: dict[str, Any], param: str, *, shared: bool = False) -> R:
+        """Store a new resource (for every tenant when ``shared``). Its response is built and
+        serialized first: a record that cannot be answered is refused (400), never saved."""
         self.refuse_static(key, param)
+        if shared:
+            self._require_admin("registering")
         try:
             built = self._answer(record)
         except ValidationError as exc:
@@ -108,8 +141,20 @@ class Registry[R: BaseModel]:
             raise BadRequestError(
                 f"the {self._noun} cannot be represented as JSON: {exc}", param=param
             ) from None
+        with system_scope():
+            taken_by_shared = await self._records.get(self._kind, key) is not None
+        if taken_by_shared or (shared and await self._records.get(self._kind, key) is not None):
+            raise ConflictError(
+                f"{self._noun} '{key}' is already registered",
+                param=param,
+                code=f"{self._noun}_exists",
+            )
         try:
-            await self._records.put(self._kind, key, record, if_absent=True)
+            if shared:
+                with system_scope():
+                    await self._records.put(self._kind, key, record, if_absent=True)
+            else:
+                await self._records.put(self._kind, key, record, if_absent=True)
         except ConflictError:
             raise ConflictError(
                 f"{self._noun} '{key}' is already registered",
@@ -125,12 +170,20 @@ class Registry[R: BaseModel]:
                 param=self._param,
                 code=f"{self._noun}_in_run_config",
             )
-        if not await self._records.delete(self._kind, key):
-            raise NotFoundError(
-                f"The {self._noun} '{key}' does not exist",
-                param=self._param,
-                code=f"{self._noun}_not_found",
-            )
+        if await self._records.delete(self._kind, key):
+            return
+        with system_scope():
+            shared = await self._records.get(self._kind, key) is not None
+        if shared:
+            self._require_admin("deleting")
+            with system_scope():
+                if await self._records.delete(self._kind, key):
+                    return
+        raise NotFoundError(
+            f"The {self._noun} '{key}' does not exist",
+            param=self._param,
+            code=f"{self._noun}_not_found",
+        )
 
 
 def _key_of(record: dict[str, Any]) -> Any:

@@ -67,7 +67,9 @@ class ShieldsService:
             "provider_shield_id": request.provider_shield_id or request.shield_id,
             "params": request.params or {},
         }
-        return await self._registry.add(request.shield_id, record, "shield_id")
+        return await self._registry.add(
+            request.shield_id, record, "shield_id", shared=request.shared
+        )
 
     async def unregister(self, shield_id: str) -> None:
         await self._registry.remove(shield_id)
