@@ -173,6 +173,12 @@ class ServerConfig(_Strict):
     max_file_bytes: int = Field(
         100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
     )
+    maintenance_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="The local server runs the maintenance step (vector indexes) this often, "
+        "in the background; 0 = never.",
+    )
 
 
 class RunConfig(_Strict):

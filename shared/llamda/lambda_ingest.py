@@ -83,8 +83,34 @@ def sqs_handler() -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         config.register_lambda_context(context)
         job_config.register_lambda_context(context)
-        return process_partial_response(
+        response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
+        # The batch's upkeep (index builds) after it, never within an API request. A failure
+        # here must not redeliver the batch: the next run or the schedule picks it up.
+        try:
+            loop.run_until_complete(stack.vector_stores.maintain())
+        except Exception:
+            logger.exception("maintenance after the batch failed")
+        return response
+
+    return handler
+
+
+def maintenance_handler() -> Any:
+    """The scheduled maintenance function (e.g. EventBridge ``rate(15 minutes)``): the upkeep
+    of every store written to since the last run (see services/vector_stores/maintenance.py).
+    Returns the Lambda handler."""
+    from llamda.config import cached_config
+    from llamda.stack import Stack
+
+    stack = Stack(cached_config())
+    loop = asyncio.new_event_loop()
+
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        stores = loop.run_until_complete(stack.vector_stores.maintain())
+        logger.info("maintenance done", stores=stores)
+        return {"stores": stores}
 
     return handler
