@@ -287,3 +287,100 @@ def test_unregistering_an_embedding_model_in_use_is_a_conflict(
     assert http.get(f"/models/{gate.model}").status_code == 200
     assert http.delete(f"/vector_stores/{store_id}").status_code == 200
     assert http.delete(f"/models/{gate.model}").status_code == 200
+
+
+# --- maintenance: no request builds the ANN index ------------------------------------------
+
+STATIC_100 = {"type": "static", "static": {"max_chunk_size_tokens": 100, "chunk_overlap_tokens": 0}}
+
+
+def big_document() -> str:
+    """Enough text for 300+ chunks of 100 tokens (the server's threshold is 256 rows)."""
+    sentences = [f"Note {i} is about zq{i}a and zq{i}b." for i in range(2600)]
+    return " ".join(sentences)
+
+
+def vector_indices(home: Path, store_id: str) -> list[str]:
+    from llamda.storage.vectors_lancedb import import_lancedb
+
+    db = import_lancedb().connect(str(home / "lancedb" / "tenants" / "default"))
+    return [index.name for index in db.open_table(store_id).list_indices()]
+
+
+def top_hit(http: httpx.Client, store_id: str) -> tuple[str, float]:
+    """The best chunk for words only one chunk has (an approximate index finds it too)."""
+    reply = http.post(
+        f"/vector_stores/{store_id}/search",
+        json={"query": "zq1234a zq1234b zq1235a zq1235b", "max_num_results": 1},
+    )
+    assert reply.status_code == 200, reply.text
+    (hit,) = reply.json()["data"]
+    assert "zq1234a" in hit["content"][0]["text"]
+    return hit["content"][0]["text"], hit["score"]
+
+
+def attach_big(http: httpx.Client) -> str:
+    store_id = new_store(http, "amazon.titan-embed-text-v2:0")
+    file_id = upload(http, big_document(), "big.txt")
+    reply = http.post(
+        f"/vector_stores/{store_id}/files",
+        json={"file_id": file_id, "chunking_strategy": STATIC_100},
+    )
+    assert reply.status_code == 200 and reply.json()["status"] == "completed", reply.text
+    assert len(content(http, store_id, file_id)) >= 256
+    return store_id
+
+
+def test_crossing_the_ann_threshold_builds_no_index_until_maintenance(
+    http: httpx.Client,
+    server: LiveServer,
+    fake_bedrock: FakeBedrockServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from llamda.config import load_config
+    from llamda.stack import Stack
+
+    store_id = attach_big(http)
+    assert "vector_idx" not in vector_indices(server.home, store_id)  # the request built none
+    flat_text, flat_score = top_hit(http, store_id)
+
+    # The scheduled maintenance function's work: another process, the same storage.
+    monkeypatch.setenv("LLAMDA_HOME", str(server.home))
+    monkeypatch.setenv("FAKE_BEDROCK_URL", fake_bedrock.endpoint)
+
+    async def maintain() -> int:
+        stack = Stack(load_config(server.home / "run.yaml"))
+        try:
+            return await stack.vector_stores.maintain()
+        finally:
+            await stack.close()
+
+    assert asyncio.run(maintain()) >= 1
+    assert "vector_idx" in vector_indices(server.home, store_id)
+    indexed_text, indexed_score = top_hit(http, store_id)
+    assert indexed_text == flat_text
+    assert indexed_score == pytest.approx(flat_score, abs=0.05)  # quantized vectors
+    assert asyncio.run(maintain()) == 0  # nothing written since: nothing to do
+
+
+def test_the_local_server_runs_maintenance_in_the_background(
+    tmp_path: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        CONFIG.replace("maintenance_interval_seconds: 0", "maintenance_interval_seconds: 0.2")
+    )
+    live = start_server(config, tmp_path, {"FAKE_BEDROCK_URL": fake_bedrock.endpoint})
+    try:
+        with httpx.Client(base_url=f"{live.url}/v1", timeout=60) as http:
+            store_id = attach_big(http)
+            flat_text, _ = top_hit(http, store_id)
+            deadline = time.monotonic() + 60
+            while "vector_idx" not in vector_indices(tmp_path, store_id):
+                assert time.monotonic() < deadline, "the background maintenance never ran"
+                time.sleep(0.2)
+            assert top_hit(http, store_id)[0] == flat_text
+    finally:
+        stop_server(live)

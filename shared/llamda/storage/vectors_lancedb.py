@@ -338,7 +338,9 @@ class LanceDBIndex:
             if where:
                 query = query.where(where)
             query = query.select([*columns, "_distance"]).limit(k)
-            query = query.nprobes(8).ef(max(64, k * 2))
+            # refine: exact distances for the candidates (the IVF_HNSW_SQ index reports
+            # quantized, doubled cosine distances, so scores would change once it exists).
+            query = query.nprobes(8).ef(max(64, k * 2)).refine_factor(1)
             rows = await query.to_list()
             return [Hit(r, max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
         assert text is not None
