@@ -11,6 +11,7 @@ searches scan the table (flat): correct, only slower.
 from __future__ import annotations
 
 import logging
+import time
 
 from llamda.context import SYSTEM_TENANT, current_tenant, tenant_scope
 from llamda.services.vector_stores.common import STORES, all_records
@@ -20,24 +21,28 @@ from llamda.storage.vectors_lancedb import LanceDBIndex
 log = logging.getLogger(__name__)
 
 UPKEEP = "vector_upkeep"  # system-tenant markers: key "<tenant>/<store id>"
+NOTE_SECONDS = 60.0
 
 
 class Maintenance:
     def __init__(self, records: Records, index: LanceDBIndex):
         self._records = records
         self._index = index
-        self._noted: set[tuple[str, str]] = set()  # markers this process has written
+        # Markers this process wrote lately (monotonic time): another process's run may have
+        # cleared one since, so a marker is written again once NOTE_SECONDS have passed.
+        self._noted: dict[tuple[str, str], float] = {}
 
     async def note(self, store_id: str) -> None:
-        """The store was written to: it may need upkeep (one marker write per store between
-        two runs of this process)."""
+        """The store was written to: it may need upkeep (a marker write per store at most
+        every ``NOTE_SECONDS`` in this process)."""
         tenant = current_tenant()
-        if (tenant, store_id) in self._noted:
+        noted = self._noted.get((tenant, store_id))
+        if noted is not None and time.monotonic() - noted < NOTE_SECONDS:
             return
         marker = {"id": f"{tenant}/{store_id}", "tenant": tenant, "store_id": store_id}
         with tenant_scope(SYSTEM_TENANT):
             await self._records.put(UPKEEP, marker["id"], marker)
-        self._noted.add((tenant, store_id))
+        self._noted[(tenant, store_id)] = time.monotonic()
 
     async def run(self) -> int:
         """Upkeep of every noted store (then its marker is cleared); the number of stores seen.
@@ -48,7 +53,7 @@ class Maintenance:
         for marker in markers:
             tenant, store_id = marker["tenant"], marker["store_id"]
             # Cleared first: a write during the upkeep notes the store again.
-            self._noted.discard((tenant, store_id))
+            self._noted.pop((tenant, store_id), None)
             with tenant_scope(SYSTEM_TENANT):
                 await self._records.delete(UPKEEP, marker["id"])
             try:
