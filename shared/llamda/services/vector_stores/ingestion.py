@@ -198,10 +198,13 @@ class Ingestion:
         if saved and await self._stores.still_there(store_id):
             await self._stores.touch(store)
             return
-        if not saved and await self._records.get(kind, file_id) is None:
-            # Only when no newer attach holds the record: its own write replaces our chunks.
-            await self._index.delete(store_id, f"file_id = {quote(file_id)}")
-        await self._stores.still_there(store_id)  # drops what a write re-created
+        if saved:  # the store was deleted meanwhile (its table dropped again): no orphan
+            await self._records.delete(kind, file_id)
+        else:
+            if await self._records.get(kind, file_id) is None:
+                # Only when no newer attach holds the record: its write replaces our chunks.
+                await self._index.delete(store_id, f"file_id = {quote(file_id)}")
+            await self._stores.still_there(store_id)  # drops what a write re-created
         log.info("ingestion of %s into %s ended: deleted meanwhile", file_id, store_id)
         record["status"] = "cancelled"
 
