@@ -86,15 +86,32 @@ def sqs_handler() -> Any:
         response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
-        # The batch's upkeep (index builds) after it, never within an API request. A failure
-        # here must not redeliver the batch: the next run or the schedule picks it up.
+        # The batch's upkeep (index builds) after it, never within an API request, in the time
+        # left: running out would lose the batch's response (and redeliver it all). A failure or
+        # timeout here is left to the next run or the scheduled function.
         try:
-            loop.run_until_complete(stack.vector_stores.maintain())
+            loop.run_until_complete(maintain_within(stack, context))
         except Exception:
             logger.exception("maintenance after the batch failed")
         return response
 
     return handler
+
+
+MAINTENANCE_MARGIN_SECONDS = 15.0
+
+
+async def maintain_within(stack: Any, context: Any) -> int | None:
+    """The maintenance step, stopped ``MAINTENANCE_MARGIN_SECONDS`` before the invocation's
+    deadline (None when there is no time for it or it was stopped)."""
+    seconds = context.get_remaining_time_in_millis() / 1000 - MAINTENANCE_MARGIN_SECONDS
+    if seconds <= 1:
+        return None
+    try:
+        return await asyncio.wait_for(stack.vector_stores.maintain(), seconds)
+    except TimeoutError:
+        logger.warning("maintenance stopped before the function's deadline")
+        return None
 
 
 def maintenance_handler() -> Any:
@@ -109,7 +126,7 @@ def maintenance_handler() -> Any:
 
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        stores = loop.run_until_complete(stack.vector_stores.maintain())
+        stores = loop.run_until_complete(maintain_within(stack, context))
         logger.info("maintenance done", stores=stores)
         return {"stores": stores}
 

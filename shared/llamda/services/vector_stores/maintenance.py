@@ -10,6 +10,7 @@ searches scan the table (flat): correct, only slower.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -61,8 +62,11 @@ class Maintenance:
                     if await self._records.get(STORES, store_id) is not None:
                         await self._index.maintain(store_id)
                 done += 1
-            except Exception:
-                log.warning("maintenance of %s/%s failed", tenant, store_id, exc_info=True)
+            except BaseException as exc:  # also cancelled (out of time): the next run does it
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.warning("maintenance of %s/%s failed", tenant, store_id, exc_info=True)
                 with tenant_scope(tenant):
                     await self.note(store_id)
+                if not isinstance(exc, Exception):
+                    raise
         return done
