@@ -197,6 +197,12 @@ class ServerConfig(_Strict):
         le=1_000_000,
         description="Longest search query (vector store search, vector-io query); 400 above.",
     )
+    maintenance_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="The local server runs the maintenance step (vector indexes) this often, "
+        "in the background; 0 = never.",
+    )
 
 
 class RunConfig(_Strict):

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 DEFAULT_TENANT = "default"
+# Records of the deployment itself (maintenance bookkeeping): tenant ids start alphanumeric.
+SYSTEM_TENANT = "_system"
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
@@ -32,6 +36,19 @@ def set_tenant(tenant: str) -> None:
     if not valid_tenant(tenant):
         raise ValueError(f"invalid tenant id {tenant!r}")
     _tenant.set(tenant)
+
+
+@contextmanager
+def tenant_scope(tenant: str) -> Iterator[None]:
+    """Act as ``tenant`` within the block (work outside requests, e.g. maintenance). Accepts
+    ``SYSTEM_TENANT``, which no caller can be."""
+    if tenant != SYSTEM_TENANT and not valid_tenant(tenant):
+        raise ValueError(f"invalid tenant id {tenant!r}")
+    token = _tenant.set(tenant)
+    try:
+        yield
+    finally:
+        _tenant.reset(token)
 
 
 def current_request_id() -> str | None:

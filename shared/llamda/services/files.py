@@ -7,6 +7,7 @@ from __future__ import annotations
 import mimetypes
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llamda.api.files import FileObject, ListFilesResponse
@@ -23,9 +24,16 @@ def new_file_id() -> str:
 
 
 class FilesService:
-    def __init__(self, records: Records, objects: Objects):
+    def __init__(
+        self,
+        records: Records,
+        objects: Objects,
+        on_delete: Callable[[str], Awaitable[None]] | None = None,
+    ):
         self._records = records
         self._objects = objects
+        # Removes a deleted File from every vector store (wired by the stack).
+        self.on_delete = on_delete
 
     async def create(
         self, data: bytes, filename: str, purpose: str, content_type: str | None
@@ -67,6 +75,10 @@ class FilesService:
         # Record first: once it is gone the file is gone for readers; then the bytes.
         await self._records.delete(KIND, file_id)
         await self._objects.delete(f"files/{file_id}")
+        # Last: an attach that started before this has recorded itself by now (it reads the
+        # bytes after), so it is found here or fails reading them.
+        if self.on_delete is not None:
+            await self.on_delete(file_id)
 
     async def list(
         self, *, limit: int, after: str | None, order: str, purpose: str | None

@@ -28,6 +28,7 @@ from llamda.services.models import ModelsService
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.files import StoreFiles
 from llamda.services.vector_stores.ingestion import Ingestion
+from llamda.services.vector_stores.maintenance import Maintenance
 from llamda.services.vector_stores.search import Search
 from llamda.services.vector_stores.stores import Stores
 from llamda.services.vector_stores.vector_io import VectorIO
@@ -53,6 +54,13 @@ class VectorStoresService:
         self.files = StoreFiles(records, self.stores, self.ingestion, self.index)
         self.searcher = Search(self.stores, self.embedder, self.index)
         self.vector_io = VectorIO(records, self.stores, self.embedder, self.searcher, self.index)
+        self.maintenance = Maintenance(records, self.index)
+        self.index.on_write = self.maintenance.note
+
+    async def maintain(self) -> int:
+        """The maintenance step (index builds, optimize) for every store written to since the
+        last run, of every tenant; outside requests. The number of stores seen."""
+        return await self.maintenance.run()
 
     # --- stores ------------------------------------------------------------------------------
 
