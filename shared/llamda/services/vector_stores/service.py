@@ -65,9 +65,10 @@ class VectorStoresService:
     # --- stores ------------------------------------------------------------------------------
 
     async def create(self, request: CreateVectorStoreRequest) -> VectorStoreObject:
+        # The files are checked before anything is written: a refused create leaves nothing.
+        file_ids = await self.ingestion.existing(request.file_ids) if request.file_ids else []
         record = await self.stores.create(request)
-        if request.file_ids:
-            file_ids = await self.ingestion.existing(request.file_ids)
+        if file_ids:
             await self.ingestion.ingest_many(
                 record, file_ids, {}, request.chunking_strategy, batch_id=None
             )
