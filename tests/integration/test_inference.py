@@ -628,12 +628,12 @@ def _routed_server(
 def routed(
     upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """Per attempt 60 s as by default, but 3 s in all; the breaker opens after 2 failures."""
+    """Per attempt 60 s as by default, but 6 s in all; the breaker opens after 2 failures."""
     server = _routed_server(
         upstream,
         tmp_path_factory,
         "{max_retries: 2, backoff_base_seconds: 0.01, backoff_max_seconds: 0.05,"
-        " timeout_seconds: 60, deadline_seconds: 3, stream_idle_seconds: 1,"
+        " timeout_seconds: 60, deadline_seconds: 6,"
         " breaker_failure_threshold: 2, breaker_cooldown_seconds: 60}",
     )
     yield server
@@ -674,7 +674,7 @@ def test_out_of_time_is_a_504_naming_the_deadline(routed: LiveServer, up: OpenAI
     assert reply.status_code == 504, reply.text
     error = reply.json()["error"]
     assert error["code"] == "deadline_exceeded"
-    assert "request deadline (3s) reached for 'lonely'" in error["message"]
+    assert "request deadline (6s) reached for 'lonely'" in error["message"]
     assert _calls(up, "hang-alone") == 1
 
 
@@ -719,23 +719,23 @@ def _open_stream(server: LiveServer, model: str) -> socket.socket:
 
 
 def test_a_stream_nobody_reads_is_ended_and_its_upstream_released(
-    routed: LiveServer, up: OpenAIUpstream
+    probing: LiveServer, up: OpenAIUpstream
 ) -> None:
-    sock = _open_stream(routed, "endless")
+    sock = _open_stream(probing, "endless")
     try:
         # The client holds the connection open and reads nothing more; before the fix the
         # server waited on it forever, holding the upstream connection.
         assert up.disconnected.wait(60), "the upstream stream was never closed"
         assert up.disconnects == ["endless-model"]
-        assert httpx.get(f"{routed.url}/v1/health").status_code == 200
+        assert httpx.get(f"{probing.url}/v1/health").status_code == 200
     finally:
         sock.close()
 
 
 def test_a_client_that_hangs_up_releases_the_upstream(
-    routed: LiveServer, up: OpenAIUpstream
+    probing: LiveServer, up: OpenAIUpstream
 ) -> None:
-    sock = _open_stream(routed, "endless")
+    sock = _open_stream(probing, "endless")
     sock.recv(65536)
     sock.close()
     assert up.disconnected.wait(60), "the upstream stream was never closed"
@@ -746,11 +746,13 @@ def test_a_client_that_hangs_up_releases_the_upstream(
 def probing(
     upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """One failure opens the breaker and the next request is the half-open trial at once."""
+    """One failure opens the breaker and the next request is the half-open trial at once;
+    a stream nobody reads is ended after 1 s."""
     server = _routed_server(
         upstream,
         tmp_path_factory,
-        "{max_retries: 0, breaker_failure_threshold: 1, breaker_cooldown_seconds: 0}",
+        "{max_retries: 0, breaker_failure_threshold: 1, breaker_cooldown_seconds: 0,"
+        " stream_idle_seconds: 1}",
     )
     yield server
     stop_server(server)
