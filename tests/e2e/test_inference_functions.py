@@ -266,3 +266,28 @@ def test_a_hanging_primary_leaves_the_fallback_time_within_the_function_timeout(
     assert headers_of(reply)["x-llamda-model"] == MODEL
     assert len(fake_bedrock.fake.calls_for("converse", "hang-model")) == 1
     assert len(fake_bedrock.fake.calls_for("converse", MODEL)) == 1
+
+
+def test_a_slow_stream_in_the_buffered_function_ends_before_the_function_times_out(
+    artifacts: dict[str, Artifact], env: dict[str, str], fake_bedrock: FakeBedrockServer
+) -> None:
+    """Mangum buffers a stream: one that would outlast the invocation is ended at the deadline
+    with an error event, so the client gets a valid body instead of a Lambda timeout."""
+    fake_bedrock.fake.script(MODEL, Reply(text=" ".join(["word"] * 40)))
+    fake_bedrock.fake.token_delay = 0.5  # 20 s of tokens
+    try:
+        fn = artifacts["InferenceFunction"]
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True}
+        report = fn.invoke(
+            [api_gateway_event("POST", "/v1/chat/completions", body=chat)],
+            lambda_env(fn, env),
+            function_timeout_ms=5_000,
+        )
+    finally:
+        fake_bedrock.fake.token_delay = 0.0
+    (reply,) = report["results"]
+    assert reply.get("statusCode") == 200, reply  # not "Task timed out after 5.00 seconds"
+    events = [line for line in reply["body"].split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["code"] == "deadline_exceeded"
+    assert '"content": "word' in reply["body"]  # the tokens that came in time were sent

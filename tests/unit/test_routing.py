@@ -7,6 +7,7 @@ scripted stand-in, since what is under test is how the router reacts to what it 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -359,8 +360,8 @@ async def test_backoff_never_sleeps_past_the_deadline(tmp_path: Path) -> None:
 
 
 async def test_a_hanging_primary_leaves_time_for_the_fallback(tmp_path: Path) -> None:
-    # Real time here: the attempt timeout is asyncio's. 0.4 s in all, half for the primary.
-    router = Router(tmp_path, {"max_retries": 2, "deadline_seconds": 0.4, "timeout_seconds": 60})
+    # Real time here: the attempt timeout is asyncio's. 2 s in all, half for the primary.
+    router = Router(tmp_path, {"max_retries": 2, "deadline_seconds": 2, "timeout_seconds": 60})
     router.service._clock = time.monotonic
     router.up.script = [hang, hang, hang]
     served = await router.chat("primary")
@@ -371,7 +372,7 @@ async def test_a_hanging_primary_leaves_time_for_the_fallback(tmp_path: Path) ->
 async def test_out_of_time_is_a_504_naming_the_deadline(tmp_path: Path) -> None:
     router = Router(tmp_path, {"max_retries": 2, "deadline_seconds": 120, "timeout_seconds": 60})
     router.service._clock = time.monotonic
-    bind_deadline(0.2)  # as the Lambda runtime binds it: remaining time less the margin
+    bind_deadline(1.0)  # as the Lambda runtime binds it: remaining time less the margin
     try:
         router.up.script = [hang, hang, hang]
         with pytest.raises(UpstreamTimeoutError) as err:
@@ -379,7 +380,7 @@ async def test_out_of_time_is_a_504_naming_the_deadline(tmp_path: Path) -> None:
     finally:
         bind_deadline(None)
     assert err.value.status_code == 504 and err.value.code == "deadline_exceeded"
-    assert "request deadline (0.2s) reached for 'alone'" in err.value.message
+    assert re.search(r"request deadline \((1|0\.9\d)s\) reached for 'alone'", err.value.message)
     assert router.up.calls == ["alone"]
 
 

@@ -330,7 +330,7 @@ class InferenceService:
                     except TimeoutError:
                         cut = timeout < self._routing.timeout_seconds
                         error: UpstreamError = UpstreamTimeoutError(
-                            f"{model.provider_id}: no reply within {timeout:.3g}s"
+                            f"{model.provider_id}: no reply within {_seconds(timeout)}s"
                             + (" (its share of the request deadline)" if cut else "")
                         )
                         out_of_time = out_of_time or (cut and last_share)
@@ -381,8 +381,9 @@ class InferenceService:
                 await self._sleep(delay)
         detail = "; ".join(dict.fromkeys(failures)) or "no model could be tried"
         if out_of_time:
+            within = _seconds(budget.seconds)
             raise UpstreamTimeoutError(
-                f"request deadline ({budget.seconds:.3g}s) reached for '{model_id}': {detail}",
+                f"request deadline ({within}s) reached for '{model_id}': {detail}",
                 code="deadline_exceeded",
             )
         if last is not None and len(tried) == 1:
@@ -391,6 +392,10 @@ class InferenceService:
             last.message = f"all providers failed for '{model_id}': {detail}"
             raise last
         raise ServiceUnavailableError(f"all providers failed for '{model_id}': {detail}")
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 2):g}"
 
 
 def _counts_against_upstream(error: UpstreamError, provider: InferenceProvider) -> bool:
