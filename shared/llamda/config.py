@@ -87,6 +87,24 @@ class RoutingConfig(_Strict):
     backoff_base_seconds: float = Field(0.25, ge=0)
     backoff_max_seconds: float = Field(8.0, ge=0)
     timeout_seconds: float = Field(60.0, gt=0, description="Per attempt (time to first token).")
+    deadline_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Total for one request: every attempt, retry, backoff and fallback (for a "
+        "stream: until its first token). In Lambda the function's remaining time, less "
+        "lambda_margin_seconds, also bounds it.",
+    )
+    lambda_margin_seconds: float = Field(
+        1.5,
+        ge=0,
+        description="Kept back from the Lambda function's remaining time to answer in time.",
+    )
+    stream_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A stream whose client reads nothing for this long is ended (its upstream "
+        "connection released).",
+    )
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_cooldown_seconds: float = Field(30.0, ge=0)
 

@@ -7,6 +7,7 @@ tenant is ``default``; the auth layer only has to call ``set_tenant``.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _tenant: ContextVar[str] = ContextVar("llamda_tenant", default=DEFAULT_TENANT)
 _request_id: ContextVar[str | None] = ContextVar("llamda_request_id", default=None)
 _provider_data: ContextVar[dict[str, str] | None] = ContextVar("llamda_provider_data", default=None)
+_deadline: ContextVar[float | None] = ContextVar("llamda_deadline", default=None)
 
 
 def valid_tenant(tenant: str) -> bool:
@@ -71,3 +73,14 @@ def provider_data() -> dict[str, str]:
 
 def bind_provider_data(data: dict[str, str] | None) -> None:
     _provider_data.set(data)
+
+
+def request_deadline() -> float | None:
+    """When this request must have answered (a ``time.monotonic()`` value), if its caller set a
+    hard limit (in Lambda: the function's remaining time minus a margin); None locally."""
+    return _deadline.get()
+
+
+def bind_deadline(seconds_left: float | None) -> None:
+    """Bind the request's hard deadline, ``seconds_left`` from now (None: no hard limit)."""
+    _deadline.set(None if seconds_left is None else time.monotonic() + seconds_left)
