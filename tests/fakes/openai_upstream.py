@@ -212,6 +212,7 @@ class OpenAIUpstream:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
             def _stream_until_gone(self, model: str) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
