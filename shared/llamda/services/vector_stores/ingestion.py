@@ -19,7 +19,8 @@ from llamda.api.vector_stores import (
 )
 from llamda.config import VectorsConfig
 from llamda.errors import LlamdaError, NotFoundError, ServiceUnavailableError
-from llamda.services.documents import TOKENIZER_NAME, DocumentError, chunk_text, to_text
+from llamda.services.document_worker import document_chunks_isolated
+from llamda.services.documents import TOKENIZER_NAME, DocumentError, DocumentLimits
 from llamda.services.files import FilesService
 from llamda.services.vector_stores.common import (
     JOB_TYPE,
@@ -51,6 +52,14 @@ class Ingestion:
         self._stores = stores
         self._embedder = embedder
         self._index = index
+        limits = config.ingest
+        self._limits = DocumentLimits(
+            max_decoded_bytes=limits.max_decoded_bytes,
+            max_pages=limits.max_pages,
+            max_tokens=limits.max_tokens,
+        )
+        # Document worker processes at once in this server process, across requests.
+        self._workers = asyncio.Semaphore(config.ingest_concurrency)
 
     async def existing(self, file_ids: list[str]) -> list[str]:
         """The ids once each, in order, after checking every file exists (404 before any work
@@ -102,9 +111,18 @@ class Ingestion:
         try:
             meta = await self._files.get(file_id)
             data, content_type = await self._files.content(file_id)
-            text = to_text(data, meta.filename, content_type)
             static = strategy.static
-            pieces = chunk_text(text, static.max_chunk_size_tokens, static.chunk_overlap_tokens)
+            async with self._workers:  # parsing never runs on the event loop
+                pieces = await document_chunks_isolated(
+                    data,
+                    meta.filename,
+                    content_type,
+                    static.max_chunk_size_tokens,
+                    static.chunk_overlap_tokens,
+                    self._limits,
+                    self._config.ingest.max_seconds,
+                )
+            del data  # the bytes may be large; the embeddings take a while
             vectors = await self._embedder.for_store(store, [p.text for p in pieces])
             now = int(time.time())
             rows = [
