@@ -17,7 +17,13 @@ import pytest
 from tests.conftest import LiveServer
 from tests.fakes.bedrock import FakeBedrockServer
 from tests.hostile_docs import nested_json, shared_stream_pdf
-from tests.integration.servers import alive, descendants, server_with
+from tests.integration.servers import (
+    alive,
+    descendants,
+    reset_peak_rss,
+    server_with,
+    status_kb,
+)
 
 EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
 MAX_SECONDS = 4
@@ -147,3 +153,19 @@ def test_a_file_past_a_limit_fails_with_a_clear_message(
     assert result.last_error.code == "invalid_file"
     assert message in result.last_error.message and "per-file limit" in result.last_error.message
     assert client.vector_stores.files.content(file_id=file_id, vector_store_id=store_id).data == []
+
+
+def test_a_large_text_is_tokenized_outside_the_server(
+    server: LiveServer, client: openai.OpenAI, store_id: str
+) -> None:
+    """Tokenizing 7 MB in the server cost it about a gigabyte (and kept it); in the worker,
+    the server's peak grows by little more than the file it reads."""
+    data = b"alpaca llama vicuna guanaco\n" * 250_000
+    file_id = upload(client, "large.txt", data)
+    pid = server.process.pid
+    rss_before = status_kb(pid, "VmRSS")
+    reset_peak_rss(pid)
+    result = client.vector_stores.files.create(vector_store_id=store_id, file_id=file_id)
+    peak_growth = (status_kb(pid, "VmHWM") - rss_before) * 1024
+    assert result.status == "failed" and "tokens" in result.last_error.message
+    assert peak_growth < 4 * len(data), f"peak RSS grew {peak_growth / 2**20:.0f} MiB"
