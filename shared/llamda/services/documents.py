@@ -1,15 +1,16 @@
 """Documents to text, text to token chunks.
 
-Parsing: txt/md (and other text), html (selectolax/lexbor: linear where the stdlib parser is
-quadratic), json, csv, pdf (pypdf). Every parser failure, including a ``RecursionError`` on deep
-nesting, is a ``DocumentError``; ``DocumentLimits`` bound the decoded bytes, pages and tokens of
-one file. Hostile files can still be slow: ``services/document_worker.py`` runs this module in
-a separate process with a wall-time limit, so the server's event loop never parses.
+Parsing: txt/md (and other text), html (selectolax/lexbor: linear on tag soup such as
+``"<a" * 40000``, which is quadratic in the stdlib parser), json, csv, pdf (pypdf). Every parser
+failure, including a ``RecursionError`` on deep nesting, is a ``DocumentError``;
+``DocumentLimits`` bound the decoded bytes, pages and tokens of one file. Some hostile files are
+still slow (deeply nested HTML, PDF content streams): ``services/document_worker.py`` runs this
+module in a worker process with a wall-time limit, so the server's event loop never parses.
 
-Chunking counts tokens with the
-WordPiece tokenizer of all-MiniLM-L6-v2 through Hugging Face ``tokenizers``: the tokenizer file
-ships inside the package (``llamda/data/tokenizer.json``), so it works offline and in a VPC Lambda.
-tiktoken was not chosen because it downloads its BPE files at run time.
+Chunking counts tokens with the WordPiece tokenizer of all-MiniLM-L6-v2 through Hugging Face
+``tokenizers``: the tokenizer file ships inside the package (``llamda/data/tokenizer.json``), so
+it works offline and in a VPC Lambda. tiktoken was not chosen because it downloads its BPE files
+at run time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Ingestion: one path from a File to searchable chunks, used by the API (files, file batches),
-the S3 ingest Lambda and the CLI: file bytes → text → token chunks → embeddings → one LanceDB
-commit. A file that cannot be read ends ``failed`` with ``last_error``; nothing of it is
-written. With an ingest queue configured, attached files are queued for the ingest function."""
+the S3 ingest Lambda and the CLI: file bytes → text → token chunks (in a worker process, within
+the per-file limits of ``storage.vectors.ingest``) → embeddings → one LanceDB commit. A file
+that cannot be read ends ``failed`` with ``last_error``; nothing of it is written. With an
+ingest queue configured, attached files are queued for the ingest function."""
 
 from __future__ import annotations
 
@@ -58,8 +59,15 @@ class Ingestion:
             max_pages=limits.max_pages,
             max_tokens=limits.max_tokens,
         )
-        # Document worker processes at once in this server process, across requests.
-        self._workers = asyncio.Semaphore(config.ingest_concurrency)
+        self._workers: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _worker_slots(self) -> asyncio.Semaphore:
+        """Document worker processes at once in this process, across requests (one semaphore
+        per event loop: a CLI or a test may run several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._workers is None or self._workers[0] is not loop:
+            self._workers = (loop, asyncio.Semaphore(self._config.ingest_concurrency))
+        return self._workers[1]
 
     async def existing(self, file_ids: list[str]) -> list[str]:
         """The ids once each, in order, after checking every file exists (404 before any work
@@ -112,7 +120,7 @@ class Ingestion:
             meta = await self._files.get(file_id)
             data, content_type = await self._files.content(file_id)
             static = strategy.static
-            async with self._workers:  # parsing never runs on the event loop
+            async with self._worker_slots():  # parsing never runs on the event loop
                 pieces = await document_chunks_isolated(
                     data,
                     meta.filename,
