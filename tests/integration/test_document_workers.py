@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.fakes.bedrock import FakeBedrockServer
-from tests.hostile_docs import nested_json, shared_stream_pdf
+from tests.hostile_docs import nested_json, nested_pdf, shared_stream_pdf
 from tests.integration.servers import (
     alive,
     descendants,
@@ -118,7 +118,7 @@ def test_the_80kb_tag_soup_alone_is_read_quickly(client: openai.OpenAI, store_id
     assert result.status == "failed" and "no text found" in result.last_error.message
 
 
-def test_deeply_nested_json_fails_the_file_and_the_batch_returns(
+def test_deeply_nested_json_or_pdf_fails_the_file_and_the_batch_returns(
     client: openai.OpenAI, store_id: str
 ) -> None:
     deep = upload(client, "deep.json", nested_json(2_000))
@@ -134,6 +134,9 @@ def test_deeply_nested_json_fails_the_file_and_the_batch_returns(
     assert (batch.file_counts.failed, batch.file_counts.completed) == (1, 1)
     failed = client.vector_stores.files.retrieve(vector_store_id=store_id, file_id=deep)
     assert failed.status == "failed" and "nested too deeply" in failed.last_error.message
+    pdf = upload(client, "deep.pdf", nested_pdf(5_000))
+    result = client.vector_stores.files.create(vector_store_id=store_id, file_id=pdf)
+    assert result.status == "failed" and "nested too deeply" in result.last_error.message
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from llamda.services.documents import (
     to_text,
     tokenizer,
 )
-from tests.hostile_docs import nested_json, shared_stream_pdf
+from tests.hostile_docs import nested_json, nested_pdf, shared_stream_pdf
 from tests.pdf import make_pdf
 
 
@@ -158,14 +158,17 @@ def test_tag_soup_html_gives_text_or_document_error(tags: list[str]) -> None:
     _text_or_document_error("".join(tags).encode(), "a.html")
 
 
-@pytest.mark.parametrize("name", ["deep.json", "deep.html"])
-def test_deep_nesting_is_a_document_error_not_a_recursion_error(name: str) -> None:
-    data = nested_json(2_000) if name.endswith(".json") else b"<div>" * 2_000 + b"x"
-    try:
+@pytest.mark.parametrize(
+    ("name", "data"), [("deep.json", nested_json(2_000)), ("deep.pdf", nested_pdf(5_000))]
+)
+def test_deep_nesting_is_a_document_error_not_a_recursion_error(name: str, data: bytes) -> None:
+    with pytest.raises(DocumentError, match="nested too deeply") as err:
         to_text(data, name)
-    except DocumentError as exc:
-        assert "nested too deeply" in exc.message
-    # (HTML nests without recursion in lexbor: text, or our error, both fine)
+    assert err.value.code == "invalid_file"
+
+
+def test_deep_html_nesting_is_text_or_a_document_error() -> None:
+    _text_or_document_error(b"<div>" * 2_000 + b"x", "deep.html")
 
 
 def test_limits_name_the_setting() -> None:
