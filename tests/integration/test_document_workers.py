@@ -91,8 +91,10 @@ def attach_while_checking_health(
 def test_pdf_whose_stream_is_shared_by_every_page_never_freezes_the_server(
     server: LiveServer, client: openai.OpenAI, store_id: str
 ) -> None:
-    pdf = shared_stream_pdf(pages=8, stream_bytes=500_000)
-    assert len(pdf) < 4_000  # 3 kB that decode to 4 MB of page content
+    # As reproduced: 8 pages sharing a 0.5 MB stream (17 s); twice the pages, so that a fast
+    # machine still needs longer than the limit.
+    pdf = shared_stream_pdf(pages=16, stream_bytes=400_000)
+    assert len(pdf) < 6_000  # 5 kB that decode to 6.4 MB of page content
     result = attach_while_checking_health(server, client, store_id, "bomb.pdf", pdf)
     assert result.status == "failed"
     assert result.last_error.code == "invalid_file"
@@ -104,7 +106,7 @@ def test_html_tag_soup_never_freezes_the_server(
     server: LiveServer, client: openai.OpenAI, store_id: str
 ) -> None:
     # "<a" * 40000 was quadratic in the stdlib parser; deep nesting is slow in lexbor too.
-    html = b"<a" * 40_000 + b"<div>" * 30_000 + b"llamas"
+    html = b"<a" * 40_000 + b"<div>" * 60_000 + b"llamas"  # seconds in lexbor, not milliseconds
     result = attach_while_checking_health(server, client, store_id, "soup.html", html)
     assert result.status == "failed"
     assert "storage.vectors.ingest.max_seconds" in result.last_error.message

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import signal
 import sys
 import threading
 import warnings
@@ -73,6 +74,12 @@ def _work(
     """The worker: ("ok", chunks) or ("error", code, message) out."""
     from llamda.services.documents import document_chunks
 
+    # A forked worker inherits the server's signal wiring: its event loop's wakeup fd (a
+    # signal here would reach the server's loop) and its handlers. Plain defaults instead.
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_DFL)
     try:
         chunks = document_chunks(
             data, filename, content_type, max_chunk_tokens, overlap_tokens, limits
