@@ -154,6 +154,22 @@ class S3Objects(_Strict):
         return value.strip("/")
 
 
+class IngestLimits(_Strict):
+    """What one file may cost to parse and chunk (in a worker process); a file past a limit
+    ends ``failed`` with a ``last_error`` naming the limit."""
+
+    max_seconds: float = Field(
+        120.0, gt=0, le=900, description="Wall time to parse and chunk one file (then killed)."
+    )
+    max_decoded_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Bytes of text, or of decompressed PDF page content, in one file.",
+    )
+    max_pages: int = Field(2_000, gt=0, description="Pages of one PDF.")
+    max_tokens: int = Field(2_000_000, gt=0, description="Tokens of one file's text.")
+
+
 class VectorsConfig(_Strict):
     """LanceDB: where tables live and how they are indexed and written."""
 
@@ -178,7 +194,14 @@ class VectorsConfig(_Strict):
         "every read (read-your-writes across Lambda containers).",
     )
     write_retries: int = Field(8, ge=0, le=50, description="Retries of a conflicting commit.")
-    ingest_concurrency: int = Field(4, ge=1, le=64, description="Files processed at once.")
+    ingest_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Files processed at once (per request), and document worker processes at "
+        "once (per server process).",
+    )
+    ingest: IngestLimits = Field(default_factory=IngestLimits)
     ingest_queue_url: str | None = Field(
         None,
         description="An SQS queue the ingest function reads: files attached through the API "

@@ -4,11 +4,12 @@ Ids sort by creation time, so listing pages in created order."""
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from llamda.api.files import FileObject, ListFilesResponse
 from llamda.errors import BadRequestError, NotFoundError
@@ -38,11 +39,19 @@ class FilesService:
     async def create(
         self, data: bytes, filename: str, purpose: str, content_type: str | None
     ) -> FileObject:
+        return await self.create_from(io.BytesIO(data), filename, purpose, content_type)
+
+    async def create_from(
+        self, source: BinaryIO, filename: str, purpose: str, content_type: str | None
+    ) -> FileObject:
+        """A File of what ``source`` reads until its end, copied to storage in bounded memory
+        (an upload is not held in memory; its size limit is the body limit's, counted as the
+        request arrives)."""
         name = (filename or "upload").replace("\x00", "")[-MAX_FILENAME:]
         file_id = new_file_id()
         record = {
             "id": file_id,
-            "bytes": len(data),
+            "bytes": 0,
             "created_at": int(time.time()),
             "filename": name,
             "purpose": purpose,
@@ -51,7 +60,9 @@ class FilesService:
             or "application/octet-stream",
         }
         # Bytes first, then the record: a reader never sees a file without content.
-        await self._objects.put(f"files/{file_id}", data, content_type=record["content_type"])
+        record["bytes"] = await self._objects.put_file(
+            f"files/{file_id}", source, content_type=record["content_type"]
+        )
         await self._records.put(KIND, file_id, record, if_absent=True)
         return FileObject.model_validate(record)
 

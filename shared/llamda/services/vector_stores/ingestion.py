@@ -1,7 +1,8 @@
 """Ingestion: one path from a File to searchable chunks, used by the API (files, file batches),
-the S3 ingest Lambda and the CLI: file bytes → text → token chunks → embeddings → one LanceDB
-commit. A file that cannot be read ends ``failed`` with ``last_error``; nothing of it is
-written. With an ingest queue configured, attached files are queued for the ingest function."""
+the S3 ingest Lambda and the CLI: file bytes → text → token chunks (in a worker process, within
+the per-file limits of ``storage.vectors.ingest``) → embeddings → one LanceDB commit. A file
+that cannot be read ends ``failed`` with ``last_error``; nothing of it is written. With an
+ingest queue configured, attached files are queued for the ingest function."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from llamda.api.vector_stores import (
 )
 from llamda.config import VectorsConfig
 from llamda.errors import ConflictError, LlamdaError, NotFoundError, ServiceUnavailableError
-from llamda.services.documents import TOKENIZER_NAME, DocumentError, chunk_text, to_text
+from llamda.services.document_worker import document_chunks_isolated
+from llamda.services.documents import TOKENIZER_NAME, DocumentError, DocumentLimits
 from llamda.services.files import FilesService
 from llamda.services.vector_stores.common import (
     JOB_TYPE,
@@ -54,6 +56,21 @@ class Ingestion:
         self._stores = stores
         self._embedder = embedder
         self._index = index
+        limits = config.ingest
+        self._limits = DocumentLimits(
+            max_decoded_bytes=limits.max_decoded_bytes,
+            max_pages=limits.max_pages,
+            max_tokens=limits.max_tokens,
+        )
+        self._workers: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _worker_slots(self) -> asyncio.Semaphore:
+        """Document worker processes at once in this process, across requests (one semaphore
+        per event loop: a CLI or a test may run several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._workers is None or self._workers[0] is not loop:
+            self._workers = (loop, asyncio.Semaphore(self._config.ingest_concurrency))
+        return self._workers[1]
 
     async def existing(self, file_ids: list[str]) -> list[str]:
         """The ids once each, in order, after checking every file exists (404 before any work
@@ -107,9 +124,18 @@ class Ingestion:
         try:
             meta = await self._files.get(file_id)
             data, content_type = await self._files.content(file_id)
-            text = to_text(data, meta.filename, content_type)
             static = strategy.static
-            pieces = chunk_text(text, static.max_chunk_size_tokens, static.chunk_overlap_tokens)
+            async with self._worker_slots():  # parsing never runs on the event loop
+                pieces = await document_chunks_isolated(
+                    data,
+                    meta.filename,
+                    content_type,
+                    static.max_chunk_size_tokens,
+                    static.chunk_overlap_tokens,
+                    self._limits,
+                    self._config.ingest.max_seconds,
+                )
+            del data  # the bytes may be large; the embeddings take a while
             vectors = await self._embedder.for_store(store, [p.text for p in pieces])
             now = int(time.time())
             rows = [
