@@ -2,7 +2,9 @@
 
 Run as ``python -I -S -B scripts/lambda_invoke.py RESULT.json < request.json`` so that nothing
 but the artifact's own directories is importable. request.json:
-``{"paths": [code dir, layer python dirs...], "handler": "app.lambda_handler", "events": [...]}``.
+``{"paths": [code dir, layer python dirs...], "handler": "app.lambda_handler", "events": [...]}``
+(optional ``"timeout_ms"``: the function's timeout, 29000 by default; an event that runs longer
+is reported as Lambda reports a timeout).
 RESULT.json gets each event's response and the timings (import, first event, total).
 """
 
@@ -42,11 +44,20 @@ def main() -> None:
     results, durations, first_epoch = [], [], None
     for event in request["events"]:
         start = time.perf_counter()
+        timeout_ms = request.get("timeout_ms", 29000)
         try:
-            results.append(handler(event, LambdaContext(request.get("function_name", "fn"))))
+            result = handler(event, LambdaContext(request.get("function_name", "fn"), timeout_ms))
         except Exception as exc:  # the runtime reports it as the invocation's error
-            results.append({"errorType": type(exc).__name__, "errorMessage": str(exc)})
-        durations.append(time.perf_counter() - start)
+            result = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        elapsed = time.perf_counter() - start
+        if elapsed * 1000 > timeout_ms:
+            # Lambda would have killed the invocation: the caller never sees the result.
+            result = {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {timeout_ms / 1000:.2f} seconds",
+            }
+        results.append(result)
+        durations.append(elapsed)
         first_epoch = first_epoch or time.time()
     t_end = time.perf_counter()
     report = {

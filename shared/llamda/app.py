@@ -3,7 +3,10 @@ each Lambda function mounts only the APIs it serves."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -268,6 +271,16 @@ def _add_metrics_route(app: FastAPI, stack: Stack) -> None:
         )
 
 
+async def _maintenance_loop(stack: Stack, interval: float) -> None:
+    """The local server's maintenance step, every ``interval`` seconds, off the request path."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await stack.vector_stores.maintain()
+        except Exception:
+            logging.getLogger(__name__).warning("maintenance failed", exc_info=True)
+
+
 def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = None) -> FastAPI:
     """Build the app for ``apis`` (default: every API the config enables)."""
     config = config or cached_config()
@@ -282,7 +295,15 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Only a server with a lifespan runs this (the Lambda adapter has it off: there the
+        # ingest and maintenance functions do the upkeep).
+        interval = config.server.maintenance_interval_seconds
+        upkeep = asyncio.create_task(_maintenance_loop(stack, interval)) if interval else None
         yield
+        if upkeep is not None:
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
         await stack.close()
 
     app = FastAPI(

@@ -87,6 +87,24 @@ class RoutingConfig(_Strict):
     backoff_base_seconds: float = Field(0.25, ge=0)
     backoff_max_seconds: float = Field(8.0, ge=0)
     timeout_seconds: float = Field(60.0, gt=0, description="Per attempt (time to first token).")
+    deadline_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Total for one request: every attempt, retry, backoff and fallback (for a "
+        "stream: until its first token). In Lambda the function's remaining time, less "
+        "lambda_margin_seconds, also bounds it.",
+    )
+    lambda_margin_seconds: float = Field(
+        1.5,
+        ge=0,
+        description="Kept back from the Lambda function's remaining time to answer in time.",
+    )
+    stream_idle_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A stream whose client reads nothing for this long is ended (its upstream "
+        "connection released).",
+    )
     breaker_failure_threshold: int = Field(5, ge=1)
     breaker_cooldown_seconds: float = Field(30.0, ge=0)
 
@@ -136,6 +154,22 @@ class S3Objects(_Strict):
         return value.strip("/")
 
 
+class IngestLimits(_Strict):
+    """What one file may cost to parse and chunk (in a worker process); a file past a limit
+    ends ``failed`` with a ``last_error`` naming the limit."""
+
+    max_seconds: float = Field(
+        120.0, gt=0, le=900, description="Wall time to parse and chunk one file (then killed)."
+    )
+    max_decoded_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Bytes of text, or of decompressed PDF page content, in one file.",
+    )
+    max_pages: int = Field(2_000, gt=0, description="Pages of one PDF.")
+    max_tokens: int = Field(2_000_000, gt=0, description="Tokens of one file's text.")
+
+
 class VectorsConfig(_Strict):
     """LanceDB: where tables live and how they are indexed and written."""
 
@@ -160,7 +194,14 @@ class VectorsConfig(_Strict):
         "every read (read-your-writes across Lambda containers).",
     )
     write_retries: int = Field(8, ge=0, le=50, description="Retries of a conflicting commit.")
-    ingest_concurrency: int = Field(4, ge=1, le=64, description="Files processed at once.")
+    ingest_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Files processed at once (per request), and document worker processes at "
+        "once (per server process).",
+    )
+    ingest: IngestLimits = Field(default_factory=IngestLimits)
     ingest_queue_url: str | None = Field(
         None,
         description="An SQS queue the ingest function reads: files attached through the API "
@@ -204,6 +245,12 @@ class ServerConfig(_Strict):
         ge=1,
         le=1_000_000,
         description="Longest search query (vector store search, vector-io query); 400 above.",
+    )
+    maintenance_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="The local server runs the maintenance step (vector indexes) this often, "
+        "in the background; 0 = never.",
     )
 
     @field_validator("auth", mode="before")

@@ -7,15 +7,16 @@ tenant is ``default``; the auth layer only has to call ``set_tenant``.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 DEFAULT_TENANT = "default"
-# Where stack-wide records live (API keys, rate counters). Not a valid tenant name, so no
-# request can ever be bound to it.
+# Records of the deployment itself (API keys, rate counters, maintenance bookkeeping): not
+# a valid tenant name (tenant ids start alphanumeric), so no request can be bound to it.
 SYSTEM_TENANT = "_system"
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -23,6 +24,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _tenant: ContextVar[str] = ContextVar("llamda_tenant", default=DEFAULT_TENANT)
 _request_id: ContextVar[str | None] = ContextVar("llamda_request_id", default=None)
 _provider_data: ContextVar[dict[str, str] | None] = ContextVar("llamda_provider_data", default=None)
+_deadline: ContextVar[float | None] = ContextVar("llamda_deadline", default=None)
 
 
 @dataclass
@@ -58,13 +60,21 @@ def set_tenant(tenant: str) -> None:
 
 
 @contextmanager
-def system_scope() -> Iterator[None]:
-    """Run storage calls in the stack-wide partition (API keys, counters), then restore."""
-    token = _tenant.set(SYSTEM_TENANT)
+def tenant_scope(tenant: str) -> Iterator[None]:
+    """Act as ``tenant`` within the block (work outside requests, e.g. maintenance). Accepts
+    ``SYSTEM_TENANT``, which no caller can be."""
+    if tenant != SYSTEM_TENANT and not valid_tenant(tenant):
+        raise ValueError(f"invalid tenant id {tenant!r}")
+    token = _tenant.set(tenant)
     try:
         yield
     finally:
         _tenant.reset(token)
+
+
+def system_scope() -> AbstractContextManager[None]:
+    """Storage calls in the stack-wide partition (API keys, rate counters), then restore."""
+    return tenant_scope(SYSTEM_TENANT)
 
 
 def current_principal() -> Principal | None:
@@ -106,3 +116,14 @@ def provider_data() -> dict[str, str]:
 
 def bind_provider_data(data: dict[str, str] | None) -> None:
     _provider_data.set(data)
+
+
+def request_deadline() -> float | None:
+    """When this request must have answered (a ``time.monotonic()`` value), if its caller set a
+    hard limit (in Lambda: the function's remaining time minus a margin); None locally."""
+    return _deadline.get()
+
+
+def bind_deadline(seconds_left: float | None) -> None:
+    """Bind the request's hard deadline, ``seconds_left`` from now (None: no hard limit)."""
+    _deadline.set(None if seconds_left is None else time.monotonic() + seconds_left)

@@ -83,8 +83,51 @@ def sqs_handler() -> Any:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         config.register_lambda_context(context)
         job_config.register_lambda_context(context)
-        return process_partial_response(
+        response = process_partial_response(
             event=event, record_handler=record_handler, processor=processor, context=context
         )
+        # The batch's upkeep (index builds) after it, never within an API request, in the time
+        # left: running out would lose the batch's response (and redeliver it all). A failure or
+        # timeout here is left to the next run or the scheduled function.
+        try:
+            loop.run_until_complete(maintain_within(stack, context))
+        except Exception:
+            logger.exception("maintenance after the batch failed")
+        return response
+
+    return handler
+
+
+MAINTENANCE_MARGIN_SECONDS = 15.0
+
+
+async def maintain_within(stack: Any, context: Any) -> int | None:
+    """The maintenance step, stopped ``MAINTENANCE_MARGIN_SECONDS`` before the invocation's
+    deadline (None when there is no time for it or it was stopped)."""
+    seconds = context.get_remaining_time_in_millis() / 1000 - MAINTENANCE_MARGIN_SECONDS
+    if seconds <= 1:
+        return None
+    try:
+        return await asyncio.wait_for(stack.vector_stores.maintain(), seconds)
+    except TimeoutError:
+        logger.warning("maintenance stopped before the function's deadline")
+        return None
+
+
+def maintenance_handler() -> Any:
+    """The scheduled maintenance function (e.g. EventBridge ``rate(15 minutes)``): the upkeep
+    of every store written to since the last run (see services/vector_stores/maintenance.py).
+    Returns the Lambda handler."""
+    from llamda.config import cached_config
+    from llamda.stack import Stack
+
+    stack = Stack(cached_config())
+    loop = asyncio.new_event_loop()
+
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        stores = loop.run_until_complete(maintain_within(stack, context))
+        logger.info("maintenance done", stores=stores)
+        return {"stores": stores}
 
     return handler

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llamda.context import bind_deadline
 from llamda.errors import ConfigError, ServiceUnavailableError
 from llamda.observability import logger
 
@@ -21,10 +22,29 @@ def asgi_app(apis: Sequence[str]) -> Any:
     from llamda.config import cached_config
 
     try:
-        return create_app(cached_config(), apis=apis)
+        config = cached_config()
+        return with_lambda_deadline(
+            create_app(config, apis=apis), config.routing.lambda_margin_seconds
+        )
     except ConfigError as exc:
         logger.error("invalid configuration", error=str(exc))
         return _misconfigured(str(exc))
+
+
+def with_lambda_deadline(app: Any, margin_seconds: float) -> Any:
+    """Bind each request's deadline to the invocation's: the Lambda context's remaining time
+    (Mangum puts the context in the scope as ``aws.context``) less ``margin_seconds``, so the
+    router's retries and fallbacks end while there is still time to answer. Without a Lambda
+    context (uvicorn under the Web Adapter, ``llamda serve``) nothing is bound and
+    ``routing.deadline_seconds`` alone applies."""
+
+    async def bound(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        context = scope.get("aws.context")
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        bind_deadline(remaining() / 1000 - margin_seconds if remaining is not None else None)
+        await app(scope, receive, send)
+
+    return bound
 
 
 def _misconfigured(message: str) -> Any:

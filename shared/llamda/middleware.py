@@ -192,6 +192,9 @@ class BodyLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > limit:
             await send_error(send, too_large, request_id)
             return
+        if scope.get("path") in UPLOAD_PATHS:
+            await self._stream_counted(scope, receive, send, limit, too_large, request_id)
+            return
         # Read the body up front (it is bounded) so an oversize chunked body is refused before
         # the app sees any of it.
         chunks: list[bytes] = []
@@ -219,6 +222,45 @@ class BodyLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _stream_counted(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        limit: int,
+        too_large: PayloadTooLargeError,
+        request_id: str,
+    ) -> None:
+        """Uploads pass through as they arrive (never held whole in memory), counted: past
+        ``limit`` the app's read fails, whatever it answers is dropped, and the client gets
+        the 413. The upload endpoint stores nothing before its body is fully read."""
+        size = 0
+        exceeded = started = False
+
+        async def counting() -> Message:
+            nonlocal size, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > limit:
+                    exceeded = True
+                    raise too_large
+            return message
+
+        async def unless_exceeded(message: Message) -> None:
+            nonlocal started
+            if not exceeded:
+                started = started or message["type"] == "http.response.start"
+                await send(message)
+
+        try:
+            await self.app(scope, counting, unless_exceeded)
+        except Exception:
+            if not exceeded or started:
+                raise
+        if exceeded and not started:
+            await send_error(send, too_large, request_id)
 
 
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})

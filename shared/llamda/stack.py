@@ -40,6 +40,8 @@ class Stack:
         self.vector_stores = VectorStoresService(
             config, self.records, self.files, self.models, self.inference
         )
+        self.models.used_by = self.vector_stores.stores.using_model
+        self.files.on_delete = self.vector_stores.files.forget_everywhere
         self.inspect = InspectService(config, self.inference.breaker_states)
 
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:

@@ -54,9 +54,15 @@ class Artifact:
         return sum(dir_size(p) for p in self.paths)
 
     def invoke(
-        self, events: list[dict[str, Any]], env: dict[str, str], timeout: float = 120
+        self,
+        events: list[dict[str, Any]],
+        env: dict[str, str],
+        timeout: float = 120,
+        function_timeout_ms: int | None = None,
     ) -> dict[str, Any]:
-        """Cold-start a fresh interpreter, send ``events`` in order; return results + timings."""
+        """Cold-start a fresh interpreter, send ``events`` in order; return results + timings.
+        ``function_timeout_ms``: each invocation's Lambda context starts with that much time
+        left (default 29 s), and a longer one is reported as timed out."""
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "result.json"
             request = {
@@ -65,6 +71,8 @@ class Artifact:
                 "events": events,
                 "function_name": self.name,
             }
+            if function_timeout_ms is not None:
+                request["timeout_ms"] = function_timeout_ms
             spawned_at = time.time()
             proc = subprocess.run(
                 [base_python(), "-I", "-S", "-B", str(INVOKER), str(out)],

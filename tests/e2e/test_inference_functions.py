@@ -26,7 +26,7 @@ from tests.e2e.harness import (
     lambda_env,
     response_json,
 )
-from tests.fakes.bedrock import FakeBedrockServer
+from tests.fakes.bedrock import FakeBedrockServer, Reply
 
 pytestmark = pytest.mark.e2e
 MODEL = "us.meta.llama3-3-70b-instruct-v1:0"  # the template's BedrockModel default
@@ -221,3 +221,73 @@ def test_files_function_uploads_to_s3(
         .get("Contents", [])
     )
     assert not [k["Key"] for k in keys if file_id in k["Key"]]
+
+
+DEADLINE_CONFIG = """
+version: 1
+profile: aws
+apis: [inference]
+providers:
+  inference:
+    - provider_id: bedrock
+      provider_type: bedrock
+      config: {region_name: us-east-1, endpoint_url: "${env.BEDROCK_ENDPOINT_URL}"}
+models:
+  - {model_id: hangs, provider_id: bedrock, provider_model_id: hang-model, fallbacks: [MODEL]}
+  - {model_id: MODEL, provider_id: bedrock}
+storage:
+  records: {type: dynamodb, table_name: "${env.LLAMDA_RECORDS_TABLE}"}
+  objects: {type: s3, bucket: "${env.LLAMDA_BUCKET}", prefix: objects}
+  vectors: {uri: "s3://${env.LLAMDA_BUCKET}/lancedb"}
+"""
+
+
+def test_a_hanging_primary_leaves_the_fallback_time_within_the_function_timeout(
+    artifacts: dict[str, Artifact],
+    env: dict[str, str],
+    fake_bedrock: FakeBedrockServer,
+    tmp_path: Path,
+) -> None:
+    """The routing defaults (60 s per attempt, 2 retries) in a function with 10 s left: the
+    deadline comes from the Lambda context, so the fallback answers before the timeout."""
+    config = tmp_path / "run.yaml"
+    config.write_text(DEADLINE_CONFIG.replace("MODEL", MODEL))
+    fake_bedrock.fake.script("hang-model", *[Reply(delay=25, text="too late")] * 3)
+    fn = artifacts["InferenceFunction"]
+    chat = {"model": "hangs", "messages": [{"role": "user", "content": "still there?"}]}
+    report = fn.invoke(
+        [api_gateway_event("POST", "/v1/chat/completions", body=chat)],
+        lambda_env(fn, {**env, "LLAMDA_CONFIG": str(config)}),
+        function_timeout_ms=10_000,
+    )
+    (reply,) = report["results"]
+    assert reply.get("statusCode") == 200, reply  # not "Task timed out after 10.00 seconds"
+    assert response_json(reply)["choices"][0]["message"]["content"] == "You said: still there?"
+    assert headers_of(reply)["x-llamda-model"] == MODEL
+    assert len(fake_bedrock.fake.calls_for("converse", "hang-model")) == 1
+    assert len(fake_bedrock.fake.calls_for("converse", MODEL)) == 1
+
+
+def test_a_slow_stream_in_the_buffered_function_ends_before_the_function_times_out(
+    artifacts: dict[str, Artifact], env: dict[str, str], fake_bedrock: FakeBedrockServer
+) -> None:
+    """Mangum buffers a stream: one that would outlast the invocation is ended at the deadline
+    with an error event, so the client gets a valid body instead of a Lambda timeout."""
+    fake_bedrock.fake.script(MODEL, Reply(text=" ".join(["word"] * 40)))
+    fake_bedrock.fake.token_delay = 0.5  # 20 s of tokens
+    try:
+        fn = artifacts["InferenceFunction"]
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": True}
+        report = fn.invoke(
+            [api_gateway_event("POST", "/v1/chat/completions", body=chat)],
+            lambda_env(fn, env),
+            function_timeout_ms=5_000,
+        )
+    finally:
+        fake_bedrock.fake.token_delay = 0.0
+    (reply,) = report["results"]
+    assert reply.get("statusCode") == 200, reply  # not "Task timed out after 5.00 seconds"
+    events = [line for line in reply["body"].split("\n\n") if line]
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["code"] == "deadline_exceeded"
+    assert '"content": "word' in reply["body"]  # the tokens that came in time were sent

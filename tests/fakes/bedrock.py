@@ -97,7 +97,7 @@ def sample_for_schema(schema: dict[str, Any]) -> Any:
 @dataclass
 class Reply:
     """One scripted reply. ``error`` = (code, message); ``stream_error`` breaks a stream after
-    ``stream_error_after`` text deltas; ``delay`` waits before answering."""
+    ``stream_error_after`` text deltas; ``delay`` waits before answering, ``hold`` until set."""
 
     text: str | None = None
     tool: dict[str, Any] | None = None
@@ -108,6 +108,9 @@ class Reply:
     delay: float = 0.0
     usage: dict[str, int] | None = None
     guardrail: dict[str, Any] | None = None
+    # Held until the test sets it: the test knows the call arrived (``calls``) and can act
+    # while the caller waits — orderings without timing.
+    hold: threading.Event | None = None
 
 
 @dataclass
@@ -249,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.fake.next_reply(model, body)
         if reply and reply.delay:
             time.sleep(reply.delay)
+        if reply and reply.hold is not None:
+            reply.hold.wait(60)
         if reply and reply.error:
             self._error(*reply.error)
             return

@@ -22,6 +22,14 @@ class OpenAIUpstream:
         self.failures: deque[tuple[int, dict[str, str]]] = deque()
         # A careless upstream: its error messages quote the Authorization header it received.
         self.echo_auth_in_errors = False
+        # Requests for these models get no answer until the fake stops (a hung upstream).
+        self.hang_models: set[str] = set()
+        self._stopping = threading.Event()
+        # Streamed requests for these models get chunks until the reader goes away; each
+        # closed connection is recorded in ``disconnects`` (what the client did to us).
+        self.endless_stream_models: set[str] = set()
+        self.disconnects: list[str] = []
+        self.disconnected = threading.Event()
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -41,6 +49,13 @@ class OpenAIUpstream:
                         "body": body,
                     }
                 )
+                model = body.get("model") if isinstance(body, dict) else None
+                if model in upstream.hang_models:
+                    upstream._stopping.wait(120)
+                    return
+                if model in upstream.endless_stream_models and body.get("stream"):
+                    self._stream_until_gone(model)
+                    return
                 if upstream.failures:
                     status, headers = upstream.failures.popleft()
                     message = f"scripted {status}"
@@ -198,6 +213,29 @@ class OpenAIUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _stream_until_gone(self, model: str) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()  # no length: the body ends when the connection closes
+                event = {
+                    "id": "chatcmpl-endless",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": "x" * 16384}}],
+                }
+                data = f"data: {json.dumps(event)}\n\n".encode()
+                try:
+                    for _ in range(20000):  # ~330 MB at most: far more than any socket buffers
+                        if upstream._stopping.is_set():
+                            return
+                        self.wfile.write(data)
+                        self.wfile.flush()
+                except OSError:
+                    upstream.disconnects.append(model)
+                    upstream.disconnected.set()
+                self.close_connection = True
+
             def _send(
                 self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
             ) -> None:
@@ -220,5 +258,6 @@ class OpenAIUpstream:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()

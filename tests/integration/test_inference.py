@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import struct
 from collections.abc import Iterator
 
@@ -16,6 +17,7 @@ from llama_stack_client import LlamaStackClient
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fakes.bedrock import FakeBedrockServer, Reply
+from tests.fakes.openai_upstream import OpenAIUpstream
 
 LLAMA = "us.meta.llama3-1-8b-instruct-v1:0"
 
@@ -582,3 +584,189 @@ def test_remote_provider_passes_through(client: openai.OpenAI, fake, servers) ->
     # The upstream's Bedrock provider cannot do completions: its 400 comes back as a 400.
     with pytest.raises(openai.BadRequestError, match="completions"):
         client.completions.create(model="remote-llama", prompt="x")
+
+
+# -- deadlines, breaker trials, a request's own failures, idle streams (hardening) ----------
+
+ROUTED_CONFIG = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - {provider_id: up, provider_type: vllm, config: {url: "UPSTREAM"}}
+models:
+  - {model_id: stuck, provider_id: up, provider_model_id: hang-model, fallbacks: [steady]}
+  - {model_id: lonely, provider_id: up, provider_model_id: hang-alone}
+  - {model_id: steady, provider_id: up, provider_model_id: ok-model}
+  - {model_id: keyed, provider_id: up, provider_model_id: keyed-model}
+  - {model_id: endless, provider_id: up, provider_model_id: endless-model}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+routing: ROUTING
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[OpenAIUpstream]:
+    with OpenAIUpstream() as fake_upstream:
+        fake_upstream.hang_models |= {"hang-model", "hang-alone"}
+        fake_upstream.endless_stream_models.add("endless-model")
+        yield fake_upstream
+
+
+def _routed_server(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory, routing: str
+) -> LiveServer:
+    home = tmp_path_factory.mktemp("routed")
+    config = ROUTED_CONFIG.replace("UPSTREAM", upstream.url).replace("ROUTING", routing)
+    (home / "run.yaml").write_text(config)
+    return start_server(home / "run.yaml", home)
+
+
+@pytest.fixture(scope="module")
+def routed(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Per attempt 60 s as by default, but 6 s in all; the breaker opens after 2 failures."""
+    server = _routed_server(
+        upstream,
+        tmp_path_factory,
+        "{max_retries: 2, backoff_base_seconds: 0.01, backoff_max_seconds: 0.05,"
+        " timeout_seconds: 60, deadline_seconds: 6,"
+        " breaker_failure_threshold: 2, breaker_cooldown_seconds: 60}",
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def up(upstream: OpenAIUpstream) -> OpenAIUpstream:
+    upstream.requests.clear()
+    upstream.failures.clear()
+    upstream.disconnects.clear()
+    upstream.disconnected.clear()
+    return upstream
+
+
+def _calls(upstream: OpenAIUpstream, model: str) -> int:
+    return sum(1 for r in upstream.requests if r["body"].get("model") == model)
+
+
+def _chat(server: LiveServer, model: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    return httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30, **kwargs)
+
+
+def test_a_hanging_primary_leaves_time_for_the_fallback(
+    routed: LiveServer, up: OpenAIUpstream
+) -> None:
+    reply = _chat(routed, "stuck")  # before: 3 attempts of 60 s each, then the fallback
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-llamda-model"] == "steady"
+    assert reply.json()["choices"][0]["message"]["content"] == "upstream ok"
+    assert _calls(up, "hang-model") == 1  # its share of the deadline went to one attempt
+    assert _calls(up, "ok-model") == 1
+
+
+def test_out_of_time_is_a_504_naming_the_deadline(routed: LiveServer, up: OpenAIUpstream) -> None:
+    reply = _chat(routed, "lonely")
+    assert reply.status_code == 504, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "deadline_exceeded"
+    assert "request deadline (6s) reached for 'lonely'" in error["message"]
+    assert _calls(up, "hang-alone") == 1
+
+
+def test_a_requests_own_key_never_opens_the_shared_breaker(
+    routed: LiveServer, up: OpenAIUpstream
+) -> None:
+    own_key = {"X-LlamaStack-Provider-Data": json.dumps({"vllm_api_key": "sk-bad\nkey"})}
+    for _ in range(3):  # an unsendable key: before, 3 x 3 "connection errors" opened it
+        assert _chat(routed, "keyed", headers=own_key).status_code >= 400
+    own_key = {"X-LlamaStack-Provider-Data": json.dumps({"vllm_api_key": "sk-revoked"})}
+    up.failures.extend([(401, {})] * 3 + [(429, {"retry-after": "0"})] * 6)
+    for status in (401, 401, 401, 429, 429):
+        assert _chat(routed, "keyed", headers=own_key).status_code == status
+    up.failures.clear()
+    reply = _chat(routed, "keyed")  # another client, the server's own key
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-llamda-model"] == "keyed"
+    breakers = httpx.get(f"{routed.url}/v1/providers/up").json()["health"]["breakers"]
+    assert breakers["keyed-model"]["state"] == "closed"
+
+
+def _open_stream(server: LiveServer, model: str) -> socket.socket:
+    """A streamed chat on a raw socket with a tiny receive window; returns once the response
+    has started (the stream was routed and is flowing)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    body = json.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "go"}], "stream": True}
+    ).encode()
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: "
+        + host.encode()
+        + b"\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    assert sock.recv(1024).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def test_a_stream_nobody_reads_is_ended_and_its_upstream_released(
+    probing: LiveServer, up: OpenAIUpstream
+) -> None:
+    sock = _open_stream(probing, "endless")
+    try:
+        # The client holds the connection open and reads nothing more; before the fix the
+        # server waited on it forever, holding the upstream connection.
+        assert up.disconnected.wait(60), "the upstream stream was never closed"
+        assert up.disconnects == ["endless-model"]
+        assert httpx.get(f"{probing.url}/v1/health").status_code == 200
+    finally:
+        sock.close()
+
+
+def test_a_client_that_hangs_up_releases_the_upstream(
+    probing: LiveServer, up: OpenAIUpstream
+) -> None:
+    sock = _open_stream(probing, "endless")
+    sock.recv(65536)
+    sock.close()
+    assert up.disconnected.wait(60), "the upstream stream was never closed"
+    assert up.disconnects == ["endless-model"]
+
+
+@pytest.fixture(scope="module")
+def probing(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """One failure opens the breaker and the next request is the half-open trial at once;
+    a stream nobody reads is ended after 1 s."""
+    server = _routed_server(
+        upstream,
+        tmp_path_factory,
+        "{max_retries: 0, breaker_failure_threshold: 1, breaker_cooldown_seconds: 0,"
+        " stream_idle_seconds: 1}",
+    )
+    yield server
+    stop_server(server)
+
+
+@pytest.mark.parametrize("trial_status", [400, 401, 404])
+def test_a_4xx_during_the_half_open_trial_does_not_wedge_the_model(
+    probing: LiveServer, up: OpenAIUpstream, trial_status: int
+) -> None:
+    up.failures.append((503, {}))
+    assert _chat(probing, "steady").status_code == 503  # opens the circuit
+    up.failures.append((trial_status, {}))
+    assert _chat(probing, "steady").status_code == trial_status  # the trial: our fault
+    reply = _chat(probing, "steady")  # before: "circuit open" for good
+    assert reply.status_code == 200, reply.text
+    breakers = httpx.get(f"{probing.url}/v1/providers/up").json()["health"]["breakers"]
+    assert breakers["ok-model"] == {"state": "closed", "consecutive_failures": 0}

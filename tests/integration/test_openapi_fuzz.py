@@ -255,11 +255,6 @@ def _stateful(live_server: LiveServer, kind: str, run_seed: int, examples: int) 
     check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/vector_stores.py writes the store record before checking file_ids; "
-    "the fix (check first, then write) belongs with the vector stores split",
-)
 def test_store_refused_for_its_files_leaves_nothing(live_server: LiveServer) -> None:
     """Found by the stateful fuzz: the create answers 404, the client never gets the id, and
     the store is saved anyway."""

@@ -197,3 +197,42 @@ def test_counters_are_atomic_per_tenant_and_apart_from_documents(records_factory
             await second.close()
 
     run(scenario())
+
+
+def test_records_conditional_put_by_version(records_factory) -> None:  # type: ignore[no-untyped-def]
+    """``if_version``: a stale copy never overwrites a newer one, a deleted record never comes
+    back, and of concurrent writers of one version exactly one wins."""
+    from llamda.storage.records import save
+
+    async def scenario() -> None:
+        store = records_factory()
+        with pytest.raises(ConflictError):  # absent: nothing to update, nothing created
+            await store.put("vector_stores", "vs1", {"id": "vs1", "version": 1}, if_version=0)
+        assert await store.get("vector_stores", "vs1") is None
+        await store.put("vector_stores", "vs1", {"id": "vs1", "name": "a"})  # no version: 0
+        first = await store.get("vector_stores", "vs1")
+        stale = await store.get("vector_stores", "vs1")
+        first["name"] = "b"
+        assert await save(store, "vector_stores", "vs1", first) is True
+        assert first["version"] == 1
+        stale["name"] = "stale"
+        assert await save(store, "vector_stores", "vs1", stale) is False
+        assert (await store.get("vector_stores", "vs1"))["name"] == "b"
+        copies = [await store.get("vector_stores", "vs1") for _ in range(6)]
+        for i, copy in enumerate(copies):
+            copy["name"] = f"w{i}"
+        wins = await asyncio.gather(*(save(store, "vector_stores", "vs1", c) for c in copies))
+        assert sum(wins) == 1
+        winner = copies[wins.index(True)]["name"]
+        assert (await store.get("vector_stores", "vs1")) == {
+            "id": "vs1",
+            "name": winner,
+            "version": 2,
+        }
+        latest = await store.get("vector_stores", "vs1")
+        assert await store.delete("vector_stores", "vs1") is True
+        assert await save(store, "vector_stores", "vs1", latest) is False  # no resurrection
+        assert await store.get("vector_stores", "vs1") is None
+        await store.close()
+
+    run(scenario())

@@ -137,7 +137,7 @@ def test_zip_only_template_is_marked_not_deployable(template: dict[str, Any]) ->
     from scripts.zip_only import MARKER, mark_not_deployable, strip_images
 
     doc = json.loads(json.dumps(template))
-    assert sorted(strip_images(doc)) == ["IngestFunction", "VectorFunction"]
+    assert sorted(strip_images(doc)) == ["IngestFunction", "MaintenanceFunction", "VectorFunction"]
     assert not any(
         r.get("Properties", {}).get("PackageType") == "Image" for r in doc["Resources"].values()
     )

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from llamda.services import documents
+from llamda.services.document_worker import document_chunks_isolated
 from llamda.services.documents import (
     DocumentError,
+    DocumentLimits,
     chunk_text,
     count_tokens,
+    document_chunks,
     kind_of,
     to_text,
     tokenizer,
 )
+from tests.hostile_docs import nested_json, nested_pdf, shared_stream_pdf
 from tests.pdf import make_pdf
 
 
@@ -97,3 +106,108 @@ def test_unreadable_files_raise_document_error(data: bytes, name: str, code: str
     with pytest.raises(DocumentError) as err:
         to_text(data, name)
     assert err.value.code == code and name in err.value.message
+
+
+# --- hostile input: every parser fails with our typed error, never anything else -----------
+
+NAMES = ["a.txt", "a.md", "a.html", "a.json", "a.csv", "a.pdf"]
+PARSER_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+def _text_or_document_error(data: bytes, name: str) -> None:
+    try:
+        assert isinstance(to_text(data, name), str)
+    except DocumentError as exc:
+        assert exc.code in {"invalid_file", "unsupported_file"} and name in exc.message
+
+
+@PARSER_SETTINGS
+@given(data=st.binary(max_size=4096), name=st.sampled_from(NAMES))
+def test_arbitrary_bytes_give_text_or_document_error(data: bytes, name: str) -> None:
+    _text_or_document_error(data, name)
+
+
+@PARSER_SETTINGS
+@given(text=st.text(max_size=2048), name=st.sampled_from(NAMES))
+def test_arbitrary_text_gives_text_or_document_error(text: str, name: str) -> None:
+    _text_or_document_error(text.encode(), name)
+
+
+@PARSER_SETTINGS
+@given(
+    cut=st.integers(min_value=0, max_value=2000),
+    junk=st.binary(min_size=1, max_size=64),
+    lines=st.lists(st.text(max_size=40), min_size=1, max_size=5),
+)
+def test_damaged_pdfs_give_text_or_document_error(cut: int, junk: bytes, lines: list[str]) -> None:
+    pdf = make_pdf([line.encode("latin-1", "replace").decode("latin-1") for line in lines])
+    at = cut % len(pdf)
+    _text_or_document_error(pdf[:at] + junk + pdf[at + len(junk) :], "a.pdf")
+
+
+@PARSER_SETTINGS
+@given(
+    tags=st.lists(
+        st.sampled_from(["<a", "<div>", "</div>", "<p>", "<script>", "&amp;", "<!--", "x", " "]),
+        max_size=300,
+    )
+)
+def test_tag_soup_html_gives_text_or_document_error(tags: list[str]) -> None:
+    _text_or_document_error("".join(tags).encode(), "a.html")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("deep.json", nested_json(2_000)), ("deep.pdf", nested_pdf(5_000))]
+)
+def test_deep_nesting_is_a_document_error_not_a_recursion_error(name: str, data: bytes) -> None:
+    with pytest.raises(DocumentError, match="nested too deeply") as err:
+        to_text(data, name)
+    assert err.value.code == "invalid_file"
+
+
+def test_deep_html_nesting_is_text_or_a_document_error() -> None:
+    _text_or_document_error(b"<div>" * 2_000 + b"x", "deep.html")
+
+
+def test_limits_name_the_setting() -> None:
+    pdf = shared_stream_pdf(pages=8, stream_bytes=100_000)
+    with pytest.raises(DocumentError, match=r"more than 4 pages.*max_pages"):
+        to_text(pdf, "b.pdf", limits=DocumentLimits(max_pages=4))
+    with pytest.raises(DocumentError, match=r"more than 300,000 decoded bytes.*max_decoded_bytes"):
+        to_text(pdf, "b.pdf", limits=DocumentLimits(max_decoded_bytes=300_000))
+    with pytest.raises(DocumentError, match=r"more than 10 bytes.*max_decoded_bytes"):
+        to_text(b"eleven byte", "a.txt", limits=DocumentLimits(max_decoded_bytes=10))
+    with pytest.raises(DocumentError, match=r"more than 1,000 tokens.*max_tokens"):
+        document_chunks(b"word " * 5_000, "a.txt", None, 800, 400, DocumentLimits(max_tokens=1_000))
+
+
+def test_long_texts_chunk_as_one_tokenization(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokenized in segments (bounded memory), the chunks are those of the whole text."""
+    text = "\n".join(f"Llama{i} alpaca-vicuña, guanaco; camelid{i}." for i in range(12_000))
+    assert len(text) > 3 * documents._SEGMENT_CHARS
+    chunks = chunk_text(text, 800, 100)
+    assert sum(c.token_count for c in chunks) >= count_tokens(text)
+    monkeypatch.setattr(documents, "_SEGMENT_CHARS", 10 * len(text))  # one segment
+    assert chunk_text(text, 800, 100) == chunks
+
+
+# --- the worker process -------------------------------------------------------------------
+
+
+def _isolated(data: bytes, name: str, limits: DocumentLimits, seconds: float) -> list:
+    return asyncio.run(document_chunks_isolated(data, name, None, 800, 400, limits, seconds))
+
+
+def test_worker_returns_chunks_and_typed_errors() -> None:
+    (chunk,) = _isolated(b"Llamas hum.", "a.txt", DocumentLimits(), 30)
+    assert chunk.text == "Llamas hum." and chunk.token_count == count_tokens("Llamas hum.")
+    with pytest.raises(DocumentError, match="nested too deeply"):
+        _isolated(nested_json(2_000), "deep.json", DocumentLimits(), 30)
+
+
+def test_worker_past_its_time_is_killed() -> None:
+    with pytest.raises(DocumentError, match=r"longer than 0.5 s.*max_seconds"):
+        _isolated(shared_stream_pdf(), "bomb.pdf", DocumentLimits(), 0.5)
+    assert multiprocessing.active_children() == []  # killed and reaped

@@ -95,7 +95,7 @@ def resolved_chunking(strategy: ChunkingStrategyParam | None) -> StaticChunkingS
 
 class ExpiresAfter(BaseModel):
     anchor: Literal["last_active_at"] = "last_active_at"
-    days: int = Field(ge=1, le=365)
+    days: int = Field(ge=1, le=365, strict=True)  # `true` is not a day count
 
 
 class FileCounts(BaseModel):

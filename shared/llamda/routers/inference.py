@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -20,10 +19,10 @@ from llamda.api.inference import (
     EmbeddingsResponse,
     StreamOptions,
 )
-from llamda.errors import LlamdaError
-from llamda.observability import logger
+from llamda.config import RoutingConfig
 from llamda.routers import get_stack
 from llamda.services.inference import Served
+from llamda.sse import SSEResponse, events
 from llamda.stack import Stack
 
 router = APIRouter(tags=["inference"])
@@ -45,31 +44,19 @@ def _json(served: Served[BaseModel]) -> Response:
     )
 
 
-def _sse(served: Served[AsyncIterator[Any]], options: StreamOptions | None) -> StreamingResponse:
-    """Server-sent events: ``data: {json}`` per chunk, then ``data: [DONE]``. An error after
-    the first chunk is sent as an ``error`` event (the stream does not switch provider)."""
+def _sse(
+    served: Served[AsyncIterator[Any]],
+    options: StreamOptions | None,
+    routing: RoutingConfig | None = None,
+) -> StreamingResponse:
+    """Server-sent events (llamda.sse): ended, and the upstream released, when the client is
+    gone or reads nothing for ``routing.stream_idle_seconds``."""
+    idle = (routing or RoutingConfig()).stream_idle_seconds
     include_usage = bool(options and options.include_usage)
-
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            async for chunk in served.value:
-                data = (
-                    chunk.model_dump(exclude_none=True) if isinstance(chunk, BaseModel) else chunk
-                )
-                if not include_usage:
-                    if not data.get("choices"):
-                        continue  # the usage-only chunk
-                    data.pop("usage", None)
-                yield f"data: {json.dumps(data)}\n\n".encode()
-        except LlamdaError as exc:
-            logger.warning(
-                "stream failed after it started", provider=served.provider_id, error=exc.message
-            )
-            yield f"data: {json.dumps(exc.to_dict())}\n\n".encode()
-        yield b"data: [DONE]\n\n"
-
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={**SSE_HEADERS, **_served_headers(served)}
+    return SSEResponse(
+        events(served.value, include_usage, served.provider_id),
+        idle_seconds=idle,
+        headers={**SSE_HEADERS, **_served_headers(served)},
     )
 
 
@@ -82,7 +69,9 @@ def _sse(served: Served[AsyncIterator[Any]], options: StreamOptions | None) -> S
 )
 async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Response:
     if body.stream:
-        return _sse(await stack.inference.chat_stream(body), body.stream_options)
+        return _sse(
+            await stack.inference.chat_stream(body), body.stream_options, stack.config.routing
+        )
     return _json(await stack.inference.chat(body))
 
 
@@ -94,7 +83,11 @@ async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Resp
 )
 async def completions(body: CompletionRequest, stack: StackDep) -> Response:
     if body.stream:
-        return _sse(await stack.inference.completion_stream(body), body.stream_options)
+        return _sse(
+            await stack.inference.completion_stream(body),
+            body.stream_options,
+            stack.config.routing,
+        )
     return _json(await stack.inference.completion(body))
 
 

@@ -68,7 +68,11 @@ async def get_vector_store(vector_store_id: StoreId, svc: Service) -> VectorStor
     return await svc.get(vector_store_id)
 
 
-@router.post(BASE + "/{vector_store_id}", response_model=VectorStoreObject, responses=NOT_FOUND)
+@router.post(
+    BASE + "/{vector_store_id}",
+    response_model=VectorStoreObject,
+    responses=error_responses(400, 404, 409),  # 409: changed concurrently, retry
+)
 async def update_vector_store(
     vector_store_id: StoreId, body: UpdateVectorStoreRequest, svc: Service
 ) -> VectorStoreObject:
@@ -132,7 +136,7 @@ async def get_store_file(
 @router.post(
     BASE + "/{vector_store_id}/files/{file_id}",
     response_model=VectorStoreFileObject,
-    responses=NOT_FOUND,
+    responses=error_responses(400, 404, 409),  # 409: changed concurrently, retry
 )
 async def update_store_file(
     vector_store_id: StoreId, file_id: FileId, body: UpdateVectorStoreFileRequest, svc: Service

@@ -4,10 +4,12 @@ Ids sort by creation time, so listing pages in created order."""
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import secrets
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, BinaryIO
 
 from llamda.api.files import FileObject, ListFilesResponse
 from llamda.errors import BadRequestError, NotFoundError
@@ -23,18 +25,33 @@ def new_file_id() -> str:
 
 
 class FilesService:
-    def __init__(self, records: Records, objects: Objects):
+    def __init__(
+        self,
+        records: Records,
+        objects: Objects,
+        on_delete: Callable[[str], Awaitable[None]] | None = None,
+    ):
         self._records = records
         self._objects = objects
+        # Removes a deleted File from every vector store (wired by the stack).
+        self.on_delete = on_delete
 
     async def create(
         self, data: bytes, filename: str, purpose: str, content_type: str | None
     ) -> FileObject:
+        return await self.create_from(io.BytesIO(data), filename, purpose, content_type)
+
+    async def create_from(
+        self, source: BinaryIO, filename: str, purpose: str, content_type: str | None
+    ) -> FileObject:
+        """A File of what ``source`` reads until its end, copied to storage in bounded memory
+        (an upload is not held in memory; its size limit is the body limit's, counted as the
+        request arrives)."""
         name = (filename or "upload").replace("\x00", "")[-MAX_FILENAME:]
         file_id = new_file_id()
         record = {
             "id": file_id,
-            "bytes": len(data),
+            "bytes": 0,
             "created_at": int(time.time()),
             "filename": name,
             "purpose": purpose,
@@ -43,7 +60,9 @@ class FilesService:
             or "application/octet-stream",
         }
         # Bytes first, then the record: a reader never sees a file without content.
-        await self._objects.put(f"files/{file_id}", data, content_type=record["content_type"])
+        record["bytes"] = await self._objects.put_file(
+            f"files/{file_id}", source, content_type=record["content_type"]
+        )
         await self._records.put(KIND, file_id, record, if_absent=True)
         return FileObject.model_validate(record)
 
@@ -67,6 +86,10 @@ class FilesService:
         # Record first: once it is gone the file is gone for readers; then the bytes.
         await self._records.delete(KIND, file_id)
         await self._objects.delete(f"files/{file_id}")
+        # Last: an attach that started before this has recorded itself by now (it reads the
+        # bytes after), so it is found here or fails reading them.
+        if self.on_delete is not None:
+            await self.on_delete(file_id)
 
     async def list(
         self, *, limit: int, after: str | None, order: str, purpose: str | None

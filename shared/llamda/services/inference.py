@@ -6,6 +6,8 @@ honouring Retry-After) on 429/5xx/timeouts, then walk its ``fallbacks``; a conte
 goes straight to ``context_window_fallbacks``, a provider content-policy refusal to
 ``content_policy_fallbacks``; a guardrail intervention is final. A stream is routed until its
 first chunk arrives; after that it never switches provider (the client has seen tokens).
+All of it runs within the request's deadline (``Budget``); only failures that say the upstream
+is unwell count against its circuit breaker (``_counts_against_upstream``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from llamda.api.inference import (
 )
 from llamda.api.models import Model
 from llamda.config import RoutingConfig, RunConfig
-from llamda.context import add_tokens
+from llamda.context import add_tokens, provider_data, request_deadline
 from llamda.errors import (
     BadRequestError,
     ContentPolicyError,
@@ -68,9 +70,22 @@ class Served[T]:
         return self.model.id != self.requested
 
 
+class Permit:
+    """One attempt's admission through a breaker; ``trial`` when it is the half-open probe."""
+
+    __slots__ = ("trial",)
+
+    def __init__(self, trial: bool):
+        self.trial = trial
+
+
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; after ``cooldown`` lets one trial through
-    (half-open): its success closes the circuit, its failure opens it again."""
+    """Opens after ``threshold`` consecutive upstream failures; after ``cooldown`` lets one
+    trial through (half-open): its success closes the circuit, its failure opens it again.
+
+    Every admitted attempt ends with ``success``, ``failure`` or ``release``: an outcome that
+    says nothing about the upstream's health (the request's own 4xx, a guardrail, a context
+    window error, a cancellation) only releases the trial, so the next request may probe."""
 
     def __init__(
         self, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic
@@ -79,7 +94,7 @@ class CircuitBreaker:
         self.cooldown = cooldown
         self.failures = 0
         self.opened_at: float | None = None
-        self._trial = False
+        self._trial: Permit | None = None
         self._clock = clock
 
     @property
@@ -88,26 +103,67 @@ class CircuitBreaker:
             return "closed"
         return "half_open" if self._clock() - self.opened_at >= self.cooldown else "open"
 
-    def allow(self) -> bool:
+    def allow(self) -> Permit | None:
+        """A permit for one attempt, or None while the circuit refuses."""
         state = self.state
         if state == "closed":
-            return True
-        if state == "half_open" and not self._trial:
-            self._trial = True
-            return True
-        return False
+            return Permit(trial=False)
+        if state == "half_open" and self._trial is None:
+            self._trial = Permit(trial=True)
+            return self._trial
+        return None
 
-    def success(self) -> None:
-        self.failures, self.opened_at, self._trial = 0, None, False
+    def success(self, permit: Permit) -> None:
+        self.failures, self.opened_at = 0, None
+        self.release(permit)
 
-    def failure(self) -> None:
+    def failure(self, permit: Permit) -> None:
         self.failures += 1
-        if self._trial or self.failures >= self.threshold:
+        if permit.trial or self.failures >= self.threshold:
             self.opened_at = self._clock()
-        self._trial = False
+        self.release(permit)
+
+    def release(self, permit: Permit) -> None:
+        """End an attempt without a verdict; frees the trial if this permit holds it. Safe to
+        call more than once (the router always calls it in ``finally``)."""
+        if self._trial is permit:
+            self._trial = None
 
     def snapshot(self) -> dict[str, Any]:
         return {"state": self.state, "consecutive_failures": self.failures}
+
+
+class Budget:
+    """The time one request's routing may use, retries, backoff sleeps and fallbacks included.
+
+    It ends at ``min(start + routing.deadline_seconds, the request's hard deadline)`` (in Lambda
+    the function's remaining time less a margin). Each model in the chain may use an equal
+    share of what is left when its turn comes (``share_end``): with one fallback left, a
+    hanging primary gets half, so the fallback still has time to answer; the last model gets
+    everything left. No attempt's timeout and no backoff sleep crosses its model's share."""
+
+    def __init__(self, seconds: float, hard_deadline: float | None, clock: Callable[[], float]):
+        self._clock = clock
+        now = clock()
+        self.ends_at = now + seconds
+        if hard_deadline is not None:
+            self.ends_at = min(self.ends_at, hard_deadline)
+        self.seconds = max(0.0, self.ends_at - now)
+
+    def left(self) -> float:
+        return self.ends_at - self._clock()
+
+    def share_end(self, models_left: int) -> float:
+        """When the current model's share ends, ``models_left`` counting it."""
+        return self._clock() + max(0.0, self.left()) / max(1, models_left)
+
+    def attempt_timeout(self, per_attempt: float, share_end: float) -> float:
+        """An attempt's timeout: the per-attempt limit, cut to what is left of the share."""
+        return min(per_attempt, share_end - self._clock())
+
+    def fits(self, delay: float, share_end: float) -> bool:
+        """Whether sleeping ``delay`` still leaves time before the share ends."""
+        return self._clock() + delay < share_end
 
 
 class ProviderPool:
@@ -147,6 +203,7 @@ class InferenceService:
         pool: ProviderPool | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         guardrails: Guardrails | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         from llamda.services.guardrails import Guardrails  # it imports Served from here
 
@@ -158,6 +215,7 @@ class InferenceService:
         # Without safety, a model or request that names shields is refused (503), never
         # served unguarded.
         self._guardrails = guardrails or Guardrails(config.guardrails, models, None)
+        self._clock = clock  # time.monotonic, like the request deadline in llamda.context
 
     # -- public API: every model call goes through the guardrails ---------------------------
 
@@ -227,7 +285,9 @@ class InferenceService:
         key = (model.provider_id, model.provider_resource_id)
         if key not in self._breakers:
             self._breakers[key] = CircuitBreaker(
-                self._routing.breaker_failure_threshold, self._routing.breaker_cooldown_seconds
+                self._routing.breaker_failure_threshold,
+                self._routing.breaker_cooldown_seconds,
+                self._clock,
             )
         return self._breakers[key]
 
@@ -245,16 +305,21 @@ class InferenceService:
         model_type: str,
         call: Callable[[InferenceProvider, str], Awaitable[T]],
     ) -> Served[T]:
+        budget = Budget(self._routing.deadline_seconds, request_deadline(), self._clock)
         primary = await self._model(model_id, model_type)
         queue: list[str] = [primary.id, *primary.fallbacks]
         tried: set[str] = set()
         failures: list[str] = []
         last: UpstreamError | None = None
         attempts = 0
+        out_of_time = False  # time, not the upstreams' answers, ended the routing
         while queue:
             candidate_id = queue.pop(0)
             if candidate_id in tried:
                 continue
+            if budget.left() <= 0:
+                out_of_time = True
+                break
             tried.add(candidate_id)
             model = (
                 primary
@@ -262,44 +327,63 @@ class InferenceService:
                 else await self._model(candidate_id, model_type)
             )
             breaker = self._breaker(model)
-            if not breaker.allow():
-                failures.append(f"{model.id}: circuit open")
-                continue
             provider = self.pool.get(model.provider_id)
+            models_left = 1 + len({c for c in queue if c not in tried})
+            share_end = budget.share_end(models_left)
+            last_share = models_left == 1  # its share ends with the whole budget
             for retry in range(self._routing.max_retries + 1):
+                permit = breaker.allow()
+                if permit is None:
+                    if retry == 0:
+                        failures.append(f"{model.id}: circuit open")
+                    break
+                timeout = budget.attempt_timeout(self._routing.timeout_seconds, share_end)
+                if timeout <= 0:
+                    breaker.release(permit)
+                    out_of_time = out_of_time or last_share
+                    break
                 attempts += 1
                 started = time.perf_counter()
                 try:
-                    async with asyncio.timeout(self._routing.timeout_seconds):
-                        value = await call(provider, model.provider_resource_id)
-                except TimeoutError:
-                    error: UpstreamError = UpstreamTimeoutError(
-                        f"{model.provider_id}: no reply within {self._routing.timeout_seconds:g}s"
-                    )
-                except GuardrailInterventionError:
-                    raise
-                except ContextWindowExceededError as exc:
-                    if not model.context_window_fallbacks:
+                    try:
+                        async with asyncio.timeout(timeout):
+                            value = await call(provider, model.provider_resource_id)
+                    except TimeoutError:
+                        cut = timeout < self._routing.timeout_seconds
+                        error: UpstreamError = UpstreamTimeoutError(
+                            f"{model.provider_id}: no reply within {_seconds(timeout)}s"
+                            + (" (its share of the request deadline)" if cut else "")
+                        )
+                        out_of_time = out_of_time or (cut and last_share)
+                    except GuardrailInterventionError:
                         raise
-                    queue = list(model.context_window_fallbacks)
-                    last = exc
-                    break
-                except ContentPolicyError as exc:
-                    if not model.content_policy_fallbacks:
-                        raise
-                    queue = list(model.content_policy_fallbacks)
-                    last = exc
-                    break
-                except UpstreamError as exc:
-                    if not exc.retryable:
-                        raise
-                    error = exc
-                else:
-                    breaker.success()
-                    served = Served(value, model, model_id, attempts)
-                    _observe(served, (time.perf_counter() - started) * 1000)
-                    return served
-                breaker.failure()
+                    except ContextWindowExceededError as exc:
+                        if not model.context_window_fallbacks:
+                            raise
+                        queue = list(model.context_window_fallbacks)
+                        last = exc
+                        break
+                    except ContentPolicyError as exc:
+                        if not model.content_policy_fallbacks:
+                            raise
+                        queue = list(model.content_policy_fallbacks)
+                        last = exc
+                        break
+                    except UpstreamError as exc:
+                        if not exc.retryable:
+                            raise  # the request's own fault (4xx): no verdict on the upstream
+                        error = exc
+                    else:
+                        breaker.success(permit)
+                        served = Served(value, model, model_id, attempts)
+                        _observe(served, (time.perf_counter() - started) * 1000)
+                        return served
+                    if _counts_against_upstream(error, provider):
+                        breaker.failure(permit)
+                finally:
+                    # Whatever ended the attempt (a 4xx, a guardrail, a context-window error,
+                    # a cancellation...), a half-open trial is never left held.
+                    breaker.release(permit)
                 record_metrics({"provider": model.provider_id, "model": model.id}, errors=1)
                 last = error
                 failures.append(f"{model.id}: {error.message}")
@@ -313,16 +397,43 @@ class InferenceService:
                 delay = self._delay(retry, error.retry_after)
                 if retry >= self._routing.max_retries or delay > self._routing.backoff_max_seconds:
                     break
-                if not breaker.allow():
-                    break
+                if not budget.fits(delay, share_end):
+                    break  # no sleep crosses the share: on to the fallback, or the last error
                 await self._sleep(delay)
+        detail = "; ".join(dict.fromkeys(failures)) or "no model could be tried"
+        if out_of_time:
+            within = _seconds(budget.seconds)
+            raise UpstreamTimeoutError(
+                f"request deadline ({within}s) reached for '{model_id}': {detail}",
+                code="deadline_exceeded",
+            )
         if last is not None and len(tried) == 1:
             raise last  # one model, its own error
-        detail = "; ".join(dict.fromkeys(failures)) or "no model could be tried"
         if last is not None:
             last.message = f"all providers failed for '{model_id}': {detail}"
             raise last
         raise ServiceUnavailableError(f"all providers failed for '{model_id}': {detail}")
+
+
+def _seconds(value: float) -> str:
+    return f"{round(value, 2):g}"
+
+
+def _counts_against_upstream(error: UpstreamError, provider: InferenceProvider) -> bool:
+    """Whether a retryable failure is evidence that the shared upstream is unwell.
+
+    Timeouts, 5xx and connection errors count; so does a 429 on the server's own credentials
+    (its quota is shared: shedding load to fallbacks while it lasts is right). A request that
+    brings its own key (``X-LlamaStack-Provider-Data``) is still retried, but its failures never
+    move the shared breaker: its 429 is its own quota, its connection error may be its own
+    malformed key, and one client must not switch the model off for every other client."""
+    return error.retryable and not _own_credentials(provider.provider_type)
+
+
+def _own_credentials(provider_type: str) -> bool:
+    data = provider_data()
+    names = {provider_type, provider_type.replace("-", "_")}
+    return any(data.get(f"{name}_api_{kind}") for name in names for kind in ("key", "token"))
 
 
 def _observe(served: Served[Any], latency_ms: float) -> None:
@@ -364,7 +475,14 @@ async def _started[T](stream: AsyncIterator[T]) -> AsyncIterator[T]:
 
 
 async def _replay[T](head: list[T], rest: AsyncIterator[T]) -> AsyncIterator[T]:
-    for item in head:
-        yield item
-    async for item in rest:
-        yield item
+    try:
+        for item in head:
+            yield item
+        async for item in rest:
+            yield item
+    finally:
+        # Closed early (client gone, idle, deadline): close the provider's stream now, which
+        # releases its upstream connection, instead of whenever it is garbage-collected.
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()

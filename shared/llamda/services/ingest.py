@@ -5,7 +5,9 @@ last path segment) attached to that vector store. Optional user metadata on the 
 ``x-amz-meta-attributes`` (a JSON object of file attributes) and ``x-amz-meta-chunk-size`` /
 ``x-amz-meta-chunk-overlap`` (static chunking, in tokens). Re-uploading a key replaces its chunks;
 deleting it removes them. Events older than the last one applied to a key (S3's ``sequencer``)
-are ignored, so out-of-order delivery cannot resurrect a deleted object.
+are ignored, so out-of-order delivery cannot resurrect a deleted object. With a versioned bucket
+the live version decides: removing a non-current version or a delete marker never deletes the
+live document's chunks (a removed delete marker brings its version back).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from llamda.api.vector_stores import (
 )
 from llamda.aws import clients, error_code
 from llamda.context import set_tenant
-from llamda.errors import NotFoundError
+from llamda.errors import ConflictError, NotFoundError
 from llamda.services.files import FilesService
 from llamda.services.vector_stores import JOB_TYPE, VectorStoresService
 from llamda.storage.records import Records
@@ -129,6 +131,14 @@ def _newer(sequencer: str, than: str) -> bool:
     return sequencer.rjust(width, "0") >= than.rjust(width, "0")
 
 
+def _after(sequencer: str, than: str) -> bool:
+    """Strictly newer (no ordering known when either is missing: the later writer wins)."""
+    if not sequencer or not than:
+        return True
+    width = max(len(sequencer), len(than))
+    return sequencer.rjust(width, "0") > than.rjust(width, "0")
+
+
 class IngestService:
     def __init__(
         self,
@@ -144,54 +154,108 @@ class IngestService:
 
     async def handle(self, obj: S3Object) -> VectorStoreFileObject | None:
         """Apply one S3 event. Raises IngestError when it can never succeed and on a failed
-        file (so the message is reported and retried, then dead-lettered)."""
+        file (so the message is reported and retried, then dead-lettered).
+
+        Version-exact (the bucket is versioned): a create ingests exactly its version; a
+        removal makes the key's current version live again, whatever it is now — nothing when a
+        delete marker is current, the restored version when a delete marker was removed, no
+        change when a non-current version was deleted. The key's source record names the live
+        File and changes only conditionally, newest S3 ``sequencer`` winning, so concurrent
+        events for one key leave exactly one File's chunks."""
         store_id, filename = parse_key(obj.key)
         source_id = hashlib.sha256(f"{obj.bucket}/{obj.key}".encode()).hexdigest()[:40]
         source = await self._records.get(SOURCES, source_id)
         if source and not _newer(obj.sequencer, source.get("sequencer", "")):
             return None  # an older event than the one already applied
         if obj.event == "removed":
-            if source and source.get("file_id"):
-                await self._forget(source)
-            # A tombstone keeps the sequencer, so an older create delivered late is ignored.
-            await self._records.put(
-                SOURCES,
-                source_id,
-                {"id": source_id, "key": obj.key, "sequencer": obj.sequencer, "file_id": None},
+            # Unversioned bucket: the object is gone. Versioned: whatever is current now.
+            target = await self._current_version(obj) if obj.version_id else None
+        else:
+            target = obj.version_id  # "" in an unversioned bucket: the object as it is
+        live = source.get("version_id") if source and source.get("file_id") else None
+        if target and target == live:  # already live (a non-current version was removed)
+            await self._swap(source_id, source, obj, target, source.get("file_id"), store_id)
+            return None
+        result: VectorStoreFileObject | None = None
+        file_id: str | None = None
+        if target is not None:
+            try:
+                store = await self._stores.store_record(store_id)
+            except NotFoundError:
+                raise IngestError(f"{obj.key}: no vector store {store_id!r}") from None
+            downloaded = await self._download(obj, target)
+            if downloaded is None:  # deleted since: its removal event cleans up
+                return None
+            data, metadata = downloaded
+            attributes, chunking = self._options(metadata, obj.key)
+            file = await self._files.create(data, filename, "assistants", None)
+            file_id = file.id
+            result = await self._stores.ingest_file(
+                store, file.id, attributes, chunking, source={"s3": f"s3://{obj.bucket}/{obj.key}"}
             )
-            return None
-        try:
-            store = await self._stores.store_record(store_id)
-        except NotFoundError:
-            raise IngestError(f"{obj.key}: no vector store {store_id!r}") from None
-        downloaded = await self._download(obj)
-        if downloaded is None:  # deleted since: its removal event cleans up
-            return None
-        data, metadata = downloaded
-        attributes, chunking = self._options(metadata, obj.key)
-        if source and source.get("file_id"):  # a new version of the key replaces the old file
-            await self._forget(source)
-        file = await self._files.create(data, filename, "assistants", None)
-        await self._records.put(
-            SOURCES,
-            source_id,
-            {
-                "id": source_id,
-                "bucket": obj.bucket,
-                "key": obj.key,
-                "etag": obj.etag,
-                "sequencer": obj.sequencer,
-                "vector_store_id": store_id,
-                "file_id": file.id,
-            },
-        )
-        result = await self._stores.ingest_file(
-            store, file.id, attributes, chunking, source={"s3": f"s3://{obj.bucket}/{obj.key}"}
-        )
-        if result.status != "completed":
+        if not await self._swap(source_id, source, obj, target, file_id, store_id):
+            return None  # a newer event won meanwhile
+        if result is not None and result.status != "completed":
             error = result.last_error.message if result.last_error else result.status
             raise IngestError(f"{obj.key}: {error}")
         return result
+
+    async def _swap(
+        self,
+        source_id: str,
+        source: dict[str, Any] | None,
+        obj: S3Object,
+        version_id: str | None,
+        file_id: str | None,
+        store_id: str,
+    ) -> bool:
+        """Make ``file_id`` (None: nothing) the key's live File, conditionally on the source
+        record read before, then remove the File it displaced. When a newer event won the
+        record meanwhile, remove ours instead and return False. Removals keep the sequencer
+        (a tombstone), so an older create delivered late is ignored."""
+        record = {
+            "id": source_id,
+            "bucket": obj.bucket,
+            "key": obj.key,
+            "etag": obj.etag,
+            "sequencer": obj.sequencer,
+            "version_id": version_id,
+            "vector_store_id": store_id,
+            "file_id": file_id,
+        }
+        while True:
+            try:
+                if source is None:
+                    await self._records.put(SOURCES, source_id, record, if_absent=True)
+                else:
+                    expected = int(source.get("version") or 0)
+                    await self._records.put(
+                        SOURCES, source_id, {**record, "version": expected + 1}, if_version=expected
+                    )
+                break
+            except ConflictError:
+                source = await self._records.get(SOURCES, source_id)
+            if source is not None and not _after(obj.sequencer, source.get("sequencer", "")):
+                # A newer event (or this one, delivered twice) owns the key: ours is not live.
+                if file_id and file_id != source.get("file_id"):
+                    await self._forget({"vector_store_id": store_id, "file_id": file_id})
+                return False
+        displaced = source.get("file_id") if source else None
+        if source and displaced and displaced != file_id:
+            await self._forget(source)
+        return True
+
+    async def _current_version(self, obj: S3Object) -> str | None:
+        """The key's current version id now, or None when it has none (deleted, or a delete
+        marker is current)."""
+        s3 = await clients.client("s3", endpoint_url=self._endpoint)
+        try:
+            reply = await s3.head_object(Bucket=obj.bucket, Key=obj.key)
+        except Exception as exc:
+            if error_code(exc) in {"NoSuchKey", "404", "NoSuchVersion", "405"}:
+                return None
+            raise
+        return reply.get("VersionId") or ""
 
     async def run_job(self, job: dict[str, Any]) -> VectorStoreFileObject | None:
         """A file attached through the API, queued for us: processed as its tenant. A file
@@ -207,9 +271,11 @@ class IngestService:
         with contextlib.suppress(NotFoundError):
             await self._files.delete(source["file_id"])
 
-    async def _download(self, obj: S3Object) -> tuple[bytes, dict[str, str]] | None:
+    async def _download(
+        self, obj: S3Object, version_id: str
+    ) -> tuple[bytes, dict[str, str]] | None:
         s3 = await clients.client("s3", endpoint_url=self._endpoint)
-        extra = {"VersionId": obj.version_id} if obj.version_id else {}
+        extra = {"VersionId": version_id} if version_id else {}
         try:
             reply = await s3.get_object(Bucket=obj.bucket, Key=obj.key, **extra)
         except Exception as exc:

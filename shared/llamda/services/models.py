@@ -9,7 +9,7 @@ from typing import Any
 from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.models import Model, RegisterModelRequest
 from llamda.config import ModelResource, RunConfig
-from llamda.errors import BadRequestError
+from llamda.errors import BadRequestError, ConflictError
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
@@ -51,9 +51,12 @@ class ModelsService:
         records: Records,
         started_at: int | None = None,
         shield_exists: Callable[[str], Awaitable[bool]] | None = None,
+        used_by: Callable[[str], Awaitable[list[str]]] | None = None,
     ):
         self._config = config
         self.shield_exists = shield_exists
+        # The caller's vector stores that embed with a model (wired by the stack).
+        self.used_by = used_by
         created = started_at or int(time.time())
         self._registry = Registry(
             records,
@@ -111,6 +114,20 @@ class ModelsService:
         return await self._registry.add(request.model_id, record, "model_id", shared=request.shared)
 
     async def unregister(self, model_id: str) -> None:
+        """Remove a registered model; 409 while a vector store of the caller embeds with it
+        (its searches and ingestion would fail)."""
+        if self.used_by is not None and await self._registry.exists(model_id):
+            stores = await self.used_by(model_id)
+            if stores:
+                shown = ", ".join(stores[:10])
+                if len(stores) > 10:
+                    shown += f" and {len(stores) - 10} more"
+                raise ConflictError(
+                    f"model {model_id!r} is the embedding model of vector stores {shown}; "
+                    "delete them first",
+                    param="model_id",
+                    code="model_in_use",
+                )
         await self._registry.remove(model_id)
 
     def _provider_for(self, provider_id: str | None) -> str:

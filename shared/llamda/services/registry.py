@@ -105,6 +105,8 @@ class Registry[R: BaseModel]:
             await self.get(key)
         except NotFoundError:
             return False
+        except ConflictError:
+            return True  # stored, though in a form this server cannot return
         return True
 
     def refuse_static(self, key: str, param: str) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from llamda.config import LocalObjects, S3Objects
 from llamda.context import current_tenant
 from llamda.storage.keys import safe_segment, split_key
+
+# How much of an object is in memory at once while it is copied in (S3: one multipart part,
+# at least S3's 5 MiB minimum part size).
+COPY_CHUNK = 1024 * 1024
+PART_BYTES = 8 * 1024 * 1024
 
 
 def tenant_key(key: str) -> str:
@@ -17,6 +22,10 @@ def tenant_key(key: str) -> str:
 @runtime_checkable
 class Objects(Protocol):
     async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+
+    async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:
+        """Store what ``source`` reads until its end, in bounded memory; its size in bytes.
+        Readers see the whole object or none of it; a failed copy leaves nothing behind."""
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; NotFoundError when absent."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from llamda.context import current_tenant
 from llamda.errors import NotFoundError
 from llamda.storage.keys import safe_segment, split_key
-from llamda.storage.objects import tenant_key
+from llamda.storage.objects import COPY_CHUNK, tenant_key
 
 
 class LocalObjectStore:
@@ -25,21 +27,28 @@ class LocalObjectStore:
         return path
 
     async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        await self.put_file(key, io.BytesIO(data), content_type=content_type)
+
+    async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:
         path = self._path(key)
 
-        def write() -> None:
+        def write() -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename, so a reader never sees half an object.
+            # Copy into a temporary file, then rename: a reader never sees half an object.
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            size = 0
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
+                    while chunk := source.read(COPY_CHUNK):
+                        fh.write(chunk)
+                        size += len(chunk)
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            return size
 
-        await asyncio.to_thread(write)
+        return await asyncio.to_thread(write)
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import io
+from typing import Any, BinaryIO
 
 from llamda.aws import AioClients, clients, error_code
 from llamda.context import current_tenant
 from llamda.errors import NotFoundError
 from llamda.storage.keys import safe_segment
-from llamda.storage.objects import tenant_key
+from llamda.storage.objects import PART_BYTES, tenant_key
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -43,6 +46,44 @@ class S3ObjectStore:
         s3 = await self._client()
         extra = {"ContentType": content_type} if content_type else {}
         await s3.put_object(Bucket=self._bucket, Key=self._key(key), Body=data, **extra)
+
+    async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:
+        """One PutObject when it fits in one part, else a multipart upload of ``PART_BYTES``
+        parts, one in memory at a time (aborted on failure: S3 keeps nothing)."""
+        first = await asyncio.to_thread(source.read, PART_BYTES)
+        if len(first) < PART_BYTES:
+            await self.put(key, first, content_type=content_type)
+            return len(first)
+        s3 = await self._client()
+        full = self._key(key)
+        extra = {"ContentType": content_type} if content_type else {}
+        upload = await s3.create_multipart_upload(Bucket=self._bucket, Key=full, **extra)
+        upload_id = upload["UploadId"]
+        parts: list[dict[str, Any]] = []
+        size, part = 0, first
+        try:
+            while part:
+                reply = await s3.upload_part(
+                    Bucket=self._bucket,
+                    Key=full,
+                    UploadId=upload_id,
+                    PartNumber=len(parts) + 1,
+                    Body=io.BytesIO(part),
+                )
+                parts.append({"PartNumber": len(parts) + 1, "ETag": reply["ETag"]})
+                size += len(part)
+                part = await asyncio.to_thread(source.read, PART_BYTES)
+            await s3.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=full,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await s3.abort_multipart_upload(Bucket=self._bucket, Key=full, UploadId=upload_id)
+            raise
+        return size
 
     async def get(self, key: str) -> bytes:
         s3 = await self._client()

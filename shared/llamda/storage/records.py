@@ -14,8 +14,19 @@ Record = dict[str, Any]
 class Records(Protocol):
     """Tenant-scoped document store; the tenant comes from the request context."""
 
-    async def put(self, kind: str, key: str, value: Record, *, if_absent: bool = False) -> None:
-        """Store ``value``; with ``if_absent`` raise ConflictError when the key exists."""
+    async def put(
+        self,
+        kind: str,
+        key: str,
+        value: Record,
+        *,
+        if_absent: bool = False,
+        if_version: int | None = None,
+    ) -> None:
+        """Store ``value``; with ``if_absent`` raise ConflictError when the key exists. With
+        ``if_version`` (optimistic concurrency) replace the record only while it exists and its
+        ``version`` field (missing: 0) is ``if_version``, else raise ConflictError; the caller
+        puts the next version in ``value`` (see ``save``)."""
 
     async def get(self, kind: str, key: str) -> Record | None: ...
 
@@ -44,6 +55,21 @@ def build_records(config: SqliteRecords | DynamoDBRecords) -> Records:
     from llamda.storage.records_dynamodb import DynamoDBRecordStore
 
     return DynamoDBRecordStore(config.table_name, config.region_name, config.endpoint_url)
+
+
+async def save(records: Records, kind: str, key: str, record: Record) -> bool:
+    """Write back a record read earlier, unless it was changed or deleted since (then False and
+    nothing is written: a stale copy never overwrites, a deleted record never comes back).
+    On success ``record["version"]`` is the new version."""
+    from llamda.errors import ConflictError
+
+    expected = int(record.get("version") or 0)
+    try:
+        await records.put(kind, key, {**record, "version": expected + 1}, if_version=expected)
+    except ConflictError:
+        return False
+    record["version"] = expected + 1
+    return True
 
 
 async def list_page(

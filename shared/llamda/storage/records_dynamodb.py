@@ -52,14 +52,39 @@ class DynamoDBRecordStore:
                 raise ServiceUnavailableError("record store is throttled; retry") from exc
             raise
 
-    async def put(self, kind: str, key: str, value: Record, *, if_absent: bool = False) -> None:
-        item = {"pk": self._pk(kind), "sk": {"S": key}, "doc": {"S": json.dumps(value)}}
-        extra = {"ConditionExpression": "attribute_not_exists(pk)"} if if_absent else {}
+    async def put(
+        self,
+        kind: str,
+        key: str,
+        value: Record,
+        *,
+        if_absent: bool = False,
+        if_version: int | None = None,
+    ) -> None:
+        # ``ver`` mirrors the document's version so a put can be conditional on it.
+        item = {
+            "pk": self._pk(kind),
+            "sk": {"S": key},
+            "doc": {"S": json.dumps(value)},
+            "ver": {"N": str(int(value.get("version") or 0))},
+        }
+        extra: dict[str, Any] = {}
+        if if_absent:
+            extra = {"ConditionExpression": "attribute_not_exists(pk)"}
+        elif if_version is not None:
+            condition = "attribute_exists(pk) AND ver = :v"
+            if if_version == 0:  # written before versions existed
+                condition = "attribute_exists(pk) AND (attribute_not_exists(ver) OR ver = :v)"
+            extra = {
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": {":v": {"N": str(if_version)}},
+            }
         try:
             await self._call("put_item", Item=item, **extra)
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                raise ConflictError(f"{key!r} already exists") from None
+                what = "already exists" if if_absent else "changed or was deleted meanwhile"
+                raise ConflictError(f"{key!r} {what}") from None
             raise
 
     async def get(self, kind: str, key: str) -> Record | None:

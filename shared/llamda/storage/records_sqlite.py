@@ -56,11 +56,29 @@ class SqliteRecordStore:
 
         return await asyncio.to_thread(locked)
 
-    async def put(self, kind: str, key: str, value: Record, *, if_absent: bool = False) -> None:
+    async def put(
+        self,
+        kind: str,
+        key: str,
+        value: Record,
+        *,
+        if_absent: bool = False,
+        if_version: int | None = None,
+    ) -> None:
         tenant, data = current_tenant(), json.dumps(value)
         verb = "INSERT" if if_absent else "INSERT OR REPLACE"
 
         def op(conn: sqlite3.Connection) -> None:
+            if if_version is not None:
+                # One statement: the check and the write cannot be split by another writer.
+                cur = conn.execute(
+                    "UPDATE records SET value = ? WHERE tenant = ? AND kind = ? AND key = ? "
+                    "AND COALESCE(json_extract(value, '$.version'), 0) = ?",
+                    (data, tenant, check_kind(kind), key, if_version),
+                )
+                if cur.rowcount == 0:
+                    raise ConflictError(f"{key!r} changed or was deleted meanwhile")
+                return
             try:
                 conn.execute(
                     f"{verb} INTO records (tenant, kind, key, value) VALUES (?, ?, ?, ?)",

@@ -19,12 +19,13 @@ import random
 import sys
 import time
 import types
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from llamda.config import VectorsConfig
 from llamda.context import current_tenant
-from llamda.errors import ServiceUnavailableError
+from llamda.errors import NotFoundError, ServiceUnavailableError
 from llamda.storage.keys import safe_segment
 
 if TYPE_CHECKING:
@@ -196,6 +197,8 @@ class LanceDBIndex:
         self._tables: dict[tuple[str, int, str], AsyncTable] = {}
         self._indexed: set[tuple[str, str]] = set()
         self._batchers: dict[tuple[str, int, str], _AppendBatcher] = {}
+        # Called after each write with the store id (the maintenance step notes the store).
+        self.on_write: Callable[[str], Awaitable[None]] | None = None
 
     def _location(self) -> str:
         return f"{self._config.uri.rstrip('/')}/tenants/{safe_segment(current_tenant())}"
@@ -281,10 +284,12 @@ class LanceDBIndex:
         import pyarrow as pa
 
         table = await self._table(store_id)
-        if table is None:
-            await self.create(store_id, dimension)
-            table = await self._table(store_id)
-            assert table is not None
+        if table is None:  # never re-create a table here: its store was deleted
+            raise NotFoundError(
+                f"No vector store found with id {store_id!r}",
+                param="vector_store_id",
+                code="vector_store_not_found",
+            )
         data = pa.Table.from_pylist([r.as_row() for r in rows], schema=_schema(dimension))
         ids = ", ".join(quote(r.chunk_id) for r in rows)
         existing = f"chunk_id IN ({ids})" + (f" OR ({replace})" if replace else "")
@@ -305,7 +310,8 @@ class LanceDBIndex:
                 await merge.execute(data)
 
             await self._retry("merge_insert", upsert)
-        await self.maintain(store_id, table)
+        if self.on_write is not None:  # index upkeep happens later, in the maintenance step
+            await self.on_write(store_id)
 
     async def _add(self, store_id: str, rows: pa.Table) -> None:
         table = await self._table(store_id)
@@ -356,7 +362,9 @@ class LanceDBIndex:
             if where:
                 query = query.where(where)
             query = query.select([*columns, "_distance"]).limit(k)
-            query = query.nprobes(8).ef(max(64, k * 2))
+            # refine: exact distances for the candidates (the IVF_HNSW_SQ index reports
+            # quantized, doubled cosine distances, so scores would change once it exists).
+            query = query.nprobes(8).ef(max(64, k * 2)).refine_factor(1)
             rows = await query.to_list()
             return [Hit(r, max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
         assert text is not None
@@ -378,11 +386,15 @@ class LanceDBIndex:
             await self._retry("fts index", lambda: table.create_index("text", config=FTS()))
         self._indexed.add(key)
 
-    async def maintain(self, store_id: str, table: AsyncTable) -> None:
+    async def maintain(self, store_id: str) -> None:
         """Build the ANN index once the table is large enough; later, fold rows written since
         into the indexes (``optimize``) once they are a tenth of the table. Rows not yet indexed
-        are still searched (flat), so this is about speed. A failure (say, another writer
-        optimizing at the same time) never fails a write."""
+        are still searched (flat), so this is about speed. Slow (a build takes tens of seconds):
+        only the maintenance step calls it, never a request. A failure (say, another writer
+        optimizing at the same time) is logged, not raised."""
+        table = await self._table(store_id)
+        if table is None:
+            return
         try:
             rows = await table.count_rows()
             indices = {i.name: i for i in await table.list_indices()}

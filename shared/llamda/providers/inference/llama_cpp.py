@@ -1,11 +1,14 @@
 """Inline llama.cpp (the ``local`` extra): a GGUF file served in-process, fully offline.
 
-llama.cpp is neither async nor thread-safe: calls run in a worker thread, one at a time.
+llama.cpp is neither async nor thread-safe: calls run in a worker thread, one at a time. A
+request that is given up (timed out by the router, cancelled, its stream closed) stops its
+generation at the next token, so the model is free for the next request (e.g. its retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -55,6 +58,7 @@ class LlamaCppProvider:
         self._config = config
         self._llm: Any = None
         self._lock = threading.Lock()  # one generation at a time
+        self._cancel: threading.Event | None = None  # the running generation's, under _lock
 
     def _model(self) -> Any:
         if self._llm is None:
@@ -68,41 +72,89 @@ class LlamaCppProvider:
                 embedding=self._config.embedding,
                 verbose=False,
             )
+            self._llm.create_completion = self._cancellable(self._llm.create_completion)
         return self._llm
 
+    def _cancellable(self, create_completion: Callable[..., Any]) -> Callable[..., Any]:
+        """``create_completion`` with a stopping criterion that ends the generation at the next
+        token once the running request is given up. Every generation goes through it: the
+        chat handlers of llama-cpp-python end in ``llama.create_completion`` (and
+        ``create_chat_completion`` takes no stopping criteria of its own). A logits processor
+        would not do: it runs in a ctypes callback, where exceptions are swallowed."""
+        from llama_cpp import StoppingCriteriaList
+
+        def given_up(input_ids: Any, logits: Any) -> bool:
+            return self._cancel is not None and self._cancel.is_set()
+
+        def create(*args: Any, stopping_criteria: Any = None, **kwargs: Any) -> Any:
+            criteria = StoppingCriteriaList([given_up, *(stopping_criteria or [])])
+            return create_completion(*args, stopping_criteria=criteria, **kwargs)
+
+        return create
+
+    @contextlib.contextmanager
+    def _holding(self, cancel: threading.Event) -> Iterator[bool]:
+        """Hold the model for one request; yields False when it was given up while waiting."""
+        with self._lock:
+            self._cancel = cancel
+            try:
+                yield not cancel.is_set()
+            finally:
+                self._cancel = None
+
     async def _call(self, fn: Callable[[Any], Any]) -> Any:
+        cancel = threading.Event()
+
         def locked() -> Any:
-            with self._lock:
-                return fn(self._model())
+            with self._holding(cancel) as wanted:
+                return fn(self._model()) if wanted else None
 
         try:
             return await asyncio.to_thread(locked)
         except (ValueError, RuntimeError) as exc:
             raise _map_error(self.provider_id, exc) from None
+        finally:
+            # Returned, failed, timed out or cancelled: a generation still running in the
+            # thread stops at its next token and releases the model.
+            cancel.set()
 
     async def _stream(
         self, fn: Callable[[Any], Iterator[dict[str, Any]]]
     ) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def put(kind: str, value: Any) -> None:
+            if cancel.is_set():
+                return  # nobody reads any more (and the loop may be gone)
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:
+                cancel.set()  # the event loop is closed
 
         def produce() -> None:
             try:
-                with self._lock:
+                with self._holding(cancel) as wanted:
+                    if not wanted:
+                        return
                     for item in fn(self._model()):
-                        loop.call_soon_threadsafe(queue.put_nowait, ("item", item))
+                        put("item", item)
             except Exception as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-            loop.call_soon_threadsafe(queue.put_nowait, ("end", None))
+                put("error", exc)
+            put("end", None)
 
         threading.Thread(target=produce, daemon=True).start()
-        while True:
-            kind, value = await queue.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise _map_error(self.provider_id, value)
-            yield value
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise _map_error(self.provider_id, value)
+                yield value
+        finally:
+            cancel.set()  # closed early, timed out or cancelled: stop at the next token
 
     def _sampling(self, request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
         # The one field check (fields.py): a field llama.cpp cannot honour is a 400.

@@ -14,8 +14,10 @@ from llamda.api.vector_stores import (
     VectorStoreFileContent,
     VectorStoreFileObject,
 )
-from llamda.errors import NotFoundError
+from llamda.errors import ConflictError, NotFoundError
 from llamda.services.vector_stores.common import (
+    STORES,
+    all_records,
     batches_kind,
     files_kind,
     list_response,
@@ -24,7 +26,7 @@ from llamda.services.vector_stores.common import (
 )
 from llamda.services.vector_stores.ingestion import Ingestion
 from llamda.services.vector_stores.stores import Stores
-from llamda.storage.records import Records, list_page
+from llamda.storage.records import Records, list_page, save
 from llamda.storage.vectors_lancedb import LanceDBIndex, quote
 
 
@@ -100,20 +102,33 @@ class StoreFiles:
     async def update_file(
         self, store_id: str, file_id: str, attributes: dict[str, Any]
     ) -> VectorStoreFileObject:
-        record = await self._file_record(store_id, file_id)
-        await self._index.update(
-            store_id,
-            f"file_id = {quote(file_id)}",
-            {"attributes": json.dumps(attributes, ensure_ascii=False)},
-        )
-        record["attributes"] = attributes
-        await self._records.put(files_kind(store_id), file_id, record)
-        return VectorStoreFileObject.model_validate(record)
+        for _ in range(5):  # a concurrent writer changed the record: apply ours to the newer one
+            record = await self._file_record(store_id, file_id)  # 404 once deleted
+            await self._index.update(
+                store_id,
+                f"file_id = {quote(file_id)}",
+                {"attributes": json.dumps(attributes, ensure_ascii=False)},
+            )
+            record["attributes"] = attributes
+            if await save(self._records, files_kind(store_id), file_id, record):
+                return VectorStoreFileObject.model_validate(record)
+        raise ConflictError("the file is being changed concurrently; retry")
 
     async def delete_file(self, store_id: str, file_id: str) -> None:
         await self._file_record(store_id, file_id)
-        await self._index.delete(store_id, f"file_id = {quote(file_id)}")
+        await self.forget(store_id, file_id)
+
+    async def forget(self, store_id: str, file_id: str) -> None:
+        """Detach a file: its record first (an ingestion still running sees it gone when it
+        saves its outcome, and removes what it wrote), then its chunks."""
         await self._records.delete(files_kind(store_id), file_id)
+        await self._index.delete(store_id, f"file_id = {quote(file_id)}")
+
+    async def forget_everywhere(self, file_id: str) -> None:
+        """A File was deleted: detach it from every store of the caller's it is attached to."""
+        for store in await all_records(self._records, STORES):
+            if await self._records.get(files_kind(store["id"]), file_id) is not None:
+                await self.forget(store["id"], file_id)
 
     async def file_content(self, store_id: str, file_id: str) -> VectorStoreFileContent:
         await self._file_record(store_id, file_id)
@@ -156,7 +171,7 @@ class StoreFiles:
         counts = tally(statuses)
         if record["status"] == "in_progress" and counts.in_progress == 0:
             record["status"] = "completed"  # every file has finished
-            await self._records.put(batches_kind(store_id), batch_id, record)
+            await save(self._records, batches_kind(store_id), batch_id, record)
         return FileBatchObject(
             **{k: record[k] for k in ("id", "created_at", "vector_store_id", "status")},
             file_counts=counts,
@@ -168,11 +183,12 @@ class StoreFiles:
         record = await self._batch_record(store_id, batch_id)
         if record["status"] == "in_progress":
             record["status"] = "cancelled"
-            await self._records.put(batches_kind(store_id), batch_id, record)
+            if not await save(self._records, batches_kind(store_id), batch_id, record):
+                return await self.cancel_batch(store_id, batch_id)  # changed meanwhile: again
             kind = files_kind(store_id)
             for file_id in record["file_ids"]:  # queued files not started yet
                 file = await self._records.get(kind, file_id)
                 if file and file["status"] == "in_progress" and not file.get("started"):
                     file["status"] = "cancelled"
-                    await self._records.put(kind, file_id, file)
+                    await save(self._records, kind, file_id, file)  # lost: it has started
         return await self.get_batch(store_id, batch_id)

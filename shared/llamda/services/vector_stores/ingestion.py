@@ -1,7 +1,8 @@
 """Ingestion: one path from a File to searchable chunks, used by the API (files, file batches),
-the S3 ingest Lambda and the CLI: file bytes → text → token chunks → embeddings → one LanceDB
-commit. A file that cannot be read ends ``failed`` with ``last_error``; nothing of it is
-written. With an ingest queue configured, attached files are queued for the ingest function."""
+the S3 ingest Lambda and the CLI: file bytes → text → token chunks (in a worker process, within
+the per-file limits of ``storage.vectors.ingest``) → embeddings → one LanceDB commit. A file
+that cannot be read ends ``failed`` with ``last_error``; nothing of it is written. With an
+ingest queue configured, attached files are queued for the ingest function."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from llamda.api.vector_stores import (
     resolved_chunking,
 )
 from llamda.config import VectorsConfig
-from llamda.errors import LlamdaError, NotFoundError, ServiceUnavailableError
-from llamda.services.documents import TOKENIZER_NAME, DocumentError, chunk_text, to_text
+from llamda.errors import ConflictError, LlamdaError, NotFoundError, ServiceUnavailableError
+from llamda.services.document_worker import document_chunks_isolated
+from llamda.services.documents import TOKENIZER_NAME, DocumentError, DocumentLimits
 from llamda.services.files import FilesService
 from llamda.services.vector_stores.common import (
     JOB_TYPE,
@@ -29,10 +31,13 @@ from llamda.services.vector_stores.common import (
 )
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.stores import Stores
-from llamda.storage.records import Records
+from llamda.storage.records import Records, save
 from llamda.storage.vectors_lancedb import ChunkRow, LanceDBIndex, quote
 
 log = logging.getLogger(__name__)
+
+# An ingestion claimed longer ago than this is taken for abandoned (its process died).
+CLAIM_SECONDS = 900
 
 
 class Ingestion:
@@ -51,6 +56,21 @@ class Ingestion:
         self._stores = stores
         self._embedder = embedder
         self._index = index
+        limits = config.ingest
+        self._limits = DocumentLimits(
+            max_decoded_bytes=limits.max_decoded_bytes,
+            max_pages=limits.max_pages,
+            max_tokens=limits.max_tokens,
+        )
+        self._workers: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def _worker_slots(self) -> asyncio.Semaphore:
+        """Document worker processes at once in this process, across requests (one semaphore
+        per event loop: a CLI or a test may run several loops in turn)."""
+        loop = asyncio.get_running_loop()
+        if self._workers is None or self._workers[0] is not loop:
+            self._workers = (loop, asyncio.Semaphore(self._config.ingest_concurrency))
+        return self._workers[1]
 
     async def existing(self, file_ids: list[str]) -> list[str]:
         """The ids once each, in order, after checking every file exists (404 before any work
@@ -98,13 +118,24 @@ class Ingestion:
         record = new_file_record(
             store_id, file_id, "in_progress", attributes, strategy, source=source, started=True
         )
-        await self._records.put(kind, file_id, record)
+        current = await self._claim(kind, file_id, record)
+        if current is not record:  # another request is ingesting this file into this store
+            return VectorStoreFileObject.model_validate(current)
         try:
             meta = await self._files.get(file_id)
             data, content_type = await self._files.content(file_id)
-            text = to_text(data, meta.filename, content_type)
             static = strategy.static
-            pieces = chunk_text(text, static.max_chunk_size_tokens, static.chunk_overlap_tokens)
+            async with self._worker_slots():  # parsing never runs on the event loop
+                pieces = await document_chunks_isolated(
+                    data,
+                    meta.filename,
+                    content_type,
+                    static.max_chunk_size_tokens,
+                    static.chunk_overlap_tokens,
+                    self._limits,
+                    self._config.ingest.max_seconds,
+                )
+            del data  # the bytes may be large; the embeddings take a while
             vectors = await self._embedder.for_store(store, [p.text for p in pieces])
             now = int(time.time())
             rows = [
@@ -147,11 +178,61 @@ class Ingestion:
         except Exception as exc:
             record["status"] = "failed"
             record["last_error"] = {"code": "server_error", "message": f"{type(exc).__name__}"}
-            await self._records.put(kind, file_id, record)
+            await self._finish(store, record)
             raise
-        await self._records.put(kind, file_id, record)
-        await self._stores.touch(store)
+        await self._finish(store, record)
         return VectorStoreFileObject.model_validate(record)
+
+    async def _claim(self, kind: str, file_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Make ``record`` the file's record, so one ingestion per (store, file) runs at a time:
+        returns ``record`` when this ingestion may run, else the record of the one running.
+        A finished, queued or abandoned record is taken over (re-attaching re-ingests)."""
+        # Versions start unique, so a record deleted and re-created meanwhile is never taken for
+        # the one claimed here (``save`` at the end is conditional on it).
+        record["version"] = time.time_ns()
+        record["claimed_at"] = int(time.time())
+        for _ in range(3):
+            try:
+                await self._records.put(kind, file_id, record, if_absent=True)
+                return record
+            except ConflictError:
+                current = await self._records.get(kind, file_id)
+            if current is None:
+                continue  # deleted meanwhile: try creating it again
+            running = current["status"] == "in_progress" and current.get("started")
+            if running and time.time() - current.get("claimed_at", 0) < CLAIM_SECONDS:
+                return current
+            try:
+                await self._records.put(
+                    kind, file_id, record, if_version=int(current.get("version") or 0)
+                )
+                return record
+            except ConflictError:
+                continue  # someone else took it or changed it: look again
+        current = await self._records.get(kind, file_id)
+        if current is None:
+            raise ConflictError("the file is being attached and detached concurrently; retry")
+        return current
+
+    async def _finish(self, store: dict[str, Any], record: dict[str, Any]) -> None:
+        """Save the file's outcome, unless the file's record (store file delete, File delete)
+        or the store was deleted meanwhile: the delete wins, and what this ingestion wrote is
+        removed again (``record`` then ends ``cancelled``)."""
+        store_id, file_id = store["id"], record["id"]
+        kind = files_kind(store_id)
+        saved = await save(self._records, kind, file_id, record)
+        if saved and await self._stores.still_there(store_id):
+            await self._stores.touch(store)
+            return
+        if saved:  # the store was deleted meanwhile (its table dropped again): no orphan
+            await self._records.delete(kind, file_id)
+        else:
+            if await self._records.get(kind, file_id) is None:
+                # Only when no newer attach holds the record: its write replaces our chunks.
+                await self._index.delete(store_id, f"file_id = {quote(file_id)}")
+            await self._stores.still_there(store_id)  # drops what a write re-created
+        log.info("ingestion of %s into %s ended: deleted meanwhile", file_id, store_id)
+        record["status"] = "cancelled"
 
     async def _batch_cancelled(self, store_id: str, batch_id: str) -> bool:
         record = await self._records.get(batches_kind(store_id), batch_id)

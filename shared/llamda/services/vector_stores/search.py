@@ -17,7 +17,7 @@ from llamda.api.vector_stores import (
     SearchResponse,
     SearchResult,
 )
-from llamda.errors import BadRequestError
+from llamda.errors import BadRequestError, LlamdaError
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.vectors_lancedb import SEARCH_COLUMNS, Hit, LanceDBIndex, quote
@@ -87,7 +87,32 @@ class Search:
         ranking: RankingOptions,
         columns: tuple[str, ...] = SEARCH_COLUMNS,
     ) -> list[tuple[dict[str, Any], float]]:
-        """Best chunks for any of the queries, best score first."""
+        """Best chunks for any of the queries, best score first. A store deleted while the
+        search runs answers 404 (its table may vanish mid-query), not a 500."""
+        try:
+            ranked = await self._ranked(
+                store, queries, mode=mode, k=k, where=where, ranking=ranking, columns=columns
+            )
+        except LlamdaError:
+            raise
+        except Exception:
+            await self._stores.check_exists(store["id"])  # 404 when deleted meanwhile
+            raise
+        if not ranked:  # nothing found: a missing table reads as empty; was it deleted?
+            await self._stores.check_exists(store["id"])
+        return ranked
+
+    async def _ranked(
+        self,
+        store: dict[str, Any],
+        queries: list[str],
+        *,
+        mode: str,
+        k: int,
+        where: str | None,
+        ranking: RankingOptions,
+        columns: tuple[str, ...],
+    ) -> list[tuple[dict[str, Any], float]]:
         vectors = await self._embedder.for_store(store, queries) if mode != "keyword" else []
         best: dict[str, tuple[dict[str, Any], float]] = {}
         wide = k * 3 if mode == "hybrid" else k

@@ -28,6 +28,7 @@ from llamda.services.models import ModelsService
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.files import StoreFiles
 from llamda.services.vector_stores.ingestion import Ingestion
+from llamda.services.vector_stores.maintenance import Maintenance
 from llamda.services.vector_stores.search import Search
 from llamda.services.vector_stores.stores import Stores
 from llamda.services.vector_stores.vector_io import VectorIO
@@ -53,13 +54,21 @@ class VectorStoresService:
         self.files = StoreFiles(records, self.stores, self.ingestion, self.index)
         self.searcher = Search(self.stores, self.embedder, self.index)
         self.vector_io = VectorIO(records, self.stores, self.embedder, self.searcher, self.index)
+        self.maintenance = Maintenance(records, self.index)
+        self.index.on_write = self.maintenance.note
+
+    async def maintain(self) -> int:
+        """The maintenance step (index builds, optimize) for every store written to since the
+        last run, of every tenant; outside requests. The number of stores seen."""
+        return await self.maintenance.run()
 
     # --- stores ------------------------------------------------------------------------------
 
     async def create(self, request: CreateVectorStoreRequest) -> VectorStoreObject:
+        # The files are checked before anything is written: a refused create leaves nothing.
+        file_ids = await self.ingestion.existing(request.file_ids) if request.file_ids else []
         record = await self.stores.create(request)
-        if request.file_ids:
-            file_ids = await self.ingestion.existing(request.file_ids)
+        if file_ids:
             await self.ingestion.ingest_many(
                 record, file_ids, {}, request.chunking_strategy, batch_id=None
             )

@@ -27,8 +27,16 @@ from llamda.services.vector_stores.common import (
     tally,
 )
 from llamda.services.vector_stores.embedding import Embedder
-from llamda.storage.records import Records, list_page
+from llamda.storage.records import Records, list_page, save
 from llamda.storage.vectors_lancedb import LanceDBIndex
+
+
+def missing(store_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"No vector store found with id {store_id!r}",
+        param="vector_store_id",
+        code="vector_store_not_found",
+    )
 
 
 class Stores:
@@ -87,12 +95,13 @@ class Stores:
         if record is None:
             record = await self._declared(store_id)
         if record is None:
-            raise NotFoundError(
-                f"No vector store found with id {store_id!r}",
-                param="vector_store_id",
-                code="vector_store_not_found",
-            )
+            raise missing(store_id)
         return record
+
+    async def check_exists(self, store_id: str) -> None:
+        """404 when the store's record is gone (a run-config store is not re-created here)."""
+        if not await self.exists(store_id):
+            raise missing(store_id)
 
     async def _declared(self, store_id: str) -> dict[str, Any] | None:
         """A store declared in the run config (``vector_stores:``) exists from its first use."""
@@ -141,14 +150,16 @@ class Stores:
         return list_response(data, has_more)
 
     async def update(self, store_id: str, request: UpdateVectorStoreRequest) -> VectorStoreObject:
-        record = await self.record(store_id)
         fields = request.model_dump(exclude_unset=True)
         if "metadata" in fields and fields["metadata"] is None:
             fields["metadata"] = {}  # null clears, as an empty object does
-        record.update(fields)
-        record["last_active_at"] = int(time.time())
-        await self._records.put(STORES, store_id, record)
-        return await self.get(store_id)
+        for _ in range(5):  # a concurrent writer changed it: apply ours to the newer record
+            record = await self.record(store_id)  # 404 once deleted
+            record.update(fields)
+            record["last_active_at"] = int(time.time())
+            if await save(self._records, STORES, store_id, record):
+                return await self.get(store_id)
+        raise ConflictError("the vector store is being changed concurrently; retry")
 
     async def delete(self, store_id: str) -> None:
         await self.record(store_id)
@@ -160,11 +171,29 @@ class Stores:
                 await self._records.delete(kind, item["id"])
 
     async def touch(self, record: dict[str, Any]) -> None:
-        """Mark the store active (at most once a minute: expiry counts from here)."""
+        """Mark the store active (at most once a minute: expiry counts from here). Conditional:
+        a stale copy never overwrites a newer record, nor brings back a deleted store."""
         now = int(time.time())
         if now - record.get("last_active_at", 0) >= 60:
             record["last_active_at"] = now
-            await self._records.put(STORES, record["id"], record)
+            await save(self._records, STORES, record["id"], record)
+
+    async def exists(self, store_id: str) -> bool:
+        """Whether the store's record is still there (no side effects, unlike ``record``)."""
+        return await self._records.get(STORES, store_id) is not None
+
+    async def still_there(self, store_id: str) -> bool:
+        """After a write to the store's table: False when the store was deleted meanwhile, in
+        which case its table is dropped (again), so a write racing the delete leaves nothing."""
+        if await self.exists(store_id):
+            return True
+        await self._index.drop(store_id)
+        return False
+
+    async def using_model(self, model_id: str) -> list[str]:
+        """Ids of the caller's stores that embed with ``model_id`` (Records are per tenant)."""
+        stores = await all_records(self._records, STORES)
+        return [r["id"] for r in stores if r.get("embedding_model") == model_id]
 
     async def searchable(self, store_id: str) -> dict[str, Any]:
         """The store's record for a search: 400 once expired; a search keeps it active."""

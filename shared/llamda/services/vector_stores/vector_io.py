@@ -19,7 +19,7 @@ from llamda.services.vector_stores.common import STORES
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.search import Search
 from llamda.services.vector_stores.stores import Stores
-from llamda.storage.records import Records
+from llamda.storage.records import Records, save
 from llamda.storage.vectors_lancedb import COLUMNS, ChunkRow, LanceDBIndex
 
 
@@ -77,10 +77,13 @@ class VectorIO:
                     expires_at=now + request.ttl_seconds if request.ttl_seconds else None,
                 )
             )
-        if request.ttl_seconds and not store.get("has_ttl"):
+        while request.ttl_seconds and not store.get("has_ttl"):
             store["has_ttl"] = True  # before the write: searches filter expired rows from now
-            await self._records.put(STORES, store["id"], store)
+            if not await save(self._records, STORES, store["id"], store):
+                store = await self._stores.record(store["id"])  # changed: again; gone: 404
         await self._index.write(store["id"], rows, dimension)
+        if not await self._stores.still_there(store["id"]):
+            await self._stores.check_exists(store["id"])  # deleted meanwhile: 404
         await self._stores.touch(store)
 
     async def query_chunks(self, request: QueryChunksRequest) -> QueryChunksResponse:
