@@ -28,7 +28,10 @@ from llamda.services.keys import KeysService
 from llamda.services.limits import Limits, RateLimiter
 
 OPEN_PATHS = frozenset({"/v1/health", "/v1/version"})
-MISSING = "Missing API key: send it as 'Authorization: Bearer <key>' (the SDKs' api_key)."
+MISSING = (
+    "Missing API key: send it in the Authorization header as a Bearer token "
+    "(what the OpenAI and Llama Stack SDKs do with api_key)."
+)
 INVALID = "Invalid or revoked API key."
 
 

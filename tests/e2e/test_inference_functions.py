@@ -119,7 +119,20 @@ def test_stream_function_streams_token_by_token(
 ) -> None:
     fake_bedrock.fake.token_delay = 0.05
     try:
-        client = openai.OpenAI(base_url=f"{stream_function}/v1", api_key="unused", max_retries=0)
+        # What the Lambda Web Adapter adds to each request: API Gateway's request context, with
+        # what our authorizer found for the caller's key.
+        context = {"requestId": "r-1", "authorizer": {"tenant": "acme", "key_id": "key_e2e"}}
+        client = openai.OpenAI(
+            base_url=f"{stream_function}/v1",
+            api_key="llamda-not-checked-here",
+            max_retries=0,
+            default_headers={"x-amzn-request-context": json.dumps(context)},
+        )
+        anonymous = openai.OpenAI(base_url=f"{stream_function}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            anonymous.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}]
+            )
         arrivals: list[tuple[float, str]] = []
         stream = client.chat.completions.create(
             model=MODEL,
