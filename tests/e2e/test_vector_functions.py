@@ -112,16 +112,18 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
     good = [
         put(
-            s3, f"ingest/{store}/notes/llamas and alpacas.md", b"# Camelids\n\nAlpacas hum softly."
+            s3,
+            f"ingest/default/{store}/notes/llamas and alpacas.md",
+            b"# Camelids\n\nAlpacas hum softly.",
         ),
         put(
             s3,
-            f"ingest/{store}/guides/guide.pdf",
+            f"ingest/default/{store}/guides/guide.pdf",
             make_pdf(["Guanacos whistle to warn the herd."]),
             Metadata={"attributes": json.dumps({"team": "field", "year": 2024})},
         ),
     ]
-    corrupt = put(s3, f"ingest/{store}/broken.pdf", b"%PDF-1.7 truncated")
+    corrupt = put(s3, f"ingest/default/{store}/broken.pdf", b"%PDF-1.7 truncated")
     bodies = [json.dumps(m) for m in [*good, corrupt]]
     batch = sqs_event([*bodies, json.dumps({"Service": "Amazon S3", "Event": "s3:TestEvent"})])
     report = ingest.invoke([batch], lambda_env(ingest, env))
@@ -168,7 +170,7 @@ def test_ingest_from_s3_events_idempotent_partial_failures_and_removal(
     assert [r["filename"] for r in response_json(filtered)["data"]] == ["guide.pdf"]
 
     # ObjectRemoved deletes the chunks; a stale (older) create event cannot bring them back.
-    key = f"ingest/{store}/notes/llamas and alpacas.md"
+    key = f"ingest/default/{store}/notes/llamas and alpacas.md"
     s3.delete_object(Bucket=INGEST_BUCKET, Key=key)
     removed = s3_notification("ObjectRemoved:Delete", INGEST_BUCKET, key)
     stale = dict(good[0])
@@ -189,18 +191,22 @@ def test_ingest_rejects_broken_events_without_losing_the_batch(
     vector, ingest = image_artifacts["VectorFunction"], image_artifacts["IngestFunction"]
     store = create_store(vector, env, "broken-events")
     s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
-    ok = put(s3, f"ingest/{store}/ok.txt", b"Capybaras are the largest rodents.")
+    ok = put(s3, f"ingest/default/{store}/ok.txt", b"Capybaras are the largest rodents.")
     bodies = [
         "{not json",
         json.dumps({"Records": [{"eventName": "ObjectCreated:Put"}]}),
-        json.dumps(put(s3, "ingest/vs_unknown/x.txt", b"orphan")),
+        json.dumps(put(s3, "ingest/default/vs_unknown/x.txt", b"orphan")),
         json.dumps(put(s3, "elsewhere/x.txt", b"wrong prefix")),
+        # The layout before tenants: refused (dead-lettered with a reason), never guessed.
+        json.dumps(put(s3, f"ingest/{store}/old-layout.txt", b"no tenant")),
+        # Another tenant's prefix naming this store: that tenant has no such store.
+        json.dumps(put(s3, f"ingest/intruder/{store}/x.txt", b"cross-tenant")),
         json.dumps(ok),
     ]
     batch = sqs_event(bodies)
     (result,) = ingest.invoke([batch], lambda_env(ingest, env))["results"]
     failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
-    assert failed == {r["messageId"] for r in batch["Records"][:4]}
+    assert failed == {r["messageId"] for r in batch["Records"][:6]}
     (found,) = call(
         vector, env, proxy("POST", f"/v1/vector_stores/{store}/search", {"query": "capybaras"})
     )

@@ -111,7 +111,7 @@ def test_removing_old_versions_or_delete_markers_never_drops_the_live_document(
     async def scenario() -> None:
         h = Harness(tmp_path, fake_bedrock.endpoint, moto_endpoint)
         store = await h.create_store()
-        key = f"ingest/{store}/herd.txt"
+        key = f"ingest/default/{store}/herd.txt"
         v1 = put(s3, name, key, "Alpacas hum softly in the Andes.")
         await h.apply(event("ObjectCreated:Put", name, key, v1, "0A"))
         assert await h.live_texts(store) == ["Alpacas hum softly in the Andes."]
@@ -158,7 +158,7 @@ def test_concurrent_events_for_one_key_leave_one_document(
     async def scenario() -> None:
         h = Harness(tmp_path, fake_bedrock.endpoint, moto_endpoint)
         store = await h.create_store()
-        key = f"ingest/{store}/notes/guanacos.md"
+        key = f"ingest/default/{store}/notes/guanacos.md"
         v1 = put(s3, name, key, "Guanacos whistle to warn the herd.")
         v2 = put(s3, name, key, "Guanacos run fast across the steppe.")
         older = event("ObjectCreated:Put", name, key, v1, "FF")

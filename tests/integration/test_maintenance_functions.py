@@ -98,7 +98,7 @@ def test_the_ingest_function_builds_the_index_after_its_batch(
     bucket = f"ingest-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    key = f"ingest/{store_id}/notes.txt"
+    key = f"ingest/default/{store_id}/notes.txt"
     put = s3.put_object(Bucket=bucket, Key=key, Body=document(), Metadata={"chunk-size": "100"})
     message = s3_notification(
         "ObjectCreated:Put",

@@ -211,3 +211,14 @@ def test_worker_past_its_time_is_killed() -> None:
     with pytest.raises(DocumentError, match=r"longer than 0.5 s.*max_seconds"):
         _isolated(shared_stream_pdf(), "bomb.pdf", DocumentLimits(), 0.5)
     assert multiprocessing.active_children() == []  # killed and reaped
+
+
+def test_ingest_keys_name_the_tenant_first() -> None:
+    from llamda.services.ingest import IngestError, parse_key
+
+    assert parse_key("ingest/acme/vs_1/notes/a b.md") == ("acme", "vs_1", "a b.md")
+    with pytest.raises(IngestError, match="name the tenant first"):
+        parse_key("ingest/vs_1/a.md")  # the layout before tenants
+    for bad in ("ingest/../vs_1/a.md", "ingest/_system/vs_1/a.md", "ingest//vs_1/a.md", "x/a/b/c"):
+        with pytest.raises(IngestError):
+            parse_key(bad)

@@ -1,9 +1,11 @@
 """Ingestion from S3 objects (the ingest Lambda) and from local paths (``llamda ingest``).
 
-Convention: an object at ``ingest/<vector_store_id>/<path>`` becomes a File (filename: the
-last path segment) attached to that vector store. Optional user metadata on the object:
-``x-amz-meta-attributes`` (a JSON object of file attributes) and ``x-amz-meta-chunk-size`` /
-``x-amz-meta-chunk-overlap`` (static chunking, in tokens). Re-uploading a key replaces its chunks;
+Convention: an object at ``ingest/<tenant>/<vector_store_id>/<path>`` becomes a File of that
+tenant (filename: the last path segment) attached to that vector store. Keys without the tenant
+(the old ``ingest/<vector_store_id>/<path>``) are refused with a reason that names the layout.
+Optional user metadata on the object: ``x-amz-meta-attributes`` (a JSON object of file
+attributes) and ``x-amz-meta-chunk-size`` / ``x-amz-meta-chunk-overlap`` (static chunking, in
+tokens). Re-uploading a key replaces its chunks;
 deleting it removes them. Events older than the last one applied to a key (S3's ``sequencer``)
 are ignored, so out-of-order delivery cannot resurrect a deleted object. With a versioned bucket
 the live version decides: removing a non-current version or a delete marker never deletes the
@@ -28,7 +30,7 @@ from llamda.api.vector_stores import (
     VectorStoreFileObject,
 )
 from llamda.aws import clients, error_code
-from llamda.context import set_tenant
+from llamda.context import set_tenant, valid_tenant
 from llamda.errors import ConflictError, NotFoundError
 from llamda.services.files import FilesService
 from llamda.services.vector_stores import JOB_TYPE, VectorStoresService
@@ -115,12 +117,22 @@ def attach_job(body: str) -> dict[str, Any] | None:
     return None
 
 
-def parse_key(key: str) -> tuple[str, str]:
-    """(vector_store_id, filename) of ``ingest/<vector_store_id>/<path>``."""
+LAYOUT = "ingest/<tenant>/<vector_store_id>/<path>"
+
+
+def parse_key(key: str) -> tuple[str, str, str]:
+    """(tenant, vector_store_id, filename) of ``ingest/<tenant>/<vector_store_id>/<path>``."""
     parts = key.split("/")
-    if len(parts) < 3 or parts[0] + "/" != PREFIX or not parts[1] or not parts[-1]:
-        raise IngestError(f"{key!r} is not ingest/<vector_store_id>/<path>")
-    return parts[1], parts[-1]
+    if parts[0] + "/" != PREFIX or not all(parts[1:3]) or not parts[-1]:
+        raise IngestError(f"{key!r} is not {LAYOUT}")
+    if len(parts) < 4:
+        raise IngestError(
+            f"{key!r} is not {LAYOUT}: keys name the tenant first "
+            f"(e.g. ingest/default/{parts[1]}/{parts[-1]} for the default tenant)"
+        )
+    if not valid_tenant(parts[1]):
+        raise IngestError(f"{key!r}: {parts[1]!r} is not a valid tenant id ({LAYOUT})")
+    return parts[1], parts[2], parts[-1]
 
 
 def _newer(sequencer: str, than: str) -> bool:
@@ -162,7 +174,8 @@ class IngestService:
         change when a non-current version was deleted. The key's source record names the live
         File and changes only conditionally, newest S3 ``sequencer`` winning, so concurrent
         events for one key leave exactly one File's chunks."""
-        store_id, filename = parse_key(obj.key)
+        tenant, store_id, filename = parse_key(obj.key)
+        set_tenant(tenant)  # this task acts for the key's tenant: its store, files and records
         source_id = hashlib.sha256(f"{obj.bucket}/{obj.key}".encode()).hexdigest()[:40]
         source = await self._records.get(SOURCES, source_id)
         if source and not _newer(obj.sequencer, source.get("sequencer", "")):
