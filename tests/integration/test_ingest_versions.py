@@ -14,26 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
+from tests.configs import vector_config
 from tests.e2e.harness import s3_notification
 from tests.fakes.bedrock import FakeBedrockServer
-
-CONFIG = """
-version: 1
-apis: [models, inference, files, vector_io]
-providers:
-  inference:
-    - {provider_id: fake-bedrock, provider_type: bedrock,
-       config: {region_name: us-east-1, endpoint_url: "FAKE"}}
-  vector_io:
-    - {provider_id: lancedb, provider_type: lancedb}
-models:
-  - {model_id: "amazon.titan-embed-text-v2:0", provider_id: fake-bedrock, model_type: embedding,
-     metadata: {embedding_dimension: 1024}}
-storage:
-  records: {type: sqlite, path: "HOME/records.sqlite3"}
-  objects: {type: local, root: "HOME/objects"}
-  vectors: {uri: "HOME/lancedb"}
-"""
 
 
 @pytest.fixture
@@ -54,7 +37,7 @@ class Harness:
         from llamda.stack import Stack
 
         path = home / "run.yaml"
-        path.write_text(CONFIG.replace("HOME", str(home)).replace("FAKE", bedrock))
+        path.write_text(vector_config(home, bedrock))
         self.stack = Stack(load_config(path))
         self.service = IngestService(
             self.stack.files, self.stack.vector_stores, self.stack.records, moto

@@ -15,26 +15,9 @@ import boto3
 import pytest
 
 from scripts.lambda_invoke import LambdaContext
+from tests.configs import vector_config
 from tests.e2e.harness import s3_notification, sqs_event
 from tests.fakes.bedrock import FakeBedrockServer
-
-CONFIG = """
-version: 1
-apis: [models, inference, files, vector_io]
-providers:
-  inference:
-    - {provider_id: fake-bedrock, provider_type: bedrock,
-       config: {region_name: us-east-1, endpoint_url: "FAKE"}}
-  vector_io:
-    - {provider_id: lancedb, provider_type: lancedb}
-models:
-  - {model_id: "amazon.titan-embed-text-v2:0", provider_id: fake-bedrock, model_type: embedding,
-     metadata: {embedding_dimension: 1024}}
-storage:
-  records: {type: sqlite, path: "HOME/records.sqlite3"}
-  objects: {type: local, root: "HOME/objects"}
-  vectors: {uri: "HOME/lancedb", ann_index_min_rows: 256}
-"""
 
 
 def document() -> bytes:
@@ -47,7 +30,9 @@ def lambda_env(
     tmp_path: Path, moto_endpoint: str, fake_bedrock: FakeBedrockServer, monkeypatch
 ) -> Path:  # type: ignore[no-untyped-def]
     config = tmp_path / "run.yaml"
-    config.write_text(CONFIG.replace("HOME", str(tmp_path)).replace("FAKE", fake_bedrock.endpoint))
+    config.write_text(
+        vector_config(tmp_path, fake_bedrock.endpoint, vectors="ann_index_min_rows: 256")
+    )
     table = f"idempotency-{uuid.uuid4().hex[:8]}"
     boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1").create_table(
         TableName=table,

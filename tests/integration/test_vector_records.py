@@ -12,22 +12,8 @@ from llamda.api.models import RegisterModelRequest
 from llamda.api.vector_stores import CreateVectorStoreRequest, UpdateVectorStoreRequest
 from llamda.context import tenant_scope
 from llamda.errors import ConflictError, NotFoundError
+from tests.configs import vector_config
 from tests.fakes.bedrock import FakeBedrockServer
-
-CONFIG = """
-version: 1
-apis: [models, inference, files, vector_io]
-providers:
-  inference:
-    - {provider_id: fake-bedrock, provider_type: bedrock,
-       config: {region_name: us-east-1, endpoint_url: "FAKE"}}
-  vector_io:
-    - {provider_id: lancedb, provider_type: lancedb}
-storage:
-  records: {type: sqlite, path: "HOME/records.sqlite3"}
-  objects: {type: local, root: "HOME/objects"}
-  vectors: {uri: "HOME/lancedb"}
-"""
 
 
 def stack_for(home: Path, bedrock: str):  # type: ignore[no-untyped-def]
@@ -35,7 +21,7 @@ def stack_for(home: Path, bedrock: str):  # type: ignore[no-untyped-def]
     from llamda.stack import Stack
 
     path = home / "run.yaml"
-    path.write_text(CONFIG.replace("HOME", str(home)).replace("FAKE", bedrock))
+    path.write_text(vector_config(home, bedrock, titan=False))
     return Stack(load_config(path))
 
 
