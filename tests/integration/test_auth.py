@@ -337,3 +337,84 @@ def test_shared_models_need_the_admin_role(
     assert httpx.delete(f"{server.url}/v1/models/{name}", headers=h(bob)).status_code == 403
     assert httpx.delete(f"{server.url}/v1/models/{name}", headers=h(admin)).status_code == 200
     assert httpx.get(f"{server.url}/v1/models/{name}", headers=h(alice)).status_code == 404
+
+
+def test_keys_cli_writes_to_a_deployed_stacks_table(moto_endpoint: str, tmp_path: Path) -> None:
+    """`llamda keys create --stack NAME`: the table is found through CloudFormation (moto
+    here, with the stack's own RecordsTable definition), the key lands in it, hashed."""
+    import boto3
+    import yaml
+
+    class _Template(yaml.SafeLoader):
+        """CloudFormation's short tags (!Ref, !Sub...) read as their plain values."""
+
+    _Template.add_multi_constructor(
+        "!",
+        lambda loader, _tag, node: (
+            loader.construct_scalar(node)
+            if isinstance(node, yaml.ScalarNode)
+            else loader.construct_sequence(node)
+        ),
+    )
+    root = Path(__file__).resolve().parents[2]
+    template = yaml.load((root / "template.yaml").read_text(), Loader=_Template)
+    table = template["Resources"]["RecordsTable"]
+    table["Properties"].pop("TimeToLiveSpecification", None)  # moto: not at creation
+    stack = f"llamda-{uuid.uuid4().hex[:6]}"
+    cfn = boto3.client("cloudformation", endpoint_url=moto_endpoint, region_name="us-east-1")
+    cfn.create_stack(
+        StackName=stack,
+        TemplateBody=json.dumps({"Resources": {"RecordsTable": table}}),
+    )
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_endpoint, "LLAMDA_HOME": str(tmp_path)}
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llamda.cli",
+            "keys",
+            "create",
+            "--stack",
+            stack,
+            "--region",
+            "us-east-1",
+            "--tenant",
+            "admin",
+            "--role",
+            "admin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llamda.cli",
+            "keys",
+            "list",
+            "--stack",
+            stack,
+            "--region",
+            "us-east-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert listed.returncode == 0 and "admin" in listed.stdout and key not in listed.stdout
+    name = cfn.describe_stack_resource(StackName=stack, LogicalResourceId="RecordsTable")[
+        "StackResourceDetail"
+    ]["PhysicalResourceId"]
+    items = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1").scan(
+        TableName=name
+    )["Items"]
+    assert {i["pk"]["S"] for i in items} == {"_system#api_keys", "_system#api_key_hashes"}
+    assert key not in json.dumps(items)
