@@ -28,9 +28,11 @@ from llamda.services.keys import KeysService
 from llamda.services.limits import Limits, RateLimiter
 
 OPEN_PATHS = frozenset({"/v1/health", "/v1/version"})
+# Worded so that the error scrubber (which masks whatever follows "Bearer " or "token ") has
+# nothing to mask.
 MISSING = (
-    "Missing API key: send it in the Authorization header as a Bearer token "
-    "(what the OpenAI and Llama Stack SDKs do with api_key)."
+    "Missing API key: send it in the Authorization header (scheme: Bearer), as the OpenAI "
+    "and Llama Stack SDKs do with api_key."
 )
 INVALID = "Invalid or revoked API key."
 
