@@ -28,8 +28,8 @@ from llamda.api import bounds
 from llamda.api.errors import ErrorResponse
 from llamda.auth import AuthMiddleware
 from llamda.config import RunConfig, cached_config
-from llamda.context import current_request_id
-from llamda.errors import BadRequestError, ConfigError, LlamdaError
+from llamda.context import current_principal, current_request_id
+from llamda.errors import BadRequestError, ConfigError, LlamdaError, PermissionDeniedError
 from llamda.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from llamda.stack import Stack
 
@@ -111,12 +111,20 @@ def _model_names() -> frozenset[str]:
     return frozenset(names)
 
 
+# pydantic-core's names for constrained branches (``constrained-str``, ``lax-int``...).
+_SCHEMA_TAG_PREFIXES = ("constrained-", "function-", "lax-", "strict-", "nullable", "json-or-")
+
+
 def _tag_index(loc: tuple[str | int, ...], models: frozenset[str]) -> int | None:
     """Where pydantic named a union branch in ``loc`` (``function-after[...]``,
     ``CompoundFilter``, ``str``...), if it did."""
     for i, part in enumerate(loc):
         if isinstance(part, str) and (
-            "[" in part or "(" in part or part in _PRIMITIVE_TAGS or part in models
+            "[" in part
+            or "(" in part
+            or part in _PRIMITIVE_TAGS
+            or part in models
+            or part.startswith(_SCHEMA_TAG_PREFIXES)
         ):
             return i
     return None
@@ -259,7 +267,13 @@ def _add_metrics_route(app: FastAPI, stack: Stack) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> PlainTextResponse:
         """Prometheus text format: requests, latencies, tokens, fallbacks, guardrail blocks,
-        and circuit breakers (1 while a model's breaker is open or half-open)."""
+        and circuit breakers (1 while a model's breaker is open or half-open). They span every
+        tenant: with auth on, admin keys only."""
+        principal = current_principal()
+        if principal is not None and not principal.is_admin:
+            raise PermissionDeniedError(
+                "metrics span every tenant: admin role required", code="admin_required"
+            )
         breakers = {
             (("model", model), ("provider", provider_id)): float(state["state"] != "closed")
             for provider_id in stack.config.provider_ids("inference")

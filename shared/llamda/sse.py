@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 from starlette.types import Send
 
-from llamda.context import request_deadline
+from llamda.context import add_tokens, request_deadline
 from llamda.errors import LlamdaError, UpstreamTimeoutError
 from llamda.observability import logger
 
@@ -44,6 +44,13 @@ async def events(
                     "the request deadline was reached while streaming", code="deadline_exceeded"
                 ) from None
             data = chunk.model_dump(exclude_none=True) if isinstance(chunk, BaseModel) else chunk
+            usage = data.get("usage")
+            if isinstance(usage, dict):  # providers are always asked for it: the key pays
+                add_tokens(
+                    int(usage.get("total_tokens") or 0)
+                    or int(usage.get("prompt_tokens") or 0)
+                    + int(usage.get("completion_tokens") or 0)
+                )
             if not include_usage:
                 if not data.get("choices"):
                     continue  # the usage-only chunk

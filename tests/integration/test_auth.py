@@ -34,8 +34,11 @@ providers:
     - {provider_id: rules, provider_type: rules}
   vector_io:
     - {provider_id: lancedb, provider_type: lancedb}
+shields:
+  - {shield_id: pii, provider_id: rules}
 models:
   - {model_id: llama, provider_id: bedrock, provider_model_id: LLAMA}
+  - {model_id: guarded, provider_id: bedrock, provider_model_id: GUARDED, input_shields: [pii]}
   - {model_id: titan, provider_id: bedrock, provider_model_id: "amazon.titan-embed-text-v2:0", model_type: embedding, metadata: {embedding_dimension: 1024}}
 storage:
   records: {type: sqlite, path: "${env.LLAMDA_HOME}/records.sqlite3"}
@@ -291,12 +294,15 @@ def test_tokens_per_minute_come_from_provider_usage(server: LiveServer, home: Pa
     assert httpx.get(f"{server.url}/v1/models", headers=h(other)).status_code == 200
 
 
-def test_local_metrics_in_prometheus_format(server: LiveServer, alice: str) -> None:
+def test_local_metrics_in_prometheus_format(server: LiveServer, home: Path, alice: str) -> None:
+    admin = create_key(home, "--tenant", "ops", "--role", "admin")
     assert httpx.get(f"{server.url}/metrics").status_code == 401  # behind auth like the rest
-    before = httpx.get(f"{server.url}/metrics", headers=h(alice)).text
+    # They span every tenant (names, models, counts): not for members.
+    assert httpx.get(f"{server.url}/metrics", headers=h(alice)).status_code == 403
+    before = httpx.get(f"{server.url}/metrics", headers=h(admin)).text
     oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=alice, max_retries=0)
     oai.chat.completions.create(model="llama", messages=[{"role": "user", "content": "a b c"}])
-    reply = httpx.get(f"{server.url}/metrics", headers=h(alice))
+    reply = httpx.get(f"{server.url}/metrics", headers=h(admin))
     assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain")
 
     def value(text: str, series: str) -> float:
@@ -418,3 +424,123 @@ def test_keys_cli_writes_to_a_deployed_stacks_table(moto_endpoint: str, tmp_path
     )["Items"]
     assert {i["pk"]["S"] for i in items} == {"_system#api_keys", "_system#api_key_hashes"}
     assert key not in json.dumps(items)
+
+
+CARD = "4111 1111 1111 1111"
+
+
+def test_a_private_alias_or_fallback_keeps_the_upstream_models_shields(
+    server: LiveServer, bob: str
+) -> None:
+    """A member cannot walk around a shielded model by registering another name for the same
+    upstream model, or one that falls back to it."""
+
+    def chat(model: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/v1/chat/completions",
+            headers=h(bob),
+            json={"model": model, "messages": [{"role": "user", "content": f"card {CARD}"}]},
+            timeout=30,
+        )
+
+    assert chat("guarded").status_code == 400
+    alias = f"alias-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(
+        f"{server.url}/v1/models",
+        headers=h(bob),
+        json={"model_id": alias, "provider_id": "bedrock", "provider_model_id": "GUARDED"},
+    )
+    assert made.status_code == 200, made.text
+    blocked = chat(alias)
+    assert blocked.status_code == 400 and blocked.json()["error"]["code"] == "guardrail_intervened"
+    chained = f"chain-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(
+        f"{server.url}/v1/models",
+        headers=h(bob),
+        json={
+            "model_id": chained,
+            "provider_id": "bedrock",
+            "provider_model_id": "SOMETHING-ELSE",
+            "fallbacks": ["guarded"],
+        },
+    )
+    assert made.status_code == 200, made.text
+    assert chat(chained).status_code == 400
+    assert chat("llama").status_code == 200  # an unshielded model stays unshielded
+
+
+def test_a_tenants_shield_never_shadows_a_shared_one(
+    server: LiveServer, home: Path, bob: str, alice: str
+) -> None:
+    admin = create_key(home, "--tenant", "ops", "--role", "admin")
+    name = f"corp-{uuid.uuid4().hex[:6]}"
+    squat = httpx.post(
+        f"{server.url}/v1/shields",
+        headers=h(bob),
+        json={"shield_id": name, "provider_id": "rules", "params": {"pii": [], "keywords": []}},
+    )
+    assert squat.status_code == 200, squat.text
+    shared = httpx.post(
+        f"{server.url}/v1/shields",
+        headers=h(admin),
+        json={
+            "shield_id": name,
+            "provider_id": "rules",
+            "params": {"pii": ["credit_card"]},
+            "shared": True,
+        },
+    )
+    assert shared.status_code == 200, shared.text
+    model = f"corp-llm-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(
+        f"{server.url}/v1/models",
+        headers=h(admin),
+        json={
+            "model_id": model,
+            "provider_id": "bedrock",
+            "provider_model_id": "CORP",
+            "input_shields": [name],
+            "shared": True,
+        },
+    )
+    assert made.status_code == 200, made.text
+    for key in (alice, bob):
+        reply = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            headers=h(key),
+            json={"model": model, "messages": [{"role": "user", "content": f"card {CARD}"}]},
+            timeout=30,
+        )
+        assert reply.status_code == 400, (key == bob, reply.text)
+    # What bob reads and deletes under that id is the shared shield (deleting needs admin).
+    got = httpx.get(f"{server.url}/v1/shields/{name}", headers=h(bob)).json()
+    assert got["params"]["pii"] == ["credit_card"]
+    assert httpx.delete(f"{server.url}/v1/shields/{name}", headers=h(bob)).status_code == 403
+
+
+def test_streamed_tokens_count_against_the_key(server: LiveServer, home: Path) -> None:
+    if time.time() % 60 > 50:
+        time.sleep(61 - time.time() % 60)
+    key = create_key(home, "--tenant", "streamer", "--tpm", "5")
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in oai.chat.completions.create(
+            model="llama",
+            messages=[{"role": "user", "content": "one two three four five six"}],
+            stream=True,
+        )
+        if c.choices
+    )
+    assert text  # the client did not ask for usage; the key is charged all the same
+    with pytest.raises(openai.RateLimitError):
+        oai.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+
+
+def test_participant_names_are_names(server: LiveServer, alice: str) -> None:
+    reply = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        headers=h(alice),
+        json={"model": "guarded", "messages": [{"role": "user", "content": "hi", "name": CARD}]},
+    )
+    assert reply.status_code == 400 and "name" in reply.json()["error"]["param"]

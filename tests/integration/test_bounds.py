@@ -365,3 +365,31 @@ def test_bounded_params_still_work(server: LiveServer) -> None:
     )
     assert reply.status_code == 200, reply.text
     assert [c["chunk_id"] for c in reply.json()["chunks"]] == ["bounded-1"]
+
+
+def test_embeddings_requests_are_bounded_and_big_ones_are_batched(
+    server: LiveServer, fake_bedrock: FakeBedrockServer
+) -> None:
+    """2048 inputs at most (OpenAI's limit), each and all of them bounded; a big request goes
+    upstream in bounded batches and comes back whole, in order."""
+    model = "amazon.titan-embed-text-v2:0"
+    too_many = post(server, "/v1/embeddings", {"model": model, "input": ["x"] * 2049})
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "input"
+    # The whole request's characters are bounded too (checked on the model: such a body is
+    # over this server's body limit anyway, a 413).
+    from pydantic import ValidationError
+
+    from llamda.api.inference import EmbeddingsRequest
+
+    with pytest.raises(ValidationError, match="at most"):
+        EmbeddingsRequest.model_validate({"model": model, "input": ["z" * 99_000] * 21})
+    with pytest.raises(ValidationError):  # one text
+        EmbeddingsRequest.model_validate({"model": model, "input": "y" * 100_001})
+    texts = [f"text number {i}" for i in range(300)]
+    reply = post(server, "/v1/embeddings", {"model": model, "input": texts})
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert [d["index"] for d in data] == list(range(300))
+    # Each vector is the one for its own text (the fake embeds deterministically by content).
+    single = post(server, "/v1/embeddings", {"model": model, "input": texts[257]}).json()
+    assert data[257]["embedding"] == single["data"][0]["embedding"]

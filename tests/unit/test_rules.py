@@ -83,3 +83,27 @@ def test_requests_only_select_among_configured_rules() -> None:
         with pytest.raises(BadRequestError) as err:
             provider.select(shield, params)
         assert err.value.param == param
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "4111.1111.1111.1111",
+        "4111/1111/1111/1111",
+        "4111_1111_1111_1111",
+        "4111  1111  1111  1111",
+        "4111\u00a01111\u00a01111\u00a01111",  # no-break spaces
+        "4111\u20131111\u20131111\u20131111",  # en dashes
+        "4111\u200b1111\u200b1111\u200b1111",  # zero-width spaces
+        "\uff14\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11 \uff11\uff11\uff11\uff11",
+    ],
+)
+def test_card_numbers_are_seen_through_formatting(disguised: str) -> None:
+    from llamda.providers.safety.rules import find, redact, rules_of
+
+    rules = rules_of(RulesConfig(pii=["credit_card"]))
+    text = f"pay with {disguised} today"
+    findings = find(text, rules)
+    assert [f[0] for f in findings] == ["pii:credit_card"]
+    # Spans are in the original text: redaction keeps everything around the number.
+    assert redact(text, findings) == "pay with [REDACTED:CREDIT_CARD] today"

@@ -71,23 +71,27 @@ class ToolCall(_Lenient):
     function: FunctionCall
 
 
+# A participant's name (OpenAI's rule): no free text, so nothing for shields to miss in it.
+ParticipantName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
 class SystemMessage(_Lenient):
     role: Literal["system", "developer"]
     content: str | list[TextPart]
-    name: str | None = None
+    name: ParticipantName | None = None
 
 
 class UserMessage(_Lenient):
     role: Literal["user"]
     content: str | list[ContentPart]
-    name: str | None = None
+    name: ParticipantName | None = None
 
 
 class AssistantMessage(_Lenient):
     role: Literal["assistant"]
     content: str | list[TextPart] | None = None
     tool_calls: list[ToolCall] | None = None
-    name: str | None = None
+    name: ParticipantName | None = None
 
 
 class ToolMessage(_Lenient):
@@ -303,12 +307,35 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit per request
+MAX_EMBEDDING_INPUT_CHARS = 100_000  # one text (well past any embedding model's context)
+MAX_EMBEDDING_TOTAL_CHARS = 2_000_000  # a whole request
+EmbeddingText = Annotated[str, Field(max_length=MAX_EMBEDDING_INPUT_CHARS)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0, le=INT32_MAX)]], Field(max_length=8192)]
+
+
 class EmbeddingsRequest(_Request):
     model: str = Field(min_length=1)
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        EmbeddingText
+        | Annotated[list[EmbeddingText], Field(max_length=MAX_EMBEDDING_INPUTS)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(max_length=MAX_EMBEDDING_INPUTS)]
+    )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0, le=MAX_EMBEDDING_DIMENSION)
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
+
+    @model_validator(mode="after")
+    def _bounded_total(self) -> EmbeddingsRequest:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        total = sum(len(t) for t in texts if isinstance(t, str))
+        if total > MAX_EMBEDDING_TOTAL_CHARS:
+            raise ValueError(
+                f"input: {total} characters in all; at most {MAX_EMBEDDING_TOTAL_CHARS} per "
+                "request (split it)"
+            )
+        return self
 
     @property
     def texts(self) -> list[str]:

@@ -23,6 +23,7 @@ streams token by token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from llamda.api.inference import (
     CompletionRequest,
 )
 from llamda.config import GuardrailsConfig
-from llamda.errors import GuardrailInterventionError, ServiceUnavailableError
+from llamda.errors import GuardrailInterventionError, NotFoundError, ServiceUnavailableError
 from llamda.observability import record_metrics
 from llamda.providers.inference.base import new_id, now
 from llamda.providers.safety.base import Direction
@@ -218,10 +219,25 @@ class Guardrails:
         self._safety = safety
 
     async def _shields(self, request: Request) -> tuple[list[str], list[str]]:
+        """The request's shields, and every model's that may serve it: the requested model,
+        its fallbacks, and — so that a private alias or fallback cannot walk around them — any
+        visible model (run-config, shared or the tenant's own) that reaches the same upstream
+        model (provider and provider model id)."""
         model = await self._models.get(request.model)
+        chain = [model]
+        for fallback in dict.fromkeys(
+            [*model.fallbacks, *model.context_window_fallbacks, *model.content_policy_fallbacks]
+        ):
+            with contextlib.suppress(NotFoundError):
+                chain.append(await self._models.get(fallback))
+        targets = {(m.provider_id, m.provider_resource_id) for m in chain}
+        # Run-config models only: the other run-config models suffice (no I/O per request).
+        only_static = all(m.source == "run_config" for m in chain)
+        candidates = self._models.static() if only_static else await self._models.list()
+        chain += [m for m in candidates if (m.provider_id, m.provider_resource_id) in targets]
         extra = request.guardrails
-        inputs = [*model.input_shields, *(extra.input if extra else [])]
-        outputs = [*model.output_shields, *(extra.output if extra else [])]
+        inputs = [*(s for m in chain for s in m.input_shields), *(extra.input if extra else [])]
+        outputs = [*(s for m in chain for s in m.output_shields), *(extra.output if extra else [])]
         if (inputs or outputs) and self._safety is None:
             raise ServiceUnavailableError(
                 f"model '{request.model}' needs shields but safety is not available here"

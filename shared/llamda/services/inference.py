@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from llamda.services.guardrails import Guardrails
 
 T = TypeVar("T")
+EMBED_BATCH = 128  # texts per upstream embeddings call
 
 
 @dataclass
@@ -256,7 +257,31 @@ class InferenceService:
             request.texts  # noqa: B018 - validates the input form
         except ValueError as exc:
             raise BadRequestError(str(exc), param="input") from None
-        return await self._route(request.model, "embedding", lambda p, m: p.embeddings(request, m))
+        texts = request.texts
+        if len(texts) <= EMBED_BATCH:
+            return await self._route(
+                request.model, "embedding", lambda p, m: p.embeddings(request, m)
+            )
+        # Big requests go upstream in batches, each routed (and timed) on its own: an attempt
+        # is a bounded amount of work, so its timeout says something about the upstream, not
+        # about the size of one client's request (the breaker is shared by every tenant).
+        served: Served[EmbeddingsResponse] | None = None
+        for start in range(0, len(texts), EMBED_BATCH):
+            part = request.model_copy(update={"input": texts[start : start + EMBED_BATCH]})
+            got = await self._route(
+                part.model, "embedding", lambda p, m, r=part: p.embeddings(r, m)
+            )
+            for item in got.value.data:
+                item.index += start
+            if served is None:
+                served = got
+            else:
+                served.value.data.extend(got.value.data)
+                served.value.usage.prompt_tokens += got.value.usage.prompt_tokens
+                served.value.usage.total_tokens += got.value.usage.total_tokens
+                served.attempts += got.attempts
+        assert served is not None
+        return served
 
     def breaker_states(self, provider_id: str) -> dict[str, Any]:
         return {

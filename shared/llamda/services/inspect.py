@@ -8,6 +8,7 @@ from typing import Any
 from llamda import __version__
 from llamda.api.inspect import HealthInfo, ProviderInfo, RouteInfo, VersionInfo
 from llamda.config import RunConfig
+from llamda.context import current_principal
 from llamda.errors import NotFoundError
 from llamda.redact import mask_config
 
@@ -54,6 +55,11 @@ class InspectService:
         if not breakers:
             return {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
         status = "OK" if all(b["state"] == "closed" for b in breakers.values()) else "Error"
+        principal = current_principal()
+        if principal is not None and not principal.is_admin:
+            # Breakers are keyed by upstream model ids, which may be another tenant's (a
+            # private fine-tune's ARN): members see the verdict, admins the detail.
+            return {"status": status, "breakers": {}}
         return {"status": status, "breakers": breakers}
 
     def provider(self, provider_id: str) -> ProviderInfo:

@@ -84,9 +84,12 @@ class KeysService:
     async def get(self, key_id: str) -> ApiKey:
         with system_scope():
             record = await self._records.get("api_keys", key_id)
+            usage = await self._records.get("api_key_usage", key_id) if record else None
         if record is None:
             raise NotFoundError(f"no API key {key_id!r}", param="key_id")
-        return ApiKey.model_validate(record)
+        key = ApiKey.model_validate(record)
+        key.last_used_at = (usage or {}).get("at")
+        return key
 
     async def revoke(self, key_id: str) -> ApiKey:
         """Revoke: the hash goes first, so the key stops authenticating even if the rest

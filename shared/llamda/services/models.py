@@ -70,6 +70,10 @@ class ModelsService:
     async def list(self) -> list[Model]:
         return await self._registry.list()
 
+    def static(self) -> list[Model]:
+        """The run config's models (no I/O)."""
+        return self._registry.static()
+
     async def get(self, model_id: str) -> Model:
         return await self._registry.get(model_id)
 

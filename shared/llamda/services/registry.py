@@ -2,7 +2,7 @@
 registered for every tenant (``shared``, in the stack-wide partition of Records), and resources
 a tenant registered for itself (in the tenant's partition). Models and shields use it.
 
-Lookup order for a key: run config, then the caller's tenant, then shared. A tenant cannot
+Lookup order for a key: run config, then shared, then the caller's tenant. A tenant cannot
 register over a run-config or shared key (409); a member cannot register or delete a shared one
 (403: the role, not the data, is the problem). With auth off there is one caller: it may.
 """
@@ -46,6 +46,9 @@ class Registry[R: BaseModel]:
     def is_static(self, key: str) -> bool:
         return key in self._static
 
+    def static(self) -> list[R]:
+        return list(self._static.values())
+
     def _answer(self, record: dict[str, Any]) -> R:
         """The API object of a stored record, checked to serialize: what a response will send.
         Raises ValueError (pydantic's errors are ValueErrors) when it cannot be answered."""
@@ -69,16 +72,18 @@ class Registry[R: BaseModel]:
         with system_scope():
             shared = await self._records.list(self._kind)
         own = await self._readable(await self._records.list(self._kind))
-        visible = {**(await self._readable(shared)), **own}
+        visible = {**own, **(await self._readable(shared))}  # shared wins, as in get()
         return [*self._static.values(), *visible.values()]
 
     async def _record(self, key: str) -> tuple[dict[str, Any] | None, bool]:
-        """The caller's own record for ``key``, else the shared one; and whether it is shared."""
-        record = await self._records.get(self._kind, key)
-        if record is not None:
-            return record, False
+        """The shared record for ``key``, else the caller's own; and whether it is shared.
+        Shared first: a tenant's private record (say, registered before the admin shared the
+        same id) can never shadow what an admin shared, e.g. a shield a shared model names."""
         with system_scope():
-            return await self._records.get(self._kind, key), True
+            shared = await self._records.get(self._kind, key)
+        if shared is not None:
+            return shared, True
+        return await self._records.get(self._kind, key), False
 
     async def get(self, key: str) -> R:
         if key in self._static:
@@ -172,15 +177,14 @@ class Registry[R: BaseModel]:
                 param=self._param,
                 code=f"{self._noun}_in_run_config",
             )
-        if await self._records.delete(self._kind, key):
-            return
-        with system_scope():
-            shared = await self._records.get(self._kind, key) is not None
+        _, shared = await self._record(key)  # what get() answers is what is deleted
         if shared:
             self._require_admin("deleting")
             with system_scope():
                 if await self._records.delete(self._kind, key):
                     return
+        elif await self._records.delete(self._kind, key):
+            return
         raise NotFoundError(
             f"The {self._noun} '{key}' does not exist",
             param=self._param,

@@ -51,6 +51,8 @@ _UNAVAILABLE = {
 }
 _CONTEXT_HINTS = ("too long", "context window", "too many input tokens", "maximum context")
 
+TITAN_CONCURRENCY = 8  # concurrent InvokeModel calls per request (Titan embeds one text each)
+
 
 def map_bedrock_error(provider_id: str, exc: Exception) -> UpstreamError:
     """botocore errors (and event-stream exceptions) as our errors, with Bedrock's message."""
@@ -265,9 +267,13 @@ class BedrockProvider:
             else:
                 # Titan embeds one text per call.
                 extra = {"dimensions": request.dimensions} if request.dimensions else {}
-                payloads = await asyncio.gather(
-                    *(invoke({"inputText": t, "normalize": True, **extra}) for t in texts)
-                )
+                limit = asyncio.Semaphore(TITAN_CONCURRENCY)
+
+                async def one(text: str) -> dict[str, Any]:
+                    async with limit:
+                        return await invoke({"inputText": text, "normalize": True, **extra})
+
+                payloads = await asyncio.gather(*(one(t) for t in texts))
                 vectors = [p["embedding"] for p in payloads]
                 tokens = sum(int(p.get("inputTextTokenCount", 0)) for p in payloads)
         except UpstreamError:

@@ -11,9 +11,11 @@ loop keeps serving.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import ipaddress
 import json
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -50,8 +52,30 @@ def iban_ok(iban: str) -> bool:
 
 
 def _card_ok(match: str) -> bool:
-    digits = match.replace(" ", "").replace("-", "")
+    digits = "".join(c for c in match if c.isdigit())
     return 13 <= len(digits) <= 19 and luhn_ok(digits)
+
+
+@functools.lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    """One character as the detectors should see it, always one character long (so spans in
+    the folded text are spans in the original): compatibility forms to their plain form
+    (fullwidth digits), invisible format characters and every kind of space to a space,
+    every kind of dash to '-'."""
+    category = unicodedata.category(char)
+    if category in ("Cf", "Zs", "Zl", "Zp"):
+        return " "
+    if category == "Pd":
+        return "-"
+    folded = unicodedata.normalize("NFKC", char)
+    return folded if len(folded) == 1 else char
+
+
+def fold(text: str) -> str:
+    """``text`` with the disguises a detector must see through undone, length preserved."""
+    if text.isascii():
+        return text
+    return "".join(_fold_char(c) for c in text)
 
 
 def _ip_ok(match: str) -> bool:
@@ -70,7 +94,9 @@ def _phone_ok(match: str) -> bool:
 # RE2 has no look-around), validators remove false positives.
 DETECTORS: dict[str, tuple[str, Callable[[str], bool] | None]] = {
     "email": (r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b", None),
-    "credit_card": (r"\b(?:\d[ -]?){12,18}\d\b", _card_ok),
+    # Digits in groups, separated by up to two of space . - / _ (after folding, every space and
+    # dash is one of those).
+    "credit_card": (r"\b(?:\d[ .\-/_]{0,2}){12,18}\d\b", _card_ok),
     "iban": (r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", iban_ok),
     "aws_access_key": (r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", None),
     "aws_secret_key": (
@@ -145,6 +171,7 @@ def find(text: str, rules: Rules, *, first: bool = False) -> list[Finding]:
     sorted and disjoint, so one pointer walks both lists once."""
     found: list[Finding] = []
     taken: list[tuple[int, int]] = []
+    text = fold(text)  # same length: spans stay valid in the original
     for name in rules.pii:
         regex, valid = _detector(name)
         accepted: list[tuple[int, int]] = []
