@@ -1,7 +1,11 @@
 """The run config: one YAML file (like Llama Stack's run.yaml) that composes the stack.
 
 Strings may use ``${env.VAR}`` (required), ``${env.VAR:=default}`` and ``${env.VAR:+value}``
-(``value`` when VAR is set and non-empty, else empty). A provider whose ``provider_id`` comes
+(``value`` when VAR is set and non-empty, else empty); a default or value may itself hold
+``${env.OTHER}`` / ``${env.OTHER:=x}`` (one level). ``BEDROCK_PROFILE_PREFIX``, when not set,
+is derived from the region (``us.``, ``eu.``, ``apac.``, ``us-gov.``, or empty where Bedrock has
+no cross-region inference profiles), so the default chat model follows the region the way
+template.yaml's BedrockProfilePrefix mapping does. A provider whose ``provider_id`` comes
 out empty is switched off, and so is every resource that names it that way: that is how
 ``llamda serve`` turns on exactly the providers the environment has credentials for.
 
@@ -34,9 +38,36 @@ ApiName = Literal[
     "inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"
 ]
 
-_ENV_REF = re.compile(r"\$\{env\.([A-Za-z_][A-Za-z0-9_]*)(?:(:=|:\+)([^}]*))?\}")
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# A default/value may hold one level of ${env.X} / ${env.X:=y} (no further nesting).
+_ENV_INNER = rf"\$\{{env\.{_ENV_NAME}(?:(?::=|:\+)[^{{}}$]*)?\}}"
+_ENV_REF = re.compile(
+    rf"\$\{{env\.({_ENV_NAME})(?:(:=|:\+)((?:[^}}$]|\$(?!\{{)|{_ENV_INNER})*))?\}}"
+)
 # A region set either way turns Bedrock on.
 _ENV_FALLBACKS = {"AWS_REGION": ("AWS_DEFAULT_REGION",)}
+# Bedrock's geographies for cross-region inference profiles, by source region.
+_BEDROCK_GEOGRAPHIES = (
+    (re.compile(r"us-gov-[a-z]+-\d+"), "us-gov."),
+    (re.compile(r"us-(east|west)-\d+"), "us."),
+    (re.compile(r"eu-(central|north|south|west)-\d+"), "eu."),
+    (re.compile(r"ap-[a-z]+-\d+|me-central-1"), "apac."),
+)
+
+
+def bedrock_profile_prefix(region: str) -> str:
+    """The id prefix of ``region``'s cross-region inference profiles (``us.``, ``eu.``,
+    ``apac.``, ``us-gov.``), or "" where Bedrock has none (the foundation model id is used)."""
+    for pattern, prefix in _BEDROCK_GEOGRAPHIES:
+        if pattern.fullmatch(region):
+            return prefix
+    return ""
+
+
+# Variables derived from others when not set themselves.
+_ENV_DERIVED = {
+    "BEDROCK_PROFILE_PREFIX": lambda env: bedrock_profile_prefix(_lookup("AWS_REGION", env) or ""),
+}
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$"
 
 
@@ -300,7 +331,8 @@ def _lookup(name: str, env: Mapping[str, str]) -> str | None:
         value = env.get(candidate)
         if value:
             return value
-    return None
+    derive = _ENV_DERIVED.get(name)
+    return (derive(env) or None) if derive else None
 
 
 def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
@@ -317,9 +349,9 @@ def _substitute(value: Any, env: Mapping[str, str], where: str) -> Any:
         name, op, arg = match.group(1), match.group(2), match.group(3) or ""
         found = _lookup(name, env)
         if op == ":=":
-            return found if found is not None else arg
+            return found if found is not None else _ENV_REF.sub(replace, arg)
         if op == ":+":
-            return arg if found is not None else ""
+            return _ENV_REF.sub(replace, arg) if found is not None else ""
         if found is None:
             raise ConfigError(f"{where}: environment variable {name} is not set")
         return found

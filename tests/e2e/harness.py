@@ -94,10 +94,61 @@ class Artifact:
             return report
 
 
-def _cfn_value(value: Any, refs: dict[str, str]) -> str:
-    if isinstance(value, dict) and "Ref" in value:
-        return refs[value["Ref"]]
-    return str(value)
+# The pseudo parameters a template value may use, as a deploy to us-east-1 would see them.
+PSEUDO_PARAMETERS = {
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+}
+
+
+def cfn_eval(value: Any, refs: dict[str, str], template: dict[str, Any]) -> Any:
+    """``value`` with the intrinsic functions of environment values and policies evaluated:
+    Ref (``refs``: parameters, logical ids, pseudo parameters), Fn::If and the condition
+    functions, Fn::FindInMap, Fn::Join, Fn::Sub. Anything else is an error, not a guess."""
+
+    def ev(node: Any) -> Any:
+        if isinstance(node, list):
+            return [ev(item) for item in node]
+        if not isinstance(node, dict) or len(node) != 1:
+            return node
+        ((fn, arg),) = node.items()
+        if fn == "Ref":
+            return refs[arg]
+        if fn == "Condition":
+            return bool(ev(template["Conditions"][arg]))
+        if fn == "Fn::If":
+            name, yes, no = arg
+            return ev(yes) if ev({"Condition": name}) else ev(no)
+        if fn == "Fn::Equals":
+            left, right = ev(arg)
+            return str(left) == str(right)
+        if fn == "Fn::Not":
+            return not ev(arg[0])
+        if fn == "Fn::And":
+            return all(ev(a) for a in arg)
+        if fn == "Fn::Or":
+            return any(ev(a) for a in arg)
+        if fn == "Fn::FindInMap":
+            name, top, second = ev(arg)
+            return template["Mappings"][name][top][second]
+        if fn == "Fn::Join":
+            sep, items = ev(arg)
+            return sep.join(str(i) for i in items)
+        if fn == "Fn::Sub":
+            text, local = arg if isinstance(arg, list) else (arg, {})
+            names = {**refs, **{k: ev(v) for k, v in local.items()}}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m.group(1)]), text)
+        if fn.startswith("Fn::"):
+            raise ValueError(f"cfn_eval does not evaluate {fn}")
+        return node
+
+    return ev(value)
+
+
+def _cfn_value(value: Any, refs: dict[str, str], template: dict[str, Any]) -> str:
+    return str(cfn_eval(value, refs, template))
 
 
 def load_artifacts(
@@ -107,7 +158,7 @@ def load_artifacts(
     (logical id → physical name; parameters default to their template defaults)."""
     template = yaml.safe_load((build_dir / "template.yaml").read_text())
     params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
-    refs = {**params, **(refs or {})}
+    refs = {**PSEUDO_PARAMETERS, **params, **(refs or {})}
     glob_fn = template.get("Globals", {}).get("Function", {})
     resources = template["Resources"]
     artifacts = {}
@@ -134,7 +185,7 @@ def load_artifacts(
                 build_dir / props["CodeUri"],
                 *(build_dir / layer / "python" for layer in layers),
             ],
-            environment={k: _cfn_value(v, refs) for k, v in env.items()},
+            environment={k: _cfn_value(v, refs, template) for k, v in env.items()},
         )
     return artifacts
 
@@ -221,7 +272,7 @@ def load_image_artifacts(image_dir: Path, refs: dict[str, str]) -> dict[str, Art
 
     template = yaml_parse((ROOT / "template.yaml").read_text())
     params = {k: str(v.get("Default", "")) for k, v in template.get("Parameters", {}).items()}
-    refs = {**params, **refs}
+    refs = {**PSEUDO_PARAMETERS, **params, **refs}
     glob_env = template["Globals"]["Function"]["Environment"]["Variables"]
     artifacts = {}
     for name, res in template["Resources"].items():
@@ -233,7 +284,7 @@ def load_image_artifacts(image_dir: Path, refs: dict[str, str]) -> dict[str, Art
             name=name,
             handler=props["ImageConfig"]["Command"][0],
             paths=[image_dir],
-            environment={k: _cfn_value(v, refs) for k, v in env.items()},
+            environment={k: _cfn_value(v, refs, template) for k, v in env.items()},
             package_type="Image",
         )
     return artifacts

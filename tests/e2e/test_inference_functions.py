@@ -29,7 +29,7 @@ from tests.e2e.harness import (
 from tests.fakes.bedrock import FakeBedrockServer, Reply
 
 pytestmark = pytest.mark.e2e
-MODEL = "us.meta.llama3-3-70b-instruct-v1:0"  # the template's BedrockModel default
+MODEL = "us.meta.llama3-3-70b-instruct-v1:0"  # the template default, derived for us-east-1
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from llamda.config import load_config
+from llamda.config import bedrock_profile_prefix, load_config
 from llamda.errors import ConfigError
 
 AWS = {"LLAMDA_PROFILE": "aws", "LLAMDA_RECORDS_TABLE": "t", "LLAMDA_BUCKET": "b"}
@@ -40,7 +40,13 @@ def test_local_profile_is_the_default_and_has_no_providers_without_env() -> None
 @pytest.mark.parametrize(
     ("env", "provider", "model"),
     [
-        ({"AWS_REGION": "eu-west-1"}, "bedrock", "us.meta.llama3-3-70b-instruct-v1:0"),
+        ({"AWS_REGION": "eu-west-1"}, "bedrock", "eu.meta.llama3-3-70b-instruct-v1:0"),
+        ({"AWS_REGION": "us-east-2"}, "bedrock", "us.meta.llama3-3-70b-instruct-v1:0"),
+        (
+            {"AWS_DEFAULT_REGION": "ap-southeast-2"},
+            "bedrock",
+            "apac.meta.llama3-3-70b-instruct-v1:0",
+        ),
         ({"AWS_DEFAULT_REGION": "eu-west-1"}, "bedrock", "amazon.titan-embed-text-v2:0"),
         ({"OLLAMA_URL": "http://gpu:11434/v1"}, "ollama", "llama3.2:3b"),
         ({"VLLM_URL": "http://gpu:8000/v1", "VLLM_MODEL": "m"}, "vllm", "m"),
@@ -79,6 +85,49 @@ def test_aws_profile_uses_dynamodb_s3_and_bedrock() -> None:
     assert config.storage.objects.bucket == "b"
     assert config.storage.vectors.uri == "s3://b/lancedb"
     assert config.provider_ids("inference") == ["bedrock"]
+
+
+@pytest.mark.parametrize("profile", ["aws", "local"])
+def test_default_chat_model_follows_the_region_unless_given(profile: str) -> None:
+    env = {**AWS, "LLAMDA_PROFILE": profile, "AWS_REGION": "eu-central-1"}
+
+    def chat(**extra: str) -> list[str]:
+        config = load_config(env={**env, **extra})
+        return [m.model_id for m in config.models if m.model_type == "llm"]
+
+    assert chat() == ["eu.meta.llama3-3-70b-instruct-v1:0"]
+    # A region without a geography: the foundation model id itself.
+    assert chat(AWS_REGION="sa-east-1") == ["meta.llama3-3-70b-instruct-v1:0"]
+    assert chat(BEDROCK_PROFILE_PREFIX="global.") == ["global.meta.llama3-3-70b-instruct-v1:0"]
+    assert chat(BEDROCK_MODEL="eu.meta.llama3-2-3b-instruct-v1:0") == [
+        "eu.meta.llama3-2-3b-instruct-v1:0"
+    ]
+
+
+def test_region_prefix_agrees_with_the_template_mapping() -> None:
+    """The local default and the deployed default (template.yaml's mapping) name one model."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    root = Path(__file__).resolve().parents[2]
+    mapping = yaml_parse((root / "template.yaml").read_text())["Mappings"]["BedrockProfilePrefix"]
+    assert len(mapping) > 30
+    assert {r: bedrock_profile_prefix(r) for r in mapping} == {
+        r: entry["Prefix"] for r, entry in mapping.items()
+    }
+
+
+def test_nested_default_substitution(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        MINIMAL
+        + "server: {host: '${env.HOST:=${env.BIND:=127.0.0.1}}', port: '${env.P:=8${env.Q:=0}}'}\n"
+        + "models: []\n",
+    )
+    assert load_config(path, env={}).server.host == "127.0.0.1"
+    assert load_config(path, env={}).server.port == 80
+    assert load_config(path, env={"BIND": "0.0.0.0"}).server.host == "0.0.0.0"
+    assert load_config(path, env={"HOST": "h", "BIND": "b"}).server.host == "h"
+    assert load_config(path, env={"Q": "1"}).server.port == 81
 
 
 def test_required_variable_missing_names_it_and_the_key() -> None:

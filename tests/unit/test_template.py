@@ -13,6 +13,8 @@ import pytest
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
+from tests.e2e.harness import PSEUDO_PARAMETERS, cfn_eval
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -151,11 +153,35 @@ def _statements(cfn: dict[str, Any], function: str) -> list[dict[str, Any]]:
     return out
 
 
+# BedrockModel, or BedrockFoundationModel behind this region's inference-profile prefix.
+CHAT_MODEL = {
+    "Fn::If": [
+        "HasBedrockModel",
+        {"Ref": "BedrockModel"},
+        {
+            "Fn::Join": [
+                "",
+                [
+                    {"Fn::FindInMap": ["BedrockProfilePrefix", {"Ref": "AWS::Region"}, "Prefix"]},
+                    {"Ref": "BedrockFoundationModel"},
+                ],
+            ]
+        },
+    ]
+}
 DERIVED_MODEL_ARNS = [
     {
-        "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${BedrockModel}"
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/${Model}",
+            {"Model": CHAT_MODEL},
+        ]
     },
-    {"Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockModel}"},
+    {
+        "Fn::Sub": [
+            "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${Model}",
+            {"Model": CHAT_MODEL},
+        ]
+    },
     {"Fn::Sub": "arn:${AWS::Partition}:bedrock:*::foundation-model/${BedrockFoundationModel}"},
     {
         "Fn::Sub": "arn:${AWS::Partition}:bedrock:${AWS::Region}::foundation-model/${BedrockEmbeddingModel}"
@@ -453,7 +479,15 @@ def test_portable_no_partition_account_or_region_pinned() -> None:
     assert "arn:aws:" not in text  # arn:${AWS::Partition}:
     accounts = set(re.findall(r"\b\d{12}\b", text))
     assert accounts == {"753240598075"}  # AWS's Lambda Web Adapter publisher, overridable
-    assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d\b", text)
+    # Region names only as the keys of the region mapping (the deploy's region picks one).
+    head, _, rest = text.partition("\nMappings:\n")
+    mappings, _, tail = rest.partition("\nConditions:\n")
+    assert mappings and tail
+    assert not re.search(r"\b(us|eu|ap|sa|ca|me|af|il|mx)-[a-z]+-\d\b", head + tail)
+    assert all(
+        re.fullmatch(r"  #.*|  [A-Za-z]+:|    [a-z0-9-]+: \{Prefix: \"[a-z.-]*\"\}|", line)
+        for line in mappings.splitlines()
+    ), mappings
     raw = _raw()
     layers = raw["Resources"]["InferenceStreamFunction"]["Properties"]["Layers"]
     adapter = layers[1]["Fn::If"]
@@ -473,3 +507,107 @@ def test_checkov_skips_say_why() -> None:
     for name, skip in skips:
         assert re.fullmatch(r"CKV_AWS_\d+", skip["id"]), name
         assert len(skip["comment"]) > 20, (name, skip["id"])
+
+
+def _linted_regions() -> list[str]:
+    """The regions .ci/run lints the template in (cfn-lint --regions)."""
+    match = re.search(r"cfn-lint --regions ([a-z0-9 -]+?) --", (ROOT / ".ci" / "run").read_text())
+    assert match
+    return match.group(1).split()
+
+
+def _deployable_regions() -> set[str]:
+    """Every region cfn-lint knows in the partitions the template deploys to (not the isolated
+    ones): Fn::FindInMap fails a deploy on a missing key, derived model or not."""
+    from cfnlint.helpers import REGIONS
+
+    return {r for r in REGIONS if "-iso" not in r and not r.startswith("eusc-")}
+
+
+def _function_envs(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: res["Properties"]["Environment"]["Variables"]
+        for name, res in cfn["Resources"].items()
+        if res["Type"] == "AWS::Lambda::Function"
+        and "BEDROCK_MODEL" in res["Properties"].get("Environment", {}).get("Variables", {})
+    }
+
+
+def _deploy_refs(cfn: dict[str, Any], region: str, **overrides: str) -> dict[str, str]:
+    params = {k: str(v.get("Default", "")) for k, v in cfn["Parameters"].items()}
+    partition = (
+        "aws-us-gov"
+        if region.startswith("us-gov-")
+        else "aws-cn"
+        if region.startswith("cn-")
+        else "aws"
+    )
+    return {
+        **PSEUDO_PARAMETERS,
+        "AWS::Region": region,
+        "AWS::Partition": partition,
+        **params,
+        **overrides,
+    }
+
+
+@pytest.mark.parametrize(
+    ("region", "prefix"),
+    [
+        ("us-east-1", "us."),
+        ("us-west-2", "us."),
+        ("eu-west-1", "eu."),
+        ("eu-central-1", "eu."),
+        ("ap-northeast-1", "apac."),
+        ("ap-southeast-2", "apac."),
+        ("us-gov-west-1", "us-gov."),
+        ("sa-east-1", ""),  # no geography: the foundation model in this region
+    ],
+)
+def test_default_chat_model_follows_the_region(
+    cfn: dict[str, Any], region: str, prefix: str
+) -> None:
+    assert cfn["Parameters"]["BedrockModel"]["Default"] == ""
+    refs = _deploy_refs(cfn, region)
+    model = prefix + refs["BedrockFoundationModel"]
+    envs = _function_envs(cfn)
+    assert set(envs) >= set(FUNCTIONS)
+    for name, env in envs.items():
+        assert cfn_eval(env["BEDROCK_MODEL"], refs, cfn) == model, name
+    # The IAM statements name the same model: the profile in this region and account.
+    profile = (
+        f"arn:{refs['AWS::Partition']}:bedrock:{region}:123456789012:inference-profile/{model}"
+    )
+    for function in ("InferenceFunction", "InferenceStreamFunction", "SafetyFunction"):
+        invoke = [s for s in _statements(cfn, function) if "bedrock:InvokeModel" in s["Action"]]
+        assert invoke and all(profile in cfn_eval(s["Resource"], refs, cfn) for s in invoke)
+
+
+def test_a_given_chat_model_wins_over_the_region(cfn: dict[str, Any]) -> None:
+    refs = _deploy_refs(cfn, "eu-west-1", BedrockModel="eu.meta.llama3-2-3b-instruct-v1:0")
+    for env in _function_envs(cfn).values():
+        assert cfn_eval(env["BEDROCK_MODEL"], refs, cfn) == "eu.meta.llama3-2-3b-instruct-v1:0"
+    (invoke,) = [
+        s for s in _statements(cfn, "InferenceFunction") if "bedrock:InvokeModel" in s["Action"]
+    ]
+    arns = cfn_eval(invoke["Resource"], refs, cfn)
+    assert (
+        "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.meta.llama3-2-3b-instruct-v1:0"
+        in arns
+    )
+
+
+def test_the_profile_prefix_mapping_covers_every_region(cfn: dict[str, Any]) -> None:
+    mapping = cfn["Mappings"]["BedrockProfilePrefix"]
+    linted = _linted_regions()
+    assert linted and set(linted) <= set(mapping)
+    missing = _deployable_regions() - set(mapping)
+    assert not missing, f"add to the BedrockProfilePrefix mapping: {sorted(missing)}"
+    prefixes = {entry["Prefix"] for entry in mapping.values()}
+    assert prefixes == {"us.", "eu.", "apac.", "us-gov.", ""}
+    for region, entry in mapping.items():
+        geography = entry["Prefix"].rstrip(".")
+        if geography == "apac":
+            assert region.startswith("ap-") or region == "me-central-1", region
+        elif geography:
+            assert region.startswith(f"{geography}-"), region
