@@ -12,9 +12,12 @@ from fastapi.responses import Response
 from llamda.api.errors import error_responses
 from llamda.api.files import DeleteFileResponse, FileObject, ListFilesResponse, Purpose
 from llamda.routers import get_stack
+from llamda.routers.uploads import router as uploads_router
 from llamda.stack import Stack
 
 router = APIRouter(tags=["files"])
+# Large Files in parts (the Uploads API) are served with the Files API (FilesFunction in AWS).
+router.include_router(uploads_router)
 StackDep = Annotated[Stack, Depends(get_stack)]
 FileId = Annotated[str, Path(pattern=r"^file-[a-f0-9]{1,64}$", description="A file id.")]
 

@@ -8,7 +8,7 @@ import io
 import mimetypes
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
 from llamda.api.files import FileObject, ListFilesResponse
@@ -22,6 +22,18 @@ MAX_FILENAME = 255
 
 def new_file_id() -> str:
     return f"file-{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+def _new_record(filename: str, purpose: str, content_type: str | None) -> dict[str, Any]:
+    name = (filename or "upload").replace("\x00", "")[-MAX_FILENAME:]
+    return {
+        "id": new_file_id(),
+        "bytes": 0,
+        "created_at": int(time.time()),
+        "filename": name,
+        "purpose": purpose,
+        "content_type": content_type or mimetypes.guess_type(name)[0] or "application/octet-stream",
+    }
 
 
 class FilesService:
@@ -47,23 +59,24 @@ class FilesService:
         """A File of what ``source`` reads until its end, copied to storage in bounded memory
         (an upload is not held in memory; its size limit is the body limit's, counted as the
         request arrives)."""
-        name = (filename or "upload").replace("\x00", "")[-MAX_FILENAME:]
-        file_id = new_file_id()
-        record = {
-            "id": file_id,
-            "bytes": 0,
-            "created_at": int(time.time()),
-            "filename": name,
-            "purpose": purpose,
-            "content_type": content_type
-            or mimetypes.guess_type(name)[0]
-            or "application/octet-stream",
-        }
+        record = _new_record(filename, purpose, content_type)
         # Bytes first, then the record: a reader never sees a file without content.
         record["bytes"] = await self._objects.put_file(
-            f"files/{file_id}", source, content_type=record["content_type"]
+            f"files/{record['id']}", source, content_type=record["content_type"]
         )
-        await self._records.put(KIND, file_id, record, if_absent=True)
+        await self._records.put(KIND, record["id"], record, if_absent=True)
+        return FileObject.model_validate(record)
+
+    async def create_from_parts(
+        self, part_keys: Sequence[str], filename: str, purpose: str, content_type: str | None
+    ) -> FileObject:
+        """A File of the objects ``part_keys`` joined in order (an Upload's parts), assembled
+        in storage in bounded memory; the parts are left for the caller to delete."""
+        record = _new_record(filename, purpose, content_type)
+        record["bytes"] = await self._objects.put_parts(
+            f"files/{record['id']}", part_keys, content_type=record["content_type"]
+        )
+        await self._records.put(KIND, record["id"], record, if_absent=True)
         return FileObject.model_validate(record)
 
     async def _record(self, file_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from llamda.config import LocalObjects, S3Objects
@@ -12,6 +13,8 @@ from llamda.storage.keys import safe_segment, split_key
 # at least S3's 5 MiB minimum part size).
 COPY_CHUNK = 1024 * 1024
 PART_BYTES = 8 * 1024 * 1024
+# S3's smallest multipart part (all but the last): parts this large are copied server-side.
+S3_MIN_PART = 5 * 1024 * 1024
 
 
 def tenant_key(key: str) -> str:
@@ -26,6 +29,13 @@ class Objects(Protocol):
     async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:
         """Store what ``source`` reads until its end, in bounded memory; its size in bytes.
         Readers see the whole object or none of it; a failed copy leaves nothing behind."""
+
+    async def put_parts(
+        self, key: str, part_keys: Sequence[str], *, content_type: str | None = None
+    ) -> int:
+        """Store the concatenation of the objects ``part_keys`` (in order) as ``key``, streamed
+        in bounded memory; its size in bytes. The parts stay (the caller deletes them);
+        NotFoundError when one is missing. All-or-nothing, like ``put_file``."""
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; NotFoundError when absent."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,6 +44,32 @@ class LocalObjectStore:
                     while chunk := source.read(COPY_CHUNK):
                         fh.write(chunk)
                         size += len(chunk)
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return size
+
+        return await asyncio.to_thread(write)
+
+    async def put_parts(
+        self, key: str, part_keys: Sequence[str], *, content_type: str | None = None
+    ) -> int:
+        paths = [self._path(k) for k in part_keys]
+        path = self._path(key)
+
+        def write() -> int:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for part, part_key in zip(paths, part_keys, strict=True):
+                        try:
+                            with part.open("rb") as src:
+                                shutil.copyfileobj(src, out, COPY_CHUNK)
+                        except (FileNotFoundError, IsADirectoryError):
+                            raise NotFoundError(f"object {part_key!r} not found") from None
+                    size = out.tell()
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
