@@ -250,6 +250,12 @@ class ServerConfig(_Strict):
         gt=0,
         description="Largest file made through the Uploads API (POST /v1/uploads; 400 above).",
     )
+    content_redirect_bytes: int = Field(
+        0,
+        ge=0,
+        description="GET /v1/files/{id}/content of a File larger than this answers a 307 to a "
+        "presigned S3 URL (5 minutes) instead of the bytes; 0 = never (local objects: never).",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],
         description="`llamda serve` answers only requests whose Host is one of these (any "

@@ -29,7 +29,9 @@ class Stack:
         self.keys = KeysService(self.records)
         self.limiter = RateLimiter(self.records)
         self.models = ModelsService(config, self.records)
-        self.files = FilesService(self.records, self.objects)
+        self.files = FilesService(
+            self.records, self.objects, redirect_bytes=config.server.content_redirect_bytes
+        )
         self.uploads = UploadsService(
             self.records, self.objects, self.files, config.server.max_upload_bytes
         )

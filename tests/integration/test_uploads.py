@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import httpx
 import openai
 import pytest
 
@@ -246,3 +247,53 @@ def test_s3_upload_of_4_mib_parts_is_recut_into_a_multipart_file(
     file_id, content = asyncio.run(scenario())
     assert content == b"".join(chunks)
     assert _multipart_parts(s3_store, moto_endpoint, f"files/{file_id}") == 3
+
+
+@pytest.fixture(scope="module")
+def s3_server(
+    tmp_path_factory: pytest.TempPathFactory, fake_bedrock: FakeBedrockServer, moto_endpoint: str
+) -> Iterator[LiveServer]:
+    """The test server with its objects in S3 (moto) and contents over 1000 bytes redirected."""
+    bucket = f"files-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
+    home = tmp_path_factory.mktemp("redirect")
+    local = 'objects: {type: local, root: "${env.LLAMDA_HOME}/objects"}'
+    s3 = (
+        f"objects: {{type: s3, bucket: {bucket}, prefix: objects, region_name: us-east-1, "
+        f"endpoint_url: {moto_endpoint}}}"
+    )
+    config = TEST_CONFIG.replace(local, s3).replace(
+        "max_file_bytes: 200000", "max_file_bytes: 200000\n  content_redirect_bytes: 1000"
+    )
+    assert bucket in config and "content_redirect_bytes" in config
+    (home / "run.yaml").write_text(config)
+    server = start_server(home / "run.yaml", home, {"FAKE_BEDROCK_URL": fake_bedrock.endpoint})
+    yield server
+    stop_server(server)
+
+
+def test_large_file_content_is_a_presigned_s3_redirect(
+    s3_server: LiveServer, moto_endpoint: str
+) -> None:
+    client = openai.OpenAI(base_url=f"{s3_server.url}/v1", api_key="sk-x", max_retries=0)
+    small = client.files.create(file=("s.txt", b"tiny", "text/plain"), purpose="assistants")
+    payload = os.urandom(5000)
+    big = client.files.create(file=("b <1>.bin", payload, "x/y"), purpose="assistants")
+    with httpx.Client(base_url=s3_server.url) as http:
+        direct = http.get(f"/v1/files/{small.id}/content")
+        assert direct.status_code == 200 and direct.content == b"tiny"
+        moved = http.get(f"/v1/files/{big.id}/content")
+        assert moved.status_code == 307 and moved.headers["cache-control"] == "no-store"
+        location = moved.headers["location"]
+        assert location.startswith(moto_endpoint) and "X-Amz-Expires=300" in location
+        assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in location
+        assert big.id in location and "sk-x" not in location
+        assert http.get("/v1/files/file-0123abcd/content").status_code == 404
+    # Fetched without our credentials: S3 answers the bytes, as a download.
+    fetched = httpx.get(location)
+    assert fetched.status_code == 200 and fetched.content == payload
+    assert fetched.headers["content-disposition"].startswith('attachment; filename="b _1_.bin"')
+    assert fetched.headers["content-type"] == "x/y"
+    # The SDK follows the redirect (and does not send its key to S3: another origin).
+    assert client.files.content(big.id).read() == payload
+    assert client.files.content(small.id).read() == b"tiny"

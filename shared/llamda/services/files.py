@@ -18,6 +18,8 @@ from llamda.storage.records import Records, list_page
 
 KIND = "files"
 MAX_FILENAME = 255
+# How long a File's presigned content URL works: long enough to start a download.
+CONTENT_URL_SECONDS = 300
 
 
 def new_file_id() -> str:
@@ -42,9 +44,11 @@ class FilesService:
         records: Records,
         objects: Objects,
         on_delete: Callable[[str], Awaitable[None]] | None = None,
+        redirect_bytes: int = 0,
     ):
         self._records = records
         self._objects = objects
+        self.redirect_bytes = redirect_bytes
         # Removes a deleted File from every vector store (wired by the stack).
         self.on_delete = on_delete
 
@@ -93,6 +97,19 @@ class FilesService:
     async def content(self, file_id: str) -> tuple[bytes, str]:
         record = await self._record(file_id)
         return await self._objects.get(f"files/{file_id}"), record["content_type"]
+
+    async def content_url(self, file_id: str, disposition: str) -> str | None:
+        """A presigned URL for a File larger than ``redirect_bytes`` (its bytes then never pass
+        through this process), or None: answer the bytes. 404 for an unknown File."""
+        record = await self._record(file_id)
+        if not self.redirect_bytes or record["bytes"] <= self.redirect_bytes:
+            return None
+        return await self._objects.download_url(
+            f"files/{file_id}",
+            expires_in=CONTENT_URL_SECONDS,
+            disposition=disposition,
+            content_type=record["content_type"],
+        )
 
     async def delete(self, file_id: str) -> None:
         await self._record(file_id)

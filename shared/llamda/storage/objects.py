@@ -40,6 +40,13 @@ class Objects(Protocol):
     async def get(self, key: str) -> bytes:
         """The object's bytes; NotFoundError when absent."""
 
+    async def download_url(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        """A short-lived URL that GETs the object without credentials (answered with this
+        Content-Disposition and Content-Type), or None when this store has none (local).
+        Existence is not checked."""
+
     async def delete(self, key: str) -> bool:
         """Delete; True when something was deleted."""
 

@@ -85,6 +85,11 @@ class LocalObjectStore:
         except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(f"object {key!r} not found") from None
 
+    async def download_url(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        return None  # the local server streams the bytes itself
+
     async def delete(self, key: str) -> bool:
         path = self._path(key)
         try:

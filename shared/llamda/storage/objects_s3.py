@@ -169,6 +169,23 @@ class S3ObjectStore:
         async with reply["Body"] as body:
             return await body.read()
 
+    async def download_url(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        """A presigned GetObject (signed locally, no request). S3 answers it with our
+        Content-Disposition (attachment) and Content-Type, on S3's origin, not ours."""
+        s3 = await self._client()
+        return await s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": self._key(key),
+                "ResponseContentDisposition": disposition,
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
+
     async def delete(self, key: str) -> bool:
         s3 = await self._client()
         full = self._key(key)
