@@ -114,6 +114,15 @@ def test_declared_size_over_the_limit(client: openai.OpenAI) -> None:
             bytes=64 * MiB + 1, filename="x", mime_type="text/plain", purpose="assistants"
         )
     assert err.value.body["param"] == "bytes"  # type: ignore[index]
+    # The media type becomes a response header: only a media type gets in.
+    with pytest.raises(openai.BadRequestError):
+        client.uploads.create(
+            bytes=1, filename="x", mime_type="text/html\r\nx-evil: 1", purpose="assistants"
+        )
+    # Part ids are ours: anything else is refused before storage sees it.
+    upload_id = _start(client, 1)
+    with pytest.raises(openai.BadRequestError):
+        client.uploads.complete(upload_id, part_ids=["../../files/x"])
 
 
 def test_unknown_and_cancelled_uploads(client: openai.OpenAI, live_server: LiveServer) -> None:
