@@ -23,7 +23,9 @@ class CreateUploadRequest(BaseModel):
 
     filename: str = Field(min_length=1, max_length=255)
     purpose: Purpose
-    bytes: int = Field(ge=0, description="The File's exact size; parts must add up to it.")
+    bytes: int = Field(
+        ge=0, strict=True, description="The File's exact size; parts must add up to it."
+    )
     mime_type: str = Field(max_length=255, pattern=MIME_PATTERN, examples=["text/plain"])
 
 
