@@ -207,6 +207,37 @@ def test_expired_and_other_tenants_uploads(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_lost_completion_can_be_retried_later(tmp_path: Path) -> None:
+    """A completing function killed mid-way (timeout) leaves its claim: a retry is refused
+    while the claim is fresh and accepted once it is stale."""
+    clock = Clock()
+    records = SqliteRecordStore(tmp_path / "records.sqlite3")
+    objects = LocalObjectStore(tmp_path / "objects")
+    service = UploadsService(records, objects, FilesService(records, objects), MiB, clock=clock)
+
+    async def scenario() -> None:
+        set_tenant("alice")
+        upload = await service.create(
+            CreateUploadRequest(filename="a", purpose="assistants", bytes=3, mime_type="a/b")
+        )
+        part = await service.add_part(upload.id, io.BytesIO(b"abc"))
+        # What a killed completion leaves behind: the claim, no File.
+        record = await records.get("uploads", upload.id)
+        assert record is not None
+        await records.put(
+            "uploads", upload.id, {**record, "status": "completing", "completing_at": clock.now}
+        )
+        with pytest.raises(BadRequestError, match="completing"):
+            await service.complete(upload.id, [part.id])
+        with pytest.raises(BadRequestError, match="completing"):
+            await service.add_part(upload.id, io.BytesIO(b"x"))
+        clock.now += 901
+        done = await service.complete(upload.id, [part.id])
+        assert done.status == "completed" and done.file is not None
+
+    asyncio.run(scenario())
+
+
 @pytest.fixture
 def s3_store(moto_endpoint: str) -> S3ObjectStore:
     bucket = f"uploads-{uuid.uuid4().hex[:8]}"

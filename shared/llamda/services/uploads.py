@@ -30,6 +30,8 @@ RECEIVED = "upload_part_bytes"
 # One part must fit one API Gateway + Lambda request (6 MB event, base64 body).
 MAX_PART_BYTES = 4 * 1024 * 1024
 EXPIRES_AFTER_SECONDS = 3600
+# A completion claim older than this was lost (the longest function timeout is 900 s).
+STALE_CLAIM_SECONDS = 900
 
 
 def _new_id(prefix: str) -> str:
@@ -72,14 +74,21 @@ class UploadsService:
         await self._records.put(KIND, record["id"], record, if_absent=True)
         return _upload(record)
 
-    async def _pending(self, upload_id: str) -> dict[str, Any]:
-        """The Upload's record while parts may still be added; 404 unknown, 400 otherwise."""
+    async def _pending(self, upload_id: str, *, retry_stale: bool = False) -> dict[str, Any]:
+        """The Upload's record while parts may still be added; 404 unknown, 400 otherwise.
+        With ``retry_stale``, a completion that ended without a word (its function timed out
+        or was killed) for longer than STALE_CLAIM_SECONDS counts as pending again."""
         record = await self._records.get(KIND, upload_id)
         if record is None:
             raise NotFoundError(
                 f"No such Upload: {upload_id}", param="upload_id", code="upload_not_found"
             )
-        if record["status"] != "pending":
+        stale = (
+            retry_stale
+            and record["status"] == "completing"
+            and self._clock() - record.get("completing_at", 0) > STALE_CLAIM_SECONDS
+        )
+        if record["status"] != "pending" and not stale:
             raise BadRequestError(
                 f"Upload {upload_id} is {record['status']}", param="upload_id", code="upload_closed"
             )
@@ -125,7 +134,7 @@ class UploadsService:
         return UploadPart.model_validate(part)
 
     async def complete(self, upload_id: str, part_ids: list[str]) -> Upload:
-        record = await self._pending(upload_id)
+        record = await self._pending(upload_id, retry_stale=True)
         if len(set(part_ids)) != len(part_ids):
             raise BadRequestError("part_ids has duplicates", param="part_ids")
         parts = await asyncio.gather(*(self._records.get(PART_KIND, p) for p in part_ids))
@@ -143,6 +152,7 @@ class UploadsService:
             )
         # Claim the Upload (optimistic concurrency): one complete or cancel wins.
         record["status"] = "completing"
+        record["completing_at"] = self._clock()
         if not await save(self._records, KIND, upload_id, record):
             raise BadRequestError(f"Upload {upload_id} changed meanwhile", param="upload_id")
         try:
