@@ -5,6 +5,7 @@ service's expiry and tenancy with an injected clock on real stores, and the S3 a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import os
 import uuid
@@ -27,6 +28,7 @@ from llamda.storage.objects_s3 import S3ObjectStore
 from llamda.storage.records_sqlite import SqliteRecordStore
 from tests.conftest import TEST_CONFIG, LiveServer, start_server, stop_server
 from tests.fakes.bedrock import FakeBedrockServer
+from tests.integration.servers import reset_peak_rss, status_kb
 
 MiB = 1024 * 1024
 
@@ -160,6 +162,33 @@ def test_part_over_4_mib_is_413(client: openai.OpenAI) -> None:
     assert err.value.status_code == 413
     # Exactly 4 MiB is a part.
     assert client.uploads.parts.create(upload_id, data=b"\0" * (4 * MiB)).id
+
+
+def test_a_large_upload_is_assembled_and_served_in_bounded_memory(
+    client: openai.OpenAI, live_server: LiveServer
+) -> None:
+    """48 MiB in 4 MiB parts: neither completing nor downloading holds the File in memory."""
+    part = os.urandom(4 * MiB)
+    count = 12
+    upload_id = _start(client, count * len(part))
+    part_ids = [client.uploads.parts.create(upload_id, data=part).id for _ in range(count)]
+    pid = live_server.process.pid
+    rss_before = status_kb(pid, "VmRSS")
+    reset_peak_rss(pid)
+    done = client.uploads.complete(upload_id, part_ids=part_ids)
+    assembled = (status_kb(pid, "VmHWM") - rss_before) * 1024
+    assert done.file is not None and done.file.bytes == count * len(part)
+    assert assembled < 12 * MiB, f"completing grew the peak RSS by {assembled / MiB:.0f} MiB"
+    rss_before = status_kb(pid, "VmRSS")
+    reset_peak_rss(pid)
+    digest = hashlib.sha256()
+    with httpx.stream("GET", f"{live_server.url}/v1/files/{done.file.id}/content") as reply:
+        assert reply.headers["content-length"] == str(count * len(part))
+        for piece in reply.iter_bytes():
+            digest.update(piece)
+    served = (status_kb(pid, "VmHWM") - rss_before) * 1024
+    assert digest.hexdigest() == hashlib.sha256(part * count).hexdigest()
+    assert served < 12 * MiB, f"serving grew the peak RSS by {served / MiB:.0f} MiB"
 
 
 class Clock:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from llamda.api.errors import error_responses
 from llamda.api.files import DeleteFileResponse, FileObject, ListFilesResponse, Purpose
@@ -91,14 +91,15 @@ async def file_content(file_id: FileId, stack: StackDep) -> Response:
     if url is not None:
         # Large Files (AWS): the client fetches the bytes from S3, not through Lambda.
         return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
-    data, content_type = await stack.files.content(file_id)
+    pieces, content_type = await stack.files.content_stream(file_id)
     # Uploaded bytes are never rendered by a browser on our origin (an uploaded .html would
     # otherwise run as a page of this server): download only, never sniffed, sandboxed.
-    return Response(
-        content=data,
+    return StreamingResponse(
+        pieces,
         media_type=content_type,
         headers={
             "content-disposition": disposition,
+            "content-length": str(meta.bytes),
             "x-content-type-options": "nosniff",
             "content-security-policy": "default-src 'none'; sandbox",
         },

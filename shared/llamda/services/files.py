@@ -8,7 +8,7 @@ import io
 import mimetypes
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, BinaryIO
 
 from llamda.api.files import FileObject, ListFilesResponse
@@ -97,6 +97,20 @@ class FilesService:
     async def content(self, file_id: str) -> tuple[bytes, str]:
         record = await self._record(file_id)
         return await self._objects.get(f"files/{file_id}"), record["content_type"]
+
+    async def content_stream(self, file_id: str) -> tuple[AsyncIterator[bytes], str]:
+        """The File's bytes as they are read (a large File is never whole in memory) and its
+        content type; its first piece is read here, so a missing File is a 404 up front."""
+        record = await self._record(file_id)
+        pieces = self._objects.chunks(f"files/{file_id}")
+        first = await anext(pieces, b"")
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield first
+            async for piece in pieces:
+                yield piece
+
+        return stream(), record["content_type"]
 
     async def content_url(self, file_id: str, disposition: str) -> str | None:
         """A presigned URL for a File larger than ``redirect_bytes`` (its bytes then never pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from llamda.config import LocalObjects, S3Objects
@@ -39,6 +39,11 @@ class Objects(Protocol):
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; NotFoundError when absent."""
+
+    def chunks(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in pieces of at most COPY_CHUNK, read as they are consumed;
+        NotFoundError (on the first one) when absent."""
+        ...
 
     async def download_url(
         self, key: str, *, expires_in: int, disposition: str, content_type: str

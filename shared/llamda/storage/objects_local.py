@@ -7,7 +7,7 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -84,6 +84,18 @@ class LocalObjectStore:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(f"object {key!r} not found") from None
+
+    async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            fh = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFoundError(f"object {key!r} not found") from None
+        try:
+            while chunk := await asyncio.to_thread(fh.read, COPY_CHUNK):
+                yield chunk
+        finally:
+            fh.close()
 
     async def download_url(
         self, key: str, *, expires_in: int, disposition: str, content_type: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, BinaryIO
 
 from llamda.aws import AioClients, clients, error_code
@@ -168,6 +168,19 @@ class S3ObjectStore:
             raise
         async with reply["Body"] as body:
             return await body.read()
+
+    async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        s3 = await self._client()
+        try:
+            reply = await s3.get_object(Bucket=self._bucket, Key=self._key(key))
+        except Exception as exc:
+            if error_code(exc) in _MISSING:
+                raise NotFoundError(f"object {key!r} not found") from None
+            raise
+        body = reply["Body"]
+        async with body:
+            async for chunk in body.iter_chunks(COPY_CHUNK):
+                yield chunk
 
     async def download_url(
         self, key: str, *, expires_in: int, disposition: str, content_type: str
