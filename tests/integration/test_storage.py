@@ -260,3 +260,18 @@ def test_put_parts_joins_in_order_and_a_missing_part_leaves_nothing(objects_fact
         await store.close()
 
     run(scenario())
+
+
+def test_chunks_stream_an_object_and_a_missing_one_is_not_found(objects_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = objects_factory()
+        set_tenant("t1")
+        data = bytes(range(256)) * 9000  # > COPY_CHUNK: several pieces
+        await store.put("blob", data)
+        pieces = [piece async for piece in store.chunks("blob")]
+        assert b"".join(pieces) == data and len(pieces) > 1
+        with pytest.raises(NotFoundError):
+            await anext(store.chunks("missing"))
+        await store.close()
+
+    run(scenario())
