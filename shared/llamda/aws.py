@@ -48,6 +48,10 @@ class AioClients:
                 options["retries"] = {"total_max_attempts": max_attempts, "mode": "standard"}
             if read_timeout is not None:
                 options["read_timeout"] = read_timeout
+            if service == "s3":
+                # Presigned URLs signed with SigV4: botocore may presign with SigV2, which
+                # regions opened since 2014 refuse.
+                options["signature_version"] = "s3v4"
             from aiobotocore.config import AioConfig
 
             self._clients[key] = await self._stack.enter_async_context(

@@ -31,8 +31,23 @@ from llamda.errors import ConfigError
 from llamda.providers.registry import get_spec, provider_types
 
 KNOWN_APIS = ("inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval")
-# Routes whose body may be as large as server.max_file_bytes (multipart uploads).
-UPLOAD_PATHS = frozenset({"/v1/files"})
+
+
+class _UploadPaths:
+    """Routes whose body may be as large as server.max_file_bytes (multipart uploads, passed
+    through counted, not buffered): ``path in UPLOAD_PATHS``. An Upload's parts route has the
+    upload id in its path; the Uploads service bounds each part to 4 MiB itself."""
+
+    _exact = frozenset({"/v1/files"})
+    _parts = re.compile(r"/v1/uploads/upload_[a-f0-9]{1,64}/parts")
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and (
+            path in self._exact or self._parts.fullmatch(path) is not None
+        )
+
+
+UPLOAD_PATHS = _UploadPaths()
 PROFILES = ("local", "aws")
 ApiName = Literal[
     "inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"
@@ -260,6 +275,17 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Larger bodies get a 413.")
     max_file_bytes: int = Field(
         100 * 1024 * 1024, gt=0, description="Largest upload to POST /v1/files (413 above)."
+    )
+    max_upload_bytes: int = Field(
+        512 * 1024 * 1024,
+        gt=0,
+        description="Largest file made through the Uploads API (POST /v1/uploads; 400 above).",
+    )
+    content_redirect_bytes: int = Field(
+        0,
+        ge=0,
+        description="GET /v1/files/{id}/content of a File larger than this answers a 307 to a "
+        "presigned S3 URL (5 minutes) instead of the bytes; 0 = never (local objects: never).",
     )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"],

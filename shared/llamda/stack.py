@@ -13,6 +13,7 @@ from llamda.services.limits import RateLimiter
 from llamda.services.models import ModelsService
 from llamda.services.safety import SafetyService
 from llamda.services.shields import ShieldsService
+from llamda.services.uploads import UploadsService
 from llamda.services.vector_stores import VectorStoresService
 from llamda.storage.objects import Objects, build_objects
 from llamda.storage.records import Records, build_records
@@ -28,7 +29,12 @@ class Stack:
         self.keys = KeysService(self.records)
         self.limiter = RateLimiter(self.records)
         self.models = ModelsService(config, self.records)
-        self.files = FilesService(self.records, self.objects)
+        self.files = FilesService(
+            self.records, self.objects, redirect_bytes=config.server.content_redirect_bytes
+        )
+        self.uploads = UploadsService(
+            self.records, self.objects, self.files, config.server.max_upload_bytes
+        )
         self.shields = ShieldsService(config, self.records)
         self.models.shield_exists = self.shields.exists
         self.safety = SafetyService(config, self.shields, self._judge_chat)

@@ -236,3 +236,42 @@ def test_records_conditional_put_by_version(records_factory) -> None:  # type: i
         await store.close()
 
     run(scenario())
+
+
+def test_put_parts_joins_in_order_and_a_missing_part_leaves_nothing(objects_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = objects_factory()
+        set_tenant("t1")
+        await store.put("parts/a", b"alpha-")
+        await store.put("parts/b", b"beta")
+        assert await store.put_parts("joined", ["parts/b", "parts/a"]) == 10
+        assert await store.get("joined") == b"betaalpha-"
+        assert await store.get("parts/a") == b"alpha-"  # the parts stay: the caller deletes
+        with pytest.raises(NotFoundError):
+            await store.put_parts("broken", ["parts/a", "parts/missing"])
+        with pytest.raises(NotFoundError):
+            await store.get("broken")
+        assert await store.put_parts("empty", []) == 0
+        assert await store.get("empty") == b""
+        # Another tenant's parts are not found (keys are tenant-scoped).
+        set_tenant("t2")
+        with pytest.raises(NotFoundError):
+            await store.put_parts("stolen", ["parts/a"])
+        await store.close()
+
+    run(scenario())
+
+
+def test_chunks_stream_an_object_and_a_missing_one_is_not_found(objects_factory) -> None:  # type: ignore[no-untyped-def]
+    async def scenario() -> None:
+        store = objects_factory()
+        set_tenant("t1")
+        data = bytes(range(256)) * 9000  # > COPY_CHUNK: several pieces
+        await store.put("blob", data)
+        pieces = [piece async for piece in store.chunks("blob")]
+        assert b"".join(pieces) == data and len(pieces) > 1
+        with pytest.raises(NotFoundError):
+            await anext(store.chunks("missing"))
+        await store.close()
+
+    run(scenario())

@@ -611,3 +611,21 @@ def test_the_profile_prefix_mapping_covers_every_region(cfn: dict[str, Any]) -> 
             assert region.startswith("ap-") or region == "me-central-1", region
         elif geography:
             assert region.startswith(f"{geography}-"), region
+
+
+def test_uploads_api_is_routed_to_the_files_function_behind_the_authorizer(
+    cfn: dict[str, Any],
+) -> None:
+    """Every Uploads route the app serves reaches FilesFunction (with the key authorizer), and
+    its role may abort the multipart uploads that assemble large Files."""
+    from llamda.routers.uploads import router
+
+    ops = _methods(cfn)
+    for route in router.routes:
+        path = route.path  # type: ignore[attr-defined]
+        gateway = "/v1/uploads" if path == "/v1/uploads" else "/v1/uploads/{proxy+}"
+        op = ops[("Api", gateway, "x-amazon-apigateway-any-method")]
+        assert "FilesFunction" in json.dumps(op["x-amazon-apigateway-integration"]["uri"])
+        assert op["security"] == [{"KeyAuthorizer": []}]
+    actions = {a for st in _statements(cfn, "FilesFunction") for a in st["Action"]}
+    assert {"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"} <= actions

@@ -7,14 +7,17 @@ from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from llamda.api.errors import error_responses
 from llamda.api.files import DeleteFileResponse, FileObject, ListFilesResponse, Purpose
 from llamda.routers import get_stack
+from llamda.routers.uploads import router as uploads_router
 from llamda.stack import Stack
 
 router = APIRouter(tags=["files"])
+# Large Files in parts (the Uploads API) are served with the Files API (FilesFunction in AWS).
+router.include_router(uploads_router)
 StackDep = Annotated[Stack, Depends(get_stack)]
 FileId = Annotated[str, Path(pattern=r"^file-[a-f0-9]{1,64}$", description="A file id.")]
 
@@ -73,18 +76,30 @@ async def delete_file(file_id: FileId, stack: StackDep) -> DeleteFileResponse:
     "/v1/files/{file_id}/content",
     summary="A file's content",
     response_class=Response,
-    responses={200: {"content": {"*/*": {}}}, **error_responses(404)},
+    description="The bytes, or (a File over `server.content_redirect_bytes`) a 307 to a "
+    "presigned S3 URL valid for 5 minutes.",
+    responses={
+        200: {"content": {"*/*": {}}},
+        307: {"description": "Redirect"},
+        **error_responses(404),
+    },
 )
 async def file_content(file_id: FileId, stack: StackDep) -> Response:
     meta = await stack.files.get(file_id)
-    data, content_type = await stack.files.content(file_id)
+    disposition = _attachment(meta.filename, file_id)
+    url = await stack.files.content_url(file_id, disposition)
+    if url is not None:
+        # Large Files (AWS): the client fetches the bytes from S3, not through Lambda.
+        return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
+    pieces, content_type = await stack.files.content_stream(file_id)
     # Uploaded bytes are never rendered by a browser on our origin (an uploaded .html would
     # otherwise run as a page of this server): download only, never sniffed, sandboxed.
-    return Response(
-        content=data,
+    return StreamingResponse(
+        pieces,
         media_type=content_type,
         headers={
-            "content-disposition": _attachment(meta.filename, file_id),
+            "content-disposition": disposition,
+            "content-length": str(meta.bytes),
             "x-content-type-options": "nosniff",
             "content-security-policy": "default-src 'none'; sandbox",
         },

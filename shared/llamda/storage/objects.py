@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from llamda.config import LocalObjects, S3Objects
@@ -12,6 +13,8 @@ from llamda.storage.keys import safe_segment, split_key
 # at least S3's 5 MiB minimum part size).
 COPY_CHUNK = 1024 * 1024
 PART_BYTES = 8 * 1024 * 1024
+# S3's smallest multipart part (all but the last): parts this large are copied server-side.
+S3_MIN_PART = 5 * 1024 * 1024
 
 
 def tenant_key(key: str) -> str:
@@ -27,8 +30,27 @@ class Objects(Protocol):
         """Store what ``source`` reads until its end, in bounded memory; its size in bytes.
         Readers see the whole object or none of it; a failed copy leaves nothing behind."""
 
+    async def put_parts(
+        self, key: str, part_keys: Sequence[str], *, content_type: str | None = None
+    ) -> int:
+        """Store the concatenation of the objects ``part_keys`` (in order) as ``key``, streamed
+        in bounded memory; its size in bytes. The parts stay (the caller deletes them);
+        NotFoundError when one is missing. All-or-nothing, like ``put_file``."""
+
     async def get(self, key: str) -> bytes:
         """The object's bytes; NotFoundError when absent."""
+
+    def chunks(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in pieces of at most COPY_CHUNK, read as they are consumed;
+        NotFoundError (on the first one) when absent."""
+        ...
+
+    async def download_url(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        """A short-lived URL that GETs the object without credentials (answered with this
+        Content-Disposition and Content-Type), or None when this store has none (local).
+        Existence is not checked."""
 
     async def delete(self, key: str) -> bool:
         """Delete; True when something was deleted."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import tempfile
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,12 +52,55 @@ class LocalObjectStore:
 
         return await asyncio.to_thread(write)
 
+    async def put_parts(
+        self, key: str, part_keys: Sequence[str], *, content_type: str | None = None
+    ) -> int:
+        paths = [self._path(k) for k in part_keys]
+        path = self._path(key)
+
+        def write() -> int:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for part, part_key in zip(paths, part_keys, strict=True):
+                        try:
+                            with part.open("rb") as src:
+                                shutil.copyfileobj(src, out, COPY_CHUNK)
+                        except (FileNotFoundError, IsADirectoryError):
+                            raise NotFoundError(f"object {part_key!r} not found") from None
+                    size = out.tell()
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return size
+
+        return await asyncio.to_thread(write)
+
     async def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError):
             raise NotFoundError(f"object {key!r} not found") from None
+
+    async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            fh = await asyncio.to_thread(path.open, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise NotFoundError(f"object {key!r} not found") from None
+        try:
+            while chunk := await asyncio.to_thread(fh.read, COPY_CHUNK):
+                yield chunk
+        finally:
+            fh.close()
+
+    async def download_url(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        return None  # the local server streams the bytes itself
 
     async def delete(self, key: str) -> bool:
         path = self._path(key)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, BinaryIO
 
 from llamda.aws import AioClients, clients, error_code
 from llamda.context import current_tenant
 from llamda.errors import NotFoundError
 from llamda.storage.keys import safe_segment
-from llamda.storage.objects import PART_BYTES, tenant_key
+from llamda.storage.objects import COPY_CHUNK, PART_BYTES, S3_MIN_PART, tenant_key
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -85,6 +86,78 @@ class S3ObjectStore:
             raise
         return size
 
+    async def put_parts(
+        self, key: str, part_keys: Sequence[str], *, content_type: str | None = None
+    ) -> int:
+        """A multipart upload of the parts: copied inside S3 (UploadPartCopy, no bytes through
+        this process) when every part but the last has S3's 5 MiB minimum; else read in order
+        and re-cut into ``PART_BYTES`` parts, one in memory at a time."""
+        s3 = await self._client()
+        sources = [self._key(k) for k in part_keys]
+        sizes: list[int] = []
+        for source, part_key in zip(sources, part_keys, strict=True):
+            try:
+                head = await s3.head_object(Bucket=self._bucket, Key=source)
+            except Exception as exc:
+                if error_code(exc) in _MISSING:
+                    raise NotFoundError(f"object {part_key!r} not found") from None
+                raise
+            sizes.append(int(head["ContentLength"]))
+        total = sum(sizes)
+        if total < PART_BYTES:
+            # Small: one PutObject of the joined parts (bounded by PART_BYTES).
+            data = b"".join([await self._read(s3, source) for source in sources])
+            await self.put(key, data, content_type=content_type)
+            return total
+        copy = all(size >= S3_MIN_PART for size in sizes[:-1])
+        full = self._key(key)
+        extra = {"ContentType": content_type} if content_type else {}
+        upload = await s3.create_multipart_upload(Bucket=self._bucket, Key=full, **extra)
+        target = {"Bucket": self._bucket, "Key": full, "UploadId": upload["UploadId"]}
+        parts: list[dict[str, Any]] = []
+        try:
+            if copy:
+                for source in sources:
+                    reply = await s3.upload_part_copy(
+                        **target,
+                        PartNumber=len(parts) + 1,
+                        CopySource={"Bucket": self._bucket, "Key": source},
+                    )
+                    etag = reply["CopyPartResult"]["ETag"]
+                    parts.append({"PartNumber": len(parts) + 1, "ETag": etag})
+            else:
+                buffer = bytearray()
+                for source in sources:
+                    reply = await s3.get_object(Bucket=self._bucket, Key=source)
+                    body = reply["Body"]
+                    async with body:
+                        async for chunk in body.iter_chunks(COPY_CHUNK):
+                            buffer += chunk
+                            if len(buffer) >= PART_BYTES:
+                                await self._upload_part(s3, target, parts, bytes(buffer))
+                                buffer.clear()
+                if buffer or not parts:
+                    await self._upload_part(s3, target, parts, bytes(buffer))
+            await s3.complete_multipart_upload(**target, MultipartUpload={"Parts": parts})
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await s3.abort_multipart_upload(**target)
+            raise
+        return total
+
+    @staticmethod
+    async def _upload_part(
+        s3: Any, target: dict[str, str], parts: list[dict[str, Any]], data: bytes
+    ) -> None:
+        number = len(parts) + 1
+        reply = await s3.upload_part(**target, PartNumber=number, Body=io.BytesIO(data))
+        parts.append({"PartNumber": number, "ETag": reply["ETag"]})
+
+    async def _read(self, s3: Any, full_key: str) -> bytes:
+        reply = await s3.get_object(Bucket=self._bucket, Key=full_key)
+        async with reply["Body"] as body:
+            return await body.read()
+
     async def get(self, key: str) -> bytes:
         s3 = await self._client()
         try:
@@ -95,6 +168,36 @@ class S3ObjectStore:
             raise
         async with reply["Body"] as body:
             return await body.read()
+
+    async def chunks(self, key: str) -> AsyncIterator[bytes]:
+        s3 = await self._client()
+        try:
+            reply = await s3.get_object(Bucket=self._bucket, Key=self._key(key))
+        except Exception as exc:
+            if error_code(exc) in _MISSING:
+                raise NotFoundError(f"object {key!r} not found") from None
+            raise
+        body = reply["Body"]
+        async with body:
+            async for chunk in body.iter_chunks(COPY_CHUNK):
+                yield chunk
+
+    async def download_url(
+        self, key: str, *, expires_in: int, disposition: str, content_type: str
+    ) -> str | None:
+        """A presigned GetObject (signed locally, no request). S3 answers it with our
+        Content-Disposition (attachment) and Content-Type, on S3's origin, not ours."""
+        s3 = await self._client()
+        return await s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": self._key(key),
+                "ResponseContentDisposition": disposition,
+                "ResponseContentType": content_type,
+            },
+            ExpiresIn=expires_in,
+        )
 
     async def delete(self, key: str) -> bool:
         s3 = await self._client()
