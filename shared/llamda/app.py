@@ -90,7 +90,8 @@ class _Problem:
 
 # Errors that only say "this union branch is the wrong shape".
 _MISMATCH = {"literal_error", "missing", "extra_forbidden", "union_tag_invalid", "is_instance_of"}
-_PRIMITIVE_TAGS = {"str", "int", "float", "bool", "bytes", "none", "list", "dict", "any"}
+# No "bytes": here it is a field name (an Upload's declared size), never a field's type.
+_PRIMITIVE_TAGS = {"str", "int", "float", "bool", "none", "list", "dict", "any"}
 
 
 def _is_mismatch(problem: _Problem) -> bool:

@@ -127,8 +127,8 @@ def test_declared_size_over_the_limit(client: openai.OpenAI) -> None:
             str(client.base_url) + "uploads",
             json={"bytes": size, "filename": "x", "mime_type": "a/b", "purpose": "assistants"},
         )
-        # (The message names no field: app._PRIMITIVE_TAGS takes "bytes" for a union tag.)
         assert reply.status_code == 400 and "integer" in reply.json()["error"]["message"]
+        assert reply.json()["error"]["param"] == "bytes"
     # Part ids are ours: anything else is refused before storage sees it.
     upload_id = _start(client, 1)
     with pytest.raises(openai.BadRequestError):
