@@ -47,6 +47,7 @@ class Stack:
             config, self.records, self.files, self.models, self.inference
         )
         self.models.used_by = self.vector_stores.stores.using_model
+        self.models.shared_in_use = self.vector_stores.stores.any_tenant_uses
         self.files.on_delete = self.vector_stores.files.forget_everywhere
         self.inspect = InspectService(config, self.inference.breaker_states)
 

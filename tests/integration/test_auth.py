@@ -544,3 +544,36 @@ def test_participant_names_are_names(server: LiveServer, alice: str) -> None:
         json={"model": "guarded", "messages": [{"role": "user", "content": "hi", "name": CARD}]},
     )
     assert reply.status_code == 400 and "name" in reply.json()["error"]["param"]
+
+
+def test_a_shared_embedding_model_in_use_by_any_tenant_stays(
+    server: LiveServer, home: Path, bob: str
+) -> None:
+    admin = create_key(home, "--tenant", "ops", "--role", "admin")
+    name = f"emb-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(
+        f"{server.url}/v1/models",
+        headers=h(admin),
+        json={
+            "model_id": name,
+            "provider_id": "bedrock",
+            "provider_model_id": "amazon.titan-embed-text-v2:0",
+            "model_type": "embedding",
+            "metadata": {"embedding_dimension": 1024},
+            "shared": True,
+        },
+    )
+    assert made.status_code == 200, made.text
+    store = httpx.post(
+        f"{server.url}/v1/vector_stores",
+        headers=h(bob),
+        json={"name": "bob-kb", "embedding_model": name},
+        timeout=30,
+    )
+    assert store.status_code == 200, store.text
+    refused = httpx.delete(f"{server.url}/v1/models/{name}", headers=h(admin))
+    assert refused.status_code == 409 and "bob-kb" not in refused.text
+    assert store.json()["id"] not in refused.text  # another tenant's store is not named
+    gone = httpx.delete(f"{server.url}/v1/vector_stores/{store.json()['id']}", headers=h(bob))
+    assert gone.status_code == 200
+    assert httpx.delete(f"{server.url}/v1/models/{name}", headers=h(admin)).status_code == 200

@@ -57,6 +57,8 @@ class ModelsService:
         self.shield_exists = shield_exists
         # The caller's vector stores that embed with a model (wired by the stack).
         self.used_by = used_by
+        # Whether any tenant's store embeds with a shared model (set by the stack).
+        self.shared_in_use: Callable[[str], Awaitable[bool]] | None = None
         created = started_at or int(time.time())
         self._registry = Registry(
             records,
@@ -120,6 +122,19 @@ class ModelsService:
     async def unregister(self, model_id: str) -> None:
         """Remove a registered model; 409 while a vector store of the caller embeds with it
         (its searches and ingestion would fail)."""
+        shared_check = self.shared_in_use
+        if (
+            shared_check is not None
+            and await self._registry.is_shared(model_id)
+            and await shared_check(model_id)
+        ):
+            # Other tenants' stores are not the caller's to see: say so, name none.
+            raise ConflictError(
+                f"shared model {model_id!r} is the embedding model of vector stores "
+                "(of one or more tenants); they must be deleted first",
+                param="model_id",
+                code="model_in_use",
+            )
         if self.used_by is not None and await self._registry.exists(model_id):
             stores = await self.used_by(model_id)
             if stores:

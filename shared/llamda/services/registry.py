@@ -105,6 +105,13 @@ class Registry[R: BaseModel]:
                 code=f"{self._noun}_unreadable",
             ) from None
 
+    async def is_shared(self, key: str) -> bool:
+        """Whether ``key`` names a resource an admin shared with every tenant."""
+        if key in self._static:
+            return False
+        _, shared = await self._record(key)
+        return shared
+
     async def exists(self, key: str) -> bool:
         try:
             await self.get(key)

@@ -13,6 +13,7 @@ from llamda.api.vector_stores import (
     VectorStoreObject,
 )
 from llamda.config import RunConfig
+from llamda.context import current_tenant, system_scope
 from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.services.models import ModelsService
 from llamda.services.vector_stores.common import (
@@ -76,6 +77,11 @@ class Stores:
             request_dimensions=request.embedding_dimension,
         )
         await self._index.create(record["id"], dimension)
+        # A stack-wide note of the use first, so a shared model is never deleted under a store
+        # of a tenant its admin cannot list (see ``any_tenant_uses``).
+        key = _use_key(model_id, current_tenant(), record["id"])
+        with system_scope():
+            await self._records.put(MODEL_USES, key, {"id": key})
         await self._records.put(STORES, record["id"], record, if_absent=True)
         return record
 
@@ -162,9 +168,13 @@ class Stores:
         raise ConflictError("the vector store is being changed concurrently; retry")
 
     async def delete(self, store_id: str) -> None:
-        await self.record(store_id)
+        record = await self.record(store_id)
         # The record first: once gone, the store is gone for readers; then its rows and files.
         await self._records.delete(STORES, store_id)
+        if record.get("embedding_model"):
+            key = _use_key(record["embedding_model"], current_tenant(), store_id)
+            with system_scope():
+                await self._records.delete(MODEL_USES, key)
         await self._index.drop(store_id)
         for kind in (files_kind(store_id), batches_kind(store_id)):
             for item in await all_records(self._records, kind):
@@ -190,6 +200,14 @@ class Stores:
         await self._index.drop(store_id)
         return False
 
+    async def any_tenant_uses(self, model_id: str) -> bool:
+        """Whether a store of any tenant embeds with ``model_id`` (for shared models, which
+        every tenant's stores may use): one read of the stack-wide notes."""
+        prefix = f"{model_id}|"
+        with system_scope():
+            found = await self._records.list(MODEL_USES, after=prefix, limit=1)
+        return bool(found) and str(found[0].get("id", "")).startswith(prefix)
+
     async def using_model(self, model_id: str) -> list[str]:
         """Ids of the caller's stores that embed with ``model_id`` (Records are per tenant)."""
         stores = await all_records(self._records, STORES)
@@ -203,3 +221,10 @@ class Stores:
             raise BadRequestError(f"vector store {store_id!r} has expired", code="expired")
         await self.touch(store)
         return store
+
+
+MODEL_USES = "model_uses"  # stack-wide: "<model>|<tenant>|<store>" while that store exists
+
+
+def _use_key(model_id: str, tenant: str, store_id: str) -> str:
+    return f"{model_id}|{tenant}|{store_id}"
