@@ -104,6 +104,17 @@ def wait_until_serving(
     raise RuntimeError(f"server did not start: {log.read_text()[-4000:]}")
 
 
+def log_text(server: LiveServer, containing: str, timeout: float = 10) -> str:
+    """The server's log once it contains ``containing`` (a request's last line is written just
+    after its response is sent), or as it is when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    text = server.log.read_text()
+    while containing not in text and time.monotonic() < deadline:
+        time.sleep(0.05)
+        text = server.log.read_text()
+    return text
+
+
 def stop_server(server: LiveServer) -> None:
     server.process.terminate()
     try:

@@ -270,8 +270,18 @@ def test_logs_carry_tenant_and_request_id_never_key_or_prompt(
         timeout=30,
     )
     assert reply.status_code == 200, reply.text
-    log = server.log.read_text()
-    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    # The request's last line ("request", with its status) is written after the response.
+    deadline = time.monotonic() + 10
+    while True:
+        log = server.log.read_text()
+        lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        done = any(
+            e.get("message") == "request" and e.get("request_id") == f"trace-{marker[-8:]}"
+            for e in lines
+        )
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     mine = [entry for entry in lines if entry.get("request_id") == f"trace-{marker[-8:]}"]
     assert mine and all(entry.get("tenant") == "alice" for entry in mine)
     assert alice not in log and marker not in log

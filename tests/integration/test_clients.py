@@ -10,7 +10,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 from llama_stack_client import NotFoundError as LSNotFoundError
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, log_text
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_request_id_is_echoed_or_generated(live_server: LiveServer) -> None:
     assert mine.headers["x-request-id"] == "trace-42"
     theirs = httpx.get(f"{live_server.url}/v1/models/none")
     assert theirs.headers["x-request-id"].startswith("req_")
-    assert theirs.headers["x-request-id"] in live_server.log.read_text()
+    assert theirs.headers["x-request-id"] in log_text(live_server, theirs.headers["x-request-id"])
 
 
 def test_openapi_is_served_with_the_error_shape(live_server: LiveServer) -> None:
