@@ -41,6 +41,7 @@ ROUTERS: dict[str, str] = {
     "safety": "llamda.routers.safety",
     "files": "llamda.routers.files",
     "vector_io": "llamda.routers.vector_stores",
+    "agents": "llamda.routers.agents",
 }
 
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {
@@ -292,6 +293,7 @@ async def _maintenance_loop(stack: Stack, interval: float) -> None:
         await asyncio.sleep(interval)
         try:
             await stack.vector_stores.maintain()
+            await stack.records.purge_expired()
         except Exception:
             logging.getLogger(__name__).warning("maintenance failed", exc_info=True)
 

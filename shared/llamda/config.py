@@ -155,6 +155,41 @@ class RoutingConfig(_Strict):
     breaker_cooldown_seconds: float = Field(30.0, ge=0)
 
 
+class AgentsConfig(_Strict):
+    """The Responses API's loop and what it keeps (Agents)."""
+
+    max_steps: int = Field(
+        16, ge=1, le=128, description="Most model calls in one response (its tool loop)."
+    )
+    max_tool_calls: int = Field(
+        32,
+        ge=1,
+        le=512,
+        description="Most server-side tool calls in one response; a request's max_tool_calls "
+        "may lower it.",
+    )
+    deadline_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Total for one response's loop (in Lambda the function's remaining time also "
+        "bounds it); when it passes the response ends `incomplete` (reason `deadline`).",
+    )
+    store_days: float = Field(
+        30.0,
+        gt=0,
+        description="How long stored responses, their input items and conversations are kept "
+        "(DynamoDB TTL in AWS).",
+    )
+    max_context_items: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Most items a response reads from its previous_response_id chain or "
+        "conversation; a longer history is a 400.",
+    )
+    file_search_max_results: int = Field(10, ge=1, le=50)
+
+
 class ShieldResource(_Strict):
     shield_id: str = Field(pattern=_ID_PATTERN)
     provider_id: str
@@ -335,6 +370,7 @@ class RunConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
     # Where this config came from, for messages.
     source: str = Field(default="<memory>", exclude=True)
 

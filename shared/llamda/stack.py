@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import RunConfig
+from llamda.services.agents.conversations import ConversationsService
+from llamda.services.agents.items import ItemStore
+from llamda.services.agents.prompts import PromptsService
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
@@ -49,6 +52,9 @@ class Stack:
         self.models.used_by = self.vector_stores.stores.using_model
         self.models.shared_in_use = self.vector_stores.stores.any_tenant_uses
         self.files.on_delete = self.vector_stores.files.forget_everywhere
+        self.agent_items = ItemStore(self.records, self.objects)
+        self.conversations = ConversationsService(self.records, self.agent_items, config.agents)
+        self.prompts = PromptsService(self.records)
         self.inspect = InspectService(config, self.inference.breaker_states)
 
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:

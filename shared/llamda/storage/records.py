@@ -8,6 +8,13 @@ from typing import Any, Protocol, runtime_checkable
 from llamda.config import DynamoDBRecords, SqliteRecords
 
 Record = dict[str, Any]
+# Where a record's expiry is kept inside its JSON document (reads hide expired records).
+EXPIRES = "_expires_at"
+
+
+def expired(record: Record, now: float) -> bool:
+    deadline = record.get(EXPIRES)
+    return isinstance(deadline, int) and deadline < now
 
 
 @runtime_checkable
@@ -22,11 +29,14 @@ class Records(Protocol):
         *,
         if_absent: bool = False,
         if_version: int | None = None,
+        expires_at: int | None = None,
     ) -> None:
         """Store ``value``; with ``if_absent`` raise ConflictError when the key exists. With
         ``if_version`` (optimistic concurrency) replace the record only while it exists and its
         ``version`` field (missing: 0) is ``if_version``, else raise ConflictError; the caller
-        puts the next version in ``value`` (see ``save``)."""
+        puts the next version in ``value`` (see ``save``). With ``expires_at`` (epoch seconds)
+        the record is gone for ``get`` and ``list`` after that time, and storage deletes it
+        (DynamoDB TTL; locally ``purge_expired``)."""
 
     async def get(self, kind: str, key: str) -> Record | None: ...
 
@@ -42,6 +52,10 @@ class Records(Protocol):
         """Atomically add ``amount`` to a counter (created at 0) and return its new value.
         Counters are separate from documents; storage may drop them after ``expires_at``
         (epoch seconds)."""
+
+    async def purge_expired(self) -> int:
+        """Delete records past their ``expires_at`` now (where storage does not do it itself);
+        returns how many."""
 
     async def close(self) -> None: ...
 
@@ -65,7 +79,13 @@ async def save(records: Records, kind: str, key: str, record: Record) -> bool:
 
     expected = int(record.get("version") or 0)
     try:
-        await records.put(kind, key, {**record, "version": expected + 1}, if_version=expected)
+        await records.put(
+            kind,
+            key,
+            {**record, "version": expected + 1},
+            if_version=expected,
+            expires_at=record.get(EXPIRES),
+        )
     except ConflictError:
         return False
     record["version"] = expected + 1

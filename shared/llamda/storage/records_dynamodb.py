@@ -6,13 +6,14 @@ Values are stored as one JSON string attribute so numbers round-trip exactly (no
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from llamda.aws import AioClients, clients, error_code
 from llamda.context import current_tenant
 from llamda.errors import ConflictError, ServiceUnavailableError
 from llamda.storage.keys import check_kind
-from llamda.storage.records import Record
+from llamda.storage.records import EXPIRES, Record, expired
 
 _THROTTLED = {
     "ProvisionedThroughputExceededException",
@@ -60,7 +61,10 @@ class DynamoDBRecordStore:
         *,
         if_absent: bool = False,
         if_version: int | None = None,
+        expires_at: int | None = None,
     ) -> None:
+        if expires_at is not None:
+            value = {**value, EXPIRES: int(expires_at)}
         # ``ver`` mirrors the document's version so a put can be conditional on it.
         item = {
             "pk": self._pk(kind),
@@ -68,6 +72,8 @@ class DynamoDBRecordStore:
             "doc": {"S": json.dumps(value)},
             "ver": {"N": str(int(value.get("version") or 0))},
         }
+        if expires_at is not None:  # the table's TTL attribute: DynamoDB deletes it later
+            item["expires_at"] = {"N": str(int(expires_at))}
         extra: dict[str, Any] = {}
         if if_absent:
             extra = {"ConditionExpression": "attribute_not_exists(pk)"}
@@ -92,7 +98,9 @@ class DynamoDBRecordStore:
             "get_item", Key={"pk": self._pk(kind), "sk": {"S": key}}, ConsistentRead=True
         )
         item = reply.get("Item")
-        return json.loads(item["doc"]["S"]) if item else None
+        record = json.loads(item["doc"]["S"]) if item else None
+        # TTL deletion lags (up to days): an expired item is already gone for readers.
+        return None if record is None or expired(record, time.time()) else record
 
     async def delete(self, kind: str, key: str) -> bool:
         reply = await self._call(
@@ -121,11 +129,16 @@ class DynamoDBRecordStore:
             if start:
                 kwargs["ExclusiveStartKey"] = start
             reply = await self._call("query", **kwargs)
-            out.extend(json.loads(item["doc"]["S"]) for item in reply.get("Items", []))
+            now = time.time()
+            docs = (json.loads(item["doc"]["S"]) for item in reply.get("Items", []))
+            out.extend(doc for doc in docs if not expired(doc, now))
             start = reply.get("LastEvaluatedKey")
             if not start:
                 break
         return out
+
+    async def purge_expired(self) -> int:
+        return 0  # the table's TTL deletes expired items
 
     async def incr(self, kind: str, key: str, amount: int, *, expires_at: int) -> int:
         """``UpdateItem ADD``: atomic across every container; ``expires_at`` is the table's

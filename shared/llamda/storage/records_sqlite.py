@@ -12,7 +12,7 @@ from pathlib import Path
 from llamda.context import current_tenant
 from llamda.errors import ConflictError
 from llamda.storage.keys import check_kind
-from llamda.storage.records import Record
+from llamda.storage.records import EXPIRES, Record, expired
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -64,7 +64,10 @@ class SqliteRecordStore:
         *,
         if_absent: bool = False,
         if_version: int | None = None,
+        expires_at: int | None = None,
     ) -> None:
+        if expires_at is not None:
+            value = {**value, EXPIRES: int(expires_at)}
         tenant, data = current_tenant(), json.dumps(value)
         verb = "INSERT" if if_absent else "INSERT OR REPLACE"
 
@@ -97,7 +100,8 @@ class SqliteRecordStore:
                 "SELECT value FROM records WHERE tenant = ? AND kind = ? AND key = ?",
                 (tenant, check_kind(kind), key),
             ).fetchone()
-            return json.loads(row[0]) if row else None
+            record = json.loads(row[0]) if row else None
+            return None if record is None or expired(record, time.time()) else record
 
         return await self._run(op)
 
@@ -127,7 +131,18 @@ class SqliteRecordStore:
                 f"ORDER BY key {order} LIMIT ?",
                 (tenant, check_kind(kind), cursor, limit),
             ).fetchall()
-            return [json.loads(r[0]) for r in rows]
+            now = time.time()
+            return [r for r in (json.loads(row[0]) for row in rows) if not expired(r, now)]
+
+        return await self._run(op)
+
+    async def purge_expired(self) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                f"DELETE FROM records WHERE json_extract(value, '$.{EXPIRES}') < ?",
+                (int(time.time()),),
+            )
+            return cur.rowcount
 
         return await self._run(op)
 

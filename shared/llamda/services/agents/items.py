@@ -1,0 +1,123 @@
+"""Responses-API items kept in Records, one record per item, in key order.
+
+A DynamoDB item holds at most 400 KB, and one item (an image as a data URL, a long tool output,
+file_search results) can be bigger: such an item's JSON is kept in the object store (tenant-
+scoped like every object) and its record points at it. Every record of this store expires with
+the thing it belongs to (``expires_at``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from llamda.storage.objects import Objects
+from llamda.storage.records import EXPIRES, Records
+
+Item = dict[str, Any]
+# Items larger than this (JSON bytes) live in the object store; DynamoDB's limit is 400 KB.
+INLINE_BYTES = 256 * 1024
+_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "file_search_call": "fs",
+}
+
+
+def new_id(prefix: str) -> str:
+    """An id whose text order is creation order (ms clock first), then randomness."""
+    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(12)}"
+
+
+def item_id(item: Item) -> str:
+    return new_id(_PREFIX.get(str(item.get("type")), "item"))
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored document without the storage's own fields."""
+    return {k: v for k, v in record.items() if k not in (EXPIRES, "version")}
+
+
+class ItemStore:
+    """Items of one collection (``kind``, e.g. ``response_items:resp_…``), keyed by the caller."""
+
+    def __init__(self, records: Records, objects: Objects):
+        self._records = records
+        self._objects = objects
+
+    @staticmethod
+    def _object_key(kind: str, key: str) -> str:
+        return f"agents/{kind.replace(':', '/')}/{key}.json"
+
+    async def put(self, kind: str, key: str, item: Item, *, expires_at: int | None) -> None:
+        data = json.dumps(item, separators=(",", ":")).encode()
+        record: dict[str, Any] = {"id": key}
+        if len(data) > INLINE_BYTES:
+            await self._objects.put(self._object_key(kind, key), data)
+            record["spilled"] = True
+        else:
+            record["item"] = item
+        await self._records.put(kind, key, record, expires_at=expires_at)
+
+    async def _load(self, kind: str, record: dict[str, Any]) -> Item:
+        if record.get("spilled"):
+            return json.loads(await self._objects.get(self._object_key(kind, record["id"])))
+        return record["item"]
+
+    async def get(self, kind: str, key: str) -> Item | None:
+        record = await self._records.get(kind, key)
+        return None if record is None else await self._load(kind, record)
+
+    async def page(
+        self,
+        kind: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+        prefix: str = "",
+    ) -> tuple[list[tuple[str, Item]], bool]:
+        """Up to ``limit`` (key, item) pairs after the key ``after``, only keys starting with
+        ``prefix``; and whether more follow."""
+        if after is None and prefix:
+            after = prefix if not descending else prefix + "\U0010ffff"
+        rows_out: list[dict[str, Any]] = []
+        cursor, done = after, False
+        while not done and len(rows_out) <= limit:
+            rows = await self._records.list(
+                kind, after=cursor, limit=max(limit + 1, 100), descending=descending
+            )
+            done = not rows
+            for row in rows:
+                if not row["id"].startswith(prefix):
+                    done = True
+                    break
+                rows_out.append(row)
+            if rows:
+                cursor = rows[-1]["id"]
+        loaded = [(row["id"], await self._load(kind, row)) for row in rows_out[:limit]]
+        return loaded, len(rows_out) > limit
+
+    async def all(self, kind: str, *, prefix: str = "", limit: int) -> list[tuple[str, Item]]:
+        """Every item (up to ``limit``; the caller checks the count) in key order."""
+        items, _ = await self.page(kind, limit=limit, prefix=prefix)
+        return items
+
+    async def delete(self, kind: str, key: str) -> bool:
+        record = await self._records.get(kind, key)
+        if record is None:
+            return False
+        if record.get("spilled"):
+            await self._objects.delete(self._object_key(kind, key))
+        return await self._records.delete(kind, key)
+
+    async def delete_all(self, kind: str) -> None:
+        while True:
+            rows = await self._records.list(kind, limit=500)
+            if not rows:
+                return
+            for row in rows:
+                await self.delete(kind, row["id"])
