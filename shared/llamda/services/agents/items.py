@@ -9,9 +9,13 @@ the thing it belongs to (``expires_at``).
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import threading
 import time
 from typing import Any
+
+from pydantic import BaseModel
 
 from llamda.storage.objects import Objects
 from llamda.storage.records import EXPIRES, Records
@@ -27,13 +31,48 @@ _PREFIX = {
 }
 
 
+_clock_lock = threading.Lock()
+_last_ns = 0
+# Our ids: a prefix, then 16 hex digits of a strictly increasing ns clock, then randomness.
+OUR_ID = re.compile(r"^([a-z]{2,8})_([0-9a-f]{16}[0-9a-f]{16})$")
+
+
+def _tick() -> int:
+    global _last_ns
+    with _clock_lock:
+        _last_ns = max(time.time_ns(), _last_ns + 1)
+        return _last_ns
+
+
 def new_id(prefix: str) -> str:
-    """An id whose text order is creation order (ms clock first), then randomness."""
-    return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(12)}"
+    """An id whose text after the prefix sorts in creation order (also within a process when
+    two are made in the same nanosecond), then randomness."""
+    return f"{prefix}_{_tick():016x}{secrets.token_hex(8)}"
 
 
-def item_id(item: Item) -> str:
-    return new_id(_PREFIX.get(str(item.get("type")), "item"))
+def order_key(our_id: str) -> str | None:
+    """The creation-ordered part of one of our ids (a record key), None if it is not ours."""
+    match = OUR_ID.match(our_id)
+    return match.group(2) if match else None
+
+
+def normalize(item: BaseModel) -> Item:
+    """An input item (api/responses.py) in the stored shape, with a new id of ours: message
+    content is always a list of parts; ids the client sent are not kept (an output item sent
+    back as input would otherwise appear twice)."""
+    data = item.model_dump(exclude_none=True, by_alias=True)
+    kind = data.get("type", "message")
+    data["type"] = kind
+    if kind == "message":
+        content = data.get("content")
+        if isinstance(content, str):
+            part = "output_text" if data["role"] == "assistant" else "input_text"
+            data["content"] = [{"type": part, "text": content}]
+            if part == "output_text":
+                data["content"][0]["annotations"] = []
+    data.setdefault("status", "completed")
+    data["id"] = new_id(_PREFIX.get(kind, "item"))
+    return data
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
