@@ -7,6 +7,7 @@ from llamda.config import RunConfig
 from llamda.services.agents.conversations import ConversationsService
 from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
+from llamda.services.agents.responses import ResponsesService
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
@@ -55,6 +56,16 @@ class Stack:
         self.agent_items = ItemStore(self.records, self.objects)
         self.conversations = ConversationsService(self.records, self.agent_items, config.agents)
         self.prompts = PromptsService(self.records)
+        self.responses = ResponsesService(
+            config.agents,
+            self.records,
+            self.agent_items,
+            self.models,
+            self.inference,
+            self.vector_stores,
+            self.conversations,
+            self.prompts,
+        )
         self.inspect = InspectService(config, self.inference.breaker_states)
 
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:

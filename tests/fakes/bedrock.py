@@ -13,6 +13,7 @@ unscripted chat echoes the last user text. Every request is recorded in ``fake.c
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -101,6 +102,8 @@ class Reply:
 
     text: str | None = None
     tool: dict[str, Any] | None = None
+    # More tool uses in the same turn (parallel calls), after ``tool``.
+    tools: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
     error: tuple[str, str] | None = None
     stream_error: tuple[str, str] | None = None
@@ -165,6 +168,39 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+_TOOL_USE_IDS = itertools.count(1)
+
+
+def tool_use_problem(body: dict[str, Any]) -> str | None:
+    """What Bedrock's validation says of tool blocks: toolConfig must be defined when messages
+    carry toolUse/toolResult, and each toolResult answers a toolUse of the turn before it."""
+    messages = body.get("messages") or []
+    has_tool_blocks = any(
+        "toolUse" in block or "toolResult" in block
+        for message in messages
+        for block in message.get("content", [])
+    )
+    if has_tool_blocks and not body.get("toolConfig"):
+        return (
+            "The toolConfig field must be defined when using toolUse and toolResult content blocks."
+        )
+    for before, message in zip([None, *messages], messages, strict=False):
+        results = [
+            b["toolResult"]["toolUseId"] for b in message.get("content", []) if "toolResult" in b
+        ]
+        if not results:
+            continue
+        uses = {
+            b["toolUse"]["toolUseId"] for b in (before or {}).get("content", []) if "toolUse" in b
+        }
+        if not set(results) <= uses:
+            return (
+                "The number of toolResult blocks at messages.N.content exceeds the number of "
+                "toolUse blocks of previous turn."
+            )
+    return None
+
+
 def _words(body: dict[str, Any]) -> int:
     count = 0
     for message in body.get("messages", []):
@@ -191,20 +227,25 @@ def _plan(body: dict[str, Any], reply: Reply | None) -> dict[str, Any]:
             text = f"You said: {_last_user_text(body)}"
     max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
     stop = (
-        reply.stop_reason if reply and reply.stop_reason else ("tool_use" if tool else "end_turn")
+        reply.stop_reason
+        if reply and reply.stop_reason
+        else ("tool_use" if tool or (reply and reply.tools) else "end_turn")
     )
     if text is not None and max_tokens and len(text.split()) > max_tokens:
         text = " ".join(text.split()[:max_tokens])
         stop = "max_tokens"
-    output_tokens = len((text or "").split()) + (
-        len(json.dumps(tool["input"]).split()) if tool else 0
+    output_tokens = len((text or "").split()) + sum(
+        len(json.dumps(t["input"]).split()) for t in [tool, *(reply.tools if reply else [])] if t
     )
     usage = (reply.usage if reply and reply.usage else None) or {
         "inputTokens": _words(body),
         "outputTokens": output_tokens,
         "totalTokens": _words(body) + output_tokens,
     }
-    return {"text": text, "tool": tool, "stop": stop, "usage": usage}
+    uses = [t for t in [tool, *(reply.tools if reply else [])] if t]
+    for use in uses:
+        use.setdefault("id", f"tooluse_{next(_TOOL_USE_IDS):04d}")
+    return {"text": text, "tools": uses, "stop": stop, "usage": usage}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -270,19 +311,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("messages"):
             self._error("ValidationException", "messages is required")
             return
+        problem = tool_use_problem(body)
+        if problem:
+            self._error("ValidationException", problem)
+            return
         plan = _plan(body, reply)
         content: list[dict[str, Any]] = []
         if plan["text"] is not None:
             content.append({"text": plan["text"]})
-        if plan["tool"]:
+        for tool in plan["tools"]:
             content.append(
-                {
-                    "toolUse": {
-                        "toolUseId": "tooluse_fake01",
-                        "name": plan["tool"]["name"],
-                        "input": plan["tool"]["input"],
-                    }
-                }
+                {"toolUse": {"toolUseId": tool["id"], "name": tool["name"], "input": tool["input"]}}
             )
         self._json(
             200,
@@ -295,6 +334,10 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _converse_stream(self, body: dict[str, Any], reply: Reply | None) -> None:
+        problem = tool_use_problem(body)
+        if problem:
+            self._error("ValidationException", problem)
+            return
         plan = _plan(body, reply)
         self.send_response(200)
         self.send_header("content-type", "application/vnd.amazon.eventstream")
@@ -325,10 +368,10 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             send(event("contentBlockStop", {"contentBlockIndex": index}))
             index += 1
-        if plan["tool"]:
-            start = {"toolUse": {"toolUseId": "tooluse_fake01", "name": plan["tool"]["name"]}}
+        for tool in plan["tools"]:
+            start = {"toolUse": {"toolUseId": tool["id"], "name": tool["name"]}}
             send(event("contentBlockStart", {"contentBlockIndex": index, "start": start}))
-            encoded = json.dumps(plan["tool"]["input"])
+            encoded = json.dumps(tool["input"])
             for part in (encoded[: len(encoded) // 2], encoded[len(encoded) // 2 :]):
                 send(
                     event(
@@ -337,6 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 )
             send(event("contentBlockStop", {"contentBlockIndex": index}))
+            index += 1
         send(event("messageStop", {"stopReason": plan["stop"]}))
         send(event("metadata", {"usage": plan["usage"], "metrics": {"latencyMs": 1}}))
         self.wfile.write(b"0\r\n\r\n")

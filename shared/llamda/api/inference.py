@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from llamda.api.bounds import INT32_MAX, MAX_EMBEDDING_DIMENSION, Int64, json_bounds
 
@@ -185,6 +185,9 @@ class ChatCompletionRequest(_Request):
     min_p: float | None = Field(None, ge=0, le=1, description=_SAMPLING_EXTRA)
     repetition_penalty: float | None = Field(None, gt=0, le=2, description=_SAMPLING_EXTRA)
     guardrails: Guardrails | None = None
+    # Set by the agent loop: (shield, direction, text digest) judged clean earlier in the run,
+    # so a long loop does not re-judge its whole history at every step. Never from a client.
+    _verdicts: set[tuple[str, str, str]] | None = PrivateAttr(default=None)
 
     @property
     def token_limit(self) -> int | None:

@@ -24,6 +24,7 @@ streams token by token.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -245,15 +246,25 @@ class Guardrails:
         return list(dict.fromkeys(inputs)), list(dict.fromkeys(outputs))
 
     async def _judge(
-        self, shields: list[str], segments: list[Segment], direction: Direction, param: str
+        self,
+        shields: list[str],
+        segments: list[Segment],
+        direction: Direction,
+        param: str,
+        clean: set[tuple[str, str, str]] | None = None,
     ) -> bool:
         """Run each shield on all segments in turn (a later shield sees earlier redactions);
-        raise Blocked, or return whether anything was redacted."""
+        raise Blocked, or return whether anything was redacted. With ``clean`` (an agent
+        run's verdicts), a text a shield passed unchanged before is not judged again."""
         assert self._safety is not None
         if not segments:
             return False
         changed = False
         for shield_id in shields:
+            keys = [(shield_id, direction, _digest(s.text)) for s in segments]
+            todo = [i for i, key in enumerate(keys) if clean is None or key not in clean]
+            if not todo:
+                continue
             if (
                 direction == "output"
                 and sum(len(s.text) for s in segments) > self._safety.max_chars
@@ -267,22 +278,26 @@ class Guardrails:
                 )
             verdict = await self._safety.judge(
                 shield_id,
-                [s.text for s in segments],
+                [segments[i].text for i in todo],
                 direction,
                 param=param,
             )
             blocked = verdict.blocked
             message = verdict.user_message or "Blocked by a guardrail."
+            redacted: set[int] = set()
             for index, text in sorted(verdict.redactions.items()):
-                segment = segments[index]
+                segment = segments[todo[index]]
                 if segment.put is None or not segment.put(text):
                     blocked = True  # found where it cannot be masked: it must not pass
                     message = "Sensitive information was found where it cannot be masked."
                     break
                 segment.text, changed = text, True
+                redacted.add(todo[index])
             if blocked:
                 record_metrics({"shield": shield_id, "direction": direction}, guardrail_blocks=1)
                 raise Blocked(shield_id, direction, message, sorted(verdict.native))
+            if clean is not None:
+                clean.update(keys[i] for i in todo if i not in redacted)
         return changed
 
     def _mode(self, request: Request) -> str:
@@ -337,8 +352,11 @@ class Guardrails:
         if not shields:
             return request
         body = request.model_dump(by_alias=True, exclude_unset=True)
-        if await self._judge(shields, chat_input_segments(body), "input", "messages"):
-            return ChatCompletionRequest.model_validate(body)
+        clean = request._verdicts
+        if await self._judge(shields, chat_input_segments(body), "input", "messages", clean):
+            redacted = ChatCompletionRequest.model_validate(body)
+            redacted._verdicts = clean
+            return redacted
         return request
 
     async def _guard_completion_input(
@@ -451,6 +469,10 @@ class Guardrails:
             return served
         served.value = _replay(chunks)
         return served
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _chat_chunk_size(chunk: ChatCompletionChunk) -> int:

@@ -155,6 +155,9 @@ class SafetyService:
         provider = self._provider(shield.provider_id)
         chosen = provider.select(shield.params, {})
         verdict = await provider.judge(shield.provider_resource_id, texts, direction, chosen)
+        record_metrics(
+            {"shield": shield_id, "direction": direction}, shield_texts_judged=len(texts)
+        )
         if verdict.flagged:
             record_metrics({"shield": shield_id}, flagged=1)
         return verdict

@@ -1,0 +1,842 @@
+"""The Responses API: an agent loop over the guarded inference service.
+
+One loop (``_Run.events``) serves both shapes: it yields the Responses stream events, which the
+router sends as server-sent events, or which ``create`` drains for the final object. Each step
+is one streamed model call through ``stack.inference`` (the guardrail choke point: shields judge
+every call, including tool outputs fed back, with verdicts cached per message for the run);
+``file_search`` runs here through the Vector Stores service and is fed back; ``function`` calls
+end the response and go to the client, answered with ``function_call_output`` items and
+``previous_response_id``. The loop ends on a final message, ``max_tool_calls``, its step cap or
+the deadline (``incomplete`` with the reason).
+
+State lives in Records (tenant-scoped, expiring after ``agents.store_days``): the response, its
+input items (``i…`` keys) and output items (``o…`` keys) in ``response_items:<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamda.api.inference import ChatCompletionRequest
+from llamda.api.responses import (
+    CreateResponseRequest,
+    FileSearchTool,
+    FunctionTool,
+    ToolChoiceFileSearch,
+    ToolChoiceFunction,
+)
+from llamda.api.vector_stores import SearchRequest
+from llamda.config import AgentsConfig
+from llamda.context import add_tokens, bind_deadline, request_deadline
+from llamda.errors import BadRequestError, LlamdaError, NotFoundError, UpstreamTimeoutError
+from llamda.observability import logger, record_metrics
+from llamda.services.agents.conversations import ConversationsService
+from llamda.services.agents.convert import (
+    FILE_SEARCH,
+    FILE_SEARCH_FUNCTION,
+    check_calls_answered,
+    format_results,
+    to_messages,
+)
+from llamda.services.agents.items import Item, ItemStore, new_id, normalize, public
+from llamda.services.agents.prompts import PromptsService
+from llamda.services.inference import InferenceService
+from llamda.services.models import ModelsService
+from llamda.services.vector_stores.service import VectorStoresService
+from llamda.storage.records import Records
+
+KIND = "responses"
+RESULTS = "file_search_call.results"
+# Kept back from the deadline to store the response and answer.
+FINISH_SECONDS = 0.5
+
+
+def _items_kind(response_id: str) -> str:
+    return f"response_items:{response_id}"
+
+
+def _check_id(response_id: str) -> str:
+    if not response_id.startswith("resp_") or len(response_id) > 128:
+        raise NotFoundError(f"response {response_id[:80]!r} not found", param="response_id")
+    return response_id
+
+
+@dataclass
+class _Plan:
+    """A validated request with everything the loop reads before it starts."""
+
+    request: CreateResponseRequest
+    model: str
+    system: list[str]
+    context: list[Item]  # earlier items (previous response chain or conversation)
+    inputs: list[Item]  # this request's input, normalized
+    conversation_id: str | None
+    max_tool_calls: int
+
+
+@dataclass
+class _Step:
+    text: str = ""
+    calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    finish: str | None = None
+    blocked: bool = False
+
+
+class ResponsesService:
+    def __init__(
+        self,
+        config: AgentsConfig,
+        records: Records,
+        items: ItemStore,
+        models: ModelsService,
+        inference: InferenceService,
+        vector_stores: VectorStoresService,
+        conversations: ConversationsService,
+        prompts: PromptsService,
+    ):
+        self._config = config
+        self._records = records
+        self._items = items
+        self._models = models
+        self._inference = inference
+        self._vector_stores = vector_stores
+        self._conversations = conversations
+        self._prompts = prompts
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def create(self, request: CreateResponseRequest) -> dict[str, Any]:
+        """Run the loop to its end; the Response object."""
+        run = await self.start(request)
+        async for _ in run.events():
+            pass
+        if run.failure is not None:
+            raise run.failure
+        return run.response()
+
+    async def start(self, request: CreateResponseRequest) -> _Run:
+        """Validate everything a client can get wrong (4xx before anything streams)."""
+        return _Run(self, await self._plan(request))
+
+    async def _plan(self, request: CreateResponseRequest) -> _Plan:
+        if request.model is None:
+            raise BadRequestError("model is required", param="model", code="missing_required")
+        model = await self._models.get(request.model)
+        if model.model_type != "llm":
+            raise BadRequestError(
+                f"model {request.model!r} is not a chat model", param="model", code="invalid_model"
+            )
+        names = {t.name for t in request.tools or [] if isinstance(t, FunctionTool)}
+        if FILE_SEARCH in names and any(isinstance(t, FileSearchTool) for t in request.tools or []):
+            raise BadRequestError(
+                f"a function tool cannot be called {FILE_SEARCH!r} next to the file_search tool",
+                param="tools",
+            )
+        for tool in request.tools or []:
+            if isinstance(tool, FileSearchTool):
+                for store_id in tool.vector_store_ids:
+                    await self._vector_stores.stores.searchable(store_id)
+        system: list[str] = []
+        if request.prompt is not None:
+            version = _prompt_version(request.prompt.version)
+            variables = {
+                k: v if isinstance(v, str) else v.text
+                for k, v in (request.prompt.variables or {}).items()
+            }
+            system.append(await self._prompts.render(request.prompt.id, version, variables))
+        if request.instructions:
+            system.append(request.instructions)
+        context: list[Item] = []
+        if request.previous_response_id:
+            context = await self._chain(request.previous_response_id)
+        conversation_id = request.conversation_id
+        if conversation_id:
+            context = await self._conversations.context(
+                conversation_id, self._config.max_context_items
+            )
+        raw = request.input
+        if isinstance(raw, str):
+            inputs = [
+                normalize_text("user", raw),
+            ]
+        else:
+            inputs = [normalize(item) for item in raw]
+        if not inputs:
+            raise BadRequestError("input must not be empty", param="input")
+        if len(context) + len(inputs) > self._config.max_context_items:
+            raise BadRequestError(
+                f"the context holds more than {self._config.max_context_items} items "
+                "(agents.max_context_items): start a new conversation",
+                param="previous_response_id" if request.previous_response_id else "conversation",
+                code="context_too_long",
+            )
+        check_calls_answered(context + inputs)
+        limit = self._config.max_tool_calls
+        if request.max_tool_calls is not None:
+            limit = min(limit, request.max_tool_calls)
+        return _Plan(
+            request=request,
+            model=model.id,
+            system=system,
+            context=context,
+            inputs=inputs,
+            conversation_id=conversation_id,
+            max_tool_calls=limit,
+        )
+
+    async def _chain(self, response_id: str) -> list[Item]:
+        """The items that led to a response and its output: its previous chain, oldest
+        first, each response's input then output."""
+        chain: list[dict[str, Any]] = []
+        current: str | None = response_id
+        count = 0
+        while current:
+            record = await self._records.get(KIND, _check_id(current))
+            if record is None:
+                param = "previous_response_id"
+                raise NotFoundError(f"response {current[:80]!r} not found", param=param)
+            chain.append(record)
+            count += int(record.get("n_input", 0)) + int(record.get("n_output", 0))
+            if count > self._config.max_context_items:
+                raise BadRequestError(
+                    f"the previous responses hold more than {self._config.max_context_items} "
+                    "items (agents.max_context_items): start a new conversation",
+                    param="previous_response_id",
+                    code="context_too_long",
+                )
+            if record.get("conversation"):
+                # A response in a conversation: its context is the conversation's.
+                context = await self._conversations.context(
+                    record["conversation"], self._config.max_context_items
+                )
+                return context
+            current = record.get("previous_response_id")
+        items: list[Item] = []
+        for record in reversed(chain):
+            stored = await self._items.all(
+                _items_kind(record["id"]), limit=self._config.max_context_items + 1
+            )
+            items.extend(item for _, item in stored)
+        return items
+
+    # -- stored responses -------------------------------------------------------------------
+
+    async def _save(self, run: _Run) -> None:
+        record = run.record()
+        expires = int(time.time() + self._config.store_days * 86400)
+        kind = _items_kind(record["id"])
+        for index, item in enumerate(run.plan.inputs):
+            await self._items.put(kind, f"i{index:06d}", item, expires_at=expires)
+        for index, item in enumerate(run.output):
+            await self._items.put(kind, f"o{index:06d}", item, expires_at=expires)
+        # The record last: a response is visible only with all its items.
+        await self._records.put(KIND, record["id"], record, expires_at=expires)
+
+    async def _record(self, response_id: str) -> dict[str, Any]:
+        record = await self._records.get(KIND, _check_id(response_id))
+        if record is None:
+            raise NotFoundError(f"response {response_id[:80]!r} not found", param="response_id")
+        return public(record)
+
+    async def get(self, response_id: str) -> dict[str, Any]:
+        record = await self._record(response_id)
+        output = await self._items.all(
+            _items_kind(response_id), prefix="o", limit=int(record.get("n_output", 0)) + 1
+        )
+        return _as_response(record, [item for _, item in output])
+
+    async def input_items(
+        self, response_id: str, *, after: str | None, limit: int, order: str
+    ) -> dict[str, Any]:
+        await self._record(response_id)
+        descending = order == "desc"
+        cursor = None
+        if after is not None:
+            cursor = await self._key_of(response_id, after)
+        page, more = await self._items.page(
+            _items_kind(response_id),
+            after=cursor,
+            limit=limit,
+            descending=descending,
+            prefix="i",
+        )
+        data = [item for _, item in page]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": more,
+        }
+
+    async def _key_of(self, response_id: str, item_id: str) -> str:
+        items = await self._items.all(
+            _items_kind(response_id), prefix="i", limit=self._config.max_context_items + 1
+        )
+        for key, item in items:
+            if item.get("id") == item_id:
+                return key
+        raise NotFoundError(f"item {item_id[:80]!r} not found", param="after")
+
+    async def delete(self, response_id: str) -> dict[str, Any]:
+        await self._record(response_id)
+        await self._records.delete(KIND, response_id)
+        await self._items.delete_all(_items_kind(response_id))
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    async def list(
+        self, *, after: str | None, limit: int, order: str, model: str | None
+    ) -> dict[str, Any]:
+        descending = order == "desc"
+        found: list[dict[str, Any]] = []
+        cursor = after
+        more = False
+        while True:
+            rows = await self._records.list(
+                KIND, after=cursor, limit=max(limit + 1, 100), descending=descending
+            )
+            if not rows:
+                break
+            for row in rows:
+                if model is None or row.get("model") == model:
+                    found.append(public(row))
+            cursor = rows[-1]["id"]
+            if len(found) > limit:
+                more = True
+                break
+        found = found[:limit]
+        data = []
+        for record in found:
+            output = await self._items.all(
+                _items_kind(record["id"]), prefix="o", limit=int(record.get("n_output", 0)) + 1
+            )
+            data.append(_as_response(record, [item for _, item in output]))
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": more,
+        }
+
+    # -- tools ------------------------------------------------------------------------------
+
+    async def file_search(self, tool: FileSearchTool, queries: list[str]) -> list[dict[str, Any]]:
+        """Search every store of the tool; the best ``max_num_results`` results overall."""
+        k = tool.max_num_results or self._config.file_search_max_results
+        results: list[dict[str, Any]] = []
+        for store_id in tool.vector_store_ids:
+            reply = await self._vector_stores.search(
+                store_id,
+                SearchRequest(
+                    query=queries[:10],
+                    filters=tool.filters,
+                    max_num_results=k,
+                    ranking_options=tool.ranking_options,
+                ),
+            )
+            for hit in reply.data:
+                results.append(
+                    {
+                        "file_id": hit.file_id,
+                        "filename": hit.filename,
+                        "score": hit.score,
+                        "text": "\n".join(part.text for part in hit.content),
+                        "attributes": hit.attributes,
+                    }
+                )
+        results.sort(key=lambda r: r["score"], reverse=True)
+        return results[:k]
+
+
+def normalize_text(role: str, text: str) -> Item:
+    from llamda.api.responses import MessageItem
+
+    return normalize(MessageItem(role=role, content=text))  # type: ignore[arg-type]
+
+
+def _prompt_version(version: str | None) -> int | None:
+    if version is None:
+        return None
+    try:
+        return int(version)
+    except ValueError:
+        raise BadRequestError(
+            f"prompt.version must be a version number, got {version[:20]!r}",
+            param="prompt.version",
+        ) from None
+
+
+def _visible(item: Item, include: list[str]) -> Item:
+    if item.get("type") == "file_search_call" and RESULTS not in include:
+        return {**item, "results": None}
+    return item
+
+
+def _as_response(record: dict[str, Any], output: list[Item]) -> dict[str, Any]:
+    include = record.get("include") or []
+    response = {
+        k: v for k, v in record.items() if k not in ("n_input", "n_output", "include", "conv")
+    }
+    response["output"] = [_visible(item, include) for item in output]
+    return response
+
+
+class _Run:
+    """One response being produced: its state, its events, and the loop."""
+
+    def __init__(self, service: ResponsesService, plan: _Plan):
+        self.service = service
+        self.plan = plan
+        self.id = new_id("resp")
+        self.created_at = int(time.time())
+        self.status = "in_progress"
+        self.output: list[Item] = []
+        self.usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        self.error: dict[str, Any] | None = None
+        self.incomplete: dict[str, Any] | None = None
+        self.failure: LlamdaError | None = None
+        self.sequence = 0
+        self.tool_calls = 0
+        self.steps = 0
+        self.verdicts: set[tuple[str, str, str]] = set()
+
+    # -- the Response object ----------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        request = self.plan.request
+        fmt = request.text.format if request.text and request.text.format else None
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": self.status,
+            "background": False,
+            "error": self.error,
+            "incomplete_details": self.incomplete,
+            "instructions": request.instructions,
+            "max_output_tokens": request.max_output_tokens,
+            "max_tool_calls": request.max_tool_calls,
+            "model": self.plan.model,
+            "parallel_tool_calls": request.parallel_tool_calls is not False,
+            "previous_response_id": request.previous_response_id,
+            "conversation": (
+                {"id": self.plan.conversation_id} if self.plan.conversation_id else None
+            ),
+            "prompt": request.prompt.model_dump(exclude_none=True) if request.prompt else None,
+            "reasoning": None,
+            "store": request.store is not False,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "text": {
+                "format": (
+                    fmt.model_dump(by_alias=True, exclude_none=True) if fmt else {"type": "text"}
+                )
+            },
+            "tool_choice": (
+                request.tool_choice.model_dump()
+                if hasattr(request.tool_choice, "model_dump")
+                else (request.tool_choice or "auto")
+            ),
+            "tools": [t.model_dump(exclude_none=True) for t in request.tools or []],
+            "truncation": request.truncation or "disabled",
+            "usage": self._usage(),
+            "user": request.user,
+            "metadata": dict(request.metadata or {}),
+            "include": list(request.include or []),
+            "n_input": len(self.plan.inputs),
+            "n_output": len(self.output),
+        }
+
+    def _usage(self) -> dict[str, Any]:
+        return {
+            **self.usage,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+
+    def response(self) -> dict[str, Any]:
+        return _as_response(self.record(), self.output)
+
+    def _event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        self.sequence += 1
+        return {"type": kind, "sequence_number": self.sequence - 1, **fields}
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The Responses stream events, from ``response.created`` to the end."""
+        config = self.service._config
+        deadline = time.monotonic() + config.deadline_seconds
+        hard = request_deadline()
+        if hard is not None:
+            deadline = min(deadline, hard)
+        deadline -= FINISH_SECONDS
+        # Every model call of the loop (the router's retries and fallbacks) ends by then.
+        bind_deadline(max(0.0, deadline - time.monotonic()))
+        yield self._event("response.created", response=self.response())
+        yield self._event("response.in_progress", response=self.response())
+        request = self.plan.request
+        try:
+            while True:
+                if self.steps >= config.max_steps:
+                    self._incomplete("max_steps")
+                    break
+                if time.monotonic() >= deadline:
+                    self._incomplete("deadline")
+                    break
+                self.steps += 1
+                step = _Step()
+                async for event in self._model_step(step, deadline):
+                    yield event
+                if step.blocked:
+                    break
+                if step.finish == "length":
+                    self._incomplete("max_output_tokens")
+                    break
+                calls = [step.calls[i] for i in sorted(step.calls)]
+                if request.parallel_tool_calls is False:
+                    calls = calls[:1]
+                server = [c for c in calls if c["name"] == FILE_SEARCH and self._searching()]
+                client = [c for c in calls if c not in server]
+                if server and self.tool_calls + len(server) > self.plan.max_tool_calls:
+                    self._incomplete("max_tool_calls")
+                    break
+                for call in client:
+                    async for event in self._function_call(call):
+                        yield event
+                for call in server:
+                    self.tool_calls += 1
+                    async for event in self._file_search(call):
+                        yield event
+                if client or not server:
+                    self.status = "completed"
+                    break
+        except TimeoutError:
+            self._incomplete("deadline")
+        except UpstreamTimeoutError as exc:
+            if exc.code == "deadline_exceeded" or time.monotonic() >= deadline:
+                self._incomplete("deadline")
+            else:
+                self._fail(exc)
+        except LlamdaError as exc:
+            self._fail(exc)
+        record_metrics(
+            {"status": self.status},
+            agent_steps=self.steps,
+            agent_tool_calls=self.tool_calls,
+        )
+        await self._finish()
+        final = {
+            "completed": "response.completed",
+            "incomplete": "response.incomplete",
+        }.get(self.status, "response.failed")
+        yield self._event(final, response=self.response())
+
+    def _searching(self) -> bool:
+        return any(isinstance(t, FileSearchTool) for t in self.plan.request.tools or [])
+
+    def _incomplete(self, reason: str) -> None:
+        self.status = "incomplete"
+        self.incomplete = {"reason": reason}
+
+    def _fail(self, exc: LlamdaError) -> None:
+        self.status = "failed"
+        self.failure = exc
+        self.error = {"code": exc.code or exc.error_type, "message": exc.message}
+
+    async def _finish(self) -> None:
+        plan = self.plan
+        if self.failure is not None and not self.output:
+            return  # nothing happened worth keeping; the client gets the error
+        try:
+            if plan.conversation_id:
+                await self.service._conversations.append(
+                    plan.conversation_id, plan.inputs + self.output
+                )
+            if plan.request.store is not False:
+                await self.service._save(self)
+        except LlamdaError as exc:
+            logger.warning("response not stored", response_id=self.id, error=exc.message)
+            if self.failure is None:
+                self._fail(exc)
+
+    def _chat_request(self) -> ChatCompletionRequest:
+        plan, request = self.plan, self.plan.request
+        searching = self._searching()
+        messages = to_messages(
+            plan.context + plan.inputs + self.output, plan.system, file_search_on=searching
+        )
+        tools: list[dict[str, Any]] = []
+        for tool in request.tools or []:
+            if isinstance(tool, FunctionTool):
+                function: dict[str, Any] = {"name": tool.name}
+                if tool.description:
+                    function["description"] = tool.description
+                if tool.parameters is not None:
+                    function["parameters"] = tool.parameters
+                if tool.strict is not None:
+                    function["strict"] = tool.strict
+                tools.append({"type": "function", "function": function})
+        if searching:
+            tools.append(FILE_SEARCH_FUNCTION)
+        body: dict[str, Any] = {
+            "model": plan.model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if tools:
+            body["tools"] = tools
+            choice = request.tool_choice
+            if self.steps > 1 and choice not in (None, "auto", "none"):
+                choice = "auto"  # a forced call was made: now the model may answer
+            if isinstance(choice, ToolChoiceFunction):
+                body["tool_choice"] = {"type": "function", "function": {"name": choice.name}}
+            elif isinstance(choice, ToolChoiceFileSearch):
+                body["tool_choice"] = {"type": "function", "function": {"name": FILE_SEARCH}}
+            elif choice is not None:
+                body["tool_choice"] = choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
+        for name in ("temperature", "top_p", "user"):
+            value = getattr(request, name)
+            if value is not None:
+                body[name] = value
+        if request.max_output_tokens is not None:
+            body["max_tokens"] = max(1, request.max_output_tokens - self.usage["output_tokens"])
+        fmt = request.text.format if request.text else None
+        if fmt is not None and fmt.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif fmt is not None and fmt.type == "json_schema":
+            schema = {"name": fmt.name, "schema": fmt.schema_}
+            if fmt.strict is not None:
+                schema["strict"] = fmt.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        inputs, outputs = request.shield_ids
+        body["guardrails"] = {"input": inputs, "output": outputs, "on_violation": "refuse"}
+        chat = ChatCompletionRequest.model_validate(body)
+        chat._verdicts = self.verdicts  # judged-clean messages are not judged again this run
+        return chat
+
+    async def _model_step(self, step: _Step, deadline: float) -> AsyncIterator[dict[str, Any]]:
+        """One streamed model call: text deltas as they come, tool calls collected."""
+        if (
+            self.plan.request.max_output_tokens is not None
+            and self.usage["output_tokens"] >= self.plan.request.max_output_tokens
+        ):
+            step.finish = "length"
+            return
+        served = await self.service._inference.chat_stream(self._chat_request())
+        step.blocked = served.blocked_by is not None
+        message: Item | None = None
+        index = -1
+        stream = aiter(served.value)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                if chunk.usage is not None:
+                    self._count(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices[:1]:
+                    if choice.finish_reason:
+                        step.finish = choice.finish_reason
+                    delta = choice.delta
+                    if delta.content:
+                        if message is None:
+                            message, index = self._new_message()
+                            yield self._event(
+                                "response.output_item.added", output_index=index, item=message
+                            )
+                            part = self._part(step.blocked)
+                            yield self._event(
+                                "response.content_part.added",
+                                item_id=message["id"],
+                                output_index=index,
+                                content_index=0,
+                                part=part,
+                            )
+                        step.text += delta.content
+                        if not step.blocked:
+                            yield self._event(
+                                "response.output_text.delta",
+                                item_id=message["id"],
+                                output_index=index,
+                                content_index=0,
+                                delta=delta.content,
+                                logprobs=[],
+                            )
+                    for call in delta.tool_calls or []:
+                        slot = step.calls.setdefault(
+                            call.index, {"call_id": "", "name": "", "arguments": ""}
+                        )
+                        if call.id:
+                            slot["call_id"] = call.id
+                        function = call.function or {}
+                        slot["name"] += function.get("name") or ""
+                        slot["arguments"] += function.get("arguments") or ""
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if message is not None:
+            async for event in self._close_message(message, index, step):
+                yield event
+        elif step.blocked:
+            message, index = self._new_message()
+            step.text = "Blocked by a guardrail."
+            async for event in self._close_message(message, index, step):
+                yield event
+
+    def _count(self, prompt_tokens: int, completion_tokens: int) -> None:
+        self.usage["input_tokens"] += prompt_tokens
+        self.usage["output_tokens"] += completion_tokens
+        self.usage["total_tokens"] += prompt_tokens + completion_tokens
+        add_tokens(prompt_tokens + completion_tokens)  # the caller's tokens-per-minute limit
+
+    def _new_message(self) -> tuple[Item, int]:
+        message: Item = {
+            "type": "message",
+            "id": new_id("msg"),
+            "status": "in_progress",
+            "role": "assistant",
+            "content": [],
+        }
+        self.output.append(message)
+        return message, len(self.output) - 1
+
+    @staticmethod
+    def _part(refusal: bool, text: str = "") -> dict[str, Any]:
+        if refusal:
+            return {"type": "refusal", "refusal": text}
+        return {"type": "output_text", "text": text, "annotations": []}
+
+    async def _close_message(
+        self, message: Item, index: int, step: _Step
+    ) -> AsyncIterator[dict[str, Any]]:
+        part = self._part(step.blocked, step.text)
+        if not step.blocked:
+            yield self._event(
+                "response.output_text.done",
+                item_id=message["id"],
+                output_index=index,
+                content_index=0,
+                text=step.text,
+                logprobs=[],
+            )
+        else:
+            yield self._event(
+                "response.refusal.done",
+                item_id=message["id"],
+                output_index=index,
+                content_index=0,
+                refusal=step.text,
+            )
+        yield self._event(
+            "response.content_part.done",
+            item_id=message["id"],
+            output_index=index,
+            content_index=0,
+            part=part,
+        )
+        message["content"] = [part]
+        message["status"] = "completed" if step.finish != "length" else "incomplete"
+        if step.blocked:
+            self.status = "completed"
+        yield self._event("response.output_item.done", output_index=index, item=message)
+
+    async def _function_call(self, call: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        item: Item = {
+            "type": "function_call",
+            "id": new_id("fc"),
+            "call_id": call["call_id"] or new_id("call"),
+            "name": call["name"],
+            "arguments": call["arguments"] or "{}",
+            "status": "in_progress",
+        }
+        self.output.append(item)
+        index = len(self.output) - 1
+        yield self._event(
+            "response.output_item.added", output_index=index, item={**item, "arguments": ""}
+        )
+        yield self._event(
+            "response.function_call_arguments.delta",
+            item_id=item["id"],
+            output_index=index,
+            delta=item["arguments"],
+        )
+        yield self._event(
+            "response.function_call_arguments.done",
+            item_id=item["id"],
+            output_index=index,
+            name=item["name"],
+            arguments=item["arguments"],
+        )
+        item["status"] = "completed"
+        record_metrics({"tool": "function"}, agent_tool_calls_by_type=1)
+        yield self._event("response.output_item.done", output_index=index, item=item)
+
+    async def _file_search(self, call: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+        tool = next(t for t in self.plan.request.tools or [] if isinstance(t, FileSearchTool))
+        queries = _queries(call["arguments"])
+        item: Item = {
+            "type": "file_search_call",
+            "id": new_id("fs"),
+            "queries": queries,
+            "status": "in_progress",
+            "results": None,
+        }
+        self.output.append(item)
+        index = len(self.output) - 1
+        include = self.plan.request.include or []
+        yield self._event("response.output_item.added", output_index=index, item=item)
+        yield self._event(
+            "response.file_search_call.in_progress", item_id=item["id"], output_index=index
+        )
+        yield self._event(
+            "response.file_search_call.searching", item_id=item["id"], output_index=index
+        )
+        record_metrics({"tool": "file_search"}, agent_tool_calls_by_type=1)
+        try:
+            if not queries:
+                raise BadRequestError("file_search needs at least one query")
+            item["results"] = await self.service.file_search(tool, queries)
+            item["status"] = "completed"
+        except LlamdaError as exc:
+            # Fed back to the model as the tool's output; the loop goes on.
+            record_metrics({"tool": "file_search"}, agent_tool_errors=1)
+            item["status"] = "failed"
+            item["error"] = exc.message
+        yield self._event(
+            "response.file_search_call.completed", item_id=item["id"], output_index=index
+        )
+        yield self._event(
+            "response.output_item.done", output_index=index, item=_visible(item, include)
+        )
+
+
+def _queries(arguments: str) -> list[str]:
+    """The queries of a model's file_search call (``queries`` list or ``query`` string)."""
+    try:
+        data = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    raw = data.get("queries", data.get("query", []))
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return []
+    return [q.strip()[:4096] for q in raw if isinstance(q, str) and q.strip()][:10]
+
+
+__all__ = ["ResponsesService", "format_results"]
