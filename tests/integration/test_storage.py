@@ -275,3 +275,31 @@ def test_chunks_stream_an_object_and_a_missing_one_is_not_found(objects_factory)
         await store.close()
 
     run(scenario())
+
+
+def test_records_expire(records_factory, moto_endpoint: str) -> None:  # type: ignore[no-untyped-def]
+    """A record past its ``expires_at`` is gone for readers at once (DynamoDB's TTL deletes
+    lag by up to days); ``save`` keeps the expiry; locally ``purge_expired`` deletes it."""
+    import time
+
+    from llamda.storage.records import save
+
+    async def scenario() -> None:
+        store = records_factory()
+        past, future = int(time.time()) - 5, int(time.time()) + 3600
+        await store.put("responses", "r-old", {"id": "r-old"}, expires_at=past)
+        await store.put("responses", "r-new", {"id": "r-new"}, expires_at=future)
+        await store.put("responses", "r-kept", {"id": "r-kept"})
+        assert await store.get("responses", "r-old") is None
+        assert [r["id"] for r in await store.list("responses")] == ["r-kept", "r-new"]
+        record = await store.get("responses", "r-new")
+        record["n"] = 1
+        assert await save(store, "responses", "r-new", record)
+        assert (await store.get("responses", "r-new"))["_expires_at"] == future
+        purged = await store.purge_expired()
+        # SQLite deletes the expired record now; DynamoDB's TTL does it in its own time.
+        assert purged == (1 if isinstance(store, SqliteRecordStore) else 0)
+        assert await store.purge_expired() == 0 or not isinstance(store, SqliteRecordStore)
+        await store.close()
+
+    run(scenario())
