@@ -75,10 +75,17 @@ def function(tmp_path: Path, moto_endpoint: str, fake_bedrock: FakeBedrockServer
     return tmp_path
 
 
-def invoke(function: Path, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def invoke(
+    function: Path, events: list[dict[str, Any]], timeout_ms: int = 29000
+) -> list[dict[str, Any]]:
     """A fresh process (a cold container) serving ``events`` through the real handler."""
     out = function / f"result-{uuid.uuid4().hex[:6]}.json"
-    request = {"paths": [str(function)], "handler": "app.lambda_handler", "events": events}
+    request = {
+        "paths": [str(function)],
+        "handler": "app.lambda_handler",
+        "events": events,
+        "timeout_ms": timeout_ms,
+    }
     env = {
         "PATH": "/usr/bin:/bin",
         "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
@@ -151,3 +158,15 @@ def test_a_stream_is_a_valid_buffered_event_stream(function: Path) -> None:
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert text == "You said: a b c" == events[-1]["response"]["output"][0]["content"][0]["text"]
+
+
+def test_a_hanging_model_ends_the_response_incomplete_before_the_function_times_out(
+    function: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    fake_bedrock.fake.script(MODEL, Reply(text="too late", delay=8))
+    [result] = invoke(function, [create({"model": "agent", "input": "hello"})], timeout_ms=4000)
+    # Answered inside the 4 s invocation (the invoker reports a Lambda timeout otherwise).
+    assert result.get("statusCode") == 200, result
+    response = response_json(result)
+    assert response["status"] == "incomplete"
+    assert response["incomplete_details"] == {"reason": "deadline"}
