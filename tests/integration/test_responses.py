@@ -162,6 +162,44 @@ def test_streaming_events_in_order(oai: openai.OpenAI) -> None:
     assert oai.responses.retrieve(final.id).output_text == final.output_text
 
 
+def test_streaming_a_function_call(oai: openai.OpenAI, fake_bedrock: FakeBedrockServer) -> None:
+    fake_bedrock.fake.script(
+        AGENT, Reply(text="Checking.", tool={"name": "get_weather", "input": {"city": "Rome"}})
+    )
+    events = list(
+        oai.responses.create(model="llama-agent", input="Rome?", tools=[WEATHER], stream=True)
+    )
+    types = [e.type for e in events]
+    # The message is closed before the call's item opens; arguments stream in pieces.
+    assert types.index("response.output_text.done") < types.index("response.output_item.added", 3)
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [e.item.type for e in added] == ["message", "function_call"]
+    assert added[1].item.arguments == ""
+    deltas = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    done = next(e for e in events if e.type == "response.function_call_arguments.done")
+    assert len(deltas) >= 2 and "".join(deltas) == done.arguments
+    assert json.loads(done.arguments) == {"city": "Rome"}
+    assert types[-1] == "response.completed"
+    final = events[-1].response
+    assert [item.type for item in final.output] == ["message", "function_call"]
+
+
+def test_a_failing_model_fails_the_stream_and_the_request(
+    oai: openai.OpenAI, fake_bedrock: FakeBedrockServer
+) -> None:
+    fake_bedrock.fake.script(
+        AGENT,
+        Reply(error=("ServiceUnavailableException", "down")),
+        Reply(error=("ServiceUnavailableException", "down")),
+    )
+    events = list(oai.responses.create(model="llama-agent", input="hi", stream=True))
+    assert [e.type for e in events[-2:]] == ["error", "response.failed"]
+    assert events[-1].response.status == "failed" and events[-1].response.error is not None
+    with pytest.raises(openai.APIStatusError) as err:
+        oai.responses.create(model="llama-agent", input="hi")
+    assert err.value.status_code in (502, 503)
+
+
 def test_function_tool_round_trip_with_previous_response_id(
     oai: openai.OpenAI, fake_bedrock: FakeBedrockServer
 ) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +81,13 @@ class _Plan:
 
 @dataclass
 class _Step:
+    """What one model call produced so far."""
+
     text: str = ""
-    calls: dict[int, dict[str, str]] = field(default_factory=dict)
+    message: Item | None = None  # the assistant message item, once text arrives
+    message_index: int = -1
+    calls: dict[int, dict[str, str]] = field(default_factory=dict)  # by the model's index
+    live: dict[int, dict[str, Any]] = field(default_factory=dict)  # function calls opened
     finish: str | None = None
     blocked: bool = False
 
@@ -499,17 +504,17 @@ class _Run:
                 if step.finish == "length":
                     self._incomplete("max_output_tokens")
                     break
-                calls = [step.calls[i] for i in sorted(step.calls)]
+                server = [
+                    step.calls[i]
+                    for i in sorted(step.calls)
+                    if i not in step.live and step.calls[i]["name"] == FILE_SEARCH
+                ]
+                client = step.live
                 if request.parallel_tool_calls is False:
-                    calls = calls[:1]
-                server = [c for c in calls if c["name"] == FILE_SEARCH and self._searching()]
-                client = [c for c in calls if c not in server]
+                    server = server[:1] if not client else []
                 if server and self.tool_calls + len(server) > self.plan.max_tool_calls:
                     self._incomplete("max_tool_calls")
                     break
-                for call in client:
-                    async for event in self._function_call(call):
-                        yield event
                 for call in server:
                     self.tool_calls += 1
                     async for event in self._file_search(call):
@@ -532,6 +537,13 @@ class _Run:
             agent_tool_calls=self.tool_calls,
         )
         await self._finish()
+        if self.failure is not None:
+            yield self._event(
+                "error",
+                code=self.failure.code or self.failure.error_type,
+                message=self.failure.message,
+                param=self.failure.param,
+            )
         final = {
             "completed": "response.completed",
             "incomplete": "response.incomplete",
@@ -625,7 +637,9 @@ class _Run:
         return chat
 
     async def _model_step(self, step: _Step, deadline: float) -> AsyncIterator[dict[str, Any]]:
-        """One streamed model call: text deltas as they come, tool calls collected."""
+        """One streamed model call: text and function-call arguments streamed as they come
+        (a function call's item opens as soon as its name is known); file_search calls are
+        collected for the loop to run."""
         if (
             self.plan.request.max_output_tokens is not None
             and self.usage["output_tokens"] >= self.plan.request.max_output_tokens
@@ -634,8 +648,6 @@ class _Run:
             return
         served = await self.service._inference.chat_stream(self._chat_request())
         step.blocked = served.blocked_by is not None
-        message: Item | None = None
-        index = -1
         stream = aiter(served.value)
         try:
             while True:
@@ -649,52 +661,78 @@ class _Run:
                 for choice in chunk.choices[:1]:
                     if choice.finish_reason:
                         step.finish = choice.finish_reason
-                    delta = choice.delta
-                    if delta.content:
-                        if message is None:
-                            message, index = self._new_message()
-                            yield self._event(
-                                "response.output_item.added", output_index=index, item=message
-                            )
-                            part = self._part(step.blocked)
-                            yield self._event(
-                                "response.content_part.added",
-                                item_id=message["id"],
-                                output_index=index,
-                                content_index=0,
-                                part=part,
-                            )
-                        step.text += delta.content
-                        if not step.blocked:
-                            yield self._event(
-                                "response.output_text.delta",
-                                item_id=message["id"],
-                                output_index=index,
-                                content_index=0,
-                                delta=delta.content,
-                                logprobs=[],
-                            )
-                    for call in delta.tool_calls or []:
-                        slot = step.calls.setdefault(
-                            call.index, {"call_id": "", "name": "", "arguments": ""}
-                        )
-                        if call.id:
-                            slot["call_id"] = call.id
-                        function = call.function or {}
-                        slot["name"] += function.get("name") or ""
-                        slot["arguments"] += function.get("arguments") or ""
+                    if choice.delta.content:
+                        for event in self._text(step, choice.delta.content):
+                            yield event
+                    for call in choice.delta.tool_calls or []:
+                        for event in self._call_delta(step, call):
+                            yield event
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
                 await aclose()
-        if message is not None:
-            async for event in self._close_message(message, index, step):
+        if step.blocked and step.message is None:
+            for event in self._text(step, "Blocked by a guardrail."):
                 yield event
-        elif step.blocked:
-            message, index = self._new_message()
-            step.text = "Blocked by a guardrail."
-            async for event in self._close_message(message, index, step):
+        for event in self._close_message(step):
+            yield event
+        for index in sorted(step.live):
+            for event in self._close_call(step.live[index]):
                 yield event
+
+    def _text(self, step: _Step, delta: str) -> Iterator[dict[str, Any]]:
+        if step.message is None:
+            step.message, step.message_index = self._new_message()
+            yield self._event(
+                "response.output_item.added", output_index=step.message_index, item=step.message
+            )
+            yield self._event(
+                "response.content_part.added",
+                item_id=step.message["id"],
+                output_index=step.message_index,
+                content_index=0,
+                part=self._part(step.blocked),
+            )
+        step.text += delta
+        if not step.blocked:
+            yield self._event(
+                "response.output_text.delta",
+                item_id=step.message["id"],
+                output_index=step.message_index,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            )
+
+    def _call_delta(self, step: _Step, call: Any) -> Iterator[dict[str, Any]]:
+        slot = step.calls.setdefault(call.index, {"call_id": "", "name": "", "arguments": ""})
+        if call.id:
+            slot["call_id"] = call.id
+        function = call.function or {}
+        slot["name"] += function.get("name") or ""
+        piece = function.get("arguments") or ""
+        slot["arguments"] += piece
+        if not slot["name"] or (slot["name"] == FILE_SEARCH and self._searching()):
+            return  # not known yet, or a server-side call the loop runs
+        live = step.live.get(call.index)
+        if live is None:
+            if self.plan.request.parallel_tool_calls is False and step.live:
+                return  # one call per turn was asked for: later ones are dropped
+            yield from self._close_message(step)
+            live = step.live[call.index] = self._new_call(slot)
+            yield self._event(
+                "response.output_item.added",
+                output_index=live["index"],
+                item={**live["item"], "arguments": ""},
+            )
+            piece = slot["arguments"]  # whatever arrived before the name
+        if piece:
+            yield self._event(
+                "response.function_call_arguments.delta",
+                item_id=live["item"]["id"],
+                output_index=live["index"],
+                delta=piece,
+            )
 
     def _count(self, prompt_tokens: int, completion_tokens: int) -> None:
         self.usage["input_tokens"] += prompt_tokens
@@ -719,9 +757,10 @@ class _Run:
             return {"type": "refusal", "refusal": text}
         return {"type": "output_text", "text": text, "annotations": []}
 
-    async def _close_message(
-        self, message: Item, index: int, step: _Step
-    ) -> AsyncIterator[dict[str, Any]]:
+    def _close_message(self, step: _Step) -> Iterator[dict[str, Any]]:
+        message, index = step.message, step.message_index
+        if message is None or message["status"] != "in_progress":
+            return
         part = self._part(step.blocked, step.text)
         if not step.blocked:
             yield self._event(
@@ -753,36 +792,33 @@ class _Run:
             self.status = "completed"
         yield self._event("response.output_item.done", output_index=index, item=message)
 
-    async def _function_call(self, call: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    def _new_call(self, slot: dict[str, str]) -> dict[str, Any]:
         item: Item = {
             "type": "function_call",
             "id": new_id("fc"),
-            "call_id": call["call_id"] or new_id("call"),
-            "name": call["name"],
-            "arguments": call["arguments"] or "{}",
+            "call_id": slot["call_id"] or new_id("call"),
+            "name": slot["name"],
+            "arguments": "",
             "status": "in_progress",
         }
         self.output.append(item)
-        index = len(self.output) - 1
-        yield self._event(
-            "response.output_item.added", output_index=index, item={**item, "arguments": ""}
-        )
-        yield self._event(
-            "response.function_call_arguments.delta",
-            item_id=item["id"],
-            output_index=index,
-            delta=item["arguments"],
-        )
+        return {"item": item, "index": len(self.output) - 1, "slot": slot}
+
+    def _close_call(self, live: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        item, slot = live["item"], live["slot"]
+        item["arguments"] = slot["arguments"] or "{}"
+        if slot["call_id"]:
+            item["call_id"] = slot["call_id"]
         yield self._event(
             "response.function_call_arguments.done",
             item_id=item["id"],
-            output_index=index,
+            output_index=live["index"],
             name=item["name"],
             arguments=item["arguments"],
         )
         item["status"] = "completed"
         record_metrics({"tool": "function"}, agent_tool_calls_by_type=1)
-        yield self._event("response.output_item.done", output_index=index, item=item)
+        yield self._event("response.output_item.done", output_index=live["index"], item=item)
 
     async def _file_search(self, call: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         tool = next(t for t in self.plan.request.tools or [] if isinstance(t, FileSearchTool))
