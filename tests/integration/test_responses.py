@@ -137,6 +137,30 @@ def test_instructions_reach_the_model_as_system(
     assert body["system"] == [{"text": "Answer in French."}]
 
 
+def test_an_image_input_reaches_the_model(
+    oai: openai.OpenAI, fake_bedrock: FakeBedrockServer
+) -> None:
+    import base64
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 32).decode()
+    oai.responses.create(
+        model="llama-agent",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "What is this?"},
+                    {"type": "input_image", "image_url": f"data:image/png;base64,{png}"},
+                ],
+            }
+        ],
+    )
+    blocks = _bodies(fake_bedrock)[-1]["messages"][0]["content"]
+    assert blocks[0] == {"text": "What is this?"}
+    assert blocks[1]["image"]["format"] == "png"
+    assert base64.b64decode(blocks[1]["image"]["source"]["bytes"]).startswith(b"\x89PNG")
+
+
 def test_streaming_events_in_order(oai: openai.OpenAI) -> None:
     events = list(oai.responses.create(model="llama-agent", input="one two three", stream=True))
     types = [e.type for e in events]
