@@ -65,6 +65,7 @@ class Stack:
             self.vector_stores,
             self.conversations,
             self.prompts,
+            self.shields.exists,
         )
         self.inspect = InspectService(config, self.inference.breaker_states)
 

@@ -456,6 +456,11 @@ def test_bad_input_is_4xx(oai: openai.OpenAI) -> None:
         oai.responses.retrieve("resp_../../etc")
     with pytest.raises(openai.BadRequestError):
         oai.responses.create(model="llama-agent", input=[])
+    with pytest.raises(openai.NotFoundError) as err:
+        oai.responses.create(
+            model="llama-agent", input="x", stream=True, extra_body={"guardrails": ["nope"]}
+        )
+    assert err.value.body["param"] == "guardrails"
 
 
 def test_llama_stack_client_basics(server: LiveServer) -> None:

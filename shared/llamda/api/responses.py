@@ -317,9 +317,14 @@ class CreateResponseRequest(BaseModel):
     prompt: PromptReference | None = None
     truncation: Literal["auto", "disabled"] | None = None
     user: str | None = Field(None, max_length=256)
-    guardrails: list[str | GuardrailSpec] | GuardrailsExtension | None = Field(
-        None, description="Shields for every model call of the loop (Llama Stack's field)."
-    )
+    guardrails: (
+        Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=128)] | GuardrailSpec],
+            Field(max_length=8),
+        ]
+        | GuardrailsExtension
+        | None
+    ) = Field(None, description="Shields for every model call of the loop (Llama Stack's field).")
 
     @model_validator(mode="after")
     def _consistent(self) -> CreateResponseRequest:

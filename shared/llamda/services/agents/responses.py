@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,8 +103,10 @@ class ResponsesService:
         vector_stores: VectorStoresService,
         conversations: ConversationsService,
         prompts: PromptsService,
+        shield_exists: Callable[[str], Awaitable[bool]],
     ):
         self._config = config
+        self._shield_exists = shield_exists
         self._records = records
         self._items = items
         self._models = models
@@ -142,6 +144,12 @@ class ResponsesService:
                 f"a function tool cannot be called {FILE_SEARCH!r} next to the file_search tool",
                 param="tools",
             )
+        inputs, outputs = request.shield_ids
+        for shield_id in dict.fromkeys([*inputs, *outputs]):
+            if not await self._shield_exists(shield_id):
+                raise NotFoundError(
+                    f"shield {shield_id[:128]!r} not found", param="guardrails", code="not_found"
+                )
         for tool in request.tools or []:
             if isinstance(tool, FileSearchTool):
                 for store_id in tool.vector_store_ids:
