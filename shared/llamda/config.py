@@ -155,6 +155,20 @@ class RoutingConfig(_Strict):
     breaker_cooldown_seconds: float = Field(30.0, ge=0)
 
 
+class MCPConfig(_Strict):
+    """Which MCP servers a request's mcp tools may reach (the SSRF guard)."""
+
+    allowed_servers: list[str] = Field(
+        default_factory=list,
+        description="host or host:port entries, `*` globs allowed (`*.example.com`). A host "
+        "resolving to a loopback, private or link-local address is refused unless named "
+        "literally. Empty: no mcp tools.",
+    )
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=900, description="Per MCP operation (listing, one call)."
+    )
+
+
 class AgentsConfig(_Strict):
     """The Responses API's loop and what it keeps (Agents)."""
 
@@ -188,6 +202,7 @@ class AgentsConfig(_Strict):
         "conversation; a longer history is a 400.",
     )
     file_search_max_results: int = Field(10, ge=1, le=50)
+    mcp: MCPConfig = Field(default_factory=MCPConfig)
 
 
 class ShieldResource(_Strict):

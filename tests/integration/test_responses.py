@@ -435,12 +435,15 @@ def test_bad_input_is_4xx(oai: openai.OpenAI) -> None:
         )
     assert err.value.body["param"].startswith("tools")
     with pytest.raises(openai.BadRequestError) as err:
+        oai.responses.create(model="llama-agent", input="x", tools=[{"type": "web_search_preview"}])
+    assert "not supported" in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:  # no MCP server is allowed here
         oai.responses.create(
             model="llama-agent",
             input="x",
-            tools=[{"type": "mcp", "server_label": "s", "server_url": "http://x"}],
+            tools=[{"type": "mcp", "server_label": "s", "server_url": "http://x.example/mcp"}],
         )
-    assert "not supported" in err.value.message
+    assert "not allowed" in err.value.message
     with pytest.raises(openai.BadRequestError):
         oai.responses.create(
             model="llama-agent",

@@ -40,7 +40,7 @@ def test_a_turn_with_text_and_parallel_calls_is_one_assistant_message() -> None:
         output("c1", "18C"),
         output("c2", "-3C"),
     ]
-    messages = to_messages(items, ["Be brief."], file_search_on=False)
+    messages = to_messages(items, ["Be brief."], server_tools=set())
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "tool"]
     assert messages[2]["content"] == "Let me check."
     assert [c["id"] for c in messages[2]["tool_calls"]] == ["c1", "c2"]
@@ -64,7 +64,7 @@ def test_images_stay_parts_and_developer_is_system() -> None:
             "content": [{"type": "input_text", "text": "what?"}, image],
         },
     ]
-    messages = to_messages(items, [], file_search_on=False)
+    messages = to_messages(items, [], server_tools=set())
     assert messages[0] == {"role": "system", "content": "rules"}
     assert messages[1]["content"][1] == {
         "type": "image_url",
@@ -80,13 +80,13 @@ def test_file_search_history_is_a_tool_turn_or_text_without_the_tool() -> None:
         "status": "completed",
         "results": [{"filename": "w.txt", "score": 0.9, "text": "24 months"}],
     }
-    with_tool = to_messages([msg("user", "q"), search], [], file_search_on=True)
+    with_tool = to_messages([msg("user", "q"), search], [], server_tools={"file_search"})
     assert with_tool[1]["tool_calls"][0]["function"]["name"] == "file_search"
     assert json.loads(with_tool[1]["tool_calls"][0]["function"]["arguments"]) == {
         "queries": ["kettle"]
     }
     assert "24 months" in with_tool[2]["content"] and with_tool[2]["role"] == "tool"
-    without = to_messages([msg("user", "q"), search], [], file_search_on=False)
+    without = to_messages([msg("user", "q"), search], [], server_tools=set())
     assert all(m["role"] != "tool" and not m.get("tool_calls") for m in without)
     assert "24 months" in without[-1]["content"]
 

@@ -182,10 +182,38 @@ class FileSearchTool(_Lenient):
     ranking_options: RankingOptions | None = None
 
 
-_TOOL_TYPES = ("function", "file_search")
-# Tool types of the OpenAI API that Agents II (MCP) or no release serves yet.
+class MCPAllowedTools(_Lenient):
+    tool_names: list[Annotated[str, Field(max_length=128)]] | None = Field(None, max_length=256)
+
+
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")]
+HeaderValue = Annotated[str, Field(max_length=8192, pattern=r"^[\t\x20-\x7e\x80-\xff]*$")]
+
+
+class MCPTool(_Lenient):
+    """A remote MCP server's tools, listed and called here (streamable HTTP; SSE when the URL
+    ends in ``/sse``). ``headers`` and ``authorization`` are used for the calls only: never
+    stored or returned."""
+
+    type: Literal["mcp"]
+    server_label: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    server_url: str = Field(min_length=8, max_length=2048)
+    server_description: str | None = Field(None, max_length=4096)
+    allowed_tools: list[Annotated[str, Field(max_length=128)]] | MCPAllowedTools | None = Field(
+        None, max_length=256
+    )
+    headers: dict[HeaderName, HeaderValue] | None = Field(None, max_length=32)
+    authorization: str | None = Field(None, max_length=8192)
+    require_approval: Literal["never"] | None = Field(
+        None,
+        description="Only 'never' (tools are called without approval); approval requests are "
+        "not supported.",
+    )
+
+
+_TOOL_TYPES = ("function", "file_search", "mcp")
+# Tool types of the OpenAI API that no release serves yet.
 LATER_TOOL_TYPES = (
-    "mcp",
     "web_search",
     "web_search_preview",
     "code_interpreter",
@@ -202,12 +230,14 @@ def _tool_tag(value: Any) -> str | None:
 
 
 ResponseTool = Annotated[
-    Annotated[FunctionTool, Tag("function")] | Annotated[FileSearchTool, Tag("file_search")],
+    Annotated[FunctionTool, Tag("function")]
+    | Annotated[FileSearchTool, Tag("file_search")]
+    | Annotated[MCPTool, Tag("mcp")],
     Discriminator(
         _tool_tag,
         custom_error_type="unsupported_tool",
-        custom_error_message="tool type is not supported: use 'function' or 'file_search' "
-        "(mcp and the hosted tools are not served yet)",
+        custom_error_message="tool type is not supported: use 'function', 'file_search' or "
+        "'mcp' (the hosted tools are not served)",
     ),
 ]
 
@@ -331,6 +361,9 @@ class CreateResponseRequest(BaseModel):
         names = [t.name for t in self.tools or [] if isinstance(t, FunctionTool)]
         if len(names) != len(set(names)):
             raise ValueError("tools: function names must be unique")
+        labels = [t.server_label for t in self.tools or [] if isinstance(t, MCPTool)]
+        if len(labels) != len(set(labels)):
+            raise ValueError("tools: mcp server_label values must be unique")
         choice = self.tool_choice
         if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
             raise ValueError(f"tool_choice names unknown function {choice.name!r}")

@@ -109,10 +109,34 @@ def check_calls_answered(items: list[Item]) -> None:
         )
 
 
+def _server_call(
+    messages: list[dict[str, Any]],
+    assistant: Any,
+    call_id: str,
+    name: str,
+    arguments: str,
+    result: str,
+    offered: bool,
+) -> None:
+    """A server-side tool's call and result: a tool turn when the tool is offered in this
+    request, else plain text (a provider refuses tool blocks for tools it was not given)."""
+    if offered:
+        message = assistant()
+        message.setdefault("tool_calls", []).append(
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        )
+        messages.append({"role": "tool", "tool_call_id": call_id, "content": result})
+        return
+    message = assistant()
+    message["content"] = (message.get("content") or "") + f"(Called {name} with {arguments}.)"
+    messages.append({"role": "user", "content": f"Result of {name}:\n{result}"})
+
+
 def to_messages(
-    items: list[Item], system: list[str], *, file_search_on: bool
+    items: list[Item], system: list[str], *, server_tools: set[str]
 ) -> list[dict[str, Any]]:
-    """Chat messages for ``items`` (the context, in order), after the ``system`` texts."""
+    """Chat messages for ``items`` (the context, in order), after the ``system`` texts;
+    ``server_tools``: the server-side tools (file_search, MCP tools) offered in this request."""
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": text} for text in system if text
     ]
@@ -159,22 +183,15 @@ def to_messages(
             results = format_results(item.get("results") or [])
             if item.get("status") == "failed":
                 results = f"The search failed: {item.get('error') or 'unknown error'}"
-            if file_search_on:
-                message = assistant()
-                arguments = json.dumps({"queries": item.get("queries") or []})
-                message.setdefault("tool_calls", []).append(
-                    {
-                        "id": item["id"],
-                        "type": "function",
-                        "function": {"name": FILE_SEARCH, "arguments": arguments},
-                    }
-                )
-                messages.append({"role": "tool", "tool_call_id": item["id"], "content": results})
-            else:
-                queries = "; ".join(item.get("queries") or [])
-                message = assistant()
-                message["content"] = (
-                    message.get("content") or ""
-                ) + f"(Searched the documents for: {queries}.)"
-                messages.append({"role": "user", "content": f"Search results:\n{results}"})
+            arguments = json.dumps({"queries": item.get("queries") or []})
+            offered = FILE_SEARCH in server_tools
+            _server_call(messages, assistant, item["id"], FILE_SEARCH, arguments, results, offered)
+        elif kind == "mcp_call":
+            result = item.get("output") or ""
+            if item.get("error"):
+                result = f"Error: {item['error']}"
+            offered = item["name"] in server_tools
+            arguments = item.get("arguments") or "{}"
+            _server_call(messages, assistant, item["id"], item["name"], arguments, result, offered)
+        # mcp_list_tools items are for the client: the model sees the tools themselves.
     return messages

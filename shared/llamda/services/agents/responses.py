@@ -27,6 +27,7 @@ from llamda.api.responses import (
     CreateResponseRequest,
     FileSearchTool,
     FunctionTool,
+    MCPTool,
     ToolChoiceFileSearch,
     ToolChoiceFunction,
 )
@@ -35,6 +36,7 @@ from llamda.config import AgentsConfig
 from llamda.context import add_tokens, bind_deadline, request_deadline
 from llamda.errors import BadRequestError, LlamdaError, NotFoundError, UpstreamTimeoutError
 from llamda.observability import logger, record_metrics
+from llamda.services.agents import mcp
 from llamda.services.agents.conversations import ConversationsService
 from llamda.services.agents.convert import (
     FILE_SEARCH,
@@ -150,10 +152,12 @@ class ResponsesService:
                 raise NotFoundError(
                     f"shield {shield_id[:128]!r} not found", param="guardrails", code="not_found"
                 )
-        for tool in request.tools or []:
+        for index, tool in enumerate(request.tools or []):
             if isinstance(tool, FileSearchTool):
                 for store_id in tool.vector_store_ids:
                     await self._vector_stores.stores.searchable(store_id)
+            elif isinstance(tool, MCPTool):
+                await mcp.check_server_url(tool, self._config.mcp, f"tools[{index}].server_url")
         system: list[str] = []
         if request.prompt is not None:
             version = _prompt_version(request.prompt.version)
@@ -418,6 +422,8 @@ class _Run:
         self.tool_calls = 0
         self.steps = 0
         self.verdicts: set[tuple[str, str, str]] = set()
+        # MCP tools the model may call: function name → (server, the tool's listing).
+        self.mcp_functions: dict[str, tuple[MCPTool, dict[str, Any]]] = {}
 
     # -- the Response object ----------------------------------------------------------------
 
@@ -456,7 +462,9 @@ class _Run:
                 if hasattr(request.tool_choice, "model_dump")
                 else (request.tool_choice or "auto")
             ),
-            "tools": [t.model_dump(exclude_none=True) for t in request.tools or []],
+            "tools": [
+                mcp.public_tool(t.model_dump(exclude_none=True)) for t in request.tools or []
+            ],
             "truncation": request.truncation or "disabled",
             "usage": self._usage(),
             "user": request.user,
@@ -496,6 +504,10 @@ class _Run:
         yield self._event("response.in_progress", response=self.response())
         request = self.plan.request
         try:
+            for tool in request.tools or []:
+                if isinstance(tool, MCPTool):
+                    async for event in self._mcp_list(tool, deadline):
+                        yield event
             while True:
                 if self.steps >= config.max_steps:
                     self._incomplete("max_steps")
@@ -515,7 +527,7 @@ class _Run:
                 server = [
                     step.calls[i]
                     for i in sorted(step.calls)
-                    if i not in step.live and step.calls[i]["name"] == FILE_SEARCH
+                    if i not in step.live and self._server_side(step.calls[i]["name"])
                 ]
                 client = step.live
                 if request.parallel_tool_calls is False:
@@ -525,7 +537,11 @@ class _Run:
                     break
                 for call in server:
                     self.tool_calls += 1
-                    async for event in self._file_search(call):
+                    if call["name"] in self.mcp_functions:
+                        calls = self._mcp_call(call, deadline)
+                    else:
+                        calls = self._file_search(call)
+                    async for event in calls:
                         yield event
                 if client or not server:
                     self.status = "completed"
@@ -561,6 +577,16 @@ class _Run:
     def _searching(self) -> bool:
         return any(isinstance(t, FileSearchTool) for t in self.plan.request.tools or [])
 
+    def _server_side(self, name: str) -> bool:
+        """Whether a call of ``name`` runs here (file_search, an MCP tool)."""
+        return name in self.mcp_functions or (name == FILE_SEARCH and self._searching())
+
+    def _server_tool_names(self) -> set[str]:
+        names = set(self.mcp_functions)
+        if self._searching():
+            names.add(FILE_SEARCH)
+        return names
+
     def _incomplete(self, reason: str) -> None:
         self.status = "incomplete"
         self.incomplete = {"reason": reason}
@@ -590,7 +616,9 @@ class _Run:
         plan, request = self.plan, self.plan.request
         searching = self._searching()
         messages = to_messages(
-            plan.context + plan.inputs + self.output, plan.system, file_search_on=searching
+            plan.context + plan.inputs + self.output,
+            plan.system,
+            server_tools=self._server_tool_names(),
         )
         tools: list[dict[str, Any]] = []
         for tool in request.tools or []:
@@ -605,6 +633,11 @@ class _Run:
                 tools.append({"type": "function", "function": function})
         if searching:
             tools.append(FILE_SEARCH_FUNCTION)
+        for name, (_server, listed) in self.mcp_functions.items():
+            function = {"name": name, "parameters": listed["input_schema"]}
+            if listed.get("description"):
+                function["description"] = str(listed["description"])[: 16 * 1024]
+            tools.append({"type": "function", "function": function})
         body: dict[str, Any] = {
             "model": plan.model,
             "messages": messages,
@@ -720,7 +753,7 @@ class _Run:
         slot["name"] += function.get("name") or ""
         piece = function.get("arguments") or ""
         slot["arguments"] += piece
-        if not slot["name"] or (slot["name"] == FILE_SEARCH and self._searching()):
+        if not slot["name"] or self._server_side(slot["name"]):
             return  # not known yet, or a server-side call the loop runs
         live = step.live.get(call.index)
         if live is None:
@@ -827,6 +860,79 @@ class _Run:
         item["status"] = "completed"
         record_metrics({"tool": "function"}, agent_tool_calls_by_type=1)
         yield self._event("response.output_item.done", output_index=live["index"], item=item)
+
+    async def _mcp_list(self, tool: MCPTool, deadline: float) -> AsyncIterator[dict[str, Any]]:
+        """List a server's tools once per response: an ``mcp_list_tools`` item (with the
+        reason, when the server cannot be reached: its tools are then simply not offered)."""
+        item: Item = {
+            "type": "mcp_list_tools",
+            "id": new_id("mcpl"),
+            "server_label": tool.server_label,
+            "tools": [],
+        }
+        self.output.append(item)
+        index = len(self.output) - 1
+        yield self._event("response.output_item.added", output_index=index, item=item)
+        yield self._event(
+            "response.mcp_list_tools.in_progress", item_id=item["id"], output_index=index
+        )
+        timeout = min(self.service._config.mcp.timeout_seconds, deadline - time.monotonic())
+        try:
+            item["tools"] = await mcp.list_tools(tool, max(0.1, timeout))
+            outcome = "response.mcp_list_tools.completed"
+        except mcp.MCPFailure as exc:
+            record_metrics({"tool": "mcp"}, agent_tool_errors=1)
+            item["error"] = str(exc)
+            outcome = "response.mcp_list_tools.failed"
+        taken = {t.name for t in self.plan.request.tools or [] if isinstance(t, FunctionTool)}
+        taken |= {FILE_SEARCH} if self._searching() else set()
+        for listed in item["tools"]:
+            name = listed["name"]
+            if name not in taken and name not in self.mcp_functions:
+                self.mcp_functions[name] = (tool, listed)
+        yield self._event(outcome, item_id=item["id"], output_index=index)
+        yield self._event("response.output_item.done", output_index=index, item=item)
+
+    async def _mcp_call(
+        self, call: dict[str, str], deadline: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        tool, _ = self.mcp_functions[call["name"]]
+        item: Item = {
+            "type": "mcp_call",
+            "id": new_id("mcp"),
+            "server_label": tool.server_label,
+            "name": call["name"],
+            "arguments": call["arguments"] or "{}",
+            "status": "in_progress",
+            "output": None,
+            "error": None,
+        }
+        self.output.append(item)
+        index = len(self.output) - 1
+        yield self._event("response.output_item.added", output_index=index, item=item)
+        yield self._event("response.mcp_call.in_progress", item_id=item["id"], output_index=index)
+        yield self._event(
+            "response.mcp_call_arguments.done",
+            item_id=item["id"],
+            output_index=index,
+            arguments=item["arguments"],
+        )
+        record_metrics({"tool": "mcp"}, agent_tool_calls_by_type=1)
+        timeout = min(self.service._config.mcp.timeout_seconds, deadline - time.monotonic())
+        try:
+            item["output"] = await mcp.call_tool(
+                tool, call["name"], item["arguments"], max(0.1, timeout)
+            )
+            item["status"] = "completed"
+            outcome = "response.mcp_call.completed"
+        except mcp.MCPFailure as exc:
+            # Fed back to the model as the tool's error; the loop goes on.
+            record_metrics({"tool": "mcp"}, agent_tool_errors=1)
+            item["error"] = str(exc)
+            item["status"] = "failed"
+            outcome = "response.mcp_call.failed"
+        yield self._event(outcome, item_id=item["id"], output_index=index)
+        yield self._event("response.output_item.done", output_index=index, item=item)
 
     async def _file_search(self, call: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         tool = next(t for t in self.plan.request.tools or [] if isinstance(t, FileSearchTool))

@@ -1,0 +1,207 @@
+"""MCP tools of the Responses API: the server_url allow-list (SSRF guard), listing a server's
+tools and calling one, over streamable HTTP (or SSE for a URL ending in ``/sse``).
+
+The ``mcp`` package is imported only here and only when a request uses an mcp tool. Each
+operation opens its own short connection (no session outlives a call, so nothing crosses tasks
+or invocations). A request's ``headers`` go to its server and nowhere else: they are never
+stored, logged or returned, and they are scrubbed from every error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import ipaddress
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from llamda.api.responses import MCPTool
+from llamda.config import MCPConfig
+from llamda.errors import BadRequestError
+from llamda.redact import scrub
+
+MAX_OUTPUT_CHARS = 64 * 1024  # one tool result, as the model and the stored item see it
+REDACTED = "<redacted>"
+
+
+class MCPFailure(Exception):
+    """An MCP server could not be reached or answered with an error (the reason is safe to
+    show: scrubbed of the request's header values)."""
+
+
+def _entry(entry: str) -> tuple[str, int | None]:
+    """An allow-list entry: ``host`` or ``host:port`` (host may hold ``*`` globs; IPv6 in
+    brackets)."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else None
+    if entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+        return host, int(port) if port != "*" else None
+    return entry, None
+
+
+def _private(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    return not ip.is_global or ip.is_multicast
+
+
+async def check_server_url(tool: MCPTool, config: MCPConfig, param: str) -> None:
+    """400 unless ``server_url`` is http(s), without credentials, on a host the allow-list
+    names, and — unless the entry names the host literally — resolving to public addresses
+    only (no loopback, private, link-local or metadata address through a wildcard)."""
+    parts = urlsplit(tool.server_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequestError("server_url must be an http(s) URL", param=param)
+    if parts.username or parts.password:
+        raise BadRequestError(
+            "server_url must not carry credentials: send them in headers", param=param
+        )
+    host = parts.hostname.lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BadRequestError("server_url has an invalid port", param=param) from None
+    matched: str | None = None
+    for raw in config.allowed_servers:
+        pattern, allowed_port = _entry(raw)
+        if fnmatch.fnmatchcase(host, pattern) and allowed_port in (None, port):
+            matched = pattern
+            break
+    if matched is None:
+        raise BadRequestError(
+            f"server_url host {host!r} is not allowed: list it in agents.mcp.allowed_servers",
+            param=param,
+            code="server_not_allowed",
+        )
+    if matched == host and "*" not in matched:
+        return  # named literally: the operator chose this host, private or not
+    try:
+        infos = await asyncio.wait_for(
+            asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM), 5
+        )
+    except (OSError, TimeoutError):
+        return  # unresolvable: connecting fails later, as a failed mcp_list_tools item
+    if any(_private(str(info[4][0])) for info in infos):
+        raise BadRequestError(
+            f"server_url host {host!r} resolves to a private or link-local address; only a "
+            "host named literally in agents.mcp.allowed_servers may",
+            param=param,
+            code="server_not_allowed",
+        )
+
+
+def _reason(exc: BaseException, tool: MCPTool) -> str:
+    """A failure's message without the request's header values."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return scrub(text, list((tool.headers or {}).values()))[:1000]
+
+
+@asynccontextmanager
+async def _client(tool: MCPTool, seconds: float) -> AsyncIterator[Any]:
+    import httpx2
+    from mcp import Client
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = dict(tool.headers or {})
+    if tool.authorization:
+        headers["Authorization"] = f"Bearer {tool.authorization}"
+    limits = httpx2.Timeout(seconds, read=seconds)
+    if urlsplit(tool.server_url).path.rstrip("/").endswith("/sse"):
+        transport = sse_client(
+            tool.server_url, headers=headers, timeout=seconds, sse_read_timeout=seconds
+        )
+        async with Client(transport, mode="legacy", cache=None) as client:
+            yield client
+        return
+    async with create_mcp_http_client(headers=headers, timeout=limits) as http:
+        transport = streamable_http_client(tool.server_url, http_client=http)
+        async with Client(transport, cache=None) as client:
+            yield client
+
+
+def _allowed(tool: MCPTool) -> set[str] | None:
+    allowed = tool.allowed_tools
+    if allowed is None:
+        return None
+    if isinstance(allowed, list):
+        return set(allowed)
+    return set(allowed.tool_names or [])
+
+
+async def list_tools(tool: MCPTool, seconds: float) -> list[dict[str, Any]]:
+    """The server's tools (only ``allowed_tools``), as an ``mcp_list_tools`` item lists them."""
+    wanted = _allowed(tool)
+    try:
+        async with asyncio.timeout(seconds), _client(tool, seconds) as client:
+            found: list[Any] = []
+            cursor: str | None = None
+            for _ in range(20):  # pages
+                page = await client.list_tools(cursor=cursor)
+                found.extend(page.tools)
+                cursor = page.next_cursor
+                if not cursor or len(found) >= 512:
+                    break
+    except Exception as exc:  # any transport or protocol failure is the item's error
+        raise MCPFailure(_reason(exc, tool)) from None
+    tools = []
+    for item in found:
+        if wanted is not None and item.name not in wanted:
+            continue
+        tools.append(
+            {
+                "name": item.name,
+                "description": item.description,
+                "input_schema": item.input_schema or {"type": "object", "properties": {}},
+                "annotations": (
+                    item.annotations.model_dump(exclude_none=True) if item.annotations else None
+                ),
+            }
+        )
+    return tools
+
+
+async def call_tool(tool: MCPTool, name: str, arguments: str, seconds: float) -> str:
+    """The tool's result as text; MCPFailure with the reason when the call or the tool fails."""
+    try:
+        parsed = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        raise MCPFailure("the arguments are not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise MCPFailure("the arguments must be a JSON object")
+    try:
+        async with asyncio.timeout(seconds), _client(tool, seconds) as client:
+            result = await client.call_tool(name, parsed)
+    except Exception as exc:
+        raise MCPFailure(_reason(exc, tool)) from None
+    texts = []
+    for block in result.content or []:
+        text = getattr(block, "text", None)
+        texts.append(text if isinstance(text, str) else json.dumps(block.model_dump()))
+    if not texts and result.structured_content is not None:
+        texts.append(json.dumps(result.structured_content))
+    output = "\n".join(texts)[:MAX_OUTPUT_CHARS]
+    if result.is_error:
+        raise MCPFailure(output or "the tool failed")
+    return output
+
+
+def public_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool as stored and returned: header values and the authorization token redacted."""
+    if tool.get("type") != "mcp":
+        return tool
+    out = dict(tool)
+    if out.get("headers"):
+        out["headers"] = dict.fromkeys(out["headers"], REDACTED)
+    if out.get("authorization"):
+        out["authorization"] = REDACTED
+    return out
