@@ -169,6 +169,22 @@ class MCPConfig(_Strict):
     )
 
 
+class JobsConfig(_Strict):
+    """Where asynchronous jobs run (background responses; later eval jobs and batches)."""
+
+    queue_url: str | None = Field(
+        None,
+        description="An SQS queue the jobs function reads. Unset: jobs run in this process as "
+        "background tasks (the local server).",
+    )
+    lambda_margin_seconds: float = Field(
+        20.0,
+        ge=1,
+        description="Kept back from the jobs function's remaining time: a job that reaches it "
+        "checkpoints and continues in a new invocation.",
+    )
+
+
 class AgentsConfig(_Strict):
     """The Responses API's loop and what it keeps (Agents)."""
 
@@ -203,6 +219,12 @@ class AgentsConfig(_Strict):
     )
     file_search_max_results: int = Field(10, ge=1, le=50)
     mcp: MCPConfig = Field(default_factory=MCPConfig)
+    background_max_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Most time a background response may take in all (across job invocations); "
+        "then it ends `incomplete` (reason `deadline`).",
+    )
 
 
 class ShieldResource(_Strict):
@@ -386,6 +408,7 @@ class RunConfig(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    jobs: JobsConfig = Field(default_factory=JobsConfig)
     # Where this config came from, for messages.
     source: str = Field(default="<memory>", exclude=True)
 

@@ -12,6 +12,7 @@ from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
 from llamda.services.inspect import InspectService
+from llamda.services.jobs import JobRunner
 from llamda.services.keys import KeysService
 from llamda.services.limits import RateLimiter
 from llamda.services.models import ModelsService
@@ -53,6 +54,7 @@ class Stack:
         self.models.used_by = self.vector_stores.stores.using_model
         self.models.shared_in_use = self.vector_stores.stores.any_tenant_uses
         self.files.on_delete = self.vector_stores.files.forget_everywhere
+        self.jobs = JobRunner(config.jobs)
         self.agent_items = ItemStore(self.records, self.objects)
         self.conversations = ConversationsService(self.records, self.agent_items, config.agents)
         self.prompts = PromptsService(self.records)
@@ -66,6 +68,7 @@ class Stack:
             self.conversations,
             self.prompts,
             self.shields.exists,
+            self.jobs,
         )
         self.inspect = InspectService(config, self.inference.breaker_states)
 
@@ -74,6 +77,7 @@ class Stack:
         return (await self.inference.unguarded_chat(request)).value
 
     async def close(self) -> None:
+        await self.jobs.close()
         await self.inference.close()
         await self.safety.close()
         await self.vector_stores.close()

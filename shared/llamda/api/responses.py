@@ -373,8 +373,16 @@ class CreateResponseRequest(BaseModel):
             raise ValueError("tool_choice file_search needs a file_search tool")
         if choice == "required" and not self.tools:
             raise ValueError("tool_choice 'required' needs tools")
-        if self.background:
-            raise ValueError("background responses are not served yet")
+        if self.background and self.store is False:
+            raise ValueError("background responses are stored: store cannot be false")
+        if self.background and self.stream:
+            raise ValueError("background responses are not streamed: poll GET /v1/responses/{id}")
+        if self.background and any(
+            isinstance(t, MCPTool) and (t.headers or t.authorization) for t in self.tools or []
+        ):
+            raise ValueError(
+                "mcp headers cannot be used in a background response (they are never stored)"
+            )
         if self.previous_response_id and self.conversation:
             raise ValueError("previous_response_id and conversation cannot both be set")
         return self

@@ -99,6 +99,18 @@ async def input_items(
     )
 
 
+@router.post(
+    "/v1/responses/{response_id}/cancel",
+    summary="Cancel a background response",
+    description="A queued or running background response stops at its next step; one that has "
+    "ended is returned as it is.",
+    response_model=ResponseObject,
+    responses=error_responses(400, 404, 409),
+)
+async def cancel_response(response_id: ResponseId, stack: StackDep) -> Response:
+    return _json(await stack.responses.cancel(response_id))
+
+
 @router.delete(
     "/v1/responses/{response_id}",
     summary="Delete a stored response",

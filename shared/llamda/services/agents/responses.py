@@ -16,6 +16,7 @@ input items (``i…`` keys) and output items (``o…`` keys) in ``response_items
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -34,7 +35,13 @@ from llamda.api.responses import (
 from llamda.api.vector_stores import SearchRequest
 from llamda.config import AgentsConfig
 from llamda.context import add_tokens, bind_deadline, request_deadline
-from llamda.errors import BadRequestError, LlamdaError, NotFoundError, UpstreamTimeoutError
+from llamda.errors import (
+    BadRequestError,
+    ConflictError,
+    LlamdaError,
+    NotFoundError,
+    UpstreamTimeoutError,
+)
 from llamda.observability import logger, record_metrics
 from llamda.services.agents import mcp
 from llamda.services.agents.conversations import ConversationsService
@@ -48,9 +55,10 @@ from llamda.services.agents.convert import (
 from llamda.services.agents.items import Item, ItemStore, new_id, normalize, public
 from llamda.services.agents.prompts import PromptsService
 from llamda.services.inference import InferenceService
+from llamda.services.jobs import Job, JobRunner
 from llamda.services.models import ModelsService
 from llamda.services.vector_stores.service import VectorStoresService
-from llamda.storage.records import Records
+from llamda.storage.records import EXPIRES, Records, save
 
 KIND = "responses"
 RESULTS = "file_search_call.results"
@@ -106,9 +114,12 @@ class ResponsesService:
         conversations: ConversationsService,
         prompts: PromptsService,
         shield_exists: Callable[[str], Awaitable[bool]],
+        jobs: JobRunner,
     ):
         self._config = config
         self._shield_exists = shield_exists
+        self._jobs = jobs
+        jobs.register("response", self._run_background)
         self._records = records
         self._items = items
         self._models = models
@@ -120,7 +131,9 @@ class ResponsesService:
     # -- create ---------------------------------------------------------------------------
 
     async def create(self, request: CreateResponseRequest) -> dict[str, Any]:
-        """Run the loop to its end; the Response object."""
+        """Run the loop to its end (or queue it, ``background``); the Response object."""
+        if request.background:
+            return await self._enqueue(request)
         run = await self.start(request)
         async for _ in run.events():
             pass
@@ -206,6 +219,74 @@ class ResponsesService:
             max_tool_calls=limit,
         )
 
+    # -- background responses ---------------------------------------------------------------
+
+    def _expiry(self) -> int:
+        return int(time.time() + self._config.store_days * 86400)
+
+    async def _enqueue(self, request: CreateResponseRequest) -> dict[str, Any]:
+        """Validate, store the response ``queued`` with its request, and queue its job."""
+        run = await self.start(request)
+        run.status = "queued"
+        kind, expires = _items_kind(run.id), self._expiry()
+        stored = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        await self._items.put(kind, "request", stored, expires_at=expires)
+        for index, item in enumerate(run.plan.inputs):
+            await self._items.put(kind, f"i{index:06d}", item, expires_at=expires)
+        record = {**run.record(), "version": 0}
+        await self._records.put(KIND, run.id, record, if_absent=True, expires_at=expires)
+        await self._jobs.submit("response", run.id)
+        return run.response()
+
+    async def _run_background(self, job: Job) -> None:
+        """The job of a background response: run (or continue) it, checkpointing after each
+        step; stop when it was cancelled; a redelivered or duplicate job does nothing."""
+        response_id = _check_id(str(job["id"]))
+        record = await self._records.get(KIND, response_id)
+        if record is None or record.get("status") not in ("queued", "in_progress"):
+            return
+        kind = _items_kind(response_id)
+        stored = await self._items.get(kind, "request")
+        if stored is None:
+            return
+        request = CreateResponseRequest.model_validate(stored)
+        try:
+            plan = await self._plan(request)
+        except LlamdaError as exc:  # e.g. its vector store was deleted meanwhile
+            record["status"] = "failed"
+            record["error"] = {"code": exc.code or exc.error_type, "message": exc.message}
+            await save(self._records, KIND, response_id, record)
+            return
+        plan.inputs = [item for _, item in await self._items.all(kind, prefix="i", limit=10**6)]
+        output = [item for _, item in await self._items.all(kind, prefix="o", limit=10**6)]
+        run = _Run(self, plan, resume=record, output=output)
+        run.status = "in_progress"
+        if not await run.checkpoint():
+            return
+        async for _ in run.events():
+            pass
+        if run.suspended:
+            await self._jobs.submit("response", response_id, attempt=int(job.get("attempt", 0)) + 1)
+
+    async def cancel(self, response_id: str) -> dict[str, Any]:
+        """Cancel a queued or running background response (it stops at its next step)."""
+        for _ in range(5):
+            record = await self._records.get(KIND, _check_id(response_id))
+            if record is None:
+                raise NotFoundError(f"response {response_id[:80]!r} not found", param="response_id")
+            if not record.get("background"):
+                raise BadRequestError(
+                    "only background responses can be cancelled", param="response_id"
+                )
+            if record["status"] not in ("queued", "in_progress"):
+                break  # already over: cancelling is a no-op
+            record["status"] = "cancelled"
+            if await save(self._records, KIND, response_id, record):
+                break
+        else:
+            raise ConflictError("the response kept changing; retry the cancel")
+        return await self.get(response_id)
+
     async def _chain(self, response_id: str) -> list[Item]:
         """The items that led to a response and its output: its previous chain, oldest
         first, each response's input then output."""
@@ -263,7 +344,7 @@ class ResponsesService:
     async def get(self, response_id: str) -> dict[str, Any]:
         record = await self._record(response_id)
         output = await self._items.all(
-            _items_kind(response_id), prefix="o", limit=int(record.get("n_output", 0)) + 1
+            _items_kind(response_id), prefix="o", limit=int(record.get("n_output", 0))
         )
         return _as_response(record, [item for _, item in output])
 
@@ -330,7 +411,7 @@ class ResponsesService:
         data = []
         for record in found:
             output = await self._items.all(
-                _items_kind(record["id"]), prefix="o", limit=int(record.get("n_output", 0)) + 1
+                _items_kind(record["id"]), prefix="o", limit=int(record.get("n_output", 0))
             )
             data.append(_as_response(record, [item for _, item in output]))
         return {
@@ -395,11 +476,12 @@ def _visible(item: Item, include: list[str]) -> Item:
     return item
 
 
+_INTERNAL = ("n_input", "n_output", "include", "steps", "tool_calls", "version", EXPIRES)
+
+
 def _as_response(record: dict[str, Any], output: list[Item]) -> dict[str, Any]:
     include = record.get("include") or []
-    response = {
-        k: v for k, v in record.items() if k not in ("n_input", "n_output", "include", "conv")
-    }
+    response = {k: v for k, v in record.items() if k not in _INTERNAL}
     response["output"] = [_visible(item, include) for item in output]
     return response
 
@@ -407,23 +489,41 @@ def _as_response(record: dict[str, Any], output: list[Item]) -> dict[str, Any]:
 class _Run:
     """One response being produced: its state, its events, and the loop."""
 
-    def __init__(self, service: ResponsesService, plan: _Plan):
+    def __init__(
+        self,
+        service: ResponsesService,
+        plan: _Plan,
+        *,
+        resume: dict[str, Any] | None = None,
+        output: list[Item] | None = None,
+    ):
+        """A new run, or (``resume``: its stored record and output) a background response
+        continued where its last checkpoint left it."""
         self.service = service
         self.plan = plan
-        self.id = new_id("resp")
-        self.created_at = int(time.time())
+        self.id = resume["id"] if resume else new_id("resp")
+        self.created_at = int(resume["created_at"]) if resume else int(time.time())
         self.status = "in_progress"
-        self.output: list[Item] = []
-        self.usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+        self.output: list[Item] = list(output or [])
+        usage = (resume or {}).get("usage") or {}
+        self.usage = {k: int(usage.get(k, 0)) for k in ("input_tokens", "output_tokens")}
+        self.usage["total_tokens"] = self.usage["input_tokens"] + self.usage["output_tokens"]
         self.error: dict[str, Any] | None = None
         self.incomplete: dict[str, Any] | None = None
         self.failure: LlamdaError | None = None
         self.sequence = 0
-        self.tool_calls = 0
-        self.steps = 0
+        self.tool_calls = int((resume or {}).get("tool_calls", 0))
+        self.steps = int((resume or {}).get("steps", 0))
         self.verdicts: set[tuple[str, str, str]] = set()
         # MCP tools the model may call: function name → (server, the tool's listing).
         self.mcp_functions: dict[str, tuple[MCPTool, dict[str, Any]]] = {}
+        # A background run: its record's version and expiry (checkpoints are conditional on
+        # the version, so a cancel or a duplicate worker stops it), items already saved.
+        self.background = bool(resume) or bool(plan.request.background)
+        self.version = int((resume or {}).get("version", 0))
+        self.expires_at = (resume or {}).get(EXPIRES)
+        self.saved_items = len(self.output)
+        self.suspended = False  # out of invocation time: continues in a new job
 
     # -- the Response object ----------------------------------------------------------------
 
@@ -435,7 +535,7 @@ class _Run:
             "object": "response",
             "created_at": self.created_at,
             "status": self.status,
-            "background": False,
+            "background": self.background,
             "error": self.error,
             "incomplete_details": self.incomplete,
             "instructions": request.instructions,
@@ -472,7 +572,27 @@ class _Run:
             "include": list(request.include or []),
             "n_input": len(self.plan.inputs),
             "n_output": len(self.output),
+            "steps": self.steps,
+            "tool_calls": self.tool_calls,
         }
+
+    async def checkpoint(self) -> bool:
+        """Save a background run's progress (new output items, then its record, conditional
+        on the version read); False when it was cancelled (or taken over) meanwhile."""
+        records, items = self.service._records, self.service._items
+        kind = _items_kind(self.id)
+        expires = self.expires_at or self.service._expiry()
+        for index in range(self.saved_items, len(self.output)):
+            await items.put(kind, f"o{index:06d}", self.output[index], expires_at=expires)
+        self.saved_items = len(self.output)
+        record = {**self.record(), "version": self.version, EXPIRES: expires}
+        if await save(records, KIND, self.id, record):
+            self.version = record["version"]
+            return True
+        current = await records.get(KIND, self.id)
+        if current is not None and current.get("status") == "cancelled":
+            self.status = "cancelled"
+        return False
 
     def _usage(self) -> dict[str, Any]:
         return {
@@ -493,8 +613,14 @@ class _Run:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """The Responses stream events, from ``response.created`` to the end."""
         config = self.service._config
-        deadline = time.monotonic() + config.deadline_seconds
+        if self.background:  # its whole budget counts from its creation
+            left = self.created_at + config.background_max_seconds - time.time()
+            deadline = time.monotonic() + left
+        else:
+            deadline = time.monotonic() + config.deadline_seconds
         hard = request_deadline()
+        # A background run out of its invocation's time (not of its budget) continues later.
+        suspendable = self.background and hard is not None and hard < deadline
         if hard is not None:
             deadline = min(deadline, hard)
         deadline -= FINISH_SECONDS
@@ -505,10 +631,12 @@ class _Run:
         request = self.plan.request
         try:
             for tool in request.tools or []:
-                if isinstance(tool, MCPTool):
+                if isinstance(tool, MCPTool) and not self._listed_before(tool):
                     async for event in self._mcp_list(tool, deadline):
                         yield event
             while True:
+                if self.background and not await self.checkpoint():
+                    return  # cancelled: the record says so already
                 if self.steps >= config.max_steps:
                     self._incomplete("max_steps")
                     break
@@ -555,6 +683,11 @@ class _Run:
                 self._fail(exc)
         except LlamdaError as exc:
             self._fail(exc)
+        if suspendable and self.incomplete == {"reason": "deadline"}:
+            # Keep what is finished; the step cut short runs again in the next invocation.
+            self.status, self.incomplete, self.suspended = "in_progress", None, True
+            self.output = [i for i in self.output if i.get("status") != "in_progress"]
+            self.saved_items = min(self.saved_items, len(self.output))
         record_metrics(
             {"status": self.status},
             agent_steps=self.steps,
@@ -577,6 +710,15 @@ class _Run:
     def _searching(self) -> bool:
         return any(isinstance(t, FileSearchTool) for t in self.plan.request.tools or [])
 
+    def _listed_before(self, tool: MCPTool) -> bool:
+        """A continued run offers the tools its earlier invocation listed (no new listing)."""
+        for item in self.output:
+            if item["type"] == "mcp_list_tools" and item["server_label"] == tool.server_label:
+                for listed in item.get("tools") or []:
+                    self.mcp_functions.setdefault(listed["name"], (tool, listed))
+                return True
+        return False
+
     def _server_side(self, name: str) -> bool:
         """Whether a call of ``name`` runs here (file_search, an MCP tool)."""
         return name in self.mcp_functions or (name == FILE_SEARCH and self._searching())
@@ -598,6 +740,16 @@ class _Run:
 
     async def _finish(self) -> None:
         plan = self.plan
+        if self.background:
+            if not await self.checkpoint():
+                return
+            if self.suspended or not plan.conversation_id:
+                return
+            with contextlib.suppress(LlamdaError):
+                await self.service._conversations.append(
+                    plan.conversation_id, plan.inputs + self.output
+                )
+            return
         if self.failure is not None and not self.output:
             return  # nothing happened worth keeping; the client gets the error
         try:
