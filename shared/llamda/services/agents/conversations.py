@@ -8,6 +8,7 @@ expires ``store_days`` after the conversation was made (items with their convers
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -80,7 +81,8 @@ class ConversationsService:
             "created_at": now,
             "metadata": metadata or {},
         }
-        expires_at = now + int(self._config.store_days * DAY)
+        # Rounded up: kept at least store_days (a record is gone once its second has passed).
+        expires_at = math.ceil(time.time() + self._config.store_days * DAY)
         await self._records.put(
             CONVERSATIONS, conversation_id, record, if_absent=True, expires_at=expires_at
         )
