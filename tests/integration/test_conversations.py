@@ -126,11 +126,12 @@ def test_llama_stack_client_conversations_basics(server: LiveServer, alice: str)
     assert conv.id.startswith("conv_") and conv.metadata == {"a": "b"}
     assert lsc.conversations.retrieve(conv.id).id == conv.id
     assert lsc.conversations.update(conv.id, metadata={"a": "c"}).metadata == {"a": "c"}
+    long_text = "hi there " * 100  # string content is not bounded like a list of parts
     lsc.conversations.items.create(
-        conv.id, items=[{"type": "message", "role": "assistant", "content": "hi there"}]
+        conv.id, items=[{"type": "message", "role": "assistant", "content": long_text}]
     )
     items = list(lsc.conversations.items.list(conv.id, order="asc"))
-    assert [i.content[0].text for i in items] == ["hello", "hi there"]
+    assert [i.content[0].text for i in items] == ["hello", long_text]
     assert lsc.conversations.items.get(items[1].id, conversation_id=conv.id).id == items[1].id
     assert lsc.conversations.delete(conv.id).deleted is True
 

@@ -87,7 +87,7 @@ class MessageItem(_Lenient):
     type: Literal["message"] = "message"
     id: ItemId | None = None
     role: Literal["user", "assistant", "system", "developer"]
-    content: Text | list[ContentPart] = Field(max_length=256)
+    content: Text | Annotated[list[ContentPart], Field(max_length=256)]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
     name: ParticipantName | None = None
 
