@@ -205,6 +205,18 @@ def test_bad_input_is_a_4xx_in_openai_shape(server: LiveServer, client: openai.O
     ):
         reply = httpx.post(f"{server.url}{path}", content=body, headers=headers)
         assert reply.status_code == 400, (path, reply.text)
+    not_a_score = {
+        "type": "file_search_call",
+        "id": "fs_1",
+        "results": [{"file_id": "f", "score": False}],
+    }
+    reply = httpx.post(
+        f"{server.url}/v1/conversations", json={"items": [not_a_score]}, headers=headers
+    )
+    assert reply.status_code == 400 and "score" in reply.json()["error"]["message"]
+    # A wrong method names every method of the path (the routes of an included router too).
+    wrong = httpx.patch(f"{server.url}/v1/conversations/{conv.id}", headers=headers)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "DELETE, GET, POST"
     weird = httpx.get(f"{server.url}/v1/conversations/%00%ff", headers=headers)
     assert weird.status_code == 404 and weird.json()["error"]["code"]
 

@@ -143,6 +143,12 @@ def test_bounds_are_400s(server: LiveServer, client: LlamaStackClient, alice_key
         ("POST", "/v1/prompts", b"{"),
         ("POST", "/v1/prompts", b'{"prompt": "x", "surprise": 1}'),
         ("PUT", f"/v1/prompts/{made.prompt_id}", b'{"prompt": "x"}'),
+        ("PUT", f"/v1/prompts/{made.prompt_id}", b'{"prompt": "x", "version": "32"}'),
+        (
+            "PUT",
+            f"/v1/prompts/{made.prompt_id}",
+            b'{"prompt": "x", "version": 32, "set_as_default": 0}',
+        ),
         ("PUT", f"/v1/prompts/{made.prompt_id}/set-default-version", b'{"version": "one"}'),
     ):
         reply = httpx.request(method, f"{server.url}{path}", content=body, headers=headers)

@@ -44,15 +44,15 @@ class UpdatePromptRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: Template
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: int = Field(ge=1, le=2**31 - 1, strict=True)
     variables: Variables | None = None
-    set_as_default: bool = True
+    set_as_default: bool = Field(True, strict=True)
 
 
 class SetDefaultVersionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: int = Field(ge=1, le=2**31 - 1, strict=True)
 
 
 class PromptObject(BaseModel):

@@ -112,7 +112,7 @@ class FunctionCallOutputItem(_Lenient):
 class FileSearchResult(_Lenient):
     file_id: str = ""
     filename: str = ""
-    score: float = 0.0
+    score: float = Field(0.0, strict=True, allow_inf_nan=False)  # not `false`, not NaN
     text: Text = ""
     attributes: dict[str, Any] = Field(default_factory=dict)
 
