@@ -12,7 +12,7 @@ from llamda.api.responses import FunctionCallItem, MessageItem
 from llamda.config import AgentsConfig
 from llamda.context import tenant_scope
 from llamda.errors import BadRequestError, NotFoundError
-from llamda.services.agents.conversations import ConversationsService
+from llamda.services.agents.conversations import ConversationsService, items_kind
 from llamda.services.agents.items import INLINE_BYTES, ItemStore, normalize
 from llamda.storage.objects_local import LocalObjectStore
 from llamda.storage.records_sqlite import SqliteRecordStore
@@ -71,5 +71,27 @@ def test_unknown_or_malformed_ids_are_404(service: ConversationsService, bad: st
                 await service.context(bad, limit=10)
             with pytest.raises(NotFoundError):
                 await service.append(bad, [normalize(user("x"))])
+
+    asyncio.run(run())
+
+
+def test_delete_removes_the_items_and_their_spilled_objects(tmp_path: Path) -> None:
+    records = SqliteRecordStore(tmp_path / "records.sqlite3")
+    service = ConversationsService(
+        records, ItemStore(records, LocalObjectStore(tmp_path / "objects")), AgentsConfig()
+    )
+
+    async def run() -> None:
+        with tenant_scope("alice"):
+            big = MessageItem(role="user", content="y" * (INLINE_BYTES + 1))
+            conv = await service.create([user("small"), big], None)
+            kind = items_kind(conv.id)
+            assert len(await records.list(kind)) == 2
+            assert [p for p in (tmp_path / "objects").rglob("*.json")]
+            await service.delete(conv.id)
+            assert await records.list(kind) == []
+            assert not [p for p in (tmp_path / "objects").rglob("*.json")]
+            with pytest.raises(NotFoundError):
+                await service.context(conv.id, limit=10)
 
     asyncio.run(run())

@@ -28,6 +28,8 @@ from llamda.storage.records import EXPIRES, Records, save
 CONVERSATIONS = "conversations"
 _CONVERSATION_ID = re.compile(CONVERSATION_ID)
 DAY = 86400
+# Items a conversation's delete removes itself; any beyond expire with the conversation.
+DELETE_INLINE = 1000
 
 
 def items_kind(conversation_id: str) -> str:
@@ -83,10 +85,11 @@ class ConversationsService:
         }
         # Rounded up: kept at least store_days (a record is gone once its second has passed).
         expires_at = math.ceil(time.time() + self._config.store_days * DAY)
+        # Items first: a create cut short leaves no conversation, only items that expire.
+        await self._put_items(conversation_id, [normalize(i) for i in items], expires_at)
         await self._records.put(
             CONVERSATIONS, conversation_id, record, if_absent=True, expires_at=expires_at
         )
-        await self._put_items(conversation_id, [normalize(i) for i in items], expires_at)
         return _public(record)
 
     async def get(self, conversation_id: str) -> ConversationObject:
@@ -105,10 +108,13 @@ class ConversationsService:
     async def delete(self, conversation_id: str) -> None:
         await self._record(conversation_id)
         # The record first: once it is gone the conversation and its items are unreachable
-        # (404), so a delete cut short (a Lambda timeout) leaves nothing a client can see; the
-        # items' own expiry removes what is left.
+        # (404; its id is never made again). Then a bounded number of items, so a huge
+        # conversation cannot make the request run past its deadline: the items' own expiry
+        # (DynamoDB TTL, purge_expired locally) removes the rest.
         await self._records.delete(CONVERSATIONS, conversation_id)
-        await self._items.delete_all(items_kind(conversation_id))
+        kind = items_kind(conversation_id)
+        for row in await self._records.list(kind, limit=DELETE_INLINE):
+            await self._items.delete(kind, row["id"])
 
     async def add_items(self, conversation_id: str, items: list[BaseModel]) -> ConversationItemList:
         """``POST …/items``: the new items, normalized, in the order given."""
