@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel
 
 from llamda.api.errors import error_responses
 from llamda.api.prompts import (
@@ -23,8 +24,10 @@ StackDep = Annotated[Stack, Depends(get_stack)]
 PromptId = Annotated[str, Path(max_length=128, description="A prompt id (pmpt_…).")]
 
 
-class PromptVersions(ListPromptsResponse):
+class PromptVersions(BaseModel):
     """Every version of one prompt, oldest first."""
+
+    data: list[PromptObject]
 
 
 @router.post(
