@@ -195,7 +195,7 @@ def test_bad_input_is_a_4xx_in_openai_shape(server: LiveServer, client: openai.O
         with pytest.raises(openai.NotFoundError):
             client.conversations.items.delete(bad_item, conversation_id=conv.id)
     # Malformed bodies and ids never reach a 5xx.
-    headers = {"authorization": f"Bearer {client.api_key}"}
+    headers = {"authorization": f"Bearer {client.api_key}", "content-type": "application/json"}
     for path, body in (
         ("/v1/conversations", b"{"),
         ("/v1/conversations", b'{"items": "no"}'),

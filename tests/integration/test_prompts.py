@@ -20,6 +20,8 @@ from llama_stack_client import (
 from tests.conftest import LiveServer
 from tests.integration.agents_server import agents_server, create_key
 
+JSON = {"content-type": "application/json"}
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -139,21 +141,26 @@ def test_bounds_are_400s(server: LiveServer, client: LlamaStackClient, alice_key
         client.prompts.update(made.prompt_id, prompt="v33", version=32)
     assert caught.value.body["error"]["code"] == "too_many_versions"
     headers = {"authorization": f"Bearer {alice_key}"}
+    fresh = client.prompts.create(prompt="fresh")
     for method, path, body in (
         ("POST", "/v1/prompts", b"{"),
         ("POST", "/v1/prompts", b'{"prompt": "x", "surprise": 1}'),
         ("PUT", f"/v1/prompts/{made.prompt_id}", b'{"prompt": "x"}'),
-        ("PUT", f"/v1/prompts/{made.prompt_id}", b'{"prompt": "x", "version": "32"}'),
+        # Types are not coerced: "1" is not a version, 0 is not a boolean.
+        ("PUT", f"/v1/prompts/{fresh.prompt_id}", b'{"prompt": "x", "version": "1"}'),
         (
             "PUT",
-            f"/v1/prompts/{made.prompt_id}",
-            b'{"prompt": "x", "version": 32, "set_as_default": 0}',
+            f"/v1/prompts/{fresh.prompt_id}",
+            b'{"prompt": "x", "version": 1, "set_as_default": 0}',
         ),
         ("PUT", f"/v1/prompts/{made.prompt_id}/set-default-version", b'{"version": "one"}'),
     ):
-        reply = httpx.request(method, f"{server.url}{path}", content=body, headers=headers)
+        reply = httpx.request(
+            method, f"{server.url}{path}", content=body, headers={**headers, **JSON}
+        )
         assert reply.status_code == 400, (path, reply.text)
         assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
+    assert len(client.prompts.versions.list(fresh.prompt_id)) == 1
     bad_version = httpx.get(
         f"{server.url}/v1/prompts/{made.prompt_id}", params={"version": "0"}, headers=headers
     )
