@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
 from llamda import __version__
 from llamda.api import bounds
@@ -199,6 +200,8 @@ def install_error_handlers(app: FastAPI) -> None:
         elif exc.status_code == 405:
             # Starlette names only the first matching route's methods; list them all.
             allowed = _allowed_methods(request.app, request.url.path)
+            # Starlette's own ``Allow`` (that route's methods only) is replaced, not repeated.
+            headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
             headers["allow"] = ", ".join(allowed)
             message = (
                 f"Method {request.method} not allowed on {request.url.path} "
@@ -209,6 +212,18 @@ def install_error_handlers(app: FastAPI) -> None:
         error = LlamdaError(message, code=code)
         error.status_code, error.error_type = exc.status_code, error_type
         return JSONResponse(error.to_dict(), status_code=exc.status_code, headers=headers)
+
+
+def _api_routes(routes: Sequence[BaseRoute]) -> list[APIRoute]:
+    """The APIRoutes of a router, those of routers it includes too (FastAPI keeps an included
+    router as one route, not its routes; none is included with a prefix)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif (inner := getattr(route, "original_router", None)) is not None:
+            found += _api_routes(inner.routes)
+    return found
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
@@ -342,7 +357,7 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     for module in modules:
         router = importlib.import_module(module).router
         app.include_router(router)
-        app.state.api_routes += [r for r in router.routes if isinstance(r, APIRoute)]
+        app.state.api_routes += _api_routes(router.routes)
     app.openapi = lambda: _openapi_with_error_shape(app)  # type: ignore[method-assign]
     # Added last = outermost: the request id is bound before the size check answers.
     app.add_middleware(

@@ -87,7 +87,7 @@ class MessageItem(_Lenient):
     type: Literal["message"] = "message"
     id: ItemId | None = None
     role: Literal["user", "assistant", "system", "developer"]
-    content: Text | list[ContentPart] = Field(max_length=256)
+    content: Text | Annotated[list[ContentPart], Field(max_length=256)]
     status: Literal["in_progress", "completed", "incomplete"] | None = None
     name: ParticipantName | None = None
 
@@ -112,7 +112,7 @@ class FunctionCallOutputItem(_Lenient):
 class FileSearchResult(_Lenient):
     file_id: str = ""
     filename: str = ""
-    score: float = 0.0
+    score: float = Field(0.0, strict=True, allow_inf_nan=False)  # not `false`, not NaN
     text: Text = ""
     attributes: dict[str, Any] = Field(default_factory=dict)
 
