@@ -5,6 +5,8 @@ OpenAI-compatible upstream."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import openai
 import pytest
 from llama_stack_client import LlamaStackClient
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, log_text, start_server, stop_server
 from tests.fakes.bedrock import FakeBedrockServer, Reply
 from tests.fakes.openai_upstream import OpenAIUpstream
 
@@ -503,3 +505,143 @@ def test_state_survives_a_new_server_process(
         assert two.output_text == "You said: -3C"
     finally:
         stop_server(second)
+
+
+def test_a_conversation_over_three_turns(
+    oai: openai.OpenAI, fake_bedrock: FakeBedrockServer
+) -> None:
+    conversation = oai.conversations.create(metadata={"topic": "test"})
+    for turn in range(1, 4):
+        response = oai.responses.create(
+            model="llama-agent", input=f"turn {turn}", conversation=conversation.id
+        )
+        assert response.output_text == f"You said: turn {turn}"
+    # The third call saw the whole conversation: three questions and two answers.
+    messages = _bodies(fake_bedrock)[-1]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"] * 2 + ["user"]
+    assert messages[2]["content"][0]["text"] == "turn 2"
+    items = oai.conversations.items.list(conversation.id, order="asc", limit=100)
+    texts = [item.content[0].text for item in items.data]
+    assert texts == [
+        "turn 1",
+        "You said: turn 1",
+        "turn 2",
+        "You said: turn 2",
+        "turn 3",
+        "You said: turn 3",
+    ]
+    with pytest.raises(openai.BadRequestError):  # one or the other, as OpenAI answers
+        oai.responses.create(
+            model="llama-agent",
+            input="x",
+            conversation=conversation.id,
+            previous_response_id=response.id,
+        )
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(model="llama-agent", input="x", conversation="conv_nope")
+
+
+def test_a_prompt_with_variables_and_versions(
+    server: LiveServer, oai: openai.OpenAI, fake_bedrock: FakeBedrockServer
+) -> None:
+    client = LlamaStackClient(base_url=server.url, max_retries=0)
+    prompt = client.prompts.create(prompt="You are a {{ role }} assistant.", variables=["role"])
+    client.prompts.update(
+        prompt.prompt_id,
+        prompt="You are a {{ role }} assistant. Be terse.",
+        variables=["role"],
+        version=prompt.version,
+        set_as_default=True,
+    )
+    oai.responses.create(
+        model="llama-agent",
+        input="hi",
+        prompt={"id": prompt.prompt_id, "variables": {"role": "pirate"}},
+    )
+    assert _bodies(fake_bedrock)[-1]["system"] == [
+        {"text": "You are a pirate assistant. Be terse."}
+    ]
+    oai.responses.create(
+        model="llama-agent",
+        input="hi",
+        instructions="Answer in French.",
+        prompt={"id": prompt.prompt_id, "version": "1", "variables": {"role": "chef"}},
+    )
+    assert _bodies(fake_bedrock)[-1]["system"] == [
+        {"text": "You are a chef assistant."},
+        {"text": "Answer in French."},
+    ]
+    with pytest.raises(openai.BadRequestError):  # a variable the template needs is missing
+        oai.responses.create(model="llama-agent", input="hi", prompt={"id": prompt.prompt_id})
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.create(
+            model="llama-agent",
+            input="hi",
+            prompt={"id": prompt.prompt_id, "version": "9", "variables": {"role": "x"}},
+        )
+
+
+def _finished(
+    oai: openai.OpenAI, response_id: str, timeout: float = 30
+) -> openai.types.responses.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = oai.responses.retrieve(response_id)
+        if response.status not in ("queued", "in_progress"):
+            return response
+        time.sleep(0.1)
+    raise AssertionError(f"{response_id} still {response.status}")
+
+
+def test_background_response_runs_and_is_polled(
+    oai: openai.OpenAI, fake_bedrock: FakeBedrockServer, store: str
+) -> None:
+    fake_bedrock.fake.script(
+        AGENT,
+        Reply(tool={"name": "file_search", "input": {"queries": ["kettle warranty"]}}),
+    )
+    queued = oai.responses.create(
+        model="llama-agent",
+        input="How long is the warranty?",
+        tools=[{"type": "file_search", "vector_store_ids": [store]}],
+        background=True,
+    )
+    assert queued.status in ("queued", "in_progress") and queued.background is True
+    done = _finished(oai, queued.id)
+    assert done.status == "completed"
+    assert [item.type for item in done.output] == ["file_search_call", "message"]
+    assert "24 months" in done.output_text
+    assert [i.type for i in oai.responses.input_items.list(queued.id).data] == ["message"]
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.create(model="llama-agent", input="x", background=True, store=False)
+    with pytest.raises(openai.BadRequestError):  # only background responses can be cancelled
+        oai.responses.cancel(oai.responses.create(model="llama-agent", input="plain").id)
+
+
+def test_background_response_is_cancelled_mid_run(
+    oai: openai.OpenAI, fake_bedrock: FakeBedrockServer, server: LiveServer
+) -> None:
+    release = threading.Event()
+    fake_bedrock.fake.script(
+        AGENT, Reply(tool={"name": "get_weather", "input": {"city": "Lima"}}, hold=release)
+    )
+    try:
+        queued = oai.responses.create(
+            model="llama-agent", input="Weather in Lima?", tools=[WEATHER], background=True
+        )
+        deadline = time.monotonic() + 20
+        while not fake_bedrock.fake.calls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert fake_bedrock.fake.calls, "the model was never called"
+        running = oai.responses.retrieve(queued.id)
+        assert running.status == "in_progress"  # progress is visible while it runs
+        cancelled = oai.responses.cancel(queued.id)
+        assert cancelled.status == "cancelled"
+    finally:
+        release.set()
+    # The model answers; the run sees the cancel at its next checkpoint and stops.
+    stopped = f"background response stopped: {queued.id}"
+    assert stopped in log_text(server, stopped)
+    final = oai.responses.retrieve(queued.id)
+    assert final.status == "cancelled" and final.output == []
+    assert oai.responses.cancel(queued.id).status == "cancelled"  # idempotent

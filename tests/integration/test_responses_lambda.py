@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from tests.conftest import ROOT
-from tests.e2e.harness import api_gateway_event, response_json
+from tests.e2e.harness import api_gateway_event, response_json, sqs_event
 from tests.fakes.bedrock import FakeBedrockServer, Reply
 
 MODEL = "meta.llama3-2-11b-instruct-v1:0"
@@ -38,8 +38,10 @@ storage:
   objects: {{type: local, root: "{home}/objects"}}
   vectors: {{uri: "{home}/lancedb"}}
 server: {{auth: authorizer}}
+jobs: {{queue_url: "{queue}", lambda_margin_seconds: 1}}
 """
 HANDLER = "from llamda.lambda_runtime import http_handler\nlambda_handler = http_handler(apis=['agents'])\n"
+JOBS = "from llamda.lambda_jobs import sqs_handler\nlambda_handler = sqs_handler()\n"
 TOOL = {
     "type": "function",
     "name": "lookup",
@@ -62,6 +64,8 @@ def function(tmp_path: Path, moto_endpoint: str, fake_bedrock: FakeBedrockServer
         ],
         BillingMode="PAY_PER_REQUEST",
     )
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     (tmp_path / "run.yaml").write_text(
         CONFIG.format(
             bedrock=fake_bedrock.endpoint,
@@ -69,20 +73,27 @@ def function(tmp_path: Path, moto_endpoint: str, fake_bedrock: FakeBedrockServer
             table=table,
             moto=moto_endpoint,
             home=tmp_path,
+            queue=queue,
         )
     )
     (tmp_path / "app.py").write_text(HANDLER)
+    (tmp_path / "jobs.py").write_text(JOBS)
+    (tmp_path / "queue").write_text(queue)
+    (tmp_path / "moto").write_text(moto_endpoint)
     return tmp_path
 
 
 def invoke(
-    function: Path, events: list[dict[str, Any]], timeout_ms: int = 29000
+    function: Path,
+    events: list[dict[str, Any]],
+    timeout_ms: int = 29000,
+    handler: str = "app.lambda_handler",
 ) -> list[dict[str, Any]]:
     """A fresh process (a cold container) serving ``events`` through the real handler."""
     out = function / f"result-{uuid.uuid4().hex[:6]}.json"
     request = {
         "paths": [str(function)],
-        "handler": "app.lambda_handler",
+        "handler": handler,
         "events": events,
         "timeout_ms": timeout_ms,
     }
@@ -96,6 +107,7 @@ def invoke(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_ENDPOINT_URL": (function / "moto").read_text(),
     }
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
@@ -170,3 +182,59 @@ def test_a_hanging_model_ends_the_response_incomplete_before_the_function_times_
     response = response_json(result)
     assert response["status"] == "incomplete"
     assert response["incomplete_details"] == {"reason": "deadline"}
+
+
+def queued_jobs(function: Path) -> list[str]:
+    """The job messages on the queue, as the SQS event source would deliver them."""
+    sqs = boto3.client("sqs", endpoint_url=(function / "moto").read_text(), region_name="us-east-1")
+    queue = (function / "queue").read_text()
+    bodies: list[str] = []
+    while True:
+        reply = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+        messages = reply.get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(message["Body"])
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_a_background_response_runs_in_the_jobs_function_and_continues_when_out_of_time(
+    function: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    [created] = invoke(
+        function, [create({"model": "agent", "input": "slowly please", "background": True})]
+    )
+    response = response_json(created)
+    assert created["statusCode"] == 200 and response["status"] == "queued"
+    bodies = queued_jobs(function)
+    assert [json.loads(b)["id"] for b in bodies] == [response["id"]]
+    assert json.loads(bodies[0])["tenant"] == "acme"
+    # The first invocation has 6 s (5 s less the margin): the model takes 10 s, so the job
+    # checkpoints and queues its continuation instead of failing.
+    fake_bedrock.fake.script(MODEL, Reply(text="late", delay=10))
+    [result] = invoke(function, [sqs_event(bodies)], timeout_ms=6000, handler="jobs.lambda_handler")
+    assert result == {"batchItemFailures": []}
+    assert len(fake_bedrock.fake.calls_for("converse-stream", MODEL)) == 1  # cut short
+    [polled] = invoke(
+        function, [api_gateway_event("GET", f"/v1/responses/{response['id']}", tenant="acme")]
+    )
+    assert response_json(polled)["status"] == "in_progress"
+    continuation = queued_jobs(function)
+    assert [json.loads(b)["attempt"] for b in continuation] == [1]
+    [result] = invoke(function, [sqs_event(continuation)], handler="jobs.lambda_handler")
+    assert result == {"batchItemFailures": []}
+    [polled, other] = invoke(
+        function,
+        [
+            api_gateway_event("GET", f"/v1/responses/{response['id']}", tenant="acme"),
+            api_gateway_event("GET", f"/v1/responses/{response['id']}", tenant="globex"),
+        ],
+    )
+    done = response_json(polled)
+    assert done["status"] == "completed" and done["background"] is True
+    assert done["output"][0]["content"][0]["text"] == "You said: slowly please"
+    assert other["statusCode"] == 404
+    # A redelivered message does nothing to a finished response.
+    [again] = invoke(function, [sqs_event(bodies)], handler="jobs.lambda_handler")
+    assert again == {"batchItemFailures": []} and queued_jobs(function) == []

@@ -261,10 +261,12 @@ class ResponsesService:
         output = [item for _, item in await self._items.all(kind, prefix="o", limit=10**6)]
         run = _Run(self, plan, resume=record, output=output)
         run.status = "in_progress"
-        if not await run.checkpoint():
+        if await run.checkpoint():
+            async for _ in run.events():
+                pass
+        if run.status == "cancelled":
+            logger.info(f"background response stopped: {response_id} was cancelled")
             return
-        async for _ in run.events():
-            pass
         if run.suspended:
             await self._jobs.submit("response", response_id, attempt=int(job.get("attempt", 0)) + 1)
 
