@@ -9,7 +9,7 @@ import pytest
 from llamda.api.inference import ChatCompletionRequest
 from llamda.errors import BadRequestError
 from llamda.services.agents.convert import check_calls_answered, to_messages
-from llamda.services.agents.responses import _queries
+from llamda.services.agents.run import queries_of as _queries
 
 
 def msg(role: str, text: str) -> dict:
