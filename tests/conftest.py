@@ -126,7 +126,7 @@ def stop_server(server: LiveServer) -> None:
 TEST_CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, safety, files, vector_io]
+apis: [inspect, models, inference, safety, files, vector_io, agents]
 providers:
   vector_io:
     - provider_id: lancedb

@@ -199,9 +199,11 @@ class MCPTool(_Lenient):
     server_label: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     server_url: str = Field(min_length=8, max_length=2048)
     server_description: str | None = Field(None, max_length=4096)
-    allowed_tools: list[Annotated[str, Field(max_length=128)]] | MCPAllowedTools | None = Field(
-        None, max_length=256
-    )
+    allowed_tools: (
+        Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=256)]
+        | MCPAllowedTools
+        | None
+    ) = None
     headers: dict[HeaderName, HeaderValue] | None = Field(None, max_length=32)
     authorization: str | None = Field(None, max_length=8192)
     require_approval: Literal["never"] | None = Field(
@@ -325,14 +327,18 @@ class CreateResponseRequest(BaseModel):
     model: str | None = Field(
         None, min_length=1, description="Required unless a prompt or previous response gives it."
     )
-    input: Text | list[InputItem] = Field(max_length=MAX_INPUT_ITEMS)
+    input: Text | Annotated[list[InputItem], Field(max_length=MAX_INPUT_ITEMS)]
     instructions: Text | None = None
     tools: list[ResponseTool] | None = Field(None, max_length=128)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_tool_calls: int | None = Field(None, ge=1, le=512)
     previous_response_id: str | None = Field(None, max_length=128)
-    conversation: str | Annotated[dict[str, str], Field(max_length=1)] | None = None
+    conversation: (
+        Annotated[str, Field(max_length=128)]
+        | Annotated[dict[str, Annotated[str, Field(max_length=128)]], Field(max_length=1)]
+        | None
+    ) = None
     store: bool | None = True
     stream: bool | None = False
     background: bool | None = None
