@@ -1,0 +1,348 @@
+"""Gateway overhead per agent step, Llamda vs Llama Stack 0.7.3, same instant upstream.
+
+    .venv/bin/python scripts/bench/agents.py [--calls 500] [--no-peer] [--write]
+
+Both gateways serve `POST /v1/responses` as local servers with a remote OpenAI-compatible
+provider (Llamda: `vllm`; Llama Stack: `remote::vllm`) pointed at
+scripts/bench/instant_upstream.py, which plays a scripted agent model: it calls the first tool
+on a user turn and answers "ok" otherwise. Both gateways call it streamed (Llamda's loop
+streams every step; so does Llama Stack's). Cases, each sent sequentially over one keep-alive
+connection (non-streaming responses, stored as by default):
+
+- plain: `input: "hi"`, no tools: one model call, a message.
+- function call: one function tool: one model call, the response ends with a `function_call`.
+- tool round trip: the function call above, then its `function_call_output` sent with
+  `previous_response_id` (the stored chain is read back): two responses, two model calls.
+
+Overhead = the case's latency minus the upstream's own latency for the same model calls,
+measured directly the same way (p50 and p99); per step = overhead / model calls.
+
+Llama Stack's run config (PEER_CONFIG) is the smallest offline one 0.7.3 starts with: its agents
+are the `responses` API (`inline::builtin`, sqlite persistence), which depends on vector_io,
+tool_runtime and files. Every inline vector_io provider (faiss, sqlite-vec, milvus) loads
+tiktoken's cl100k_base at start-up, a download; `remote::infinispan` does not touch the
+network until a vector store is used, so it stands in (pointed at a closed loopback port; no
+case here uses vector stores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from scripts.bench._report import append_report  # noqa: E402
+from scripts.bench.overhead import PEER_VENV, free_port, pct, wait  # noqa: E402
+
+LLAMDA_CONFIG = """
+apis: [inspect, models, inference, agents]
+providers:
+  inference:
+    - {provider_id: vllm, provider_type: vllm, config: {url: "UPSTREAM/v1"}}
+models:
+  - {model_id: bench-model, provider_id: vllm}
+storage:
+  records: {type: sqlite, path: "HOME/r.sqlite3"}
+  objects: {type: local, root: "HOME/o"}
+  vectors: {uri: "HOME/v"}
+"""
+
+PEER_CONFIG = """
+version: 2
+distro_name: llamda-bench-peer
+apis: [inference, responses, vector_io, tool_runtime, files]
+providers:
+  inference:
+  - provider_id: vllm
+    provider_type: remote::vllm
+    config: {base_url: "UPSTREAM/v1", api_token: fake}
+  responses:
+  - provider_id: builtin
+    provider_type: inline::builtin
+    config:
+      persistence:
+        agent_state: {namespace: agents, backend: kv_default}
+        responses: {table_name: responses, backend: sql_default}
+  vector_io:
+  # Never contacted: no case uses vector stores (see the module docstring).
+  - provider_id: infinispan
+    provider_type: remote::infinispan
+    config:
+      url: "http://127.0.0.1:9"
+      persistence: {namespace: "vector_io::infinispan", backend: kv_default}
+  tool_runtime:
+  - {provider_id: model-context-protocol, provider_type: "remote::model-context-protocol"}
+  files:
+  - provider_id: localfs
+    provider_type: inline::localfs
+    config:
+      storage_dir: HOME/files
+      metadata_store: {table_name: files_metadata, backend: sql_default}
+storage:
+  backends:
+    kv_default: {type: kv_sqlite, db_path: HOME/kv.db}
+    sql_default: {type: sql_sqlite, db_path: HOME/sql.db}
+  stores:
+    metadata: {namespace: registry, backend: kv_default}
+    inference: {table_name: inference_store, backend: sql_default}
+    conversations: {table_name: openai_conversations, backend: sql_default}
+    prompts: {namespace: prompts, backend: kv_default}
+    connectors: {namespace: connectors, backend: kv_default}
+registered_resources:
+  models:
+  - {model_id: bench-model, provider_id: vllm, provider_model_id: bench-model, model_type: llm}
+server:
+  port: 8321
+"""
+
+TOOL = {
+    "type": "function",
+    "name": "lookup",
+    "description": "Look a thing up.",
+    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+}
+CHAT_TOOL = {
+    "type": "function",
+    "function": {k: v for k, v in TOOL.items() if k != "type"},
+}
+USER = {"role": "user", "content": "hi"}
+STREAM = {"stream": True, "stream_options": {"include_usage": True}}
+# The upstream's own calls per case, as the gateways send them (streamed).
+UPSTREAM_CALLS = {
+    "plain": [{"messages": [USER], **STREAM}],
+    "function call": [{"messages": [USER], "tools": [CHAT_TOOL], **STREAM}],
+    "tool round trip": [
+        {"messages": [USER], "tools": [CHAT_TOOL], **STREAM},
+        {
+            "messages": [
+                USER,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_bench",
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": "{}"},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_bench", "content": "42"},
+            ],
+            "tools": [CHAT_TOOL],
+            **STREAM,
+        },
+    ],
+}
+CASES = list(UPSTREAM_CALLS)
+
+
+def _last_type(response: dict[str, Any]) -> str:
+    if response.get("status") != "completed" or not response.get("output"):
+        raise SystemExit(f"unexpected response: {str(response)[:500]}")
+    return response["output"][-1]["type"]
+
+
+def _create(client: httpx.Client, url: str, body: dict[str, Any], expect: str) -> dict[str, Any]:
+    reply = client.post(url, json=body)
+    if reply.status_code != 200:
+        raise SystemExit(f"{url}: {reply.status_code} {reply.text[:500]}")
+    response = reply.json()
+    if _last_type(response) != expect:
+        raise SystemExit(f"{url}: expected a {expect} last, got {str(response)[:500]}")
+    return response
+
+
+def responses_case(case: str, url: str, model: str) -> Callable[[httpx.Client], None]:
+    """One iteration of a case against a gateway's /v1/responses; checks what comes back,
+    so a misconfigured run fails instead of timing errors."""
+
+    def plain(client: httpx.Client) -> None:
+        _create(client, url, {"model": model, "input": "hi"}, "message")
+
+    def call(client: httpx.Client) -> None:
+        _create(client, url, {"model": model, "input": "hi", "tools": [TOOL]}, "function_call")
+
+    def round_trip(client: httpx.Client) -> None:
+        first = _create(
+            client, url, {"model": model, "input": "hi", "tools": [TOOL]}, "function_call"
+        )
+        answer = {
+            "type": "function_call_output",
+            "call_id": first["output"][-1]["call_id"],
+            "output": "42",
+        }
+        body = {
+            "model": model,
+            "input": [answer],
+            "tools": [TOOL],
+            "previous_response_id": first["id"],
+        }
+        _create(client, url, body, "message")
+
+    return {"plain": plain, "function call": call, "tool round trip": round_trip}[case]
+
+
+def upstream_case(case: str, url: str) -> Callable[[httpx.Client], None]:
+    """The case's model calls sent straight to the upstream (full SSE bodies read)."""
+
+    def run(client: httpx.Client) -> None:
+        for body in UPSTREAM_CALLS[case]:
+            client.post(url, json={"model": "bench-model", **body}).raise_for_status()
+
+    return run
+
+
+def measure(step: Callable[[httpx.Client], None], calls: int) -> list[float]:
+    with httpx.Client(timeout=30) as client:
+        for _ in range(min(50, calls)):  # warm-up
+            step(client)
+        samples = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            step(client)
+            samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or dict(os.environ)
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+    """{case: {"upstream (direct)" | gateway: samples}}."""
+    results: dict[str, dict[str, list[float]]] = {case: {} for case in CASES}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            home = Path(tmp)
+            up_port = free_port()
+            script = ROOT / "scripts/bench/instant_upstream.py"
+            procs.append(start([sys.executable, str(script), str(up_port)]))
+            upstream = f"http://127.0.0.1:{up_port}"
+            wait(f"{upstream}/v1/models", procs[-1])
+            for case in CASES:
+                step = upstream_case(case, f"{upstream}/v1/chat/completions")
+                results[case]["upstream (direct)"] = measure(step, args.calls)
+
+            (home / "llamda.yaml").write_text(
+                LLAMDA_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
+            )
+            port = free_port()
+            pythonpath = os.pathsep.join(
+                p for p in (str(ROOT / "shared"), os.environ.get("PYTHONPATH")) if p
+            )
+            procs.append(
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "llamda.cli",
+                        "serve",
+                        "--config",
+                        str(home / "llamda.yaml"),
+                        "--port",
+                        str(port),
+                    ],
+                    # This tree's package, whatever the venv has installed.
+                    env={**os.environ, "LLAMDA_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath},
+                )
+            )
+            llamda = f"http://127.0.0.1:{port}"
+            wait(f"{llamda}/v1/health", procs[-1])
+            for case in CASES:
+                step = responses_case(case, f"{llamda}/v1/responses", "bench-model")
+                results[case]["Llamda"] = measure(step, args.calls)
+            gateway = procs.pop()  # one gateway at a time on the shared cores
+            gateway.terminate()
+            gateway.wait(10)
+
+            if not args.no_peer:
+                subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
+                (home / "files").mkdir()
+                (home / "peer.yaml").write_text(
+                    PEER_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
+                )
+                peer_port = free_port()
+                procs.append(
+                    start(
+                        [
+                            str(PEER_VENV / "bin/llama"),
+                            "stack",
+                            "run",
+                            str(home / "peer.yaml"),
+                            "--port",
+                            str(peer_port),
+                        ]
+                    )
+                )
+                peer = f"http://127.0.0.1:{peer_port}"
+                wait(f"{peer}/v1/health", procs[-1])
+                for case in CASES:
+                    step = responses_case(case, f"{peer}/v1/responses", "vllm/bench-model")
+                    results[case]["Llama Stack 0.7.3"] = measure(step, args.calls)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+    return results
+
+
+def report(results: dict[str, dict[str, list[float]]], calls: int) -> str:
+    title = f"gateway overhead per agent step, POST /v1/responses, {calls} sequential runs per case"
+    lines = [f"{title}, instant upstream ({os.cpu_count()} cores)"]
+    head = f"{'':<22}{'latency p50':>13}{'p99':>10}{'overhead p50':>15}{'p99':>10}"
+    head += f"{'per step p50':>15}"
+    for case, by_gateway in results.items():
+        steps = len(UPSTREAM_CALLS[case])
+        lines += ["", f"{case} ({steps} model call{'s' if steps > 1 else ''})", head]
+        base = by_gateway["upstream (direct)"]
+        base50, base99 = pct(base, 50), pct(base, 99)
+        overhead = {}
+        for name, samples in by_gateway.items():
+            p50, p99 = pct(samples, 50), pct(samples, 99)
+            line = f"  {name:<20}{p50:>10.2f} ms{p99:>7.2f} ms"
+            if name != "upstream (direct)":
+                overhead[name] = p50 - base50
+                line += f"{p50 - base50:>12.2f} ms{p99 - base99:>7.2f} ms"
+                line += f"{(p50 - base50) / steps:>12.2f} ms"
+            lines.append(line)
+        if "Llama Stack 0.7.3" in overhead:
+            ratio = overhead["Llamda"] / overhead["Llama Stack 0.7.3"]
+            lines.append(f"  Llamda overhead / Llama Stack overhead (p50): {ratio:.2f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=500, help="runs per case and gateway")
+    parser.add_argument("--no-peer", action="store_true", help="skip Llama Stack")
+    parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
+    args = parser.parse_args()
+    text = report(run(args), args.calls)
+    print(text)
+    if args.write:
+        append_report(
+            "Agent step overhead",
+            f".venv/bin/python scripts/bench/agents.py {' '.join(sys.argv[1:])}",
+            text,
+        )
+
+
+if __name__ == "__main__":
+    main()
