@@ -6,8 +6,9 @@ Both gateways serve `POST /v1/responses` as local servers with a remote OpenAI-c
 provider (Llamda: `vllm`; Llama Stack: `remote::vllm`) pointed at
 scripts/bench/instant_upstream.py, which plays a scripted agent model: it calls the first tool
 on a user turn and answers "ok" otherwise. Both gateways call it streamed (Llamda's loop
-streams every step; so does Llama Stack's). Cases, each sent sequentially over one keep-alive
-connection (non-streaming responses, stored as by default):
+streams every step; so does Llama Stack's). Cases, each run sequentially over one keep-alive
+connection per target (non-streaming responses, stored as by default), the upstream and the
+gateways taking turns in blocks so that the shared machine's drifting load hits all alike:
 
 - plain: `input: "hi"`, no tools: one model call, a message.
 - function call: one function tool: one model call, the response ends with a `function_call`.
@@ -148,6 +149,10 @@ UPSTREAM_CALLS = {
 CASES = list(UPSTREAM_CALLS)
 
 
+Step = Callable[[httpx.Client], None]
+Results = dict[str, dict[str, list[float]]]  # {case: {target: samples in ms}}
+
+
 def _last_type(response: dict[str, Any]) -> str:
     if response.get("status") != "completed" or not response.get("output"):
         raise SystemExit(f"unexpected response: {str(response)[:500]}")
@@ -164,7 +169,7 @@ def _create(client: httpx.Client, url: str, body: dict[str, Any], expect: str) -
     return response
 
 
-def responses_case(case: str, url: str, model: str) -> Callable[[httpx.Client], None]:
+def responses_case(case: str, url: str, model: str) -> Step:
     """One iteration of a case against a gateway's /v1/responses; checks what comes back,
     so a misconfigured run fails instead of timing errors."""
 
@@ -194,7 +199,7 @@ def responses_case(case: str, url: str, model: str) -> Callable[[httpx.Client], 
     return {"plain": plain, "function call": call, "tool round trip": round_trip}[case]
 
 
-def upstream_case(case: str, url: str) -> Callable[[httpx.Client], None]:
+def upstream_case(case: str, url: str) -> Step:
     """The case's model calls sent straight to the upstream (full SSE bodies read)."""
 
     def run(client: httpx.Client) -> None:
@@ -204,16 +209,34 @@ def upstream_case(case: str, url: str) -> Callable[[httpx.Client], None]:
     return run
 
 
-def measure(step: Callable[[httpx.Client], None], calls: int) -> list[float]:
-    with httpx.Client(timeout=30) as client:
-        for _ in range(min(50, calls)):  # warm-up
-            step(client)
-        samples = []
-        for _ in range(calls):
-            start = time.perf_counter()
-            step(client)
-            samples.append((time.perf_counter() - start) * 1000)
-    return samples
+BLOCK = 50  # runs per case and target before moving on to the next (see measure_all)
+
+
+def measure_all(targets: dict[str, Callable[[str], Step]], calls: int) -> Results:
+    """Samples (ms) per case and target. The machine is shared and its load drifts, so the
+    targets take turns in blocks of BLOCK runs instead of one after the other; each target
+    keeps one keep-alive client and is warmed up first."""
+    results: Results = {case: {name: [] for name in targets} for case in CASES}
+    clients = {name: httpx.Client(timeout=30) for name in targets}
+    steps = {(case, name): make(case) for case in CASES for name, make in targets.items()}
+    try:
+        for (_case, name), step in steps.items():
+            for _ in range(10):  # warm-up
+                step(clients[name])
+        done = 0
+        while done < calls:
+            block = min(BLOCK, calls - done)
+            for (case, name), step in steps.items():
+                client, samples = clients[name], results[case][name]
+                for _ in range(block):
+                    start = time.perf_counter()
+                    step(client)
+                    samples.append((time.perf_counter() - start) * 1000)
+            done += block
+    finally:
+        for client in clients.values():
+            client.close()
+    return results
 
 
 def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -222,9 +245,8 @@ def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Pope
     )
 
 
-def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
-    """{case: {"upstream (direct)" | gateway: samples}}."""
-    results: dict[str, dict[str, list[float]]] = {case: {} for case in CASES}
+def run(args: argparse.Namespace) -> Results:
+    """Start the upstream and the gateways, then measure them side by side."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -234,9 +256,10 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             procs.append(start([sys.executable, str(script), str(up_port)]))
             upstream = f"http://127.0.0.1:{up_port}"
             wait(f"{upstream}/v1/models", procs[-1])
-            for case in CASES:
-                step = upstream_case(case, f"{upstream}/v1/chat/completions")
-                results[case]["upstream (direct)"] = measure(step, args.calls)
+            chat = f"{upstream}/v1/chat/completions"
+            targets: dict[str, Callable[[str], Step]] = {
+                "upstream (direct)": lambda case: upstream_case(case, chat)
+            }
 
             (home / "llamda.yaml").write_text(
                 LLAMDA_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
@@ -261,14 +284,9 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                     env={**os.environ, "LLAMDA_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath},
                 )
             )
-            llamda = f"http://127.0.0.1:{port}"
-            wait(f"{llamda}/v1/health", procs[-1])
-            for case in CASES:
-                step = responses_case(case, f"{llamda}/v1/responses", "bench-model")
-                results[case]["Llamda"] = measure(step, args.calls)
-            gateway = procs.pop()  # one gateway at a time on the shared cores
-            gateway.terminate()
-            gateway.wait(10)
+            llamda = f"http://127.0.0.1:{port}/v1/responses"
+            wait(f"http://127.0.0.1:{port}/v1/health", procs[-1])
+            targets["Llamda"] = lambda case: responses_case(case, llamda, "bench-model")
 
             if not args.no_peer:
                 subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
@@ -289,19 +307,19 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
                         ]
                     )
                 )
-                peer = f"http://127.0.0.1:{peer_port}"
-                wait(f"{peer}/v1/health", procs[-1])
-                for case in CASES:
-                    step = responses_case(case, f"{peer}/v1/responses", "vllm/bench-model")
-                    results[case]["Llama Stack 0.7.3"] = measure(step, args.calls)
+                peer = f"http://127.0.0.1:{peer_port}/v1/responses"
+                wait(f"http://127.0.0.1:{peer_port}/v1/health", procs[-1])
+                targets["Llama Stack 0.7.3"] = lambda case: responses_case(
+                    case, peer, "vllm/bench-model"
+                )
+            return measure_all(targets, args.calls)
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(10)
-    return results
 
 
-def report(results: dict[str, dict[str, list[float]]], calls: int) -> str:
+def report(results: Results, calls: int) -> str:
     title = f"gateway overhead per agent step, POST /v1/responses, {calls} sequential runs per case"
     lines = [f"{title}, instant upstream ({os.cpu_count()} cores)"]
     head = f"{'':<22}{'latency p50':>13}{'p99':>10}{'overhead p50':>15}{'p99':>10}"
@@ -334,7 +352,11 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip Llama Stack")
     parser.add_argument("--write", action="store_true", help="append to docs/benchmarks.md")
     args = parser.parse_args()
-    text = report(run(args), args.calls)
+    load = os.getloadavg()[0]
+    results = run(args)
+    # The machine is shared: the load says how much to trust the absolute numbers.
+    loads = f"load average (1 min) {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    text = report(results, args.calls) + "\n" + loads
     print(text)
     if args.write:
         append_report(
