@@ -14,16 +14,21 @@ gateways taking turns in blocks so that the shared machine's drifting load hits 
 - function call: one function tool: one model call, the response ends with a `function_call`.
 - tool round trip: the function call above, then its `function_call_output` sent with
   `previous_response_id` (the stored chain is read back): two responses, two model calls.
+- file_search loop: one response, two model calls in Llamda's loop: the model calls
+  file_search, which runs server-side (the query embedded by the upstream, a LanceDB search
+  over a one-file store), the results go back, the model answers. Llamda only (see below).
 
-Overhead = the case's latency minus the upstream's own latency for the same model calls,
-measured directly the same way (p50 and p99); per step = overhead / model calls.
+Overhead = the case's latency minus the upstream's own latency for the same model (and
+embedding) calls, measured directly the same way (p50 and p99); per step = overhead / model
+calls.
 
 Llama Stack's run config (PEER_CONFIG) is the smallest offline one 0.7.3 starts with: its agents
 are the `responses` API (`inline::builtin`, sqlite persistence), which depends on vector_io,
 tool_runtime and files. Every inline vector_io provider (faiss, sqlite-vec, milvus) loads
 tiktoken's cl100k_base at start-up, a download; `remote::infinispan` does not touch the
 network until a vector store is used, so it stands in (pointed at a closed loopback port; no
-case here uses vector stores).
+peer case uses vector stores). So Llama Stack's file_search cannot run here: no
+file_search number for it.
 """
 
 from __future__ import annotations
@@ -47,12 +52,16 @@ from scripts.bench._report import append_report  # noqa: E402
 from scripts.bench.overhead import PEER_VENV, free_port, pct, wait  # noqa: E402
 
 LLAMDA_CONFIG = """
-apis: [inspect, models, inference, agents]
+apis: [inspect, models, inference, files, vector_io, agents]
 providers:
   inference:
     - {provider_id: vllm, provider_type: vllm, config: {url: "UPSTREAM/v1"}}
+  vector_io:
+    - {provider_id: lancedb, provider_type: lancedb}
 models:
   - {model_id: bench-model, provider_id: vllm}
+  - {model_id: bench-embed, provider_id: vllm, provider_model_id: bench-model,
+     model_type: embedding, metadata: {embedding_dimension: 8}}
 storage:
   records: {type: sqlite, path: "HOME/r.sqlite3"}
   objects: {type: local, root: "HOME/o"}
@@ -119,34 +128,48 @@ CHAT_TOOL = {
 }
 USER = {"role": "user", "content": "hi"}
 STREAM = {"stream": True, "stream_options": {"include_usage": True}}
-# The upstream's own calls per case, as the gateways send them (streamed).
-UPSTREAM_CALLS = {
-    "plain": [{"messages": [USER], **STREAM}],
-    "function call": [{"messages": [USER], "tools": [CHAT_TOOL], **STREAM}],
+SEARCH_TOOL = {"type": "function", "function": {"name": "file_search", "parameters": {}}}
+DOC = "The warranty period for the bench kettle is 24 months."
+
+
+def _answered(tool: dict[str, Any], result: str) -> dict[str, Any]:
+    """A streamed chat call whose last message is the result of the model's call of tool."""
+    function = {"name": tool["function"]["name"], "arguments": "{}"}
+    call = {"id": "call_bench", "type": "function", "function": function}
+    messages = [
+        USER,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_bench", "content": result},
+    ]
+    return {"messages": messages, "tools": [tool], **STREAM}
+
+
+CHAT = "/v1/chat/completions"
+# The upstream's own calls per case, as the gateways send them (chat calls streamed).
+UPSTREAM_CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "plain": [(CHAT, {"messages": [USER], **STREAM})],
+    "function call": [(CHAT, {"messages": [USER], "tools": [CHAT_TOOL], **STREAM})],
     "tool round trip": [
-        {"messages": [USER], "tools": [CHAT_TOOL], **STREAM},
-        {
-            "messages": [
-                USER,
-                {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "call_bench",
-                            "type": "function",
-                            "function": {"name": "lookup", "arguments": "{}"},
-                        }
-                    ],
-                },
-                {"role": "tool", "tool_call_id": "call_bench", "content": "42"},
-            ],
-            "tools": [CHAT_TOOL],
-            **STREAM,
-        },
+        (CHAT, {"messages": [USER], "tools": [CHAT_TOOL], **STREAM}),
+        (CHAT, _answered(CHAT_TOOL, "42")),
+    ],
+    "file_search loop": [
+        (CHAT, {"messages": [USER], "tools": [SEARCH_TOOL], **STREAM}),
+        ("/v1/embeddings", {"input": ["bench"]}),
+        (CHAT, _answered(SEARCH_TOOL, DOC)),
     ],
 }
 CASES = list(UPSTREAM_CALLS)
+PEER_CASES = CASES[:3]
+# Why Llama Stack has no file_search number (see the module docstring).
+NO_PEER_SEARCH = (
+    "Llama Stack 0.7.3: not run (its file_search needs an inline vector_io provider, and "
+    "each loads tiktoken's cl100k_base at start-up: a download, impossible offline)"
+)
+
+
+def model_calls(case: str) -> int:
+    return sum(path == CHAT for path, _ in UPSTREAM_CALLS[case])
 
 
 Step = Callable[[httpx.Client], None]
@@ -169,7 +192,7 @@ def _create(client: httpx.Client, url: str, body: dict[str, Any], expect: str) -
     return response
 
 
-def responses_case(case: str, url: str, model: str) -> Step:
+def responses_case(case: str, url: str, model: str, store: str | None = None) -> Step:
     """One iteration of a case against a gateway's /v1/responses; checks what comes back,
     so a misconfigured run fails instead of timing errors."""
 
@@ -196,15 +219,23 @@ def responses_case(case: str, url: str, model: str) -> Step:
         }
         _create(client, url, body, "message")
 
-    return {"plain": plain, "function call": call, "tool round trip": round_trip}[case]
+    def search(client: httpx.Client) -> None:
+        tools = [{"type": "file_search", "vector_store_ids": [store]}]
+        response = _create(client, url, {"model": model, "input": "hi", "tools": tools}, "message")
+        found = response["output"][0]
+        if found["type"] != "file_search_call" or found["status"] != "completed":
+            raise SystemExit(f"{url}: the search did not run: {str(response)[:500]}")
+
+    steps = {"plain": plain, "function call": call, "tool round trip": round_trip}
+    return {**steps, "file_search loop": search}[case]
 
 
-def upstream_case(case: str, url: str) -> Step:
+def upstream_case(case: str, base: str) -> Step:
     """The case's model calls sent straight to the upstream (full SSE bodies read)."""
 
     def run(client: httpx.Client) -> None:
-        for body in UPSTREAM_CALLS[case]:
-            client.post(url, json={"model": "bench-model", **body}).raise_for_status()
+        for path, body in UPSTREAM_CALLS[case]:
+            client.post(f"{base}{path}", json={"model": "bench-model", **body}).raise_for_status()
 
     return run
 
@@ -212,13 +243,21 @@ def upstream_case(case: str, url: str) -> Step:
 BLOCK = 50  # runs per case and target before moving on to the next (see measure_all)
 
 
-def measure_all(targets: dict[str, Callable[[str], Step]], calls: int) -> Results:
-    """Samples (ms) per case and target. The machine is shared and its load drifts, so the
-    targets take turns in blocks of BLOCK runs instead of one after the other; each target
-    keeps one keep-alive client and is warmed up first."""
-    results: Results = {case: {name: [] for name in targets} for case in CASES}
+def measure_all(targets: dict[str, Callable[[str], Step | None]], calls: int) -> Results:
+    """Samples (ms) per case and target (a target may skip a case: its maker answers None).
+    The machine is shared and its load drifts, so the targets take turns in blocks of BLOCK
+    runs instead of one after the other; each target keeps one keep-alive client and is
+    warmed up first."""
     clients = {name: httpx.Client(timeout=30) for name in targets}
-    steps = {(case, name): make(case) for case in CASES for name, make in targets.items()}
+    steps = {
+        (case, name): step
+        for case in CASES
+        for name, make in targets.items()
+        if (step := make(case)) is not None
+    }
+    results: Results = {case: {} for case in CASES}
+    for case, name in steps:
+        results[case][name] = []
     try:
         for (_case, name), step in steps.items():
             for _ in range(10):  # warm-up
@@ -239,6 +278,27 @@ def measure_all(targets: dict[str, Callable[[str], Step]], calls: int) -> Result
     return results
 
 
+def vector_store(base: str) -> str:
+    """A vector store holding one small file (embedded by the instant upstream)."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        file = client.post(
+            "/files", files={"file": ("kettle.txt", DOC.encode())}, data={"purpose": "assistants"}
+        )
+        file.raise_for_status()
+        body = {"name": "bench", "file_ids": [file.json()["id"]], "embedding_model": "bench-embed"}
+        store = client.post("/vector_stores", json=body)
+        store.raise_for_status()
+        store_id = store.json()["id"]
+        for _ in range(300):
+            counts = client.get(f"/vector_stores/{store_id}").json()["file_counts"]
+            if counts["completed"]:
+                return store_id
+            if counts["failed"]:
+                raise SystemExit(f"the benchmark's file was not ingested: {counts}")
+            time.sleep(0.1)
+    raise SystemExit("the benchmark's file was not ingested in 30 s")
+
+
 def start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env or dict(os.environ)
@@ -256,9 +316,8 @@ def run(args: argparse.Namespace) -> Results:
             procs.append(start([sys.executable, str(script), str(up_port)]))
             upstream = f"http://127.0.0.1:{up_port}"
             wait(f"{upstream}/v1/models", procs[-1])
-            chat = f"{upstream}/v1/chat/completions"
-            targets: dict[str, Callable[[str], Step]] = {
-                "upstream (direct)": lambda case: upstream_case(case, chat)
+            targets: dict[str, Callable[[str], Step | None]] = {
+                "upstream (direct)": lambda case: upstream_case(case, upstream)
             }
 
             (home / "llamda.yaml").write_text(
@@ -284,9 +343,12 @@ def run(args: argparse.Namespace) -> Results:
                     env={**os.environ, "LLAMDA_LOG_LEVEL": "WARNING", "PYTHONPATH": pythonpath},
                 )
             )
-            llamda = f"http://127.0.0.1:{port}/v1/responses"
-            wait(f"http://127.0.0.1:{port}/v1/health", procs[-1])
-            targets["Llamda"] = lambda case: responses_case(case, llamda, "bench-model")
+            llamda = f"http://127.0.0.1:{port}/v1"
+            wait(f"{llamda}/health", procs[-1])
+            store = vector_store(llamda)
+            targets["Llamda"] = lambda case: responses_case(
+                case, f"{llamda}/responses", "bench-model", store
+            )
 
             if not args.no_peer:
                 subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
@@ -309,8 +371,8 @@ def run(args: argparse.Namespace) -> Results:
                 )
                 peer = f"http://127.0.0.1:{peer_port}/v1/responses"
                 wait(f"http://127.0.0.1:{peer_port}/v1/health", procs[-1])
-                targets["Llama Stack 0.7.3"] = lambda case: responses_case(
-                    case, peer, "vllm/bench-model"
+                targets["Llama Stack 0.7.3"] = lambda case: (
+                    responses_case(case, peer, "vllm/bench-model") if case in PEER_CASES else None
                 )
             return measure_all(targets, args.calls)
     finally:
@@ -325,7 +387,7 @@ def report(results: Results, calls: int) -> str:
     head = f"{'':<22}{'latency p50':>13}{'p99':>10}{'overhead p50':>15}{'p99':>10}"
     head += f"{'per step p50':>15}"
     for case, by_gateway in results.items():
-        steps = len(UPSTREAM_CALLS[case])
+        steps = model_calls(case)
         lines += ["", f"{case} ({steps} model call{'s' if steps > 1 else ''})", head]
         base = by_gateway["upstream (direct)"]
         base50, base99 = pct(base, 50), pct(base, 99)
@@ -341,6 +403,10 @@ def report(results: Results, calls: int) -> str:
         if "Llama Stack 0.7.3" in overhead:
             ratio = overhead["Llamda"] / overhead["Llama Stack 0.7.3"]
             lines.append(f"  Llamda overhead / Llama Stack overhead (p50): {ratio:.2f}")
+        elif case not in PEER_CASES:
+            lines.append(f"  {NO_PEER_SEARCH}")
+        if case == "file_search loop":
+            lines.append("  (the upstream's time includes the query's embedding call)")
     return "\n".join(lines)
 
 

@@ -1,5 +1,6 @@
 """An instant OpenAI-compatible upstream for the benchmarks: a raw ASGI app under uvicorn that
-lists one model and answers chat completions at once, plain or streamed (`stream: true`).
+lists one model and answers chat completions at once, plain or streamed (`stream: true`), and
+embeddings (one constant DIM-wide vector per input).
 
 It plays a scripted agent model: a request with `tools` whose last message is the user's gets a
 call of its first tool (`finish_reason: tool_calls`); any other request (no tools, or a tool
@@ -15,6 +16,8 @@ from typing import Any
 
 MODEL = "bench-model"
 USAGE = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+DIM = 8
+VECTOR = [DIM**-0.5] * DIM
 # Arguments every benchmark tool accepts (a file_search-style tool reads `query`/`queries`).
 ARGUMENTS = json.dumps({"query": "bench", "queries": ["bench"]})
 
@@ -83,10 +86,20 @@ def _stream(request: dict[str, Any], call: dict[str, Any] | None) -> bytes:
     return b"".join(parts)
 
 
+def _embeddings(request: dict[str, Any]) -> bytes:
+    """The same unit vector for every input (DIM wide): searches match every chunk."""
+    inputs = request.get("input")
+    count = len(inputs) if isinstance(inputs, list) else 1
+    data = [{"object": "embedding", "index": i, "embedding": VECTOR} for i in range(count)]
+    return json.dumps({"object": "list", "data": data, "model": MODEL, "usage": USAGE}).encode()
+
+
 def answer(path: str, raw: bytes) -> tuple[bytes, bytes]:
     """(content type, body) for a request."""
     if path.endswith("/models"):
         return b"application/json", MODELS
+    if path.endswith("/embeddings"):
+        return b"application/json", _embeddings(json.loads(raw))
     if b'"tools"' not in raw and b'"stream"' not in raw:
         return b"application/json", REPLY
     request = json.loads(raw)

@@ -93,3 +93,10 @@ def test_non_streamed_tool_call(client: openai.OpenAI) -> None:
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.tool_calls[0].function.name == "lookup"
+
+
+def test_embeddings_one_unit_vector_per_input(client: openai.OpenAI) -> None:
+    reply = client.embeddings.create(model="bench-model", input=["a", "b", "c"])
+    assert [d.index for d in reply.data] == [0, 1, 2]
+    for item in reply.data:
+        assert abs(sum(x * x for x in item.embedding) - 1) < 1e-9
