@@ -366,7 +366,9 @@ def run(args: argparse.Namespace) -> Results:
                             str(home / "peer.yaml"),
                             "--port",
                             str(peer_port),
-                        ]
+                        ],
+                        # Like Llamda's LLAMDA_LOG_LEVEL above: no per-request log lines.
+                        env={**os.environ, "LLAMA_STACK_LOGGING": "all=warning"},
                     )
                 )
                 peer = f"http://127.0.0.1:{peer_port}/v1/responses"
