@@ -44,6 +44,7 @@ class OpenAIUpstream:
                 )
                 upstream.requests.append(
                     {
+                        "port": self.client_address[1],  # the client's end: one per connection
                         "path": self.path,
                         "headers": {k.lower(): v for k, v in self.headers.items()},
                         "body": body,

@@ -79,6 +79,16 @@ def test_config_key_extra_headers_and_model_map(
     assert sent["body"]["temperature"] == 0.5 and sent["body"]["stream"] is False
 
 
+def test_streams_reuse_their_upstream_connection(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    for _ in range(3):
+        chunks = list(client.completions.create(model="llama", prompt="go", stream=True))
+        assert "".join(c.choices[0].text for c in chunks if c.choices) == "go -> done"
+    ports = {sent["port"] for sent in upstream.requests}
+    assert len(upstream.requests) == 3 and len(ports) == 1  # one pooled connection, reused
+
+
 def test_key_from_ssm(client: openai.OpenAI, upstream: OpenAIUpstream) -> None:
     client.chat.completions.create(model="fw", messages=[{"role": "user", "content": "hi"}])
     (sent,) = upstream.requests

@@ -4,6 +4,7 @@ Bedrock's OpenAI-compatible endpoint). One implementation over httpx; types diff
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -103,6 +104,9 @@ def _transport_error(provider_id: str, exc: httpx.HTTPError) -> UpstreamUnavaila
     return UpstreamUnavailableError(f"{provider_id}: {type(exc).__name__} (upstream unreachable)")
 
 
+DRAIN_SECONDS = 0.5  # after [DONE]; an upstream that keeps the body open is cut off
+
+
 class RemoteOpenAIProvider:
     """Talks to ``{url}/chat/completions``, ``/completions`` and ``/embeddings``."""
 
@@ -190,11 +194,13 @@ class RemoteOpenAIProvider:
             ) as response:
                 if response.status_code >= 400:
                     raise map_http_error(self.provider_id, response, await response.aread())
-                async for line in response.aiter_lines():
+                lines = response.aiter_lines()
+                async for line in lines:
                     if not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
+                        await _drain(lines)
                         return
                     try:
                         event = json.loads(data)
@@ -319,3 +325,13 @@ class BedrockOpenAIProvider(RemoteOpenAIProvider):
 
     def _auth(self) -> httpx.Auth | None:
         return None if self._config.api_key is not None else SigV4Auth(self._region)
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read a finished stream to its end (briefly), so its connection goes back to the pool
+    instead of being closed: otherwise every streamed call opens a new connection (and, over
+    HTTPS, pays a new handshake)."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in lines:
+                pass

@@ -10,6 +10,7 @@ in Records (tenant-scoped, expiring after ``agents.store_days``; see stored.py),
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -274,10 +275,11 @@ class ResponsesService:
         record = run.record()
         expires = int(time.time() + self._config.store_days * 86400)
         kind = items_kind(record["id"])
-        for index, item in enumerate(run.plan.inputs):
-            await self._items.put(kind, f"i{index:06d}", item, expires_at=expires)
-        for index, item in enumerate(run.output):
-            await self._items.put(kind, f"o{index:06d}", item, expires_at=expires)
+        keyed = [(f"i{i:06d}", item) for i, item in enumerate(run.plan.inputs)]
+        keyed += [(f"o{i:06d}", item) for i, item in enumerate(run.output)]
+        await asyncio.gather(
+            *(self._items.put(kind, key, item, expires_at=expires) for key, item in keyed)
+        )
         # The record last: a response is visible only with all its items.
         await self._records.put(KIND, record["id"], record, expires_at=expires)
 
