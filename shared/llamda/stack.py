@@ -55,7 +55,9 @@ class Stack:
         self.agent_items = ItemStore(self.records, self.objects)
         self.conversations = ConversationsService(self.records, self.agent_items, config.agents)
         self.prompts = PromptsService(self.records)
-        self.inspect = InspectService(config, self.inference.breaker_states)
+        self.inspect = InspectService(
+            config, self.inference.breaker_states, self.records, self.objects
+        )
 
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         """Llama Guard's own call to its model: routed, not guarded again (no recursion)."""

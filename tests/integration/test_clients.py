@@ -60,15 +60,24 @@ def test_llama_stack_client_inspect_providers_routes(lsc: LlamaStackClient) -> N
     assert lsc.inspect.health().status == "OK"
     assert lsc.inspect.version().version
     providers = {p.provider_id: p for p in lsc.providers.list()}
-    assert set(providers) == {"fake-vllm", "fake-bedrock", "lancedb"}
+    # This server's run config (tests/conftest.py) uses the old short names: they load, and
+    # every answer shows Llama Stack's names.
+    assert set(providers) == {"fake-vllm", "fake-bedrock", "lancedb", "localfs"}
     vllm = lsc.providers.retrieve("fake-vllm")
-    assert vllm.api == "inference" and vllm.provider_type == "vllm"
+    assert vllm.api == "inference" and vllm.provider_type == "remote::vllm"
+    assert providers["lancedb"].provider_type == "inline::lancedb"
+    assert (
+        providers["localfs"].api == "files"
+        and providers["localfs"].provider_type == "inline::localfs"
+    )
     assert vllm.config["url"] == "http://127.0.0.1:9/v1"
     assert "sk-secret-never-shown" not in str(vllm.config)
     routes = {(r.route, r.method) for r in lsc.routes.list()}
     assert ("/v1/models", "GET") in routes and ("/v1/providers/{provider_id}", "GET") in routes
     model_route = next(r for r in lsc.routes.list() if r.route == "/v1/models")
-    assert model_route.provider_types == ["bedrock", "vllm"]
+    assert model_route.provider_types == ["remote::bedrock", "remote::vllm"]
+    files_route = next(r for r in lsc.routes.list() if r.route == "/v1/files")
+    assert files_route.provider_types == ["inline::localfs"]
     assert lsc.routes.list(api_filter="v1alpha") == []
     with pytest.raises(LSNotFoundError):
         lsc.providers.retrieve("nope")

@@ -457,7 +457,8 @@ def _counts_against_upstream(error: UpstreamError, provider: InferenceProvider) 
 
 def _own_credentials(provider_type: str) -> bool:
     data = provider_data()
-    names = {provider_type, provider_type.replace("-", "_")}
+    stem = provider_type.rpartition("::")[2]  # Llama Stack's keys name the short stem
+    names = {stem, stem.replace("-", "_")}
     return any(data.get(f"{name}_api_{kind}") for name in names for kind in ("key", "token"))
 
 
