@@ -147,6 +147,16 @@ def test_register_retrieve_unregister(
             "metadata.embedding_dimension",
             "embedding_dimension",
         ),
+        (
+            {
+                "model_id": "x",
+                "provider_id": "fake-vllm",
+                "model_type": "embedding",
+                "metadata": {"embedding_dimension": 8, "supported_dimensions": ["4"]},
+            },
+            "metadata.supported_dimensions",
+            "'any' or a list",
+        ),
         ({"model_id": "x", "provider_id": "fake-vllm", "surprise": 1}, "surprise", "Extra"),
         ({"provider_id": "fake-vllm"}, "model_id", "required"),
     ],
@@ -222,3 +232,17 @@ def test_openapi_is_served_with_the_error_shape(live_server: LiveServer) -> None
     assert "422" not in post and post["400"]["content"]["application/json"]["schema"][
         "$ref"
     ].endswith("ErrorResponse")
+
+
+def test_store_dimension_the_model_cannot_produce_is_400_at_creation(oai: openai.OpenAI) -> None:
+    """This config's Titan declares no metadata.supported_dimensions: only its own 1024."""
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.vector_stores.create(
+            name="small",
+            extra_body={
+                "embedding_model": "amazon.titan-embed-text-v2:0",
+                "embedding_dimension": 256,
+            },
+        )
+    assert err.value.body["param"] == "embedding_dimension"  # type: ignore[index]
+    assert err.value.code == "unsupported_dimensions"
