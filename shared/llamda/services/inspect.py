@@ -122,7 +122,7 @@ class InspectService:
                     "files",
                     "localfs" if local else "s3",
                     FILES_LOCAL if local else FILES_S3,
-                    objects.model_dump(mode="json", exclude={"type"}),
+                    _storage_config(objects.model_dump(mode="json", exclude={"type"})),
                     self._objects_health if local else _not_probed("S3"),
                 )
             )
@@ -132,7 +132,7 @@ class InspectService:
                     "agents",
                     "meta-reference",
                     AGENTS,
-                    {"persistence": storage.records.model_dump(mode="json")},
+                    {"persistence": _storage_config(storage.records.model_dump(mode="json"))},
                     self._records_health,
                 )
             )
@@ -226,3 +226,12 @@ def _not_probed(service: str) -> Callable[[], Awaitable[dict[str, Any]]]:
         return {"status": "Not Implemented", "message": f"{service} is not probed by this API"}
 
     return status
+
+
+def _storage_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """Where the stack keeps every tenant's data (bucket, table, paths): admins see it, members
+    only its kind."""
+    principal = current_principal()
+    if principal is not None and not principal.is_admin:
+        return {key: value for key, value in settings.items() if key == "type"}
+    return settings
