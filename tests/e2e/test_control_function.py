@@ -89,16 +89,16 @@ def test_control_function_serves_inspect_and_models(
 
     # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing;
     # files are S3 (not probed from this function: it has no bucket access).
-    listed = {p["provider_id"]: p for p in response_json(providers)["data"]}
-    assert list(listed) == ["bedrock", "rules", "lancedb", "s3"]
-    assert [listed[p]["provider_type"] for p in listed] == [
+    by_id = {p["provider_id"]: p for p in response_json(providers)["data"]}
+    assert list(by_id) == ["bedrock", "rules", "lancedb", "s3"]
+    assert [by_id[p]["provider_type"] for p in by_id] == [
         "remote::bedrock",
         "inline::rules",
         "remote::lancedb",
         "remote::s3",
     ]
-    assert listed["s3"]["api"] == "files"
-    assert listed["s3"]["health"]["status"] == "Not Implemented"
+    assert by_id["s3"]["api"] == "files"
+    assert by_id["s3"]["health"]["status"] == "Not Implemented"
     assert response_json(provider)["provider_type"] == "remote::bedrock"
 
     assert created["statusCode"] == 200, created["body"]
