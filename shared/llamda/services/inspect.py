@@ -9,7 +9,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamda import __version__
 from llamda.api.inspect import HealthInfo, ProviderInfo, RouteInfo, VersionInfo
@@ -17,8 +17,10 @@ from llamda.config import LocalObjects, RunConfig
 from llamda.context import current_principal
 from llamda.errors import NotFoundError
 from llamda.redact import mask_config
-from llamda.storage.objects import Objects
-from llamda.storage.records import Records
+
+if TYPE_CHECKING:
+    from llamda.storage.objects import Objects
+    from llamda.storage.records import Records
 
 _LEVELS = ("v1alpha", "v1beta", "v1")
 # Which API's providers serve the routes of a router tag (models are served by inference).
