@@ -15,7 +15,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def _provider(**config: object) -> LlamaCppProvider:
-    return LlamaCppProvider("cpp", "inline::llama-cpp", LlamaCppConfig(model_path="/x.gguf", **config))  # type: ignore[arg-type]
+    settings = LlamaCppConfig(model_path="/x.gguf", **config)  # type: ignore[arg-type]
+    return LlamaCppProvider("cpp", "inline::llama-cpp", settings)
 
 
 def test_llama_cpp_gets_its_sampling_extras_under_its_own_names() -> None:

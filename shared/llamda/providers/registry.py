@@ -64,7 +64,9 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
         _remote("remote::ollama", "Ollama OpenAI-compatible API", "http://localhost:11434/v1"),
         _remote("remote::fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1"),
         _remote("remote::together", "Together AI", "https://api.together.xyz/v1"),
-        _remote("remote::openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"),
+        _remote(
+            "remote::openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"
+        ),
         ProviderSpec(
             "safety",
             "inline::llama-guard",
