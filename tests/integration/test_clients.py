@@ -246,3 +246,20 @@ def test_store_dimension_the_model_cannot_produce_is_400_at_creation(oai: openai
         )
     assert err.value.body["param"] == "embedding_dimension"  # type: ignore[index]
     assert err.value.code == "unsupported_dimensions"
+
+
+def test_old_short_provider_names_still_load_and_serve(
+    live_server: LiveServer, oai: openai.OpenAI, lsc: LlamaStackClient
+) -> None:
+    """tests/conftest.py's run config writes `bedrock`, `vllm` and `lancedb` (the names before
+    Llama Stack's): it loads, serves through those providers and shows Llama Stack's names."""
+    config = (live_server.home / "run.yaml").read_text()
+    assert "provider_type: bedrock\n" in config and "provider_type: lancedb\n" in config
+    vectors = oai.embeddings.create(model="amazon.titan-embed-text-v2:0", input="llamas")
+    assert len(vectors.data[0].embedding) == 1024
+    store = oai.vector_stores.create(
+        name="aliases", extra_body={"embedding_model": "amazon.titan-embed-text-v2:0"}
+    )
+    assert store.status == "completed"
+    shown = {p.provider_id: p.provider_type for p in lsc.providers.list()}
+    assert shown["fake-bedrock"] == "remote::bedrock" and shown["lancedb"] == "inline::lancedb"
