@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5000)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    provider = RulesProvider("rules", "rules", RulesConfig())
+    provider = RulesProvider("rules", "inline::rules", RulesConfig())
     results = {}
     for name, text, params in (
         ("clean, block", CLEAN, {}),

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from llamda import redact
 from llamda.errors import ConfigError
-from llamda.providers.registry import get_spec, provider_types
+from llamda.providers.registry import canonical_type, get_spec, provider_types
 
 KNOWN_APIS = ("inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval")
 
@@ -509,6 +509,10 @@ def _check_providers(config: RunConfig) -> None:
                     f"{where}.provider_id: duplicate provider id {entry.provider_id!r}"
                 )
             seen.add(entry.provider_id)
+            # The one place aliases resolve: everything after this sees Llama Stack's name.
+            entry.provider_type = canonical_type(
+                api, entry.provider_type, config.storage.vectors.uri
+            )
             spec = get_spec(api, entry.provider_type)
             if spec is None:
                 known = ", ".join(provider_types(api)) or "none yet"

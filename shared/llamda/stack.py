@@ -70,7 +70,9 @@ class Stack:
             self.shields.exists,
             self.jobs,
         )
-        self.inspect = InspectService(config, self.inference.breaker_states)
+        self.inspect = InspectService(
+            config, self.inference.breaker_states, self.records, self.objects
+        )
 
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         """Llama Guard's own call to its model: routed, not guarded again (no recursion)."""

@@ -87,13 +87,19 @@ def test_control_function_serves_inspect_and_models(
         ("/v1/health", "GET"),
     } <= paths
 
-    # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing.
-    assert [p["provider_id"] for p in response_json(providers)["data"]] == [
-        "bedrock",
-        "rules",
-        "lancedb",
+    # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing;
+    # files are S3 (not probed from this function: it has no bucket access).
+    by_id = {p["provider_id"]: p for p in response_json(providers)["data"]}
+    assert list(by_id) == ["bedrock", "rules", "lancedb", "s3"]
+    assert [by_id[p]["provider_type"] for p in by_id] == [
+        "remote::bedrock",
+        "inline::rules",
+        "remote::lancedb",
+        "remote::s3",
     ]
-    assert response_json(provider)["provider_type"] == "bedrock"
+    assert by_id["s3"]["api"] == "files"
+    assert by_id["s3"]["health"]["status"] == "Not Implemented"
+    assert response_json(provider)["provider_type"] == "remote::bedrock"
 
     assert created["statusCode"] == 200, created["body"]
     assert response_json(created)["provider_resource_id"] == MODEL

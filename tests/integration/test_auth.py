@@ -587,3 +587,17 @@ def test_a_shared_embedding_model_in_use_by_any_tenant_stays(
     gone = httpx.delete(f"{server.url}/v1/vector_stores/{store.json()['id']}", headers=h(bob))
     assert gone.status_code == 200
     assert httpx.delete(f"{server.url}/v1/models/{name}", headers=h(admin)).status_code == 200
+
+
+def test_members_see_storage_providers_without_where_data_lives(
+    server: LiveServer, home: Path, alice: str
+) -> None:
+    """Every tenant's Files live in the files provider's bucket or directory: only admins see
+    where; members see the provider, its type and health."""
+    admin = create_key(home, "--tenant", "ops", "--role", "admin")
+    member = httpx.get(f"{server.url}/v1/providers/localfs", headers=h(alice)).json()
+    assert member["provider_type"] == "inline::localfs" and member["health"]["status"] == "OK"
+    assert member["config"] == {}
+    assert str(home) not in httpx.get(f"{server.url}/v1/providers", headers=h(alice)).text
+    full = httpx.get(f"{server.url}/v1/providers/localfs", headers=h(admin)).json()
+    assert full["config"]["root"].startswith(str(home))

@@ -60,15 +60,24 @@ def test_llama_stack_client_inspect_providers_routes(lsc: LlamaStackClient) -> N
     assert lsc.inspect.health().status == "OK"
     assert lsc.inspect.version().version
     providers = {p.provider_id: p for p in lsc.providers.list()}
-    assert set(providers) == {"fake-vllm", "fake-bedrock", "lancedb"}
+    # This server's run config (tests/conftest.py) uses the old short names: they load, and
+    # every answer shows Llama Stack's names.
+    assert set(providers) == {"fake-vllm", "fake-bedrock", "lancedb", "localfs"}
     vllm = lsc.providers.retrieve("fake-vllm")
-    assert vllm.api == "inference" and vllm.provider_type == "vllm"
+    assert vllm.api == "inference" and vllm.provider_type == "remote::vllm"
+    assert providers["lancedb"].provider_type == "inline::lancedb"
+    assert (
+        providers["localfs"].api == "files"
+        and providers["localfs"].provider_type == "inline::localfs"
+    )
     assert vllm.config["url"] == "http://127.0.0.1:9/v1"
     assert "sk-secret-never-shown" not in str(vllm.config)
     routes = {(r.route, r.method) for r in lsc.routes.list()}
     assert ("/v1/models", "GET") in routes and ("/v1/providers/{provider_id}", "GET") in routes
     model_route = next(r for r in lsc.routes.list() if r.route == "/v1/models")
-    assert model_route.provider_types == ["bedrock", "vllm"]
+    assert model_route.provider_types == ["remote::bedrock", "remote::vllm"]
+    files_route = next(r for r in lsc.routes.list() if r.route == "/v1/files")
+    assert files_route.provider_types == ["inline::localfs"]
     assert lsc.routes.list(api_filter="v1alpha") == []
     with pytest.raises(LSNotFoundError):
         lsc.providers.retrieve("nope")
@@ -137,6 +146,16 @@ def test_register_retrieve_unregister(
             {"model_id": "x", "provider_id": "fake-vllm", "model_type": "embedding"},
             "metadata.embedding_dimension",
             "embedding_dimension",
+        ),
+        (
+            {
+                "model_id": "x",
+                "provider_id": "fake-vllm",
+                "model_type": "embedding",
+                "metadata": {"embedding_dimension": 8, "supported_dimensions": ["4"]},
+            },
+            "metadata.supported_dimensions",
+            "'any' or a list",
         ),
         ({"model_id": "x", "provider_id": "fake-vllm", "surprise": 1}, "surprise", "Extra"),
         ({"provider_id": "fake-vllm"}, "model_id", "required"),
@@ -213,3 +232,34 @@ def test_openapi_is_served_with_the_error_shape(live_server: LiveServer) -> None
     assert "422" not in post and post["400"]["content"]["application/json"]["schema"][
         "$ref"
     ].endswith("ErrorResponse")
+
+
+def test_store_dimension_the_model_cannot_produce_is_400_at_creation(oai: openai.OpenAI) -> None:
+    """This config's Titan declares no metadata.supported_dimensions: only its own 1024."""
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.vector_stores.create(
+            name="small",
+            extra_body={
+                "embedding_model": "amazon.titan-embed-text-v2:0",
+                "embedding_dimension": 256,
+            },
+        )
+    assert err.value.body["param"] == "embedding_dimension"  # type: ignore[index]
+    assert err.value.code == "unsupported_dimensions"
+
+
+def test_old_short_provider_names_still_load_and_serve(
+    live_server: LiveServer, oai: openai.OpenAI, lsc: LlamaStackClient
+) -> None:
+    """tests/conftest.py's run config writes `bedrock`, `vllm` and `lancedb` (the names before
+    Llama Stack's): it loads, serves through those providers and shows Llama Stack's names."""
+    config = (live_server.home / "run.yaml").read_text()
+    assert "provider_type: bedrock\n" in config and "provider_type: lancedb\n" in config
+    vectors = oai.embeddings.create(model="amazon.titan-embed-text-v2:0", input="llamas")
+    assert len(vectors.data[0].embedding) == 1024
+    store = oai.vector_stores.create(
+        name="aliases", extra_body={"embedding_model": "amazon.titan-embed-text-v2:0"}
+    )
+    assert store.status == "completed"
+    shown = {p.provider_id: p.provider_type for p in lsc.providers.list()}
+    assert shown["fake-bedrock"] == "remote::bedrock" and shown["lancedb"] == "inline::lancedb"

@@ -47,7 +47,7 @@ models:
   - {model_id: hangs, provider_id: bedrock, provider_model_id: hang-model, fallbacks: [remote-llama]}
   - {model_id: small-ctx, provider_id: bedrock, provider_model_id: small-model, context_window_fallbacks: [llama]}
   - {model_id: remote-llama, provider_id: vllm, provider_model_id: upstream-llama}
-  - {model_id: titan, provider_id: bedrock, provider_model_id: "amazon.titan-embed-text-v2:0", model_type: embedding, metadata: {embedding_dimension: 1024}}
+  - {model_id: titan, provider_id: bedrock, provider_model_id: "amazon.titan-embed-text-v2:0", model_type: embedding, metadata: {embedding_dimension: 1024, supported_dimensions: [256, 512, 1024]}}
   - {model_id: cohere, provider_id: bedrock, provider_model_id: cohere.embed-english-v3, model_type: embedding, metadata: {embedding_dimension: 1024}}
 storage:
   records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
@@ -535,15 +535,53 @@ def test_embeddings_float_base64_dimensions(client: openai.OpenAI, fake) -> None
     ).json()
     decoded = struct.unpack("<256f", base64.b64decode(raw["data"][0]["embedding"]))
     assert decoded == pytest.approx(reply.data[0].embedding, abs=1e-6)
-    assert fake.calls_for("invoke", "amazon.titan-embed-text-v2:0")[0]["body"] == {
+    # Titan embeds one text per (concurrent) call: in any order.
+    assert {
         "inputText": "llamas are great",
         "normalize": True,
         "dimensions": 256,
-    }
+    } in [call["body"] for call in fake.calls_for("invoke", "amazon.titan-embed-text-v2:0")]
     single = client.embeddings.create(model="cohere", input="hello")
     assert len(single.data) == 1 and len(single.data[0].embedding) == 1024
     with pytest.raises(openai.BadRequestError, match="embedding model"):
         client.embeddings.create(model="llama", input="x")
+
+
+def test_base64_embeddings_with_both_sdks(main: LiveServer, client: openai.OpenAI) -> None:
+    """base64 is OpenAI's: little-endian float32. The openai SDK asks for it by default and
+    decodes it; llama-stack-client hands back the string."""
+    texts = ["llamas are great", "alpacas too"]
+    floats = [
+        d.embedding
+        for d in client.embeddings.create(model="titan", input=texts, encoding_format="float").data
+    ]
+    as_f32 = [list(struct.unpack("<1024f", struct.pack("<1024f", *v))) for v in floats]
+    raw = client.embeddings.with_raw_response.create(model="titan", input=texts)
+    assert isinstance(raw.http_response.json()["data"][0]["embedding"], str)
+    assert [d.embedding for d in raw.parse().data] == as_f32
+    lsc = LlamaStackClient(base_url=main.url, max_retries=0)
+    encoded = lsc.embeddings.create(model="titan", input=texts, encoding_format="base64")
+    for item, expected in zip(encoded.data, as_f32, strict=True):
+        assert isinstance(item.embedding, str)
+        assert list(struct.unpack("<1024f", base64.b64decode(item.embedding))) == expected
+
+
+def test_embeddings_input_dimensions_and_user(client: openai.OpenAI, fake) -> None:  # type: ignore[no-untyped-def]
+    for empty in ([], ""):
+        with pytest.raises(openai.BadRequestError) as err:
+            client.embeddings.create(model="titan", input=empty)
+        assert err.value.body["param"] == "input", err.value.body  # type: ignore[index]
+        assert "empty" in err.value.message
+    # Titan v2 declares 256/512/1024 (metadata.supported_dimensions); Cohere declares none.
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="titan", input="x", dimensions=300)
+    assert err.value.body["param"] == "dimensions" and "256, 512, 1024" in err.value.message  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="cohere", input="x", dimensions=256)
+    assert err.value.body["param"] == "dimensions" and "cohere" in err.value.message  # type: ignore[index]
+    own = client.embeddings.create(model="cohere", input="x", dimensions=1024, user="alice")
+    assert len(own.data[0].embedding) == 1024
+    assert fake.calls_for("invoke", "amazon.titan-embed-text-v2:0") == []
 
 
 def test_llama_stack_client_chat_and_embeddings(main: LiveServer, fake) -> None:  # type: ignore[no-untyped-def]

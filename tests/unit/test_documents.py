@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -222,3 +223,17 @@ def test_ingest_keys_name_the_tenant_first() -> None:
     for bad in ("ingest/../vs_1/a.md", "ingest/_system/vs_1/a.md", "ingest//vs_1/a.md", "x/a/b/c"):
         with pytest.raises(IngestError):
             parse_key(bad)
+
+
+def test_accepted_types_are_one_list_shown_in_the_readme() -> None:
+    """kind_of, `llamda ingest --help` and the README name the same file types."""
+    import re
+
+    from llamda.services.documents import ACCEPTED_SUFFIXES, kind_of
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("Accepted file types") :].split("\n\n", 1)[0]
+    assert set(re.findall(r"(?<![\w/])\.[a-z]+\b", section)) == set(ACCEPTED_SUFFIXES)
+    for name in ("rows.jsonl", "conf.yaml", "pyproject.toml", "main.rs", "Query.SQL"):
+        assert kind_of(name, None) == "txt", name
+    assert kind_of("logo.png", None) is None

@@ -176,7 +176,7 @@ class Upstream:
 
     def __init__(self, provider_id: str, clock: Clock) -> None:
         self.provider_id = provider_id
-        self.provider_type = "vllm"
+        self.provider_type = "remote::vllm"
         self.clock = clock
         self.calls: list[str] = []
         self.script: list[Answer] = []

@@ -68,7 +68,7 @@ def test_patterns_must_be_re2_and_bounded() -> None:
 
 
 def test_requests_only_select_among_configured_rules() -> None:
-    provider = RulesProvider("rules", "rules", RulesConfig())
+    provider = RulesProvider("rules", "inline::rules", RulesConfig())
     shield = {"patterns": {"ticket": r"TICKET-\d+", "code": r"X\d{3}"}, "keywords": ["falcon"]}
     chosen = provider.select(shield, {"patterns": ["ticket"], "pii": ["email"]})
     assert chosen["patterns"] == {"ticket": r"TICKET-\d+"} and chosen["pii"] == ["email"]

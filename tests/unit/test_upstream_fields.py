@@ -15,7 +15,8 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 def _provider(**config: object) -> LlamaCppProvider:
-    return LlamaCppProvider("cpp", "llama-cpp", LlamaCppConfig(model_path="/x.gguf", **config))  # type: ignore[arg-type]
+    settings = LlamaCppConfig(model_path="/x.gguf", **config)  # type: ignore[arg-type]
+    return LlamaCppProvider("cpp", "inline::llama-cpp", settings)
 
 
 def test_llama_cpp_gets_its_sampling_extras_under_its_own_names() -> None:
@@ -36,7 +37,7 @@ def test_llama_cpp_refuses_fields_it_cannot_honour(kind: str) -> None:
     else:
         request = CompletionRequest.model_validate({"model": "m", "prompt": "x", "logprobs": 2})  # type: ignore[assignment]
     with pytest.raises(UnsupportedError) as err:
-        upstream_fields(request, "llama-cpp")
+        upstream_fields(request, "inline::llama-cpp")
     assert err.value.param == "logprobs"
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from llamda.api.bounds import INT32_MAX, MAX_EMBEDDING_DIMENSION, Int64, json_bounds
 
@@ -328,6 +328,14 @@ class EmbeddingsRequest(_Request):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, gt=0, le=MAX_EMBEDDING_DIMENSION)
     user: str | None = Field(None, max_length=256)
+
+    @field_validator("input")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        # OpenAI refuses an empty input too; an upstream would answer something else each.
+        if isinstance(value, str | list) and len(value) == 0:
+            raise ValueError("must not be empty: send a string or a non-empty list")
+        return value
 
     @model_validator(mode="after")
     def _bounded_total(self) -> EmbeddingsRequest:

@@ -1,7 +1,11 @@
 """Which provider types exist, per API, and the config model each one takes.
 
 Llama Stack registers providers by spec; so do we. Specs are data only: importing this module
-imports no provider implementation.
+imports no provider implementation. Provider types carry Llama Stack's names (``remote::vllm``,
+``inline::llama-cpp``...), because tools and tests written for Llama Stack key on them; the short
+names of earlier run configs (``vllm``, ``llama-cpp``...) are aliases, resolved by
+``canonical_type`` when the config is loaded (the one place), so the rest of the code sees one
+name.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class ProviderSpec:
 
     @property
     def remote(self) -> bool:
-        return self.provider_type != "llama-cpp"
+        return self.provider_type.startswith("remote::")
 
 
 def _remote(provider_type: str, description: str, url: str | None = None) -> ProviderSpec:
@@ -43,61 +47,101 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
     for spec in [
         ProviderSpec(
             "inference",
-            "bedrock",
+            "remote::bedrock",
             BedrockConfig,
             "Amazon Bedrock Converse API",
             implementation="llamda.providers.inference.bedrock:BedrockProvider",
         ),
         ProviderSpec(
             "inference",
-            "bedrock-openai",
+            "remote::bedrock-openai",
             BedrockOpenAIConfig,
             "Bedrock OpenAI-compatible API",
             implementation="llamda.providers.inference.remote_openai:BedrockOpenAIProvider",
         ),
-        _remote("vllm", "vLLM OpenAI-compatible server"),
-        _remote("tgi", "Hugging Face Text Generation Inference (Messages API)"),
-        _remote("ollama", "Ollama OpenAI-compatible API", "http://localhost:11434/v1"),
-        _remote("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1"),
-        _remote("together", "Together AI", "https://api.together.xyz/v1"),
-        _remote("openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"),
+        _remote("remote::vllm", "vLLM OpenAI-compatible server"),
+        _remote("remote::tgi", "Hugging Face Text Generation Inference (Messages API)"),
+        _remote("remote::ollama", "Ollama OpenAI-compatible API", "http://localhost:11434/v1"),
+        _remote("remote::fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1"),
+        _remote("remote::together", "Together AI", "https://api.together.xyz/v1"),
+        _remote(
+            "remote::openai", "OpenAI or any OpenAI-compatible server", "https://api.openai.com/v1"
+        ),
         ProviderSpec(
             "safety",
-            "llama-guard",
+            "inline::llama-guard",
             LlamaGuardConfig,
             "Llama Guard 3/4 through the Inference service",
             implementation="llamda.providers.safety.llama_guard:LlamaGuardProvider",
         ),
         ProviderSpec(
             "safety",
-            "bedrock-guardrails",
+            "remote::bedrock-guardrails",
             BedrockGuardrailsConfig,
             "Amazon Bedrock Guardrails (ApplyGuardrail)",
             implementation="llamda.providers.safety.bedrock_guardrails:BedrockGuardrailsProvider",
         ),
         ProviderSpec(
             "safety",
-            "rules",
+            "inline::rules",
             RulesConfig,
             "Local keyword/regex/PII rules (no model)",
             implementation="llamda.providers.safety.rules:RulesProvider",
         ),
         ProviderSpec(
             "inference",
-            "llama-cpp",
+            "inline::llama-cpp",
             LlamaCppConfig,
             "Inline llama.cpp (local extra)",
             implementation="llamda.providers.inference.llama_cpp:LlamaCppProvider",
         ),
         ProviderSpec(
             "vector_io",
-            "lancedb",
+            "inline::lancedb",
             LanceDBConfig,
-            "LanceDB (local dir or s3://): vector, full-text and hybrid search",
+            "LanceDB in a local directory: vector, full-text and hybrid search",
+            implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
+        ),
+        ProviderSpec(
+            "vector_io",
+            "remote::lancedb",
+            LanceDBConfig,
+            "LanceDB on S3 (s3://): vector, full-text and hybrid search",
             implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
         ),
     ]
 }
+
+# Short names of earlier run configs → Llama Stack's names. LanceDB's depends on where its
+# tables live (storage.vectors.uri): see canonical_type.
+ALIASES: dict[str, dict[str, str]] = {
+    "inference": {
+        name: f"remote::{name}"
+        for name in ("bedrock", "bedrock-openai", "vllm", "tgi", "ollama", "fireworks", "together")
+    }
+    | {"openai": "remote::openai", "llama-cpp": "inline::llama-cpp"},
+    "safety": {
+        "llama-guard": "inline::llama-guard",
+        "bedrock-guardrails": "remote::bedrock-guardrails",
+        "rules": "inline::rules",
+    },
+}
+_LANCEDB = ("lancedb", "inline::lancedb", "remote::lancedb")
+
+
+def canonical_type(api: str, provider_type: str, vectors_uri: str = "") -> str:
+    """Llama Stack's name of ``provider_type`` (unknown names come back unchanged). LanceDB is
+    ``remote::lancedb`` when its tables live on S3, else ``inline::lancedb``, whichever name the
+    config used: the location decides, not the label."""
+    if api == "vector_io" and provider_type in _LANCEDB:
+        return "remote::lancedb" if vectors_uri.startswith("s3://") else "inline::lancedb"
+    return ALIASES.get(api, {}).get(provider_type, provider_type)
+
+
+def short_name(provider_type: str) -> str:
+    """``remote::fireworks`` → ``fireworks``: the stem of per-provider keys such as
+    ``fireworks_api_key`` in X-LlamaStack-Provider-Data (Llama Stack's key names)."""
+    return provider_type.rpartition("::")[2]
 
 
 def provider_types(api: str) -> list[str]:

@@ -54,11 +54,13 @@ async def list_routes(
 
 @router.get(
     "/v1/providers",
-    summary="Configured providers",
+    summary="Providers of the served APIs",
+    description="Every provider behind a served API (files and agents included), with its "
+    "health; secrets in configs are masked.",
     response_model=ListProvidersResponse,
 )
 async def list_providers(stack: StackDep) -> ListProvidersResponse:
-    return ListProvidersResponse(data=stack.inspect.providers())
+    return ListProvidersResponse(data=await stack.inspect.providers())
 
 
 @router.get(
@@ -68,4 +70,4 @@ async def list_providers(stack: StackDep) -> ListProvidersResponse:
     responses=error_responses(404),
 )
 async def get_provider(provider_id: str, stack: StackDep) -> ProviderInfo:
-    return stack.inspect.provider(provider_id)
+    return await stack.inspect.provider(provider_id)

@@ -34,10 +34,27 @@ TOKENIZER_NAME = "all-MiniLM-L6-v2-wordpiece"
 AUTO_MAX_TOKENS = 800
 AUTO_OVERLAP_TOKENS = 400
 
-_TEXT_SUFFIXES = {
-    ".txt", ".md", ".markdown", ".rst", ".log", ".py", ".js", ".ts", ".java", ".go", ".rb",
-    ".c", ".h", ".cpp", ".cs", ".php", ".sh", ".tex", ".css", ".xml", ".yaml", ".yml", ".toml",
+# The file types ingestion reads, by suffix: one list for the parser (kind_of), the API,
+# `llamda ingest` (its --help and what it picks from directories) and the README. Other files
+# whose content type is text/* (sent by an uploader) are read as text too.
+_TEXT_SUFFIXES = (
+    # documents and data
+    ".txt", ".md", ".markdown", ".rst", ".log", ".tex", ".jsonl", ".ndjson", ".yaml", ".yml",
+    ".toml", ".ini", ".cfg", ".xml", ".css",
+    # source code, as text
+    ".py", ".js", ".mjs", ".jsx", ".ts", ".tsx", ".java", ".kt", ".scala", ".go", ".rs", ".rb",
+    ".c", ".h", ".cc", ".cpp", ".hpp", ".cs", ".php", ".swift", ".sh", ".bash", ".sql", ".r",
+    ".lua", ".pl",
+)  # fmt: skip
+ACCEPTED_SUFFIXES: dict[str, str] = {
+    ".pdf": "pdf", ".html": "html", ".htm": "html", ".json": "json", ".csv": "csv",
+    **dict.fromkeys(_TEXT_SUFFIXES, "txt"),
 }  # fmt: skip
+
+
+def accepted_types() -> str:
+    """The accepted suffixes, for messages and --help."""
+    return " ".join(ACCEPTED_SUFFIXES)
 
 
 class DocumentError(Exception):
@@ -79,16 +96,18 @@ class TextChunk:
 def kind_of(filename: str, content_type: str | None) -> str | None:
     """txt, html, json, csv or pdf; None when unsupported."""
     suffix = PurePosixPath(filename.lower()).suffix
+    if suffix in ACCEPTED_SUFFIXES:
+        return ACCEPTED_SUFFIXES[suffix]
     mime = (content_type or mimetypes.guess_type(filename)[0] or "").split(";")[0].strip()
-    if suffix == ".pdf" or mime == "application/pdf":
+    if mime == "application/pdf":
         return "pdf"
-    if suffix in {".html", ".htm"} or mime == "text/html":
+    if mime == "text/html":
         return "html"
-    if suffix == ".json" or mime == "application/json":
+    if mime == "application/json":
         return "json"
-    if suffix == ".csv" or mime == "text/csv":
+    if mime == "text/csv":
         return "csv"
-    if suffix in _TEXT_SUFFIXES or mime.startswith("text/"):
+    if mime.startswith("text/"):
         return "txt"
     return None
 
@@ -104,7 +123,7 @@ def to_text(
     if kind is None:
         raise DocumentError(
             "unsupported_file",
-            f"{filename!r}: unsupported file type (supported: txt, md, html, json, csv, pdf)",
+            f"{filename!r}: unsupported file type (supported: {accepted_types()})",
         )
     try:
         if kind == "pdf":

@@ -43,6 +43,7 @@ from llamda.errors import (
 from llamda.observability import logger, record_metrics
 from llamda.providers.inference.base import InferenceProvider
 from llamda.providers.registry import get_spec, load_implementation
+from llamda.services.embeddings import client_reply, upstream_request
 from llamda.services.models import ModelsService
 
 if TYPE_CHECKING:
@@ -253,24 +254,24 @@ class InferenceService:
         return await self._guardrails.completion_stream(request, routed)
 
     async def embeddings(self, request: EmbeddingsRequest) -> Served[EmbeddingsResponse]:
+        """Providers return floats for what each model can do (services/embeddings.py checks
+        ``dimensions`` per model tried, fallbacks included); the reply is encoded as asked."""
         try:
             request.texts  # noqa: B018 - validates the input form
         except ValueError as exc:
             raise BadRequestError(str(exc), param="input") from None
         texts = request.texts
-        if len(texts) <= EMBED_BATCH:
-            return await self._route(
-                request.model, "embedding", lambda p, m: p.embeddings(request, m)
-            )
+        served: Served[EmbeddingsResponse] | None = None
         # Big requests go upstream in batches, each routed (and timed) on its own: an attempt
         # is a bounded amount of work, so its timeout says something about the upstream, not
         # about the size of one client's request (the breaker is shared by every tenant).
-        served: Served[EmbeddingsResponse] | None = None
         for start in range(0, len(texts), EMBED_BATCH):
-            part = request.model_copy(update={"input": texts[start : start + EMBED_BATCH]})
-            got = await self._route(
-                part.model, "embedding", lambda p, m, r=part: p.embeddings(r, m)
+            part = (
+                request
+                if len(texts) <= EMBED_BATCH
+                else request.model_copy(update={"input": texts[start : start + EMBED_BATCH]})
             )
+            got = await self._embed(part)
             for item in got.value.data:
                 item.index += start
             if served is None:
@@ -281,7 +282,22 @@ class InferenceService:
                 served.value.usage.total_tokens += got.value.usage.total_tokens
                 served.attempts += got.attempts
         assert served is not None
+        served.value = client_reply(served.value, request)
         return served
+
+    async def _embed(self, request: EmbeddingsRequest) -> Served[EmbeddingsResponse]:
+        """One routed embeddings call; each model tried gets the request it can honour."""
+        asked: dict[str, EmbeddingsRequest] = {}
+
+        def prepare(model: Model) -> None:
+            asked["request"] = upstream_request(request, model)
+
+        return await self._route(
+            request.model,
+            "embedding",
+            lambda p, m: p.embeddings(asked["request"], m),
+            prepare=prepare,
+        )
 
     def breaker_states(self, provider_id: str) -> dict[str, Any]:
         return {
@@ -329,7 +345,9 @@ class InferenceService:
         model_id: str,
         model_type: str,
         call: Callable[[InferenceProvider, str], Awaitable[T]],
+        prepare: Callable[[Model], None] | None = None,
     ) -> Served[T]:
+        """``prepare`` sees each model before it is tried (it may raise a client error)."""
         budget = Budget(self._routing.deadline_seconds, request_deadline(), self._clock)
         primary = await self._model(model_id, model_type)
         queue: list[str] = [primary.id, *primary.fallbacks]
@@ -351,6 +369,8 @@ class InferenceService:
                 if candidate_id == primary.id
                 else await self._model(candidate_id, model_type)
             )
+            if prepare is not None:
+                prepare(model)
             breaker = self._breaker(model)
             provider = self.pool.get(model.provider_id)
             models_left = 1 + len({c for c in queue if c not in tried})
@@ -457,7 +477,8 @@ def _counts_against_upstream(error: UpstreamError, provider: InferenceProvider) 
 
 def _own_credentials(provider_type: str) -> bool:
     data = provider_data()
-    names = {provider_type, provider_type.replace("-", "_")}
+    stem = provider_type.rpartition("::")[2]  # Llama Stack's keys name the short stem
+    names = {stem, stem.replace("-", "_")}
     return any(data.get(f"{name}_api_{kind}") for name in names for kind in ("key", "token"))
 
 

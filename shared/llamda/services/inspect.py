@@ -2,19 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import asyncio
+import contextlib
+import functools
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from llamda import __version__
 from llamda.api.inspect import HealthInfo, ProviderInfo, RouteInfo, VersionInfo
-from llamda.config import RunConfig
+from llamda.config import LocalObjects, RunConfig
 from llamda.context import current_principal
 from llamda.errors import NotFoundError
 from llamda.redact import mask_config
 
+if TYPE_CHECKING:
+    from llamda.storage.objects import Objects
+    from llamda.storage.records import Records
+
 _LEVELS = ("v1alpha", "v1beta", "v1")
-# Which config API's providers serve the routes of an API (models are served by inference).
-_PROVIDER_API = {"models": "inference"}
+# Which API's providers serve the routes of a router tag (models are served by inference).
+_PROVIDER_API = {"models": "inference", "vector_stores": "vector_io"}
+
+
+# Llama Stack's names of the providers behind the APIs our storage serves (no run-config entry:
+# storage.objects and storage.records are their config).
+FILES_LOCAL, FILES_S3 = "inline::localfs", "remote::s3"
+AGENTS = "inline::meta-reference"
+PROBE_SECONDS = 2.0
+_STATIC = {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """One provider as /v1/providers shows it, and how its health is found."""
+
+    api: str
+    provider_id: str
+    provider_type: str
+    config: dict[str, Any]
+    probe: Callable[[], Awaitable[dict[str, Any]]]
 
 
 class InspectService:
@@ -22,9 +51,13 @@ class InspectService:
         self,
         config: RunConfig,
         breakers: Callable[[str], dict[str, Any]] = lambda _: {},
+        records: Records | None = None,
+        objects: Objects | None = None,
     ):
         self._config = config
         self._breakers = breakers
+        self._records = records
+        self._objects = objects
 
     def health(self) -> HealthInfo:
         return HealthInfo(status="OK")
@@ -32,28 +65,94 @@ class InspectService:
     def version(self) -> VersionInfo:
         return VersionInfo(version=__version__)
 
-    def providers(self) -> list[ProviderInfo]:
-        """Every configured provider; secret-bearing config values are masked (generically:
-        by key name, value shape and URL credentials — see llamda.redact)."""
+    async def providers(self) -> list[ProviderInfo]:
+        """Every provider behind a served API, with its health; secret-bearing config values
+        are masked (generically: by key name, value shape and URL credentials — see
+        llamda.redact). ``inspect`` is the stack itself and ``models`` is served by the
+        inference providers, as in Llama Stack."""
+        listed = self._listed()
+        health = await asyncio.gather(*(item.probe() for item in listed))
         return [
             ProviderInfo(
-                api=api,
-                provider_id=entry.provider_id,
-                provider_type=entry.provider_type,
-                config=mask_config(entry.settings.model_dump(mode="json"))
-                if entry.settings
-                else {},
-                health=self._health(api, entry.provider_id),
+                api=item.api,
+                provider_id=item.provider_id,
+                provider_type=item.provider_type,
+                config=mask_config(item.config),
+                health=status,
             )
-            for api, entries in self._config.providers.items()
-            for entry in entries
+            for item, status in zip(listed, health, strict=True)
         ]
 
-    def _health(self, api: str, provider_id: str) -> dict[str, Any]:
+    async def provider(self, provider_id: str) -> ProviderInfo:
+        for item in self._listed():
+            if item.provider_id == provider_id:
+                return ProviderInfo(
+                    api=item.api,
+                    provider_id=item.provider_id,
+                    provider_type=item.provider_type,
+                    config=mask_config(item.config),
+                    health=await item.probe(),
+                )
+        raise NotFoundError(
+            f"provider '{provider_id}' is not configured",
+            param="provider_id",
+            code="provider_not_found",
+        )
+
+    def _listed(self) -> list[_Listed]:
+        out = []
+        for api, entries in self._config.providers.items():
+            for entry in entries:
+                settings = entry.settings.model_dump(mode="json") if entry.settings else {}
+                out.append(
+                    _Listed(
+                        api,
+                        entry.provider_id,
+                        entry.provider_type,
+                        settings,
+                        functools.partial(
+                            self._health, api, entry.provider_id, entry.provider_type
+                        ),
+                    )
+                )
+        storage = self._config.storage
+        if "files" in self._config.apis:
+            objects = storage.objects
+            local = isinstance(objects, LocalObjects)
+            out.append(
+                _Listed(
+                    "files",
+                    "localfs" if local else "s3",
+                    FILES_LOCAL if local else FILES_S3,
+                    _storage_config(objects.model_dump(mode="json", exclude={"type"})),
+                    self._objects_health if local else _not_probed("S3"),
+                )
+            )
+        if "agents" in self._config.apis:
+            out.append(
+                _Listed(
+                    "agents",
+                    "meta-reference",
+                    AGENTS,
+                    {"persistence": _storage_config(storage.records.model_dump(mode="json"))},
+                    self._records_health,
+                )
+            )
+        return out
+
+    async def _health(self, api: str, provider_id: str, provider_type: str) -> dict[str, Any]:
+        if provider_type == "inline::lancedb":
+            uri = self._config.storage.vectors.uri
+            return await _probe(lambda: asyncio.to_thread(_writable, uri))
+        if provider_type == "remote::lancedb":
+            return await _not_probed("S3")()
+        return self._breaker_health(api, provider_id)
+
+    def _breaker_health(self, api: str, provider_id: str) -> dict[str, Any]:
         """Circuit breaker state per provider model, as this process has seen it."""
         breakers = self._breakers(provider_id) if api == "inference" else {}
         if not breakers:
-            return {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
+            return dict(_STATIC)
         status = "OK" if all(b["state"] == "closed" for b in breakers.values()) else "Error"
         principal = current_principal()
         if principal is not None and not principal.is_admin:
@@ -62,20 +161,30 @@ class InspectService:
             return {"status": status, "breakers": {}}
         return {"status": status, "breakers": breakers}
 
-    def provider(self, provider_id: str) -> ProviderInfo:
-        for info in self.providers():
-            if info.provider_id == provider_id:
-                return info
-        raise NotFoundError(
-            f"provider '{provider_id}' is not configured",
-            param="provider_id",
-            code="provider_not_found",
-        )
+    async def _records_health(self) -> dict[str, Any]:
+        """One read of a record that never exists: the table (or SQLite file) answers."""
+        records = self._records
+        if records is None:
+            return dict(_STATIC)
+        return await _probe(lambda: records.get("health", "probe"))
+
+    async def _objects_health(self) -> dict[str, Any]:
+        """One read of an object that never exists: absent is healthy, anything else is not."""
+        objects = self._objects
+        if objects is None:
+            return dict(_STATIC)
+
+        async def read() -> None:
+            with contextlib.suppress(NotFoundError):
+                await objects.get("health-probe")
+
+        return await _probe(read)
 
     def routes(
         self, routes: Iterable[tuple[str, str, str]], api_filter: str | None = None
     ) -> list[RouteInfo]:
         """``routes`` are (path, method, api) of the mounted app."""
+        listed = self._listed()
         out = []
         for path, method, api in routes:
             level = next((lv for lv in _LEVELS if path.startswith(f"/{lv}/")), None)
@@ -84,6 +193,47 @@ class InspectService:
             if api_filter == "deprecated":
                 continue  # nothing of ours is deprecated yet
             provider_api = _PROVIDER_API.get(api, api)
-            types = sorted({e.provider_type for e in self._config.providers.get(provider_api, [])})  # type: ignore[call-overload]
+            types = sorted({item.provider_type for item in listed if item.api == provider_api})
             out.append(RouteInfo(route=path, method=method, provider_types=types))
         return sorted(out, key=lambda r: (r.route, r.method))
+
+
+async def _probe(check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+    """OK when ``check`` finishes within PROBE_SECONDS; else Error naming only the exception's
+    type (its text may hold a path, an endpoint or a key)."""
+    try:
+        await asyncio.wait_for(check(), PROBE_SECONDS)
+    except TimeoutError:
+        return {"status": "Error", "message": f"no answer within {PROBE_SECONDS:g} s"}
+    except Exception as exc:
+        return {"status": "Error", "message": f"probe failed: {type(exc).__name__}"}
+    return {"status": "OK"}
+
+
+def _writable(location: str) -> None:
+    """A local directory the server can write (or create): its nearest existing ancestor."""
+    path = Path(location).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
+        raise PermissionError("not a writable directory")
+
+
+def _not_probed(service: str) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """Remote storage is not probed from here: the API functions that read it may, but this one
+    (the control function in AWS) has no access to the bucket, and a request must not buy an
+    S3 call. Llama Stack's status for a provider without a check."""
+
+    async def status() -> dict[str, Any]:
+        return {"status": "Not Implemented", "message": f"{service} is not probed by this API"}
+
+    return status
+
+
+def _storage_config(settings: dict[str, Any]) -> dict[str, Any]:
+    """Where the stack keeps every tenant's data (bucket, table, paths): admins see it, members
+    only its kind."""
+    principal = current_principal()
+    if principal is not None and not principal.is_admin:
+        return {key: value for key, value in settings.items() if key == "type"}
+    return settings

@@ -10,6 +10,7 @@ from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.models import Model, RegisterModelRequest
 from llamda.config import ModelResource, RunConfig
 from llamda.errors import BadRequestError, ConflictError
+from llamda.services.embeddings import check_declaration
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
@@ -94,6 +95,7 @@ class ModelsService:
                     f"{MAX_EMBEDDING_DIMENSION}",
                     param="metadata.embedding_dimension",
                 )
+            check_declaration(request.metadata)
         for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
             for target in getattr(request, field):
                 if target == request.model_id:

@@ -88,7 +88,7 @@ class SafetyService:
         """A shield's params checked (and its rules compiled) before the shield exists:
         BadRequestError naming the param otherwise."""
         found = self._config.provider(provider_id)
-        if found is None or found[1].provider_type != "rules":
+        if found is None or found[1].provider_type != "inline::rules":
             return
         from llamda.providers.safety.config import shield_rules
 
@@ -110,7 +110,7 @@ class SafetyService:
             assert spec is not None
             cls = load_implementation(spec)
             deps: dict[str, Any] = (
-                {"chat": self._chat} if entry.provider_type == "llama-guard" else {}
+                {"chat": self._chat} if entry.provider_type == "inline::llama-guard" else {}
             )
             self._providers[provider_id] = cls(
                 provider_id, entry.provider_type, entry.settings, **deps

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import struct
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -258,6 +256,8 @@ class BedrockProvider:
             )
             return json.loads(await reply["body"].read())
 
+        if "cohere" in model and request.dimensions:
+            raise unsupported(self.provider_type, f"dimensions with {model}")
         try:
             if "cohere" in model:
                 payload = await invoke({"texts": texts, "input_type": "search_document"})
@@ -281,7 +281,7 @@ class BedrockProvider:
         except Exception as exc:
             raise map_bedrock_error(self.provider_id, exc) from None
         data = [
-            Embedding(index=i, embedding=_encode(v, request.encoding_format))
+            Embedding(index=i, embedding=v)  # floats: the service encodes (base64) for the client
             for i, v in enumerate(vectors)
         ]
         return EmbeddingsResponse(
@@ -292,9 +292,3 @@ class BedrockProvider:
 
     async def close(self) -> None:
         return None
-
-
-def _encode(vector: list[float], encoding: str) -> list[float] | str:
-    if encoding == "base64":
-        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-    return vector

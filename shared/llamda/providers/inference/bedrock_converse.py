@@ -99,7 +99,7 @@ def _assistant_blocks(message: AssistantMessage, index: int) -> list[dict[str, A
 def to_converse(request: ChatCompletionRequest, model: str) -> dict[str, Any]:
     """The Converse/ConverseStream request for an OpenAI chat request."""
     # The one field check (400 naming a field Converse cannot honour); images: data URLs only.
-    upstream_fields(request, "bedrock")
+    upstream_fields(request, "remote::bedrock")
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
 

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 def provider_data_key(provider_type: str) -> str:
     """The X-LlamaStack-Provider-Data key carrying a per-request API key for a provider type
     (``together_api_key``, ``bedrock_openai_api_key``...)."""
-    return f"{provider_type.replace('-', '_')}_api_key"
+    stem = provider_type.rpartition("::")[2]  # remote::together → together (Llama Stack's key)
+    return f"{stem.replace('-', '_')}_api_key"
 
 
 class _ProviderConfig(BaseModel):

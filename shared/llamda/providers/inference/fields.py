@@ -70,19 +70,19 @@ _COMPLETION = frozenset(
 # Documented extras per provider type (send them with the SDK's ``extra_body``).
 _SAMPLING = frozenset({"top_k", "min_p", "repetition_penalty"})
 EXTRAS: dict[str, frozenset[str]] = {
-    "vllm": _SAMPLING | {"logprobs", "top_logprobs"},
-    "fireworks": _SAMPLING | {"logprobs", "top_logprobs"},
-    "together": _SAMPLING | {"logprobs"},
-    "tgi": frozenset({"logprobs", "top_logprobs"}),
-    "openai": frozenset({"logprobs", "top_logprobs"}),
-    "ollama": frozenset(),
-    "bedrock-openai": frozenset(),
-    "llama-cpp": _SAMPLING,
-    "bedrock": frozenset(),
+    "remote::vllm": _SAMPLING | {"logprobs", "top_logprobs"},
+    "remote::fireworks": _SAMPLING | {"logprobs", "top_logprobs"},
+    "remote::together": _SAMPLING | {"logprobs"},
+    "remote::tgi": frozenset({"logprobs", "top_logprobs"}),
+    "remote::openai": frozenset({"logprobs", "top_logprobs"}),
+    "remote::ollama": frozenset(),
+    "remote::bedrock-openai": frozenset(),
+    "inline::llama-cpp": _SAMPLING,
+    "remote::bedrock": frozenset(),
 }
 # Standard parameters a provider type cannot honour (a 400 there).
 UNSUPPORTED: dict[str, frozenset[str]] = {
-    "bedrock": frozenset({"frequency_penalty", "presence_penalty"}),
+    "remote::bedrock": frozenset({"frequency_penalty", "presence_penalty"}),
 }
 # Hints no provider promises to honour: dropped, not refused, where unsupported.
 _HINTS = frozenset({"seed", "user", "parallel_tool_calls"})

@@ -15,6 +15,7 @@ from llamda.api.vector_stores import (
 from llamda.config import RunConfig
 from llamda.context import current_tenant, system_scope
 from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.services.embeddings import passes_dimensions
 from llamda.services.models import ModelsService
 from llamda.services.vector_stores.common import (
     DAY,
@@ -64,6 +65,9 @@ class Stores:
             raise BadRequestError(
                 f"{model_id!r} is not an embedding model", param="embedding_model"
             )
+        if request.embedding_dimension:
+            # Checked now, not at the first file: the model must be able to produce it.
+            passes_dimensions(model, request.embedding_dimension, param="embedding_dimension")
         dimension = request.embedding_dimension or model.metadata.get("embedding_dimension")
         if not isinstance(dimension, int) or dimension <= 0:
             dimension = len((await self._embedder.embed(model_id, None, ["dimension probe"]))[0])
