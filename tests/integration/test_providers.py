@@ -39,7 +39,7 @@ def test_every_served_api_lists_its_provider_with_health(local: LiveServer) -> N
         if api != "inspect":
             assert by_api.get(PROVIDER_API.get(api, api)), f"{api} lists no provider: {by_api}"
     assert by_api["files"] == ["inline::localfs"]
-    assert by_api["agents"] == ["inline::meta-reference"]
+    assert by_api["agents"] == ["inline::builtin"]
     assert by_api["vector_io"] == ["inline::lancedb"]
     assert by_api["safety"] == ["inline::rules"]
     assert by_api["inference"] == ["remote::bedrock"]
@@ -49,7 +49,7 @@ def test_every_served_api_lists_its_provider_with_health(local: LiveServer) -> N
         assert got.health["status"] == "OK", (got.provider_id, got.health)
     files = client.providers.retrieve("localfs")
     assert files.config == {"root": str(local.home / "objects")}
-    agents = client.providers.retrieve("meta-reference")
+    agents = client.providers.retrieve("builtin")
     assert agents.config["persistence"]["type"] == "sqlite"
 
 
@@ -84,7 +84,7 @@ def test_health_says_error_when_storage_is_unusable(tmp_path: Path) -> None:
         health = {p.provider_id: p.health for p in client.providers.list()}
         assert health["localfs"]["status"] == "Error"
         assert health["lancedb"]["status"] == "Error"
-        assert health["meta-reference"]["status"] == "OK"
+        assert health["builtin"]["status"] == "OK"
         # The probe's failure is named by type only: no path of the server in the answer.
         assert str(tmp_path) not in str(health)
     finally:

@@ -30,7 +30,7 @@ _PROVIDER_API = {"models": "inference", "vector_stores": "vector_io"}
 # Llama Stack's names of the providers behind the APIs our storage serves (no run-config entry:
 # storage.objects and storage.records are their config).
 FILES_LOCAL, FILES_S3 = "inline::localfs", "remote::s3"
-AGENTS = "inline::meta-reference"
+AGENTS = "inline::builtin"  # Llama Stack 0.7's responses provider
 PROBE_SECONDS = 2.0
 _STATIC = {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
 
@@ -132,7 +132,7 @@ class InspectService:
             out.append(
                 _Listed(
                     "agents",
-                    "meta-reference",
+                    "builtin",
                     AGENTS,
                     {"persistence": _storage_config(storage.records.model_dump(mode="json"))},
                     self._records_health,
