@@ -27,13 +27,20 @@ storage:
 """
 
 
-def test_local_profile_is_the_default_and_has_no_providers_without_env() -> None:
+EMBEDDER = "sentence-transformers"  # the local profile's always-on in-process embedder
+
+
+def test_local_profile_is_the_default_and_has_only_the_embedded_embedder_without_env() -> None:
     config = load_config(env={})
     assert config.profile == "local"
     assert config.storage.records.type == "sqlite"
     assert config.storage.objects.type == "local"
     assert config.storage.vectors.uri == ".llamda/lancedb"
-    assert config.providers["inference"] == [] and config.models == []
+    assert config.provider_ids("inference") == [EMBEDDER]
+    assert [(m.model_id, m.model_type, m.metadata) for m in config.models] == [
+        ("all-MiniLM-L6-v2", "embedding", {"embedding_dimension": 384})
+    ]
+    assert config.storage.vectors.default_embedding_model == "all-MiniLM-L6-v2"
     assert config.server.port == 8321
 
 
@@ -64,16 +71,17 @@ def test_providers_switch_on_from_the_environment(
     env: dict[str, str], provider: str, model: str | None
 ) -> None:
     config = load_config(env=env)
-    assert config.provider_ids("inference") == [provider]
+    assert config.provider_ids("inference") == [EMBEDDER, provider]
     models = {m.model_id: m.provider_id for m in config.models}
     if model:
         assert models[model] == provider
-    assert set(models.values()) <= {provider}
+    assert set(models.values()) <= {provider, EMBEDDER}
 
 
 def test_provider_settings_are_typed_and_secrets_masked() -> None:
     config = load_config(env={"TOGETHER_API_KEY": "tg-secret"})
-    settings = config.providers["inference"][0].settings
+    (together,) = (p for p in config.providers["inference"] if p.provider_id == "together")
+    settings = together.settings
     assert settings.url == "https://api.together.xyz/v1"  # the provider type's default
     assert settings.api_key.get_secret_value() == "tg-secret"
     assert "tg-secret" not in str(settings.model_dump(mode="json"))

