@@ -11,9 +11,12 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -133,6 +136,29 @@ def test_a_dimension_the_model_lacks_is_a_400(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         oai.embeddings.create(model=MODEL, input="hello", dimensions=128)
     assert err.value.body["param"] == "dimensions"  # type: ignore[index]
+
+
+def test_health_is_answered_while_a_big_embedding_runs(default_server: LiveServer) -> None:
+    """The encoder runs off the event loop: a request of seconds of CPU freezes nothing."""
+    texts = [f"{i} " + "word " * 300 for i in range(16)]  # 16 x 256 tokens: seconds of CPU
+    replies: list[httpx.Response] = []
+    big = threading.Thread(
+        target=lambda: replies.append(
+            httpx.post(
+                f"{default_server.url}/v1/embeddings",
+                json={"model": MODEL, "input": texts},
+                timeout=300,
+            )
+        )
+    )
+    big.start()
+    time.sleep(0.2)  # let it reach the server (the assertions below are ordering, not timing)
+    health = httpx.get(f"{default_server.url}/v1/health", timeout=30)
+    still_running = big.is_alive()
+    big.join()
+    assert health.status_code == 200
+    assert still_running, "the big request ended before /v1/health was answered"
+    assert replies[0].status_code == 200 and len(replies[0].json()["data"]) == 16
 
 
 def _upload(client: openai.OpenAI, name: str, text: str) -> str:

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import pytest
 
-from llamda.providers.inference.minilm import MiniLMEncoder, packaged_model_dir
+from llamda.providers.inference.minilm import Cancelled, MiniLMEncoder, packaged_model_dir
 
 QUICKSTART = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
 PUBLISHED = np.array(
@@ -85,3 +85,18 @@ def test_one_encoder_serves_threads_at_once(encoder: MiniLMEncoder) -> None:
     assert len(results) == 4
     for got in results:
         np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_a_given_up_encoding_stops_between_forward_passes(encoder: MiniLMEncoder) -> None:
+    texts = ["word " * 300] * 40  # 40 x 256 tokens: several token-bounded batches
+    asked: list[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # given up once the first pass has run
+
+    with pytest.raises(Cancelled):
+        encoder.encode(texts, cancelled)
+    assert len(asked) == 2  # one pass ran, the second was never started
+    with pytest.raises(Cancelled):
+        encoder.encode(["hello"], lambda: True)  # given up before any work

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,13 @@ from tokenizers import Tokenizer
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 _BATCH = 64  # texts per forward pass: enough to amortise numpy overhead, little padding
+# Padded tokens per forward pass: bounds the attention scores' memory (batch x 12 heads x
+# length^2 floats: 16 texts of 256 tokens are ~50 MB) and the work between cancel checks.
+_BATCH_TOKENS = 4096
+
+
+class Cancelled(Exception):
+    """Raised by :meth:`MiniLMEncoder.encode` when its caller gave up."""
 
 
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
@@ -138,16 +146,37 @@ class MiniLMEncoder:
     def count_tokens(self, texts: list[str]) -> int:
         return sum(len(e.ids) for e in self.tokenizer.encode_batch(texts))
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """Unit-length float32 embeddings of ``texts`` (in order) and the tokens read."""
+    def encode(
+        self, texts: list[str], cancelled: Callable[[], bool] | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Unit-length float32 embeddings of ``texts`` (in order) and the tokens read.
+
+        ``cancelled`` is asked between forward passes: once it answers True the work stops
+        (raising :class:`Cancelled`), so a request given up does not keep a core busy.
+        """
         encodings = self.tokenizer.encode_batch(texts)
         out = np.empty((len(texts), self.dimension), np.float32)
         # Texts of similar length share a batch, so little compute goes to padding.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), _BATCH):
-            chunk = order[start : start + _BATCH]
+        for chunk in self._batches(order, [len(e.ids) for e in encodings]):
+            if cancelled is not None and cancelled():
+                raise Cancelled
             out[chunk] = self._forward([encodings[i].ids for i in chunk])
         return out, sum(len(e.ids) for e in encodings)
+
+    @staticmethod
+    def _batches(order: list[int], lengths: list[int]) -> Iterator[list[int]]:
+        """``order`` (ascending length) cut into batches of at most ``_BATCH`` texts and
+        ``_BATCH_TOKENS`` padded tokens."""
+        chunk: list[int] = []
+        for i in order:
+            # Ascending order: this text is the longest of the chunk so far.
+            if chunk and (len(chunk) >= _BATCH or (len(chunk) + 1) * lengths[i] > _BATCH_TOKENS):
+                yield chunk
+                chunk = []
+            chunk.append(i)
+        if chunk:
+            yield chunk
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         length = max(len(ids) for ids in batch)

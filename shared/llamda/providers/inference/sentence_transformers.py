@@ -78,6 +78,7 @@ class SentenceTransformersProvider:
 
     async def embeddings(self, request: EmbeddingsRequest, model: str) -> EmbeddingsResponse:
         texts = request.texts
+        given_up = threading.Event()
 
         def encode() -> tuple[Any, int]:
             encoder = self.encoder()
@@ -87,11 +88,16 @@ class SentenceTransformersProvider:
                     f"shorten them to {request.dimensions}",
                     param="dimensions",
                 )
-            return encoder.encode(texts)
+            return encoder.encode(texts, given_up.is_set)
 
         # CPU-bound: off the event loop, so /v1/health and other requests are answered
         # meanwhile (numpy's matmuls release the GIL).
-        vectors, tokens = await asyncio.to_thread(encode)
+        try:
+            vectors, tokens = await asyncio.to_thread(encode)
+        finally:
+            # Answered, timed out or cancelled: a computation still running in the thread
+            # stops before its next forward pass instead of burning a core for nobody.
+            given_up.set()
         return EmbeddingsResponse(
             data=[Embedding(index=i, embedding=v.tolist()) for i, v in enumerate(vectors)],
             model=request.model,
