@@ -49,7 +49,7 @@ S = SECRETS
 # Provider types whose config has no secret-bearing field (checked below, so a new field
 # with a secret-looking name makes this test ask for a planted secret).
 NO_SECRET_FIELDS = {("inference", "llama-cpp"), ("safety", "llama-guard"), ("safety", "rules")}
-NO_SECRET_FIELDS |= {("vector_io", "lancedb")}
+NO_SECRET_FIELDS |= {("vector_io", "lancedb"), ("inference", "inline::sentence-transformers")}
 
 CONFIG = f"""
 apis: [inspect, models, inference, safety]
@@ -82,6 +82,7 @@ providers:
       provider_type: openai
       config: {{api_key: {S["openai-key"]}, url: "https://api.example.com/v1?api_key={S["openai-query-key"]}&sig={S["openai-query-sig"]}"}}
     - {{provider_id: cpp, provider_type: llama-cpp, config: {{model_path: /nowhere/model.gguf}}}}
+    - {{provider_id: st, provider_type: "inline::sentence-transformers", config: {{model_path: /nowhere}}}}
   safety:
     - {{provider_id: guard, provider_type: llama-guard}}
     - {{provider_id: rules, provider_type: rules}}
