@@ -100,3 +100,24 @@ def test_a_given_up_encoding_stops_between_forward_passes(encoder: MiniLMEncoder
     assert len(asked) == 2  # one pass ran, the second was never started
     with pytest.raises(Cancelled):
         encoder.encode(["hello"], lambda: True)  # given up before any work
+
+
+def test_provider_instances_share_one_model_per_process() -> None:
+    """Every pool builds its own provider instance; the weights still load once."""
+    import asyncio
+
+    from llamda.api.inference import EmbeddingsRequest
+    from llamda.providers.inference.config import SentenceTransformersConfig
+    from llamda.providers.inference.sentence_transformers import SentenceTransformersProvider
+
+    config = SentenceTransformersConfig(max_seq_length=64)  # a key no other test loaded
+    a, b = (SentenceTransformersProvider(n, "inline::sentence-transformers", config) for n in "ab")
+    request = EmbeddingsRequest(model="m", input=QUICKSTART)
+
+    async def both() -> list[list[float]]:
+        replies = await asyncio.gather(a.embeddings(request, "m"), b.embeddings(request, "m"))
+        return [r.data[1].embedding for r in replies]  # type: ignore[misc]
+
+    first, second = asyncio.run(both())
+    assert a.encoder() is b.encoder()
+    assert first == second and len(first) == 384

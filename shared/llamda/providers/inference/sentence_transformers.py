@@ -35,9 +35,12 @@ from llamda.providers.inference.config import SentenceTransformersConfig
 if TYPE_CHECKING:
     from llamda.providers.inference.minilm import MiniLMEncoder
 
-DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
-DEFAULT_DIMENSION = 384
 _WHAT = "chat or completions (it is an embedding provider)"
+
+# Loaded models by (directory, max_seq_length): once per process, whichever provider instance
+# (each service's pool builds its own) asks first; the others wait for it.
+_ENCODERS: dict[tuple[str | None, int | None], MiniLMEncoder] = {}
+_LOAD_LOCK = threading.Lock()
 
 
 class SentenceTransformersProvider:
@@ -47,16 +50,17 @@ class SentenceTransformersProvider:
         self.provider_id = provider_id
         self.provider_type = provider_type
         self._config = config
-        self._encoder: MiniLMEncoder | None = None
-        self._load_lock = threading.Lock()
+        self._key = (config.model_path, config.max_seq_length)
 
     def encoder(self) -> MiniLMEncoder:
-        """The loaded model (loaded by the first caller; the others wait for it)."""
-        if self._encoder is None:
-            with self._load_lock:
-                if self._encoder is None:
-                    self._encoder = self._load()
-        return self._encoder
+        """The loaded model (loaded by the first caller in the process)."""
+        found = _ENCODERS.get(self._key)
+        if found is None:
+            with _LOAD_LOCK:
+                found = _ENCODERS.get(self._key)
+                if found is None:
+                    found = _ENCODERS[self._key] = self._load()
+        return found
 
     def _load(self) -> MiniLMEncoder:
         try:
@@ -123,4 +127,4 @@ class SentenceTransformersProvider:
         yield {}  # pragma: no cover - makes this an async generator
 
     async def close(self) -> None:
-        self._encoder = None
+        """Nothing to release: the loaded model is shared by the process (and read-only)."""
