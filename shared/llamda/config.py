@@ -96,8 +96,8 @@ class ProviderEntry(_Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     default_only: bool = Field(
         False,
-        description="A last-resort default: left out, with its models, when another provider "
-        "serves a chat model or when its packages are not installed.",
+        description="A last-resort default: left out, with its models, when another "
+        "chat-capable inference provider is configured or when its packages are not installed.",
     )
     # The validated config (the provider spec's model); filled by the loader.
     settings: Any = Field(default=None, exclude=True)
