@@ -20,9 +20,10 @@ def _banner(config, url: str) -> str:  # type: ignore[no-untyped-def]
         for e in entries
     ]
     lines.append(f"  providers: {', '.join(providers) or 'none'}")
-    if not config.provider_ids("inference"):
+    if not any(m.model_type == "llm" for m in config.models):
         hint = "AWS_REGION, OLLAMA_URL, VLLM_URL, TGI_URL, *_API_KEY (see README)"
-        lines.append(f"             no inference provider: set {hint}")
+        lines.append(f"             no chat model: set {hint},")
+        lines.append("             or run scripts/serve --with-local (SmolLM2 in-process)")
     models = [f"{m.model_id} [{m.provider_id}]" for m in config.models]
     lines.append(f"  models:    {', '.join(models) or 'none'}")
     lines.append(f"  auth:      {config.server.auth}")

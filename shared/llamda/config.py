@@ -94,6 +94,11 @@ class ProviderEntry(_Strict):
     provider_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     provider_type: str
     config: dict[str, Any] = Field(default_factory=dict)
+    default_only: bool = Field(
+        False,
+        description="A last-resort default: left out, with its models, when another "
+        "chat-capable inference provider is configured or when its packages are not installed.",
+    )
     # The validated config (the provider spec's model); filled by the loader.
     settings: Any = Field(default=None, exclude=True)
 
@@ -480,6 +485,76 @@ def _drop_switched_off(raw: dict[str, Any]) -> None:
             ]
 
 
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None  # looks, imports nothing
+    except (ImportError, ValueError):
+        return False
+
+
+def _needs(api: str, entry: dict[str, Any]) -> list[str]:
+    """The modules a provider entry needs installed (its type's, and a model package's)."""
+    from llamda.providers.inference.config import package_module
+
+    spec = get_spec(api, str(entry.get("provider_type")))
+    needs = list(spec.requires) if spec else []
+    config = entry.get("config")
+    if isinstance(config, dict) and isinstance(config.get("model_package"), str):
+        needs.append(package_module(config["model_package"]))
+    return needs
+
+
+def _drop_idle_defaults(raw: dict[str, Any]) -> None:
+    """Leave out each ``default_only`` provider, and what names it, when another inference
+    provider that can chat is configured or when its packages are not installed: the
+    profile's chat default (llama.cpp) then never lists a model that cannot answer, nor
+    shadows a configured provider."""
+    providers = raw.get("providers") or {}
+    if not isinstance(providers, dict):
+        return
+    items = {kind: raw.get(kind) for kind in ("models", "shields", "vector_stores")}
+    entries_of = {api: e for api, e in providers.items() if isinstance(e, list)}
+    defaults = {
+        e["provider_id"]
+        for entries in entries_of.values()
+        for e in entries
+        if isinstance(e, dict)
+        and e.get("default_only") is True
+        and isinstance(e.get("provider_id"), str)
+    }
+
+    def serves_chat(api: str, entry: dict[str, Any]) -> bool:
+        spec = get_spec(api, str(entry.get("provider_type")))
+        return api == "inference" and (spec is None or spec.chat)
+
+    other_chat = any(
+        isinstance(e, dict) and e.get("provider_id") not in defaults and serves_chat(api, e)
+        for api, entries in entries_of.items()
+        for e in entries
+    )
+    dropped: set[Any] = set()
+    for api, entries in providers.items():
+        if not isinstance(entries, list):
+            continue
+        for e in entries:
+            if (
+                isinstance(e, dict)
+                and e.get("provider_id") in defaults
+                and (other_chat or not all(_installed(m) for m in _needs(api, e)))
+            ):
+                dropped.add(e["provider_id"])
+        providers[api] = [
+            e for e in entries if not (isinstance(e, dict) and e.get("provider_id") in dropped)
+        ]
+    for kind, listed in items.items():
+        if isinstance(listed, list):
+            raw[kind] = [
+                i for i in listed if not (isinstance(i, dict) and i.get("provider_id") in dropped)
+            ]
+
+
 # --- validation -------------------------------------------------------------------------------
 
 
@@ -573,6 +648,7 @@ def parse_config(raw: Any, source: str, env: Mapping[str, str] | None = None) ->
     except ConfigError as exc:
         raise ConfigError(f"invalid run config {source}: {exc}") from None
     _drop_switched_off(substituted)
+    _drop_idle_defaults(substituted)
     try:
         config = RunConfig.model_validate(substituted)
     except ValidationError as exc:

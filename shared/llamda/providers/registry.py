@@ -19,6 +19,7 @@ from llamda.providers.inference.config import (
     BedrockOpenAIConfig,
     LlamaCppConfig,
     RemoteOpenAIConfig,
+    SentenceTransformersConfig,
 )
 from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
 from llamda.providers.vector_io.config import LanceDBConfig
@@ -32,6 +33,8 @@ class ProviderSpec:
     description: str
     default_url: str | None = None
     implementation: str = "llamda.providers.inference.remote_openai:RemoteOpenAIProvider"
+    requires: tuple[str, ...] = ()  # modules of optional extras it cannot run without
+    chat: bool = True  # False: an embeddings-only inference provider
 
     @property
     def remote(self) -> bool:
@@ -94,6 +97,18 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             LlamaCppConfig,
             "Inline llama.cpp (local extra)",
             implementation="llamda.providers.inference.llama_cpp:LlamaCppProvider",
+            requires=("llama_cpp",),
+        ),
+        ProviderSpec(
+            "inference",
+            "inline::sentence-transformers",
+            SentenceTransformersConfig,
+            "In-process sentence embeddings on CPU (all-MiniLM-L6-v2 by default; no PyTorch)",
+            implementation=(
+                "llamda.providers.inference.sentence_transformers:SentenceTransformersProvider"
+            ),
+            requires=("numpy", "tokenizers"),
+            chat=False,
         ),
         ProviderSpec(
             "vector_io",

