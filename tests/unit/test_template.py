@@ -766,4 +766,13 @@ def test_agents_functions_run_from_the_image_the_stream_one_with_the_web_adapter
     assert (ROOT / "functions" / "agents_stream" / "run.sh").exists()
     assert props["Environment"]["Variables"]["AWS_LWA_INVOKE_MODE"] == "RESPONSE_STREAM"
     assert "AWS_LAMBDA_EXEC_WRAPPER" not in props["Environment"]["Variables"]
+    # The app trusts the adapter's request-context header only where the adapter runs.
+    assert props["Environment"]["Variables"]["LLAMDA_WEB_ADAPTER"] == "extension"
+    assert not [
+        name
+        for name, res in raw.items()
+        if name != "AgentsStreamFunction"
+        and "LLAMDA_WEB_ADAPTER" in str(res.get("Properties", {}).get("Environment", {}))
+    ]
+    assert "LLAMDA_WEB_ADAPTER" not in str(_raw()["Globals"])
     assert "Layers" not in props
