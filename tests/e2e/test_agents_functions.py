@@ -11,7 +11,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,43 +213,51 @@ def test_a_hanging_model_ends_incomplete_before_the_buffered_function_times_out(
     assert steps and steps[0]["status"] == "incomplete"
 
 
+StreamStarter = Callable[..., str]
+
+
 @pytest.fixture
 def stream_function(
     image_artifacts: dict[str, Artifact], env: dict[str, str], tmp_path: Path
-) -> Iterator[tuple[str, Path]]:
-    """AgentsStreamFunction as the Lambda Web Adapter runs it in the image: the entry point
-    (ImageConfig: /bin/sh run.sh) starts uvicorn on $PORT; the adapter only relays. The
-    loop's deadline comes from the function's environment, shortened here to 3 s."""
+) -> Iterator[StreamStarter]:
+    """Starts AgentsStreamFunction as the Lambda Web Adapter runs it in the image: the entry
+    point (ImageConfig: /bin/sh run.sh) starts uvicorn on $PORT; the adapter only relays.
+    Keyword arguments override the function's environment; returns the app's URL."""
     fn = image_artifacts["AgentsStreamFunction"]
     (task_root,) = fn.paths
     script = task_root / fn.handler.removeprefix("/var/task/")
     assert script.name == "run.sh" and script.exists()
-    # Copied into the image with its mode: an entry point must be executable by sh at least.
-    assert os.access(script, os.R_OK)
-    port = free_port()
-    proc_env = {
-        **lambda_env(fn, env),
-        "PATH": f"{os.path.dirname(base_python())}:/usr/bin:/bin",
-        "LAMBDA_TASK_ROOT": str(task_root),
-        "PORT": str(port),
-        "PYTHONNOUSERSITE": "1",
-        "LLAMDA_AGENTS_DEADLINE_SECONDS": "3",
-    }
-    assert "PYTHONPATH" not in proc_env
-    log = tmp_path / "stream.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            ["/bin/sh", str(script)],
-            env=proc_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_serving(url, proc, log, ok=None)  # any answer: the app has no route at /
-    yield url, log
-    proc.terminate()
-    proc.wait(10)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**overrides: str) -> str:
+        port = free_port()
+        proc_env = {
+            **lambda_env(fn, env),
+            "PATH": f"{os.path.dirname(base_python())}:/usr/bin:/bin",
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "PORT": str(port),
+            "PYTHONNOUSERSITE": "1",
+            **overrides,
+        }
+        assert "PYTHONPATH" not in proc_env  # run.sh sets it, as in the image
+        log = tmp_path / f"stream-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                ["/bin/sh", str(script)],
+                env=proc_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+            )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        wait_until_serving(url, proc, log, ok=None)  # any answer: the app has no route at /
+        return url
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        proc.wait(10)
 
 
 def _client(url: str, tenant: str = "acme") -> openai.OpenAI:
@@ -266,12 +274,16 @@ def _client(url: str, tenant: str = "acme") -> openai.OpenAI:
 
 
 def test_stream_function_streams_responses_events_token_by_token(
-    stream_function: tuple[str, Path], fake_bedrock: FakeBedrockServer
+    stream_function: StreamStarter, fake_bedrock: FakeBedrockServer
 ) -> None:
-    url, _ = stream_function
+    url = stream_function()  # the template's environment: an 870 s loop deadline
     anonymous = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         anonymous.responses.create(model=MODEL, input="hi")
+    # The SDK builds its event models while parsing the first stream (seconds on a busy
+    # machine, events pile up meanwhile): a first stream, then the one whose timing counts.
+    warm = list(_client(url).responses.create(model=MODEL, input="warm up", stream=True))
+    assert warm[-1].type == "response.completed"
     fake_bedrock.fake.token_delay = 0.05
     try:
         arrivals: list[float] = []
@@ -302,12 +314,12 @@ def test_stream_function_streams_responses_events_token_by_token(
 
 
 def test_stream_function_ends_a_hanging_loop_incomplete_at_its_configured_deadline(
-    stream_function: tuple[str, Path], fake_bedrock: FakeBedrockServer
+    stream_function: StreamStarter, fake_bedrock: FakeBedrockServer
 ) -> None:
     """No Lambda context under the Web Adapter: agents.deadline_seconds from the function's
     environment (LLAMDA_AGENTS_DEADLINE_SECONDS, 3 s here, 870 s of 900 in the template) ends
     the stream ``incomplete`` while the model call is still held."""
-    url, _ = stream_function
+    url = stream_function(LLAMDA_AGENTS_DEADLINE_SECONDS="3")
     hold = threading.Event()
     fake_bedrock.fake.script(MODEL, Reply(text="never sent", hold=hold))
     try:
