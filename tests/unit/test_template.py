@@ -776,3 +776,37 @@ def test_agents_functions_run_from_the_image_the_stream_one_with_the_web_adapter
     ]
     assert "LLAMDA_WEB_ADAPTER" not in str(_raw()["Globals"])
     assert "Layers" not in props
+
+
+def _docker_context_includes(path: str) -> bool:
+    """Whether .dockerignore lets ``path`` into the build context (its rules in order, the
+    last match wins; ``**`` any run of path segments, ``*`` within one)."""
+    included = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate = rule.startswith("!")
+        pattern = re.escape(rule.lstrip("!")).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        if re.fullmatch(pattern, path) or re.fullmatch(pattern + "/.*", path):
+            included = negate
+    return included
+
+
+def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
+    """A COPY of a path .dockerignore leaves out fails `sam build` (the tests build the image's
+    tree without Docker, so only this check sees it)."""
+    dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
+    sources = re.findall(r"^COPY (?!--from)(\S+) ", dockerfile, flags=re.M)
+    assert "functions/agents" in sources and "functions/agents_stream" in sources
+    for source in sources:
+        files = (
+            [source]
+            if (ROOT / source).is_file()
+            else [str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*.py")]
+        )
+        assert files, source
+        for path in files:
+            assert _docker_context_includes(path), path
+    assert not _docker_context_includes("tests/conftest.py")
+    assert not _docker_context_includes("functions/agents/__pycache__/app.cpython-312.pyc")
