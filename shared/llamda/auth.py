@@ -71,8 +71,14 @@ def from_authorizer(event: dict[str, Any]) -> tuple[Principal, Limits]:
 def _web_adapter_event(headers: dict[str, str]) -> dict[str, Any]:
     """Under the Lambda Web Adapter (the streaming function) the event is not in the ASGI
     scope: the adapter passes API Gateway's request context in ``x-amzn-request-context``,
-    replacing any header of that name the client sent. Trusted only when the adapter runs."""
-    if os.environ.get("AWS_LAMBDA_EXEC_WRAPPER") != "/opt/bootstrap":
+    replacing any header of that name the client sent. Trusted only when the adapter runs: its
+    layer wraps the runtime (zip functions: ``AWS_LAMBDA_EXEC_WRAPPER``), or, in the container
+    image, the app is the entry point with the adapter as an extension (the template sets
+    ``LLAMDA_WEB_ADAPTER=extension`` on that function only)."""
+    if (
+        os.environ.get("AWS_LAMBDA_EXEC_WRAPPER") != "/opt/bootstrap"
+        and os.environ.get("LLAMDA_WEB_ADAPTER") != "extension"
+    ):
         return {}
     try:
         context = json.loads(headers.get("x-amzn-request-context") or "{}")

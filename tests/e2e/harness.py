@@ -241,26 +241,34 @@ def _dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
 def build_image_from_dockerfile(dockerfile: Path, target: Path) -> Path:
     """The image's task root as a directory, from the Dockerfile itself: its COPY lines and its
     ``pip install --requirement ... --target ${LAMBDA_TASK_ROOT}`` (the only forms it uses), so
-    the tested tree cannot drift from the image."""
+    the tested tree cannot drift from the image. ``COPY --from=<image>`` (the Lambda Web
+    Adapter binary of the agents-stream stage) copies outside the task root from an image this
+    machine cannot pull: the tests stand in for the adapter, as for its layer."""
     task_root = "${LAMBDA_TASK_ROOT}"
     staged: dict[str, Path] = {}  # image path -> repo path, for files copied outside the root
-    requirements: Path | None = None
+    requirements: list[Path] = []
     sources: list[tuple[Path, str]] = []
     for word, args in _dockerfile_instructions(dockerfile):
-        if word == "COPY":
+        if word == "COPY" and args.startswith("--from="):
+            assert task_root not in args, f"unsupported COPY in {dockerfile}: {args}"
+        elif word == "COPY":
             src, dest = args.split()
             if dest.startswith(task_root):
                 sources.append((ROOT / src, dest[len(task_root) :].lstrip("/")))
             else:
                 staged[dest] = ROOT / src
         elif word == "RUN" and "pip install" in args:
-            match = re.search(r"--requirement\s+(\S+)", args)
-            assert match and task_root in args, f"unsupported RUN in {dockerfile}: {args}"
-            requirements = staged[match.group(1)]
-    assert requirements is not None, f"{dockerfile} installs no requirements"
+            found = re.findall(r"--requirement\s+(\S+)", args)
+            assert found and task_root in args, f"unsupported RUN in {dockerfile}: {args}"
+            requirements += [staged[name] for name in found]
+    assert requirements, f"{dockerfile} installs no requirements"
     if target.exists():
         shutil.rmtree(target)
-    build_image_dir(target, requirements, [])
+    # One resolution of every requirements file, as the image's single pip install does.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    combined = target.parent / f".{target.name}-requirements.txt"
+    combined.write_text("".join(f"-r {path}\n" for path in requirements))
+    build_image_dir(target, combined, [])
     for src, rel in sources:
         shutil.copytree(src, target / rel, ignore=shutil.ignore_patterns("__pycache__"))
     return _compile(target)

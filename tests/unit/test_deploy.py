@@ -129,7 +129,8 @@ def test_build_without_a_docker_engine_stops_and_says_how(tmp_path: Path) -> Non
     )
     assert proc.returncode != 0
     assert "no Docker engine" in proc.stderr
-    assert "VectorFunction" in proc.stderr and "IngestFunction" in proc.stderr
+    for function in ("VectorFunction", "IngestFunction", "AgentsFunction", "AgentsStreamFunction"):
+        assert function in proc.stderr, function
     assert "--zip-only" in proc.stderr
 
 
@@ -137,7 +138,13 @@ def test_zip_only_template_is_marked_not_deployable(template: dict[str, Any]) ->
     from scripts.zip_only import MARKER, mark_not_deployable, strip_images
 
     doc = json.loads(json.dumps(template))
-    assert sorted(strip_images(doc)) == ["IngestFunction", "MaintenanceFunction", "VectorFunction"]
+    assert sorted(strip_images(doc)) == [
+        "AgentsFunction",
+        "AgentsStreamFunction",
+        "IngestFunction",
+        "MaintenanceFunction",
+        "VectorFunction",
+    ]
     assert not any(
         r.get("Properties", {}).get("PackageType") == "Image" for r in doc["Resources"].values()
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llamda.context import bind_request_id, set_tenant, valid_tenant
@@ -46,3 +48,25 @@ def test_request_id_accepts_sane_client_ids_only() -> None:
     assert bind_request_id("bad id with spaces").startswith("req_")
     assert bind_request_id("x" * 200).startswith("req_")
     assert bind_request_id(None).startswith("req_")
+
+
+@pytest.mark.parametrize(
+    ("env", "trusted"),
+    [
+        ({}, False),  # llamda serve, Mangum: a client's header is never a tenant
+        ({"AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap"}, True),  # the adapter's layer (zip)
+        ({"LLAMDA_WEB_ADAPTER": "extension"}, True),  # the image's agents-stream stage
+        ({"LLAMDA_WEB_ADAPTER": "1", "AWS_LAMBDA_EXEC_WRAPPER": "/opt/other"}, False),
+    ],
+)
+def test_request_context_header_is_trusted_only_behind_the_web_adapter(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], trusted: bool
+) -> None:
+    from llamda.auth import _web_adapter_event
+
+    for name in ("AWS_LAMBDA_EXEC_WRAPPER", "LLAMDA_WEB_ADAPTER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    forged = {"x-amzn-request-context": json.dumps({"authorizer": {"tenant": "acme"}})}
+    assert bool(_web_adapter_event(forged)) is trusted

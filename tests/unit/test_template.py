@@ -137,6 +137,8 @@ FUNCTIONS = (
     "FilesFunction",
     "VectorFunction",
     "IngestFunction",
+    "AgentsFunction",
+    "AgentsStreamFunction",
 )
 
 
@@ -193,7 +195,13 @@ def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> 
     # The given ARNs, or ones derived from the configured models: the inference profile in this
     # account and region only, foundation models by exact id.
     configured = {"Fn::If": ["HasModelArns", {"Ref": "BedrockModelArns"}, DERIVED_MODEL_ARNS]}
-    for function in ("InferenceFunction", "InferenceStreamFunction", "SafetyFunction"):
+    for function in (
+        "InferenceFunction",
+        "InferenceStreamFunction",
+        "SafetyFunction",
+        "AgentsFunction",
+        "AgentsStreamFunction",
+    ):
         statements = _statements(cfn, function)
         invoke = [s for s in statements if any(a.startswith("bedrock:Invoke") for a in s["Action"])]
         assert invoke and all(s["Resource"] == configured for s in invoke)
@@ -255,7 +263,11 @@ def test_dashboard_body_is_json_and_charts_what_the_functions_emit() -> None:
 def test_lancedb_functions_share_one_image_with_a_command_each(cfn: dict[str, Any]) -> None:
     raw = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]
     dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
-    for function, module in (("VectorFunction", "vector_io"), ("IngestFunction", "ingest")):
+    for function, module in (
+        ("VectorFunction", "vector_io"),
+        ("IngestFunction", "ingest"),
+        ("AgentsFunction", "agents"),
+    ):
         props = raw[function]["Properties"]
         assert props["PackageType"] == "Image"
         assert props["ImageConfig"]["Command"] == [f"functions.{module}.app.lambda_handler"]
@@ -323,10 +335,12 @@ def test_streams_may_run_15_minutes_and_buffered_functions_end_before_the_gatewa
     assert stream_ops
     for op in stream_ops:
         assert op["x-amazon-apigateway-integration"]["timeoutInMillis"] == 900000
-    (stream_fn,) = _api_functions(raw, "StreamApi")
-    assert cfn["Resources"][stream_fn]["Properties"]["Timeout"] * 1000 >= 900000
+    stream_fns = _api_functions(raw, "StreamApi")
+    assert stream_fns == {"InferenceStreamFunction", "AgentsStreamFunction"}
+    for stream_fn in stream_fns:
+        assert cfn["Resources"][stream_fn]["Properties"]["Timeout"] * 1000 >= 900000
     buffered = _api_functions(raw, "Api")
-    assert len(buffered) == 5
+    assert len(buffered) == 6
     for name in buffered:
         # API Gateway's default integration timeout is 29 s: the function must end first.
         assert cfn["Resources"][name]["Properties"]["Timeout"] < 29, name
@@ -419,6 +433,8 @@ def test_missing_keys_stay_404_list_bucket_is_unconditioned(cfn: dict[str, Any])
         "FilesFunction",
         "VectorFunction",
         "IngestFunction",
+        "AgentsFunction",
+        "AgentsStreamFunction",
     }
 
 
@@ -629,3 +645,168 @@ def test_uploads_api_is_routed_to_the_files_function_behind_the_authorizer(
         assert op["security"] == [{"KeyAuthorizer": []}]
     actions = {a for st in _statements(cfn, "FilesFunction") for a in st["Action"]}
     assert {"s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload"} <= actions
+
+
+AGENT_ROUTES = ("/v1/responses", "/v1/conversations", "/v1/prompts")
+
+
+def test_agents_routes_reach_the_agents_functions_behind_the_authorizer(
+    cfn: dict[str, Any],
+) -> None:
+    """Every route of the agents API reaches AgentsFunction on the buffered API (with the key
+    authorizer); POST /v1/responses also streams through AgentsStreamFunction."""
+    from llamda.routers import conversations, prompts, responses
+
+    ops = _methods(cfn)
+    served = {
+        route.path  # type: ignore[attr-defined]
+        for module in (responses, conversations, prompts)
+        for route in module.router.routes
+    }
+    assert {"/v1/responses", "/v1/responses/{response_id}"} <= served
+    for base in AGENT_ROUTES:  # whatever the routers serve today, both shapes are routed
+        for gateway in (base, f"{base}/{{proxy+}}"):
+            assert ("Api", gateway, "x-amazon-apigateway-any-method") in ops, gateway
+    assert {p for p in served if not p.startswith(AGENT_ROUTES)} == set()
+    for path in served:
+        base = next(b for b in AGENT_ROUTES if path.startswith(b))
+        gateway = base if path == base else f"{base}/{{proxy+}}"
+        op = ops[("Api", gateway, "x-amazon-apigateway-any-method")]
+        assert "AgentsFunction.Arn" in json.dumps(op["x-amazon-apigateway-integration"]["uri"])
+        assert op["security"] == [{"KeyAuthorizer": []}]
+    stream = ops[("StreamApi", "/v1/responses", "post")]
+    integration = stream["x-amazon-apigateway-integration"]
+    assert "AgentsStreamFunction.Arn" in json.dumps(integration["uri"])
+    assert integration["responseTransferMode"] == "STREAM"
+    assert "response-streaming-invocations" in str(integration["uri"])
+    assert stream["security"] == [{"KeyAuthorizer": []}]
+    assert not [k for k in ops if k[0] == "StreamApi" and k[1].startswith(AGENT_ROUTES[1:])]
+
+
+def test_agents_loop_deadline_is_below_each_functions_timeout(cfn: dict[str, Any]) -> None:
+    """The loop's deadline (agents.deadline_seconds from the function's environment, as the aws
+    profile reads it) ends a response before its function times out: 29 s buffered (Lambda's
+    context bounds it too), 15 minutes streaming (no Lambda context under the Web Adapter)."""
+    from llamda.config import load_config
+
+    for function, longest in (("AgentsFunction", 28), ("AgentsStreamFunction", 900)):
+        props = cfn["Resources"][function]["Properties"]
+        assert props["Timeout"] == longest, function
+        env = {k: v for k, v in props["Environment"]["Variables"].items() if isinstance(v, str)}
+        assert "LLAMDA_AGENTS_DEADLINE_SECONDS" in env, function
+        config = load_config(
+            env={"LLAMDA_PROFILE": "aws", "LLAMDA_RECORDS_TABLE": "t", "LLAMDA_BUCKET": "b", **env}
+        )
+        assert "agents" in config.apis
+        # Room to store the response and answer (and, streaming, to close the stream).
+        assert 0 < config.agents.deadline_seconds <= props["Timeout"] - 3, function
+    # The profile's own default (no variable set) is the buffered path's.
+    config = load_config(
+        env={"LLAMDA_PROFILE": "aws", "LLAMDA_RECORDS_TABLE": "t", "LLAMDA_BUCKET": "b"}
+    )
+    assert config.agents.deadline_seconds < 28
+
+
+def test_agents_functions_are_least_privilege(cfn: dict[str, Any]) -> None:
+    """Records, LanceDB read-only (file_search), the configured models (invoke and stream) and
+    the guardrail only when one is configured: nothing else."""
+    data_arn = {"Fn::GetAtt": ["DataBucket", "Arn"]}
+    for function in ("AgentsFunction", "AgentsStreamFunction"):
+        role = cfn["Resources"][f"{function}Role"]["Properties"]["Policies"]
+        raw_statements = [st for p in role for st in p["PolicyDocument"]["Statement"]]
+        guard = [st for st in raw_statements if "Fn::If" in st]
+        assert len(guard) == 1 and guard[0]["Fn::If"][0] == "HasGuardrail"
+        assert guard[0]["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+        grants = {
+            (action, json.dumps(st["Resource"], sort_keys=True))
+            for st in _statements(cfn, function)
+            for action in st["Action"]
+        }
+        records = json.dumps({"Fn::GetAtt": ["RecordsTable", "Arn"]}, sort_keys=True)
+        lancedb = json.dumps({"Fn::Sub": "${DataBucket.Arn}/lancedb/*"}, sort_keys=True)
+        actions = {action for action, _ in grants}
+        assert actions == {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "s3:GetObject",
+            "s3:ListBucket",
+            "bedrock:InvokeModel",
+            "bedrock:InvokeModelWithResponseStream",
+            "bedrock:ApplyGuardrail",
+        }, function
+        assert {r for a, r in grants if a.startswith("dynamodb:")} == {records}
+        assert {r for a, r in grants if a == "s3:GetObject"} == {lancedb}
+        assert {r for a, r in grants if a == "s3:ListBucket"} == {json.dumps(data_arn)}
+        # No write to vector stores or files, no queue, no other function.
+        assert not any(a.startswith(("s3:Put", "s3:Delete", "sqs:", "lambda:")) for a in actions)
+
+
+def test_agents_functions_run_from_the_image_the_stream_one_with_the_web_adapter() -> None:
+    raw = _raw()["Resources"]
+    dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
+    buffered = raw["AgentsFunction"]
+    assert buffered["Properties"]["PackageType"] == "Image"
+    assert "DockerBuildTarget" not in buffered["Metadata"]  # the last stage: no adapter
+    stream = raw["AgentsStreamFunction"]
+    props, meta = stream["Properties"], stream["Metadata"]
+    assert props["PackageType"] == "Image" and meta["Dockerfile"] == "functions/Dockerfile"
+    target = meta["DockerBuildTarget"]
+    stages = re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, flags=re.M)
+    assert target in stages and stages[-1] != target
+    # Only the stream stage holds the adapter (an extension runs in every function of its image).
+    stream_stage = dockerfile.split(f" AS {target}\n", 1)[1].split("\nFROM ", 1)[0]
+    assert "/opt/extensions/lambda-adapter" in stream_stage
+    assert dockerfile.count("/opt/extensions/lambda-adapter") == 1
+    # An AWS base image: the entry point starts the app (the adapter only relays).
+    entry = [*props["ImageConfig"]["EntryPoint"], *props["ImageConfig"]["Command"]]
+    assert entry == ["/bin/sh", "/var/task/functions/agents_stream/run.sh"]
+    assert (ROOT / "functions" / "agents_stream" / "run.sh").exists()
+    assert props["Environment"]["Variables"]["AWS_LWA_INVOKE_MODE"] == "RESPONSE_STREAM"
+    assert "AWS_LAMBDA_EXEC_WRAPPER" not in props["Environment"]["Variables"]
+    # The app trusts the adapter's request-context header only where the adapter runs.
+    assert props["Environment"]["Variables"]["LLAMDA_WEB_ADAPTER"] == "extension"
+    assert not [
+        name
+        for name, res in raw.items()
+        if name != "AgentsStreamFunction"
+        and "LLAMDA_WEB_ADAPTER" in str(res.get("Properties", {}).get("Environment", {}))
+    ]
+    assert "LLAMDA_WEB_ADAPTER" not in str(_raw()["Globals"])
+    assert "Layers" not in props
+
+
+def _docker_context_includes(path: str) -> bool:
+    """Whether .dockerignore lets ``path`` into the build context (its rules in order, the
+    last match wins; ``**`` any run of path segments, ``*`` within one)."""
+    included = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = line.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate = rule.startswith("!")
+        pattern = re.escape(rule.lstrip("!")).replace(r"\*\*", ".*").replace(r"\*", "[^/]*")
+        if re.fullmatch(pattern, path) or re.fullmatch(pattern + "/.*", path):
+            included = negate
+    return included
+
+
+def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
+    """A COPY of a path .dockerignore leaves out fails `sam build` (the tests build the image's
+    tree without Docker, so only this check sees it)."""
+    dockerfile = (ROOT / "functions" / "Dockerfile").read_text()
+    sources = re.findall(r"^COPY (?!--from)(\S+) ", dockerfile, flags=re.M)
+    assert "functions/agents" in sources and "functions/agents_stream" in sources
+    for source in sources:
+        files = (
+            [source]
+            if (ROOT / source).is_file()
+            else [str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*.py")]
+        )
+        assert files, source
+        for path in files:
+            assert _docker_context_includes(path), path
+    assert not _docker_context_includes("tests/conftest.py")
+    assert not _docker_context_includes("functions/agents/__pycache__/app.cpython-312.pyc")
