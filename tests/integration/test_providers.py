@@ -42,7 +42,7 @@ def test_every_served_api_lists_its_provider_with_health(local: LiveServer) -> N
     assert by_api["agents"] == ["inline::builtin"]
     assert by_api["vector_io"] == ["inline::lancedb"]
     assert by_api["safety"] == ["inline::rules"]
-    assert by_api["inference"] == ["remote::bedrock"]
+    assert by_api["inference"] == ["inline::sentence-transformers", "remote::bedrock"]
     for provider in listed:
         got = client.providers.retrieve(provider.provider_id)
         assert (got.api, got.provider_type) == (provider.api, provider.provider_type)
@@ -58,7 +58,10 @@ def test_inspect_routes_name_the_providers_behind_each_api(local: LiveServer) ->
     routes = {(r.route, r.method): r.provider_types for r in client.routes.list()}
     assert routes[("/v1/files", "POST")] == ["inline::localfs"]
     assert routes[("/v1/vector_stores", "POST")] == ["inline::lancedb"]
-    assert routes[("/v1/chat/completions", "POST")] == ["remote::bedrock"]
+    assert routes[("/v1/chat/completions", "POST")] == [
+        "inline::sentence-transformers",
+        "remote::bedrock",
+    ]
     assert routes[("/v1/moderations", "POST")] == ["inline::rules"]
 
 

@@ -202,6 +202,7 @@ def queued_jobs(function: Path) -> list[str]:
 def test_a_background_response_runs_in_the_jobs_function_and_continues_when_out_of_time(
     function: Path, fake_bedrock: FakeBedrockServer
 ) -> None:
+    fake_bedrock.fake.reset()
     [created] = invoke(
         function, [create({"model": "agent", "input": "slowly please", "background": True})]
     )
