@@ -1,0 +1,218 @@
+"""The agents API attacked as a hostile client, a careless client and an AWS engineer would.
+
+A live server (auth on, two tenants), the fake Bedrock for a scripted model and a real MCP
+server. Tests marked ``xfail(strict=True)`` with a ``FINDING`` reason reproduce open bugs: they
+fail today (and so pass as xfail); once the bug is fixed they pass, and strict xfail turns that
+into a failure so the marker is removed with the fix. Unmarked tests are regression guards for
+attacks that are already refused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.fakes.bedrock import FakeBedrockServer, Reply
+from tests.fakes.mcp_server import MCPTestServer
+from tests.integration.agents_server import create_key
+from tests.integration.test_responses_mcp import CONFIG, MODEL, TOKEN, mcp_tool
+
+AUTH = "server: {auth: true}\n"
+
+
+@pytest.fixture(scope="module")
+def tools_server() -> Iterator[MCPTestServer]:
+    with MCPTestServer(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory, fake_bedrock: FakeBedrockServer) -> Path:
+    home = tmp_path_factory.mktemp("attacks")
+    config = CONFIG.format(bedrock=fake_bedrock.endpoint, model=MODEL, home=home) + AUTH
+    (home / "run.yaml").write_text(config)
+    return home
+
+
+@pytest.fixture(scope="module")
+def keys(home: Path) -> dict[str, str]:
+    return {tenant: create_key(home, tenant) for tenant in ("acme", "globex")}
+
+
+@pytest.fixture(scope="module")
+def server(home: Path, keys: dict[str, str]) -> Iterator[LiveServer]:
+    live = start_server(home / "run.yaml", home)
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture(scope="module")
+def acme(server: LiveServer, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {keys['acme']}"}
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def globex(server: LiveServer, keys: dict[str, str]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {keys['globex']}"}
+    ) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def _fresh(fake_bedrock: FakeBedrockServer) -> Iterator[None]:
+    fake_bedrock.fake.reset()
+    yield
+    fake_bedrock.fake.reset()
+
+
+def finished(client: httpx.Client, response_id: str) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = client.get(f"/responses/{response_id}").json()
+        if body["status"] not in ("queued", "in_progress"):
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"{response_id} never finished")
+
+
+def stored_bytes(home: Path) -> bytes:
+    """Everything the server keeps at rest: Records (SQLite, with its WAL) and objects."""
+    return b"".join(p.read_bytes() for p in sorted(home.rglob("*")) if p.is_file())
+
+
+# -- secrets at rest ------------------------------------------------------------------------
+
+
+def test_mcp_credentials_are_never_stored(
+    acme: httpx.Client,
+    fake_bedrock: FakeBedrockServer,
+    tools_server: MCPTestServer,
+    home: Path,
+) -> None:
+    """Background runs would have to keep the credentials: refused. A foreground run keeps
+    nothing of them at rest (Records and objects, byte for byte)."""
+    bearer = mcp_tool(tools_server.url)
+    del bearer["headers"]
+    bearer["authorization"] = TOKEN
+    for tool in (mcp_tool(tools_server.url), bearer):
+        queued = acme.post(
+            "/responses",
+            json={"model": "agent", "input": "1 + 2?", "tools": [tool], "background": True},
+        )
+        assert queued.status_code == 400, queued.text
+    fake_bedrock.fake.script(MODEL, Reply(tool={"name": "add", "input": {"a": 1, "b": 2}}))
+    created = acme.post(
+        "/responses",
+        json={"model": "agent", "input": "1 + 2?", "tools": [mcp_tool(tools_server.url)]},
+    )
+    assert created.status_code == 200, created.text
+    assert created.json()["output"][1]["output"] == "3"
+    assert TOKEN not in created.text
+    assert TOKEN.encode() not in stored_bytes(home)
+
+
+def test_an_authorization_token_never_reaches_an_error_item(
+    acme: httpx.Client, tools_server: MCPTestServer, home: Path
+) -> None:
+    secret = "zq-SECRET-value-7781"
+    tool = mcp_tool(tools_server.url)
+    del tool["headers"]
+    tool["authorization"] = f"{secret}\n"  # careless client: a trailing newline from a file
+    created = acme.post("/responses", json={"model": "agent", "input": "hi", "tools": [tool]})
+    assert created.status_code < 500, created.text
+    assert secret not in created.text
+    if created.status_code == 200:
+        fetched = acme.get(f"/responses/{created.json()['id']}")
+        assert secret not in fetched.text
+    assert secret.encode() not in stored_bytes(home)
+
+
+# -- tenancy --------------------------------------------------------------------------------
+
+
+def test_another_tenant_cannot_read_continue_cancel_or_delete_a_response(
+    acme: httpx.Client, globex: httpx.Client, fake_bedrock: FakeBedrockServer
+) -> None:
+    fake_bedrock.fake.script(MODEL, Reply(text="hello acme"))
+    created = acme.post(
+        "/responses", json={"model": "agent", "input": "secret plan", "background": True}
+    )
+    assert created.status_code == 200, created.text
+    response_id = created.json()["id"]
+    finished(acme, response_id)
+    assert globex.get(f"/responses/{response_id}").status_code == 404
+    assert globex.get(f"/responses/{response_id}/input_items").status_code == 404
+    assert globex.post(f"/responses/{response_id}/cancel").status_code == 404
+    assert globex.delete(f"/responses/{response_id}").status_code == 404
+    chained = globex.post(
+        "/responses",
+        json={"model": "agent", "input": "go on", "previous_response_id": response_id},
+    )
+    assert chained.status_code == 404, chained.text
+    assert response_id not in globex.get("/responses", params={"limit": 100}).text
+    assert acme.get(f"/responses/{response_id}").status_code == 200  # still there for acme
+
+
+# -- SSRF -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:1/mcp",
+        "http://[::ffff:127.0.0.1]/mcp",
+        "http://[::1]/mcp",
+        "http://0.0.0.0/mcp",
+        "http://2130706433/mcp",  # 127.0.0.1 as a decimal number
+        "http://0177.0.0.1/mcp",  # octal
+        "http://127.1/mcp",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1@169.254.169.254/mcp",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+    ],
+)
+def test_ssrf_server_urls_are_400(acme: httpx.Client, url: str) -> None:
+    tool = {"type": "mcp", "server_label": "x", "server_url": url, "require_approval": "never"}
+    reply = acme.post("/responses", json={"model": "agent", "input": "hi", "tools": [tool]})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"]["param"].startswith("tools[0]")
+
+
+# -- malformed input never a 5xx --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"after": "\u0000"},
+        {"after": "resp_" + "f" * 100},
+        {"after": "\U0001f600" * 30},
+        {"after": "zzz", "order": "asc"},
+        {"model": "\u0000"},
+    ],
+)
+def test_list_cursors_are_never_5xx(acme: httpx.Client, params: dict[str, str]) -> None:
+    reply = acme.get("/responses", params=params)
+    assert reply.status_code < 500, reply.text
+
+
+def test_input_items_cursor_and_ids_are_never_5xx(
+    acme: httpx.Client, fake_bedrock: FakeBedrockServer
+) -> None:
+    fake_bedrock.fake.script(MODEL, Reply(text="ok"))
+    response_id = acme.post("/responses", json={"model": "agent", "input": "x"}).json()["id"]
+    for after in ("\u0000", "msg_nope", "x" * 128):
+        reply = acme.get(f"/responses/{response_id}/input_items", params={"after": after})
+        assert reply.status_code in (400, 404, 422), reply.text
+    for bad in ("..%2F..%2Fetc", "resp_\u00e9", "a" * 300, "resp_x%00"):
+        assert acme.get(f"/responses/{bad}").status_code in (400, 404, 422)
