@@ -216,3 +216,33 @@ def test_input_items_cursor_and_ids_are_never_5xx(
         assert reply.status_code in (400, 404, 422), reply.text
     for bad in ("..%2F..%2Fetc", "resp_\u00e9", "a" * 300, "resp_x%00"):
         assert acme.get(f"/responses/{bad}").status_code in (400, 404, 422)
+
+
+# -- background jobs ------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING 1 (medium): _enqueue stores the 'queued' record before submitting its job; "
+    "when the queue refuses (503: SQS down, or jobs.queue_url unset in Lambda) the client is "
+    "told it failed, yet a 'queued' response that never runs stays listed until store_days",
+)
+def test_a_refused_background_job_leaves_no_queued_orphan(
+    tmp_path: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    home = tmp_path
+    (home / "run.yaml").write_text(
+        CONFIG.format(bedrock=fake_bedrock.endpoint, model=MODEL, home=home)
+    )
+    # A Lambda without jobs.queue_url: the runner refuses to start a task it would lose.
+    live = start_server(home / "run.yaml", home, env={"AWS_LAMBDA_FUNCTION_NAME": "agents"})
+    try:
+        with httpx.Client(base_url=f"{live.url}/v1") as client:
+            queued = client.post(
+                "/responses", json={"model": "agent", "input": "hi", "background": True}
+            )
+            assert queued.status_code == 503, queued.text
+            listed = client.get("/responses", params={"limit": 100}).json()["data"]
+            assert [r["status"] for r in listed] == []
+    finally:
+        stop_server(live)
