@@ -275,3 +275,26 @@ def test_long_instructions_are_stored_in_dynamodb(
         function, [api_gateway_event("GET", f"/v1/responses/{response_id}", tenant="acme")]
     )
     assert response_json(fetched)["instructions"] == instructions
+
+
+def test_another_tenants_conversation_or_prompt_never_reaches_the_model(
+    acme: httpx.Client, globex: httpx.Client, fake_bedrock: FakeBedrockServer
+) -> None:
+    conv = acme.post("/conversations", json={"items": [{"role": "user", "content": "SECRET-C"}]})
+    assert conv.status_code == 200, conv.text
+    prompt = acme.post("/prompts", json={"prompt": "SECRET-P {{x}}", "variables": ["x"]})
+    assert prompt.status_code == 200, prompt.text
+    fake_bedrock.fake.script(MODEL, Reply(text="ok"))
+    for extra in (
+        {"conversation": conv.json()["id"]},
+        {"conversation": {"id": conv.json()["id"]}},
+        {"prompt": {"id": prompt.json()["prompt_id"], "variables": {"x": "y"}}},
+        {"prompt": {"id": prompt.json()["prompt_id"], "version": "1", "variables": {"x": "y"}}},
+    ):
+        reply = globex.post("/responses", json={"model": "agent", "input": "hi", **extra})
+        assert reply.status_code == 404, reply.text
+        assert "SECRET" not in reply.text
+    assert not any("SECRET" in str(call["body"]) for call in fake_bedrock.fake.calls)
+    # The conversation did not gain globex's input either.
+    items = acme.get(f"/conversations/{conv.json()['id']}/items").json()["data"]
+    assert len(items) == 1
