@@ -298,3 +298,65 @@ def test_another_tenants_conversation_or_prompt_never_reaches_the_model(
     # The conversation did not gain globex's input either.
     items = acme.get(f"/conversations/{conv.json()['id']}/items").json()["data"]
     assert len(items) == 1
+
+
+# -- unbounded work from a hostile MCP server ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flood_server() -> Iterator[str]:
+    """An MCP server listing 2,000 tools on one page (no auth)."""
+    import threading
+
+    import uvicorn
+    from mcp.server.mcpserver import MCPServer
+
+    from tests.conftest import free_port
+
+    tools = MCPServer("flood")
+    for index in range(2000):
+        tools.add_tool(lambda: "x", name=f"t{index}", description="a tool " * 20)
+    port = free_port()
+    app = tools.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/mcp"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING 3 (high): Run._chat_request validates a ChatCompletionRequest (at most 128 "
+    "tools) outside any error mapping: an MCP server listing more tools than that (one page of "
+    "any size is taken whole; the 512 cap applies only between pages) is a 500",
+)
+def test_a_flood_of_mcp_tools_is_not_a_5xx_and_is_capped(
+    acme: httpx.Client, fake_bedrock: FakeBedrockServer, flood_server: str
+) -> None:
+    fake_bedrock.fake.script(MODEL, Reply(text="ok"))
+    tool = {"type": "mcp", "server_label": "flood", "server_url": flood_server}
+    reply = acme.post("/responses", json={"model": "agent", "input": "hi", "tools": [tool]})
+    assert reply.status_code < 500, reply.text[:2000]
+    listing = reply.json()["output"][0]
+    assert listing["type"] == "mcp_list_tools"
+    assert len(listing["tools"]) <= 512
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING 3 (high), from client input alone: 127 function tools (valid) plus an MCP "
+    "server with two allowed tools make 129 chat tools: a pydantic ValidationError, a 500",
+)
+def test_function_tools_plus_mcp_tools_over_the_chat_limit_are_not_a_5xx(
+    acme: httpx.Client, fake_bedrock: FakeBedrockServer, tools_server: MCPTestServer
+) -> None:
+    fake_bedrock.fake.script(MODEL, Reply(text="ok"))
+    functions = [{"type": "function", "name": f"f{i}"} for i in range(127)]
+    body = {"model": "agent", "input": "hi", "tools": [*functions, mcp_tool(tools_server.url)]}
+    reply = acme.post("/responses", json=body)
+    assert reply.status_code < 500, reply.text[:2000]
