@@ -303,9 +303,8 @@ def test_another_tenants_conversation_or_prompt_never_reaches_the_model(
 # -- unbounded work from a hostile MCP server ---------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def flood_server() -> Iterator[str]:
-    """An MCP server listing 2,000 tools on one page (no auth)."""
+def serve_tools(names: list[str]) -> Iterator[str]:
+    """An MCP server (no auth) listing one tool per name, all on one page."""
     import threading
 
     import uvicorn
@@ -313,9 +312,9 @@ def flood_server() -> Iterator[str]:
 
     from tests.conftest import free_port
 
-    tools = MCPServer("flood")
-    for index in range(2000):
-        tools.add_tool(lambda: "x", name=f"t{index}", description="a tool " * 20)
+    tools = MCPServer("hostile")
+    for name in names:
+        tools.add_tool(lambda: "x", name=name, description="a tool " * 20)
     port = free_port()
     app = tools.streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -327,6 +326,17 @@ def flood_server() -> Iterator[str]:
     yield f"http://127.0.0.1:{port}/mcp"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def flood_server() -> Iterator[str]:
+    yield from serve_tools([f"t{index}" for index in range(2000)])
+
+
+@pytest.fixture(scope="module")
+def dotted_server() -> Iterator[str]:
+    # MCP allows dots and 128 characters in tool names; chat function names do not.
+    yield from serve_tools(["files.read", "x" * 100])
 
 
 @pytest.mark.xfail(
@@ -359,4 +369,18 @@ def test_function_tools_plus_mcp_tools_over_the_chat_limit_are_not_a_5xx(
     functions = [{"type": "function", "name": f"f{i}"} for i in range(127)]
     body = {"model": "agent", "input": "hi", "tools": [*functions, mcp_tool(tools_server.url)]}
     reply = acme.post("/responses", json=body)
+    assert reply.status_code < 500, reply.text[:2000]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="FINDING 3 (high), same root cause: an MCP tool name valid in MCP (a dot, over 64 "
+    "characters) is not a valid chat function name: a ValidationError, a 500",
+)
+def test_mcp_tool_names_the_chat_api_refuses_are_not_a_5xx(
+    acme: httpx.Client, fake_bedrock: FakeBedrockServer, dotted_server: str
+) -> None:
+    fake_bedrock.fake.script(MODEL, Reply(text="ok"))
+    tool = {"type": "mcp", "server_label": "dotted", "server_url": dotted_server}
+    reply = acme.post("/responses", json={"model": "agent", "input": "hi", "tools": [tool]})
     assert reply.status_code < 500, reply.text[:2000]
