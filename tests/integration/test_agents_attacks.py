@@ -410,3 +410,29 @@ def test_a_crashing_background_job_ends_its_response(
         time.sleep(0.1)
     assert response_id in server.log.read_text()  # the job ran and died
     assert acme.get(f"/responses/{response_id}").json()["status"] == "failed"
+
+
+# -- secrets in errors ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"headers": {"Authorization": "Bearer SECRETX-4411\n"}},  # a newline: invalid value
+        {"headers": {"X-Api-Key\n": "SECRETX-4411"}},  # an invalid header name
+        {"authorization": "SECRETX-4411" * 700},  # too long
+        {"authorization": ["SECRETX-4411"]},  # wrong type
+        {"headers": {"Authorization": "Bearer SECRETX-4411"}, "require_approval": "always"},
+        {"headers": {"Authorization": "Bearer SECRETX-4411"}, "server_label": "bad label"},
+    ],
+)
+def test_invalid_mcp_credentials_are_never_echoed(
+    acme: httpx.Client, server: LiveServer, credentials: dict
+) -> None:
+    tool = {"type": "mcp", "server_label": "calc", "server_url": "http://127.0.0.1:9/mcp"}
+    reply = acme.post(
+        "/responses", json={"model": "agent", "input": "hi", "tools": [{**tool, **credentials}]}
+    )
+    assert 400 <= reply.status_code < 500, reply.text
+    assert "SECRETX" not in reply.text
+    assert "SECRETX" not in server.log.read_text()
