@@ -165,9 +165,10 @@ class MCPConfig(_Strict):
 
     allowed_servers: list[str] = Field(
         default_factory=list,
-        description="host or host:port entries, `*` globs allowed (`*.example.com`). A host "
-        "resolving to a loopback, private or link-local address is refused unless named "
-        "literally. Empty: no mcp tools.",
+        description="`host` (the scheme's default port only), `host:port` or `host:*` entries, "
+        "`*` globs allowed in the host (`*.example.com`). A host resolving to a loopback, "
+        "private or link-local address (or not resolving) is refused unless named literally. "
+        "Empty: no mcp tools.",
     )
     timeout_seconds: float = Field(
         30.0, gt=0, le=900, description="Per MCP operation (listing, one call)."
@@ -187,6 +188,13 @@ class JobsConfig(_Strict):
         ge=1,
         description="Kept back from the jobs function's remaining time: a job that reaches it "
         "checkpoints and continues in a new invocation.",
+    )
+    max_receive_count: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Deliveries of one message before SQS moves it to the dead-letter queue "
+        "(the queue's redrive maxReceiveCount): the last one records a failure instead.",
     )
 
 

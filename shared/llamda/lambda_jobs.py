@@ -37,7 +37,11 @@ def sqs_handler() -> Any:
             return  # nothing to retry: a malformed message would only be dead-lettered later
         context = current["context"]
         seconds = context.get_remaining_time_in_millis() / 1000 - config.jobs.lambda_margin_seconds
-        loop.run_until_complete(stack.jobs.run(job, seconds_left=max(1.0, seconds)))
+        received = int(record.attributes.approximate_receive_count or 1)
+        last = received >= config.jobs.max_receive_count
+        loop.run_until_complete(
+            stack.jobs.run(job, seconds_left=max(1.0, seconds), last_attempt=last)
+        )
         logger.info("job done", kind=job["kind"], job_id=job.get("id"))
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -226,12 +226,6 @@ def test_input_items_cursor_and_ids_are_never_5xx(
 # -- background jobs ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 1 (medium): _enqueue stores the 'queued' record before submitting its job; "
-    "when the queue refuses (503: SQS down, or jobs.queue_url unset in Lambda) the client is "
-    "told it failed, yet a 'queued' response that never runs stays listed until store_days",
-)
 def test_a_refused_background_job_leaves_no_queued_orphan(
     tmp_path: Path, fake_bedrock: FakeBedrockServer
 ) -> None:
@@ -256,12 +250,6 @@ def test_a_refused_background_job_leaves_no_queued_orphan(
 # -- DynamoDB's 400 KB item limit -------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 2 (high): the response record itself (instructions, tools, text.format, "
-    "prompt variables) is never spilled; over 400 KB DynamoDB refuses the put with a "
-    "ValidationException that _finish does not catch: a 5xx after the model ran, nothing stored",
-)
 def test_long_instructions_are_stored_in_dynamodb(
     function: Path, fake_bedrock: FakeBedrockServer
 ) -> None:
@@ -339,12 +327,6 @@ def dotted_server() -> Iterator[str]:
     yield from serve_tools(["files.read", "x" * 100])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 3 (high): Run._chat_request validates a ChatCompletionRequest (at most 128 "
-    "tools) outside any error mapping: an MCP server listing more tools than that (one page of "
-    "any size is taken whole; the 512 cap applies only between pages) is a 500",
-)
 def test_a_flood_of_mcp_tools_is_not_a_5xx_and_is_capped(
     acme: httpx.Client, fake_bedrock: FakeBedrockServer, flood_server: str
 ) -> None:
@@ -357,11 +339,6 @@ def test_a_flood_of_mcp_tools_is_not_a_5xx_and_is_capped(
     assert len(listing["tools"]) <= 512
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 3 (high), from client input alone: 127 function tools (valid) plus an MCP "
-    "server with two allowed tools make 129 chat tools: a pydantic ValidationError, a 500",
-)
 def test_function_tools_plus_mcp_tools_over_the_chat_limit_are_not_a_5xx(
     acme: httpx.Client, fake_bedrock: FakeBedrockServer, tools_server: MCPTestServer
 ) -> None:
@@ -372,11 +349,6 @@ def test_function_tools_plus_mcp_tools_over_the_chat_limit_are_not_a_5xx(
     assert reply.status_code < 500, reply.text[:2000]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 3 (high), same root cause: an MCP tool name valid in MCP (a dot, over 64 "
-    "characters) is not a valid chat function name: a ValidationError, a 500",
-)
 def test_mcp_tool_names_the_chat_api_refuses_are_not_a_5xx(
     acme: httpx.Client, fake_bedrock: FakeBedrockServer, dotted_server: str
 ) -> None:
@@ -386,17 +358,10 @@ def test_mcp_tool_names_the_chat_api_refuses_are_not_a_5xx(
     assert reply.status_code < 500, reply.text[:2000]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 4 (medium): a background job that raises anything but a LlamdaError leaves "
-    "its response 'in_progress' for good (logged locally; in AWS redelivered, then "
-    "dead-lettered with nothing marking it failed): pollers wait forever",
-)
-def test_a_crashing_background_job_ends_its_response(
+def test_a_background_run_with_unusable_mcp_tools_completes_without_them(
     acme: httpx.Client,
     fake_bedrock: FakeBedrockServer,
     dotted_server: str,
-    server: LiveServer,
 ) -> None:
     fake_bedrock.fake.script(MODEL, Reply(text="ok"))
     tool = {"type": "mcp", "server_label": "dotted", "server_url": dotted_server}
@@ -406,10 +371,13 @@ def test_a_crashing_background_job_ends_its_response(
     assert queued.status_code == 200, queued.text
     response_id = queued.json()["id"]
     deadline = time.monotonic() + 30
-    while "background job failed" not in server.log.read_text() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        done = acme.get(f"/responses/{response_id}").json()
+        if done["status"] not in ("queued", "in_progress"):
+            break
         time.sleep(0.1)
-    assert response_id in server.log.read_text()  # the job ran and died
-    assert acme.get(f"/responses/{response_id}").json()["status"] == "failed"
+    assert done["status"] == "completed", done
+    assert done["output"][0]["skipped_tools"]  # named: the client sees why
 
 
 # -- secrets in errors ------------------------------------------------------------------------
@@ -438,11 +406,6 @@ def test_invalid_mcp_credentials_are_never_echoed(
     assert "SECRETX" not in server.log.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING 3 (high), streamed: the ValidationError escapes the event generator after "
-    "the 200 went out; the stream is cut without an error or response.failed event",
-)
 def test_a_streamed_run_with_unusable_mcp_tools_ends_with_a_terminal_event(
     acme: httpx.Client, fake_bedrock: FakeBedrockServer, dotted_server: str
 ) -> None:
@@ -458,4 +421,5 @@ def test_a_streamed_run_with_unusable_mcp_tools_ends_with_a_terminal_event(
                     kinds.append(line[len("event: ") :])
     except httpx.HTTPError:
         pass  # a cut stream: what the assertion below is about
-    assert kinds and kinds[-1] in ("response.failed", "response.incomplete", "error"), kinds
+    # Tools the chat API refuses are left out (named on the listing): the run completes.
+    assert kinds and kinds[-1] == "response.completed", kinds

@@ -34,7 +34,7 @@ storage:
   vectors: {{uri: "{home}/lancedb"}}
 routing: {{max_retries: 0}}
 agents:
-  mcp: {{allowed_servers: ["127.0.0.1", "local*"], timeout_seconds: 5}}
+  mcp: {{allowed_servers: ["127.0.0.1:*", "local*"], timeout_seconds: 5}}
 """
 
 

@@ -65,9 +65,13 @@ class JobRunner:
             logger.error("could not queue a job", kind=kind, error=type(exc).__name__)
             raise ServiceUnavailableError("the job queue is unavailable; retry") from None
 
-    async def run(self, job: Job, seconds_left: float | None = None) -> None:
+    async def run(
+        self, job: Job, seconds_left: float | None = None, *, last_attempt: bool = True
+    ) -> None:
         """Run one job as its tenant, within ``seconds_left`` (the Lambda invocation's time
-        less a margin; None: the handler's own limits)."""
+        less a margin; None: the handler's own limits). ``last_attempt``: no redelivery will
+        follow a failure, so the handler must record it (``job["last_attempt"]``)."""
+        job = {**job, "last_attempt": last_attempt}
         handler = self._handlers.get(str(job.get("kind")))
         if handler is None:
             raise ValueError(f"no handler for job kind {job.get('kind')!r}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from llamda.aws import AioClients, clients, error_code
 from llamda.context import current_tenant
-from llamda.errors import ConflictError, ServiceUnavailableError
+from llamda.errors import ConflictError, PayloadTooLargeError, ServiceUnavailableError
 from llamda.storage.keys import check_kind
 from llamda.storage.records import EXPIRES, Record, expired
 
@@ -88,6 +88,10 @@ class DynamoDBRecordStore:
         try:
             await self._call("put_item", Item=item, **extra)
         except Exception as exc:
+            if error_code(exc) == "ValidationException" and "size" in str(exc).lower():
+                raise PayloadTooLargeError(
+                    f"{kind.split(':')[0]} record too large to store (DynamoDB's 400 KB limit)"
+                ) from None
             if error_code(exc) == "ConditionalCheckFailedException":
                 what = "already exists" if if_absent else "changed or was deleted meanwhile"
                 raise ConflictError(f"{key!r} {what}") from None

@@ -13,6 +13,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import json
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,11 @@ from llamda.errors import BadRequestError
 from llamda.redact import scrub
 
 MAX_OUTPUT_CHARS = 64 * 1024  # one tool result, as the model and the stored item see it
+MAX_LISTED = 128  # tools of one server offered to the model (the chat API's limit)
+MAX_SEEN = 1024  # tools read from one server at most (a server listing thousands is cut)
+MAX_PAGES = 20
+MAX_SCHEMA_BYTES = 64 * 1024  # as a function tool's parameters
+MAX_DESCRIPTION_CHARS = 16 * 1024
 REDACTED = "<redacted>"
 
 
@@ -33,17 +39,24 @@ class MCPFailure(Exception):
     show: scrubbed of the request's header values)."""
 
 
+ANY_PORT = -1
+
+
 def _entry(entry: str) -> tuple[str, int | None]:
-    """An allow-list entry: ``host`` or ``host:port`` (host may hold ``*`` globs; IPv6 in
-    brackets)."""
+    """An allow-list entry: ``host`` (the scheme's default port only), ``host:port`` or
+    ``host:*`` (any port); host may hold ``*`` globs; IPv6 in brackets."""
     entry = entry.strip().lower()
+    port: str | None = None
     if entry.startswith("["):
         host, _, rest = entry[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else None
-    if entry.count(":") == 1:
+        port = rest[1:] if rest.startswith(":") else None
+    elif entry.count(":") == 1:
         host, _, port = entry.partition(":")
-        return host, int(port) if port != "*" else None
-    return entry, None
+    else:
+        host = entry
+    if port is None:
+        return host, None
+    return host, ANY_PORT if port == "*" else int(port)
 
 
 def _private(address: str) -> bool:
@@ -52,9 +65,12 @@ def _private(address: str) -> bool:
 
 
 async def check_server_url(tool: MCPTool, config: MCPConfig, param: str) -> None:
-    """400 unless ``server_url`` is http(s), without credentials, on a host the allow-list
-    names, and — unless the entry names the host literally — resolving to public addresses
-    only (no loopback, private, link-local or metadata address through a wildcard)."""
+    """400 unless ``server_url`` is http(s), without credentials, on a host and port the
+    allow-list names, and — unless the entry names the host literally — resolving to public
+    addresses only (no loopback, private, link-local or metadata address through a wildcard).
+    The address is checked when the request arrives; the connection resolves the name again
+    (a DNS-rebinding window the allow-list, not this check, must close: list only hosts whose
+    DNS you trust)."""
     parts = urlsplit(tool.server_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadRequestError("server_url must be an http(s) URL", param=param)
@@ -63,14 +79,18 @@ async def check_server_url(tool: MCPTool, config: MCPConfig, param: str) -> None
             "server_url must not carry credentials: send them in headers", param=param
         )
     host = parts.hostname.lower()
+    default = 443 if parts.scheme == "https" else 80
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port or default
     except ValueError:
         raise BadRequestError("server_url has an invalid port", param=param) from None
     matched: str | None = None
     for raw in config.allowed_servers:
         pattern, allowed_port = _entry(raw)
-        if fnmatch.fnmatchcase(host, pattern) and allowed_port in (None, port):
+        port_ok = allowed_port == ANY_PORT or port == (
+            default if allowed_port is None else allowed_port
+        )
+        if fnmatch.fnmatchcase(host, pattern) and port_ok:
             matched = pattern
             break
     if matched is None:
@@ -86,7 +106,10 @@ async def check_server_url(tool: MCPTool, config: MCPConfig, param: str) -> None
             asyncio.to_thread(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM), 5
         )
     except (OSError, TimeoutError):
-        return  # unresolvable: connecting fails later, as a failed mcp_list_tools item
+        # Matched by a pattern only: an address that cannot be checked is not trusted.
+        raise BadRequestError(
+            f"server_url host {host!r} does not resolve", param=param, code="server_not_allowed"
+        ) from None
     if any(_private(str(info[4][0])) for info in infos):
         raise BadRequestError(
             f"server_url host {host!r} resolves to a private or link-local address; only a "
@@ -101,7 +124,14 @@ def _reason(exc: BaseException, tool: MCPTool) -> str:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return scrub(text, list((tool.headers or {}).values()))[:1000]
+    return scrub(text, _secrets(tool))[:1000]
+
+
+def _secrets(tool: MCPTool) -> list[str]:
+    values = list((tool.headers or {}).values())
+    if tool.authorization:
+        values.append(tool.authorization)
+    return values
 
 
 @asynccontextmanager
@@ -138,36 +168,56 @@ def _allowed(tool: MCPTool) -> set[str] | None:
     return set(allowed.tool_names or [])
 
 
-async def list_tools(tool: MCPTool, seconds: float) -> list[dict[str, Any]]:
-    """The server's tools (only ``allowed_tools``), as an ``mcp_list_tools`` item lists them."""
+async def list_tools(tool: MCPTool, seconds: float) -> tuple[list[dict[str, Any]], list[str]]:
+    """The server's tools (only ``allowed_tools``) that a model can be offered, as an
+    ``mcp_list_tools`` item lists them, and the names of those left out (a name or schema the
+    chat API refuses, or past ``MAX_LISTED``)."""
     wanted = _allowed(tool)
+    tools: list[dict[str, Any]] = []
+    skipped: list[str] = []
     try:
         async with asyncio.timeout(seconds), _client(tool, seconds) as client:
-            found: list[Any] = []
             cursor: str | None = None
-            for _ in range(20):  # pages
+            for _ in range(MAX_PAGES):
                 page = await client.list_tools(cursor=cursor)
-                found.extend(page.tools)
+                for item in page.tools:
+                    if wanted is not None and item.name not in wanted:
+                        continue
+                    listed = _offerable(item)
+                    if listed is None or len(tools) >= MAX_LISTED:
+                        skipped.append(str(item.name)[:128])
+                    else:
+                        tools.append(listed)
                 cursor = page.next_cursor
-                if not cursor or len(found) >= 512:
+                if not cursor or len(tools) + len(skipped) >= MAX_SEEN:
                     break
     except Exception as exc:  # any transport or protocol failure is the item's error
         raise MCPFailure(_reason(exc, tool)) from None
-    tools = []
-    for item in found:
-        if wanted is not None and item.name not in wanted:
-            continue
-        tools.append(
-            {
-                "name": item.name,
-                "description": item.description,
-                "input_schema": item.input_schema or {"type": "object", "properties": {}},
-                "annotations": (
-                    item.annotations.model_dump(exclude_none=True) if item.annotations else None
-                ),
-            }
-        )
-    return tools
+    return tools, skipped[:MAX_LISTED]
+
+
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def _offerable(item: Any) -> dict[str, Any] | None:
+    """An MCP tool as a chat function, or None when the chat API would refuse it (MCP allows
+    names such as ``files.read``; a schema must be a bounded JSON object schema)."""
+    if not isinstance(item.name, str) or not _FUNCTION_NAME.match(item.name):
+        return None
+    schema = item.input_schema or {"type": "object", "properties": {}}
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        return None
+    if len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+        return None
+    description = item.description if isinstance(item.description, str) else None
+    return {
+        "name": item.name,
+        "description": description[:MAX_DESCRIPTION_CHARS] if description else None,
+        "input_schema": schema,
+        "annotations": (
+            item.annotations.model_dump(exclude_none=True) if item.annotations else None
+        ),
+    }
 
 
 async def call_tool(tool: MCPTool, name: str, arguments: str, seconds: float) -> str:
@@ -191,7 +241,7 @@ async def call_tool(tool: MCPTool, name: str, arguments: str, seconds: float) ->
         texts.append(json.dumps(result.structured_content))
     output = "\n".join(texts)[:MAX_OUTPUT_CHARS]
     if result.is_error:
-        raise MCPFailure(output or "the tool failed")
+        raise MCPFailure(scrub(output, _secrets(tool)) or "the tool failed")
     return output
 
 

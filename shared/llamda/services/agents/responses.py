@@ -38,13 +38,15 @@ from llamda.services.agents.convert import (
 )
 from llamda.services.agents.items import Item, ItemStore, normalize, public
 from llamda.services.agents.prompts import PromptsService
-from llamda.services.agents.run import Plan, Run
-from llamda.services.agents.stored import KIND, as_response, check_id, items_kind
+from llamda.services.agents.run import MAX_MODEL_TOOLS, Plan, Run
+from llamda.services.agents.stored import ResponseRecords, as_response, check_id, items_kind
 from llamda.services.inference import InferenceService
 from llamda.services.jobs import Job, JobRunner
 from llamda.services.models import ModelsService
 from llamda.services.vector_stores.service import VectorStoresService
-from llamda.storage.records import Records, save
+from llamda.storage.records import Records
+
+MAX_LIST_SCAN = 1000  # records read for one page of GET /v1/responses at most
 
 
 class ResponsesService:
@@ -64,6 +66,7 @@ class ResponsesService:
         self._config = config
         self._shield_exists = shield_exists
         self._jobs = jobs
+        self.stored = ResponseRecords(records, items)
         jobs.register("response", self._run_background)
         self._records = records
         self._items = items
@@ -99,7 +102,13 @@ class ResponsesService:
                 f"model {request.model!r} is not a chat model", param="model", code="invalid_model"
             )
         names = {t.name for t in request.tools or [] if isinstance(t, FunctionTool)}
-        if FILE_SEARCH in names and any(isinstance(t, FileSearchTool) for t in request.tools or []):
+        searching = any(isinstance(t, FileSearchTool) for t in request.tools or [])
+        if len(names) + searching > MAX_MODEL_TOOLS:
+            raise BadRequestError(
+                f"at most {MAX_MODEL_TOOLS} function tools (file_search counts as one)",
+                param="tools",
+            )
+        if FILE_SEARCH in names and searching:
             raise BadRequestError(
                 f"a function tool cannot be called {FILE_SEARCH!r} next to the file_search tool",
                 param="tools",
@@ -179,15 +188,44 @@ class ResponsesService:
         for index, item in enumerate(run.plan.inputs):
             await self._items.put(kind, f"i{index:06d}", item, expires_at=expires)
         record = {**run.record(), "version": 0}
-        await self._records.put(KIND, run.id, record, if_absent=True, expires_at=expires)
-        await self._jobs.submit("response", run.id)
+        await self.stored.put(record, expires_at=expires, if_absent=True)
+        try:
+            await self._jobs.submit("response", run.id)
+        except Exception:
+            # Not queued: nothing may stay behind looking as if it will run.
+            await self.stored.delete(run.id)
+            await self._items.delete_all(kind)
+            raise
         return run.response()
 
     async def _run_background(self, job: Job) -> None:
         """The job of a background response: run (or continue) it, checkpointing after each
         step; stop when it was cancelled; a redelivered or duplicate job does nothing."""
         response_id = check_id(str(job["id"]))
-        record = await self._records.get(KIND, response_id)
+        try:
+            await self._continue(job, response_id)
+        except Exception:
+            if not job.get("last_attempt", True):
+                raise  # the queue delivers it again
+            # Its last chance: the response must not stay in_progress forever.
+            logger.exception("background response failed", response_id=response_id)
+            await self._mark_failed(
+                response_id, {"code": "server_error", "message": "the response failed"}
+            )
+
+    async def _mark_failed(self, response_id: str, error: dict[str, Any]) -> None:
+        for _ in range(3):
+            record = await self.stored.get(response_id)
+            if record is None or record.get("status") not in ("queued", "in_progress"):
+                return
+            record.update(status="failed", error=error)
+            if await self.stored.put(
+                record, expires_at=self._expiry(), if_version=int(record.get("version", 0))
+            ):
+                return
+
+    async def _continue(self, job: Job, response_id: str) -> None:
+        record = await self.stored.get(response_id)
         if record is None or record.get("status") not in ("queued", "in_progress"):
             return
         kind = items_kind(response_id)
@@ -198,9 +236,9 @@ class ResponsesService:
         try:
             plan = await self._plan(request)
         except LlamdaError as exc:  # e.g. its vector store was deleted meanwhile
-            record["status"] = "failed"
-            record["error"] = {"code": exc.code or exc.error_type, "message": exc.message}
-            await save(self._records, KIND, response_id, record)
+            await self._mark_failed(
+                response_id, {"code": exc.code or exc.error_type, "message": exc.message}
+            )
             return
         plan.inputs = [item for _, item in await self._items.all(kind, prefix="i", limit=10**6)]
         output = [item for _, item in await self._items.all(kind, prefix="o", limit=10**6)]
@@ -218,7 +256,7 @@ class ResponsesService:
     async def cancel(self, response_id: str) -> dict[str, Any]:
         """Cancel a queued or running background response (it stops at its next step)."""
         for _ in range(5):
-            record = await self._records.get(KIND, check_id(response_id))
+            record = await self.stored.get(response_id)
             if record is None:
                 raise NotFoundError(f"response {response_id[:80]!r} not found", param="response_id")
             if not record.get("background"):
@@ -228,7 +266,8 @@ class ResponsesService:
             if record["status"] not in ("queued", "in_progress"):
                 break  # already over: cancelling is a no-op
             record["status"] = "cancelled"
-            if await save(self._records, KIND, response_id, record):
+            version = int(record.get("version", 0))
+            if await self.stored.put(record, expires_at=self._expiry(), if_version=version):
                 break
         else:
             raise ConflictError("the response kept changing; retry the cancel")
@@ -241,10 +280,17 @@ class ResponsesService:
         current: str | None = response_id
         count = 0
         while current:
-            record = await self._records.get(KIND, check_id(current))
+            record = await self.stored.get(current)
             if record is None:
                 param = "previous_response_id"
                 raise NotFoundError(f"response {current[:80]!r} not found", param=param)
+            if record.get("conversation"):
+                conversation = record["conversation"].get("id")
+                raise BadRequestError(
+                    f"response {current[:80]!r} belongs to conversation {conversation!r}: "
+                    "continue it with conversation, not previous_response_id",
+                    param="previous_response_id",
+                )
             chain.append(record)
             count += int(record.get("n_input", 0)) + int(record.get("n_output", 0))
             if count > self._config.max_context_items:
@@ -254,19 +300,13 @@ class ResponsesService:
                     param="previous_response_id",
                     code="context_too_long",
                 )
-            if record.get("conversation"):
-                # A response in a conversation: its context is the conversation's.
-                context = await self._conversations.context(
-                    record["conversation"], self._config.max_context_items
-                )
-                return context
             current = record.get("previous_response_id")
         items: list[Item] = []
+        limit = self._config.max_context_items + 1
         for record in reversed(chain):
-            stored = await self._items.all(
-                items_kind(record["id"]), limit=self._config.max_context_items + 1
-            )
-            items.extend(item for _, item in stored)
+            for prefix in ("i", "o"):  # its input, then its output
+                stored = await self._items.all(items_kind(record["id"]), prefix=prefix, limit=limit)
+                items.extend(item for _, item in stored)
         return items
 
     # -- stored responses -------------------------------------------------------------------
@@ -281,10 +321,10 @@ class ResponsesService:
             *(self._items.put(kind, key, item, expires_at=expires) for key, item in keyed)
         )
         # The record last: a response is visible only with all its items.
-        await self._records.put(KIND, record["id"], record, expires_at=expires)
+        await self.stored.put(record, expires_at=expires)
 
     async def _record(self, response_id: str) -> dict[str, Any]:
-        record = await self._records.get(KIND, check_id(response_id))
+        record = await self.stored.get(response_id)
         if record is None:
             raise NotFoundError(f"response {response_id[:80]!r} not found", param="response_id")
         return public(record)
@@ -331,30 +371,37 @@ class ResponsesService:
 
     async def delete(self, response_id: str) -> dict[str, Any]:
         await self._record(response_id)
-        await self._records.delete(KIND, response_id)
+        await self.stored.delete(response_id)
         await self._items.delete_all(items_kind(response_id))
         return {"id": response_id, "object": "response", "deleted": True}
 
     async def list(
         self, *, after: str | None, limit: int, order: str, model: str | None
     ) -> dict[str, Any]:
+        """A page of stored responses (``model``: only that model's). One page reads at most
+        ``MAX_LIST_SCAN`` records: a filter that matches little answers a short page with
+        ``has_more`` and ``last_id`` the last record read, where the next page goes on."""
         descending = order == "desc"
         found: list[dict[str, Any]] = []
-        cursor = after
-        more = False
-        while True:
-            rows = await self._records.list(
-                KIND, after=cursor, limit=max(limit + 1, 100), descending=descending
+        cursor, scanned, more = after, 0, False
+        while scanned < MAX_LIST_SCAN:
+            rows = await self.stored.list(
+                after=cursor, limit=min(max(limit + 1, 100), MAX_LIST_SCAN), descending=descending
             )
             if not rows:
                 break
             for row in rows:
+                scanned += 1
+                cursor = row["id"]
                 if model is None or row.get("model") == model:
                     found.append(public(row))
-            cursor = rows[-1]["id"]
+                if len(found) > limit:
+                    break
             if len(found) > limit:
-                more = True
                 break
+        else:
+            more = True  # out of scan budget: the next page starts after ``cursor``
+        more = more or len(found) > limit
         found = found[:limit]
         data = []
         for record in found:
@@ -362,11 +409,12 @@ class ResponsesService:
                 items_kind(record["id"]), prefix="o", limit=int(record.get("n_output", 0))
             )
             data.append(as_response(record, [item for _, item in output]))
+        last = data[-1]["id"] if data else None
         return {
             "object": "list",
             "data": data,
             "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
+            "last_id": cursor if more and len(found) < limit else last,
             "has_more": more,
         }
 

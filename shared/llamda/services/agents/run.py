@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from llamda.api.inference import ChatCompletionRequest
 from llamda.api.responses import (
     CreateResponseRequest,
@@ -34,14 +36,15 @@ from llamda.observability import logger, record_metrics
 from llamda.services.agents import mcp
 from llamda.services.agents.convert import FILE_SEARCH, FILE_SEARCH_FUNCTION, to_messages
 from llamda.services.agents.items import Item, new_id
-from llamda.services.agents.stored import KIND, as_response, items_kind, visible
-from llamda.storage.records import EXPIRES, save
+from llamda.services.agents.stored import as_response, items_kind, visible
+from llamda.storage.records import EXPIRES
 
 if TYPE_CHECKING:
     from llamda.services.agents.responses import ResponsesService
 
 # Kept back from the deadline to store the response and answer.
 FINISH_SECONDS = 0.5
+MAX_MODEL_TOOLS = 128  # functions offered to the model in one call (the chat API's limit)
 
 
 @dataclass
@@ -163,17 +166,17 @@ class Run:
     async def checkpoint(self) -> bool:
         """Save a background run's progress (new output items, then its record, conditional
         on the version read); False when it was cancelled (or taken over) meanwhile."""
-        records, items = self.service._records, self.service._items
+        items = self.service._items
         kind = items_kind(self.id)
         expires = self.expires_at or self.service._expiry()
         for index in range(self.saved_items, len(self.output)):
             await items.put(kind, f"o{index:06d}", self.output[index], expires_at=expires)
         self.saved_items = len(self.output)
-        record = {**self.record(), "version": self.version, EXPIRES: expires}
-        if await save(records, KIND, self.id, record):
+        record = self.record()
+        if await self.service.stored.put(record, expires_at=expires, if_version=self.version):
             self.version = record["version"]
             return True
-        current = await records.get(KIND, self.id)
+        current = await self.service.stored.get(self.id)
         if current is not None and current.get("status") == "cancelled":
             self.status = "cancelled"
         return False
@@ -409,7 +412,14 @@ class Run:
             body["response_format"] = {"type": "json_schema", "json_schema": schema}
         inputs, outputs = request.shield_ids
         body["guardrails"] = {"input": inputs, "output": outputs, "on_violation": "refuse"}
-        chat = ChatCompletionRequest.model_validate(body)
+        try:
+            chat = ChatCompletionRequest.model_validate(body)
+        except ValidationError as exc:  # e.g. a tool an MCP server describes oddly
+            problem = exc.errors()[0]
+            where = ".".join(str(p) for p in problem["loc"])
+            raise BadRequestError(
+                f"this step cannot be sent to the model: {where}: {problem['msg']}"
+            ) from None
         chat._verdicts = self.verdicts  # judged-clean messages are not judged again this run
         return chat
 
@@ -614,7 +624,9 @@ class Run:
         )
         timeout = min(self.service._config.mcp.timeout_seconds, deadline - time.monotonic())
         try:
-            item["tools"] = await mcp.list_tools(tool, max(0.1, timeout))
+            item["tools"], skipped = await mcp.list_tools(tool, max(0.1, timeout))
+            if skipped:  # named so the client knows why the model was not offered them
+                item["skipped_tools"] = skipped
             outcome = "response.mcp_list_tools.completed"
         except mcp.MCPFailure as exc:
             record_metrics({"tool": "mcp"}, agent_tool_errors=1)
@@ -624,8 +636,12 @@ class Run:
         taken |= {FILE_SEARCH} if self._searching() else set()
         for listed in item["tools"]:
             name = listed["name"]
-            if name not in taken and name not in self.mcp_functions:
-                self.mcp_functions[name] = (tool, listed)
+            if name in taken or name in self.mcp_functions:
+                continue  # the first tool of a name wins
+            if len(taken) + len(self.mcp_functions) >= MAX_MODEL_TOOLS:
+                item.setdefault("skipped_tools", []).append(name)  # the chat API's limit
+                continue
+            self.mcp_functions[name] = (tool, listed)
         yield self._event(outcome, item_id=item["id"], output_index=index)
         yield self._event("response.output_item.done", output_index=index, item=item)
 
