@@ -311,6 +311,18 @@ def test_an_unknown_file_id_fails_alone(client: openai.OpenAI) -> None:
         batch_id=batch.id, vector_store_id=vs.id, filter="failed"
     )
     assert [f.id for f in failed.data] == ["file-alsomissing"]
+    # Found by the schema fuzz: a batch goes on past an unknown id, so a chunking number that
+    # is not a JSON integer must be refused up front, not coerced.
+    for size in ("800", 800.0):
+        with pytest.raises(openai.BadRequestError):
+            client.vector_stores.file_batches.create(
+                vector_store_id=vs.id,
+                file_ids=["file-alsomissing"],
+                chunking_strategy={
+                    "type": "static",
+                    "static": {"max_chunk_size_tokens": size, "chunk_overlap_tokens": 100},  # type: ignore[typeddict-item]
+                },
+            )
 
 
 # --- ranking options -------------------------------------------------------------------------

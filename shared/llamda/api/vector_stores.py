@@ -53,8 +53,10 @@ class _Lenient(BaseModel):
 
 
 class StaticChunking(BaseModel):
-    max_chunk_size_tokens: int = Field(AUTO_MAX_TOKENS, ge=100, le=4096)
-    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS, ge=0)
+    # Strict: "800" or 800.0 is refused as the schema says (a batch goes on past a bad file id,
+    # so a lax number would be a schema-violating request answered 200).
+    max_chunk_size_tokens: int = Field(AUTO_MAX_TOKENS, ge=100, le=4096, strict=True)
+    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS, ge=0, strict=True)
 
     @model_validator(mode="after")
     def _overlap(self) -> StaticChunking:
@@ -99,11 +101,11 @@ class ContextualChunking(BaseModel):
     model_id: Name | None = Field(
         None, validate_default=True, description="The LLM that writes each chunk's context."
     )
-    max_chunk_size_tokens: int = Field(700, ge=100, le=4096)
-    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS // 2, ge=0)
+    max_chunk_size_tokens: int = Field(700, ge=100, le=4096, strict=True)
+    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS // 2, ge=0, strict=True)
     context_prompt: str = Field(DEFAULT_CONTEXT_PROMPT, min_length=1, max_length=8192)
-    max_concurrency: int | None = Field(None, ge=1, le=16)
-    timeout_seconds: int | None = Field(None, ge=1, le=600)
+    max_concurrency: int | None = Field(None, ge=1, le=16, strict=True)
+    timeout_seconds: int | None = Field(None, ge=1, le=600, strict=True)
 
     @field_validator("model_id")
     @classmethod
