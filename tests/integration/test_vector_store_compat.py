@@ -163,6 +163,32 @@ def test_contextual_chunking_needs_an_llm(client: openai.OpenAI, ls: LlamaStackC
     assert client.vector_stores.files.list(vector_store_id=vs.id).data == []  # nothing attached
 
 
+def test_contextual_chunking_is_bounded_per_file(
+    ls: LlamaStackClient, client: openai.OpenAI, fake_bedrock: FakeBedrockServer
+) -> None:
+    """One model call per chunk: a file of over 500 chunks fails before any call."""
+    fake_bedrock.fake.respond(CONTEXT_LLM, situate)
+    # word1234 is 3 tokens: ~54k tokens, over 500 chunks of 100.
+    big = upload(client, "big.txt", " ".join(f"word{1000 + i % 9000}" for i in range(18_000)))
+    vs = ls.vector_stores.create(name="ctx-big", extra_body={"embedding_model": EMBEDDING_MODEL})
+    before = len(fake_bedrock.fake.calls_for("converse", CONTEXT_LLM))
+    attached = ls.vector_stores.files.create(
+        vector_store_id=vs.id,
+        file_id=big,
+        chunking_strategy={  # type: ignore[arg-type]
+            "type": "contextual",
+            "contextual": {
+                "model_id": "context-llm",
+                "max_chunk_size_tokens": 100,
+                "chunk_overlap_tokens": 0,
+            },
+        },
+    )
+    assert attached.status == "failed" and attached.last_error is not None
+    assert "at most 500 chunks" in attached.last_error.message
+    assert len(fake_bedrock.fake.calls_for("converse", CONTEXT_LLM)) == before
+
+
 # --- rewrite_query ---------------------------------------------------------------------------
 
 SYNONYMS = {"humped beasts": "camels crossing the desert sand"}

@@ -10,6 +10,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -36,7 +39,9 @@ from llamda.services.documents import AUTO_MAX_TOKENS, AUTO_OVERLAP_TOKENS
 AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 AttrString = Annotated[str, StringConstraints(max_length=512)]
 # Numbers are checked before the union picks a branch: 2**70 is refused, not made a float.
-AttrValue = Annotated[AttrString | bool | int | float, BoundedNumber]
+# Strict scalars: a long string of digits is a string (over 512: refused), never coerced to a
+# number; "true" is not a boolean.
+AttrValue = Annotated[AttrString | StrictBool | StrictInt | StrictFloat, BoundedNumber]
 Attributes = Annotated[dict[AttrKey, AttrValue], Field(max_length=16)]
 Metadata = Annotated[JsonObject, Field(max_length=16)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]

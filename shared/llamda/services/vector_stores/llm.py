@@ -24,6 +24,9 @@ CONTEXT_MAX_TOKENS = 200
 # context and the cost of one call per chunk stay bounded whatever the file's size).
 MAX_DOCUMENT_CHARS = 24_000
 DEFAULT_CONCURRENCY = 4
+# One model call per chunk: a file of more chunks fails (its last_error says so) rather than
+# spending thousands of calls (a 2M-token file at 700 tokens a chunk would be ~3,000).
+MAX_CONTEXTUAL_CHUNKS = 500
 DEFAULT_TIMEOUT_SECONDS = 60
 
 
@@ -84,6 +87,12 @@ class StoreLLM:
         """Each chunk with the model's short context for it prepended (Llama Stack's
         contextual retrieval); a failed call fails the file (its ``last_error`` says why)."""
         assert settings.model_id is not None  # the request model requires it
+        if len(chunks) > MAX_CONTEXTUAL_CHUNKS:
+            raise BadRequestError(
+                f"contextual chunking takes at most {MAX_CONTEXTUAL_CHUNKS} chunks a file; this "
+                f"file has {len(chunks)}: use larger chunks, or static chunking",
+                param="chunking_strategy",
+            )
         whole = document[:MAX_DOCUMENT_CHARS]
         limit = asyncio.Semaphore(settings.max_concurrency or DEFAULT_CONCURRENCY)
         timeout = settings.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
