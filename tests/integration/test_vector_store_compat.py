@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -447,3 +448,83 @@ def test_expired_stores_are_reaped_by_the_maintenance_loop(
     assert client.vector_stores.retrieve(live.id).status == "completed"
     assert client.files.retrieve(file_id).id == file_id
     assert expiring.id not in [s.id for s in client.vector_stores.list(limit=100)]
+
+
+# --- the AWS path: attaches queued for the ingest function -----------------------------------
+
+
+def test_queued_attaches_keep_contextual_chunking_and_fail_unknown_files_at_once(
+    tmp_path: Path, fake_bedrock: FakeBedrockServer, moto_endpoint: str, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """With ``ingest_queue_url`` (AWS), a batch queues its known files only (an unknown id is
+    ``failed`` at once), and the ingest function's job carries the contextual strategy."""
+    import boto3
+
+    from llamda.api.models import RegisterModelRequest
+    from llamda.api.vector_stores import CreateVectorStoreRequest, StaticChunkingStrategy
+    from llamda.config import load_config
+    from llamda.stack import Stack
+    from tests.configs import vector_config
+
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName=f"ingest-{tmp_path.name[-8:]}")["QueueUrl"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        vector_config(tmp_path, fake_bedrock.endpoint, vectors=f'ingest_queue_url: "{queue}"')
+    )
+    fake_bedrock.fake.respond(CONTEXT_LLM, situate)
+    strategy = {
+        "type": "contextual",
+        "contextual": {
+            "model_id": "context-llm",
+            "max_chunk_size_tokens": 200,
+            "chunk_overlap_tokens": 50,
+        },
+    }
+
+    async def scenario() -> None:
+        from pydantic import TypeAdapter
+
+        from llamda.api.vector_stores import ChunkingStrategyParam
+
+        stack = Stack(load_config(config))
+        try:
+            await stack.models.register(
+                RegisterModelRequest(
+                    model_id="context-llm",
+                    provider_id="fake-bedrock",
+                    provider_model_id=CONTEXT_LLM,
+                    model_type="llm",
+                )
+            )
+            svc = stack.vector_stores
+            store = await svc.create(CreateVectorStoreRequest(name="queued"))
+            file = await stack.files.create(
+                b"# Capybara Notes\n\nCapybaras are the largest rodents.",
+                "capy.md",
+                "assistants",
+                None,
+            )
+            chunking = TypeAdapter(ChunkingStrategyParam).validate_python(strategy)
+            batch = await svc.create_batch(store.id, [file.id, "file-ghost"], {}, chunking)
+            assert batch.file_counts.in_progress == 1 and batch.file_counts.failed == 1
+            ghost = await svc.get_file(store.id, "file-ghost")
+            assert ghost.status == "failed" and ghost.last_error is not None
+            jobs = []
+            while got := sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get(
+                "Messages", []
+            ):
+                jobs += [json.loads(m["Body"]) for m in got]
+                for m in got:
+                    sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+            assert [j["file_id"] for j in jobs] == [file.id]  # the unknown id was not queued
+            done = await svc.run_job(jobs[0])
+            assert done is not None and done.status == "completed", done
+            assert not isinstance(done.chunking_strategy, StaticChunkingStrategy)
+            (part,) = (await svc.file_content(store.id, file.id)).data
+            assert part.text.startswith("From the guide Capybara Notes, the part on")
+        finally:
+            await stack.close()
+
+    asyncio.run(scenario())
