@@ -528,3 +528,72 @@ def test_queued_attaches_keep_contextual_chunking_and_fail_unknown_files_at_once
             await stack.close()
 
     asyncio.run(scenario())
+
+
+def test_the_maintenance_step_reaps_expired_stores_of_every_tenant(
+    tmp_path: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    """What the scheduled function runs (``maintain``), over a local stack, with its clock
+    moved on: each tenant's expired stores go; live ones, and ones whose expiry was lifted,
+    stay."""
+    from llamda.api.vector_stores import (
+        CreateVectorStoreRequest,
+        ExpiresAfter,
+        UpdateVectorStoreRequest,
+    )
+    from llamda.config import load_config
+    from llamda.context import tenant_scope
+    from llamda.errors import NotFoundError
+    from llamda.services.vector_stores.maintenance import Maintenance
+    from llamda.stack import Stack
+    from tests.configs import vector_config
+
+    config = tmp_path / "run.yaml"
+    config.write_text(vector_config(tmp_path, fake_bedrock.endpoint))
+    day = 86_400
+
+    async def scenario() -> None:
+        stack = Stack(load_config(config))
+        svc = stack.vector_stores
+        try:
+            made: dict[str, dict[str, str]] = {}
+            for tenant in ("acme", "globex"):
+                with tenant_scope(tenant):
+                    one = ExpiresAfter(days=1)
+                    made[tenant] = {
+                        "short": (
+                            await svc.create(CreateVectorStoreRequest(name="s", expires_after=one))
+                        ).id,
+                        "long": (
+                            await svc.create(
+                                CreateVectorStoreRequest(
+                                    name="l", expires_after=ExpiresAfter(days=5)
+                                )
+                            )
+                        ).id,
+                        "lifted": (
+                            await svc.create(CreateVectorStoreRequest(name="x", expires_after=one))
+                        ).id,
+                    }
+                    await svc.update(
+                        made[tenant]["lifted"],
+                        UpdateVectorStoreRequest.model_validate({"expires_after": None}),
+                    )
+            later = Maintenance(
+                stack.records, svc.index, svc.stores, clock=lambda: time.time() + 2 * day
+            )
+            await later.run()
+            for tenant, ids in made.items():
+                with tenant_scope(tenant):
+                    with pytest.raises(NotFoundError):
+                        await svc.get(ids["short"])
+                    assert (await svc.get(ids["long"])).status == "completed"
+                    assert (await svc.get(ids["lifted"])).expires_at is None
+            # A run now (the real clock) deletes nothing more.
+            await svc.maintain()
+            with tenant_scope("acme"):
+                await svc.get(made["acme"]["long"])
+        finally:
+            await stack.close()
+
+    asyncio.run(scenario())
