@@ -313,6 +313,11 @@ class VectorsConfig(_Strict):
     default_embedding_model: str | None = Field(
         None, description="For stores created without one; else the first embedding model."
     )
+    query_rewrite_model: str | None = Field(
+        None,
+        description="The LLM that rewrites search queries (rewrite_query: true); else the "
+        "first LLM of the stack.",
+    )
     ann_index_min_rows: int = Field(
         50_000,
         ge=256,

@@ -10,6 +10,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
     StringConstraints,
     field_validator,
     model_validator,
@@ -36,7 +39,9 @@ from llamda.services.documents import AUTO_MAX_TOKENS, AUTO_OVERLAP_TOKENS
 AttrKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 AttrString = Annotated[str, StringConstraints(max_length=512)]
 # Numbers are checked before the union picks a branch: 2**70 is refused, not made a float.
-AttrValue = Annotated[AttrString | bool | int | float, BoundedNumber]
+# Strict scalars: a long string of digits is a string (over 512: refused), never coerced to a
+# number; "true" is not a boolean.
+AttrValue = Annotated[AttrString | StrictBool | StrictInt | StrictFloat, BoundedNumber]
 Attributes = Annotated[dict[AttrKey, AttrValue], Field(max_length=16)]
 Metadata = Annotated[JsonObject, Field(max_length=16)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -53,8 +58,10 @@ class _Lenient(BaseModel):
 
 
 class StaticChunking(BaseModel):
-    max_chunk_size_tokens: int = Field(AUTO_MAX_TOKENS, ge=100, le=4096)
-    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS, ge=0)
+    # Strict: "800" or 800.0 is refused as the schema says (a batch goes on past a bad file id,
+    # so a lax number would be a schema-violating request answered 200).
+    max_chunk_size_tokens: int = Field(AUTO_MAX_TOKENS, ge=100, le=4096, strict=True)
+    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS, ge=0, strict=True)
 
     @model_validator(mode="after")
     def _overlap(self) -> StaticChunking:
@@ -81,16 +88,74 @@ class StaticChunkingStrategy(BaseModel):
         )
 
 
+# Llama Stack's contextual retrieval prompt: {{WHOLE_DOCUMENT}} and {{CHUNK_CONTENT}} are filled in.
+DEFAULT_CONTEXT_PROMPT = (
+    "<document>\n{{WHOLE_DOCUMENT}}\n</document>\n"
+    "Here is the chunk we want to situate within the whole document\n"
+    "<chunk>\n{{CHUNK_CONTENT}}\n</chunk>\n"
+    "Please give a short succinct context to situate this chunk within the overall document "
+    "for the purposes of improving search retrieval of the chunk. Answer only with the "
+    "succinct context and nothing else."
+)
+
+
+class ContextualChunking(BaseModel):
+    """Llama Stack's contextual retrieval: an LLM writes a short context for each chunk, which
+    is prepended to the chunk before it is embedded and indexed."""
+
+    model_id: Name | None = Field(
+        None, validate_default=True, description="The LLM that writes each chunk's context."
+    )
+    max_chunk_size_tokens: int = Field(700, ge=100, le=4096, strict=True)
+    chunk_overlap_tokens: int = Field(AUTO_OVERLAP_TOKENS // 2, ge=0, strict=True)
+    context_prompt: str = Field(DEFAULT_CONTEXT_PROMPT, min_length=1, max_length=8192)
+    max_concurrency: int | None = Field(None, ge=1, le=16, strict=True)
+    timeout_seconds: int | None = Field(None, ge=1, le=600, strict=True)
+
+    @field_validator("model_id")
+    @classmethod
+    def _model_required(cls, value: str | None) -> str:
+        if not value:  # a clear 400 naming the field, rather than a guessed default model
+            raise ValueError("model_id is required: the LLM that writes each chunk's context")
+        return value
+
+    @model_validator(mode="after")
+    def _valid(self) -> ContextualChunking:
+        if self.chunk_overlap_tokens >= self.max_chunk_size_tokens:
+            raise ValueError("chunk_overlap_tokens must be less than max_chunk_size_tokens")
+        for placeholder in ("{{WHOLE_DOCUMENT}}", "{{CHUNK_CONTENT}}"):
+            if placeholder not in self.context_prompt:
+                raise ValueError(f"context_prompt must contain {placeholder}")
+        return self
+
+
+class ContextualChunkingStrategy(BaseModel):
+    type: Literal["contextual"] = "contextual"
+    contextual: ContextualChunking
+
+
 ChunkingStrategyParam = Annotated[
-    AutoChunkingStrategy | StaticChunkingStrategy, Field(discriminator="type")
+    AutoChunkingStrategy | StaticChunkingStrategy | ContextualChunkingStrategy,
+    Field(discriminator="type"),
+]
+ResolvedChunking = Annotated[
+    StaticChunkingStrategy | ContextualChunkingStrategy, Field(discriminator="type")
 ]
 
 
-def resolved_chunking(strategy: ChunkingStrategyParam | None) -> StaticChunkingStrategy:
+def resolved_chunking(
+    strategy: ChunkingStrategyParam | None,
+) -> StaticChunkingStrategy | ContextualChunkingStrategy:
     """What a file is chunked with: ``auto`` is 800 tokens with 400 overlap, as OpenAI's."""
-    if isinstance(strategy, StaticChunkingStrategy):
+    if isinstance(strategy, StaticChunkingStrategy | ContextualChunkingStrategy):
         return strategy
     return StaticChunkingStrategy(static=StaticChunking())
+
+
+def token_window(strategy: StaticChunkingStrategy | ContextualChunkingStrategy) -> tuple[int, int]:
+    """(max tokens, overlap tokens) of a resolved strategy."""
+    size = strategy.static if isinstance(strategy, StaticChunkingStrategy) else strategy.contextual
+    return size.max_chunk_size_tokens, size.chunk_overlap_tokens
 
 
 class ExpiresAfter(BaseModel):
@@ -170,7 +235,7 @@ class VectorStoreFileObject(BaseModel):
     vector_store_id: str
     status: FileStatus
     last_error: LastError | None = None
-    chunking_strategy: StaticChunkingStrategy
+    chunking_strategy: ResolvedChunking
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -189,9 +254,18 @@ class FileContent(BaseModel):
     text: str
 
 
+class ChunkContent(FileContent):
+    """A chunk of a store file (file content): Llama Stack adds the chunk's metadata, and on
+    request its embedding and its metadata dict."""
+
+    chunk_metadata: dict[str, Any] | None = None
+    embedding: list[float] | None = None
+    metadata: dict[str, Any] | None = None
+
+
 class VectorStoreFileContent(BaseModel):
     object: Literal["vector_store.file_content.page"] = "vector_store.file_content.page"
-    data: list[FileContent]
+    data: list[ChunkContent]
     has_more: bool = False
     next_page: str | None = None
 
@@ -282,8 +356,12 @@ def check_filter_shape(value: Any) -> Any:
 
 
 class RankingOptions(_Lenient):
-    ranker: Literal["none", "auto", "default-2024-11-15", "rrf", "weighted"] | None = None
+    ranker: Literal["none", "auto", "default-2024-11-15", "rrf", "weighted", "neural"] | None = None
     score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    model: Name | None = Field(None, description="neural: the rerank model.")
+    weights: dict[Literal["vector", "keyword", "neural"], FiniteFloat] | None = Field(
+        None, description="weighted: the shares of the vector and keyword scores."
+    )
     alpha: float | None = Field(
         None, ge=0.0, le=1.0, description="weighted: the vector score's share (hybrid)."
     )
@@ -304,6 +382,11 @@ class SearchRequest(_Lenient):
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
     search_mode: Literal["vector", "keyword", "hybrid"] = "vector"
+    page: str | None = Field(
+        None,
+        max_length=256,
+        description="The next_page token of an earlier answer to the same search.",
+    )
 
     @field_validator("query")
     @classmethod

@@ -162,9 +162,18 @@ async def delete_store_file(
     responses=NOT_FOUND,
 )
 async def store_file_content(
-    vector_store_id: StoreId, file_id: FileId, svc: Service
+    vector_store_id: StoreId,
+    file_id: FileId,
+    svc: Service,
+    include_embeddings: Annotated[bool, Query(description="Each chunk's embedding.")] = False,
+    include_metadata: Annotated[bool, Query(description="Each chunk's metadata dict.")] = False,
 ) -> VectorStoreFileContent:
-    return await svc.file_content(vector_store_id, file_id)
+    return await svc.file_content(
+        vector_store_id,
+        file_id,
+        include_embeddings=include_embeddings,
+        include_metadata=include_metadata,
+    )
 
 
 # --- file batches --------------------------------------------------------------------------------

@@ -328,11 +328,14 @@ class LanceDBIndex:
         if table is not None:
             await self._retry("update", lambda: table.update(values, where=where))
 
-    async def rows(self, store_id: str, where: str, limit: int = 10_000) -> list[dict[str, Any]]:
+    async def rows(
+        self, store_id: str, where: str, limit: int = 10_000, *, vectors: bool = False
+    ) -> list[dict[str, Any]]:
         table = await self._table(store_id)
         if table is None:
             return []
-        query = table.query().where(where).select([*COLUMNS]).limit(limit)
+        columns = [*COLUMNS, "vector"] if vectors else [*COLUMNS]
+        query = table.query().where(where).select(columns).limit(limit)
         return await query.to_list()
 
     async def search(

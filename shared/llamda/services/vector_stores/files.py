@@ -7,9 +7,9 @@ import time
 from typing import Any
 
 from llamda.api.vector_stores import (
+    ChunkContent,
     ChunkingStrategyParam,
     FileBatchObject,
-    FileContent,
     ListResponse,
     VectorStoreFileContent,
     VectorStoreFileObject,
@@ -47,7 +47,8 @@ class StoreFiles:
         chunking: ChunkingStrategyParam | None,
     ) -> VectorStoreFileObject:
         store = await self._stores.record(store_id)
-        file_ids = await self._ingestion.existing([file_id])
+        await self._ingestion.check_chunking(chunking)
+        file_ids = await self._ingestion.existing([file_id])  # one file: unknown is a 404
         (result,) = await self._ingestion.ingest_many(store, file_ids, attributes, chunking, None)
         return result
 
@@ -130,11 +131,32 @@ class StoreFiles:
             if await self._records.get(files_kind(store["id"]), file_id) is not None:
                 await self.forget(store["id"], file_id)
 
-    async def file_content(self, store_id: str, file_id: str) -> VectorStoreFileContent:
+    async def file_content(
+        self,
+        store_id: str,
+        file_id: str,
+        *,
+        include_embeddings: bool = False,
+        include_metadata: bool = False,
+    ) -> VectorStoreFileContent:
+        """The file's chunks in order, each with its chunk metadata (as Llama Stack serves
+        them); its embedding and metadata dict on request."""
         await self._file_record(store_id, file_id)
-        rows = await self._index.rows(store_id, f"file_id = {quote(file_id)}")
+        rows = await self._index.rows(
+            store_id, f"file_id = {quote(file_id)}", vectors=include_embeddings
+        )
         rows.sort(key=lambda r: r["chunk_index"])
-        return VectorStoreFileContent(data=[FileContent(text=r["text"]) for r in rows])
+        return VectorStoreFileContent(
+            data=[
+                ChunkContent(
+                    text=r["text"],
+                    chunk_metadata=json.loads(r["chunk_metadata"] or "{}"),
+                    embedding=[float(x) for x in r["vector"]] if include_embeddings else None,
+                    metadata=_metadata(r) if include_metadata else None,
+                )
+                for r in rows
+            ]
+        )
 
     # --- file batches ------------------------------------------------------------------------
 
@@ -146,13 +168,15 @@ class StoreFiles:
         chunking: ChunkingStrategyParam | None,
     ) -> FileBatchObject:
         store = await self._stores.record(store_id)
+        await self._ingestion.check_chunking(chunking)
         batch_id = new_id("vsfb_")
         record = {
             "id": batch_id,
             "created_at": int(time.time()),
             "vector_store_id": store_id,
             "status": "in_progress",
-            "file_ids": await self._ingestion.existing(file_ids),
+            # Unknown ids stay in the batch: they end failed, the others proceed.
+            "file_ids": list(dict.fromkeys(file_ids)),
         }
         await self._records.put(batches_kind(store_id), batch_id, record)
         await self._ingestion.ingest_many(store, record["file_ids"], attributes, chunking, batch_id)
@@ -192,3 +216,15 @@ class StoreFiles:
                     file["status"] = "cancelled"
                     await save(self._records, kind, file_id, file)  # lost: it has started
         return await self.get_batch(store_id, batch_id)
+
+
+def _metadata(row: dict[str, Any]) -> dict[str, Any]:
+    """A chunk's metadata dict: what vector-io stored, else its document, file and attributes."""
+    stored = json.loads(row["metadata"] or "{}")
+    if stored:
+        return stored
+    return {
+        "document_id": row["file_id"],
+        "filename": row["filename"],
+        **json.loads(row["attributes"] or "{}"),
+    }

@@ -12,11 +12,15 @@ import logging
 import time
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from llamda.api.vector_stores import (
     ChunkingStrategyParam,
-    StaticChunkingStrategy,
+    ContextualChunkingStrategy,
+    ResolvedChunking,
     VectorStoreFileObject,
     resolved_chunking,
+    token_window,
 )
 from llamda.config import VectorsConfig
 from llamda.errors import ConflictError, LlamdaError, NotFoundError, ServiceUnavailableError
@@ -30,6 +34,7 @@ from llamda.services.vector_stores.common import (
     new_file_record,
 )
 from llamda.services.vector_stores.embedding import Embedder
+from llamda.services.vector_stores.llm import StoreLLM
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.records import Records, save
 from llamda.storage.vectors_lancedb import ChunkRow, LanceDBIndex, quote
@@ -38,6 +43,10 @@ log = logging.getLogger(__name__)
 
 # An ingestion claimed longer ago than this is taken for abandoned (its process died).
 CLAIM_SECONDS = 900
+_RESOLVED: TypeAdapter[Any] = TypeAdapter(ResolvedChunking)
+# Contextual chunking sends the whole document with each chunk: it is read as windows of
+# this many tokens without overlap, joined (llm.MAX_DOCUMENT_CHARS bounds what is sent).
+_DOCUMENT_WINDOW = 4096
 
 
 class Ingestion:
@@ -49,6 +58,7 @@ class Ingestion:
         stores: Stores,
         embedder: Embedder,
         index: LanceDBIndex,
+        llm: StoreLLM,
     ):
         self._config = config
         self._records = records
@@ -56,6 +66,7 @@ class Ingestion:
         self._stores = stores
         self._embedder = embedder
         self._index = index
+        self._llm = llm
         limits = config.ingest
         self._limits = DocumentLimits(
             max_decoded_bytes=limits.max_decoded_bytes,
@@ -80,6 +91,14 @@ class Ingestion:
             await self._files.get(file_id)
         return file_ids
 
+    async def check_chunking(self, chunking: ChunkingStrategyParam | None) -> None:
+        """Before any work: a contextual strategy's model exists and is an LLM."""
+        if isinstance(chunking, ContextualChunkingStrategy):
+            assert chunking.contextual.model_id is not None
+            await self._llm.check_llm(
+                chunking.contextual.model_id, "chunking_strategy.contextual.model_id"
+            )
+
     async def ingest_many(
         self,
         store: dict[str, Any],
@@ -88,10 +107,20 @@ class Ingestion:
         chunking: ChunkingStrategyParam | None,
         batch_id: str | None,
     ) -> list[VectorStoreFileObject]:
-        """Process (or queue) files the caller has checked with ``existing``."""
+        """Process (or queue) files. An id of no File of the caller's ends ``failed`` with
+        ``last_error`` at once, and the others proceed (as OpenAI and Llama Stack do)."""
         store_id = store["id"]
+        file_ids = list(dict.fromkeys(file_ids))
+        unknown: dict[str, VectorStoreFileObject] = {}
+        for file_id in file_ids:
+            try:
+                await self._files.get(file_id)
+            except NotFoundError:
+                unknown[file_id] = await self._mark_missing(store_id, file_id, chunking, attributes)
+        known = [f for f in file_ids if f not in unknown]
         if self._config.ingest_queue_url:
-            return await self._enqueue(store_id, file_ids, attributes, chunking, batch_id)
+            queued = await self._enqueue(store_id, known, attributes, chunking, batch_id)
+            return [*unknown.values(), *queued]
         limit = asyncio.Semaphore(self._config.ingest_concurrency)
 
         async def one(file_id: str) -> VectorStoreFileObject:
@@ -100,7 +129,19 @@ class Ingestion:
                     return await self._mark_cancelled(store_id, file_id, chunking, attributes)
                 return await self.ingest_file(store, file_id, attributes, chunking)
 
-        return list(await asyncio.gather(*(one(f) for f in file_ids)))
+        return [*unknown.values(), *await asyncio.gather(*(one(f) for f in known))]
+
+    async def _mark_missing(
+        self,
+        store_id: str,
+        file_id: str,
+        chunking: ChunkingStrategyParam | None,
+        attributes: dict[str, Any],
+    ) -> VectorStoreFileObject:
+        record = new_file_record(store_id, file_id, "failed", attributes, chunking)
+        record["last_error"] = {"code": "invalid_file", "message": f"No file {file_id!r} found"}
+        await self._records.put(files_kind(store_id), file_id, record)
+        return VectorStoreFileObject.model_validate(record)
 
     async def ingest_file(
         self,
@@ -124,19 +165,33 @@ class Ingestion:
         try:
             meta = await self._files.get(file_id)
             data, content_type = await self._files.content(file_id)
-            static = strategy.static
+            max_tokens, overlap = token_window(strategy)
             async with self._worker_slots():  # parsing never runs on the event loop
                 pieces = await document_chunks_isolated(
                     data,
                     meta.filename,
                     content_type,
-                    static.max_chunk_size_tokens,
-                    static.chunk_overlap_tokens,
+                    max_tokens,
+                    overlap,
                     self._limits,
                     self._config.ingest.max_seconds,
                 )
+            texts = [p.text for p in pieces]
+            if isinstance(strategy, ContextualChunkingStrategy) and pieces:
+                async with self._worker_slots():
+                    whole = await document_chunks_isolated(
+                        data,
+                        meta.filename,
+                        content_type,
+                        _DOCUMENT_WINDOW,
+                        0,
+                        self._limits,
+                        self._config.ingest.max_seconds,
+                    )
+                document = "\n".join(p.text for p in whole)
+                texts = await self._llm.contextualize(strategy.contextual, document, texts)
             del data  # the bytes may be large; the embeddings take a while
-            vectors = await self._embedder.for_store(store, [p.text for p in pieces])
+            vectors = await self._embedder.for_store(store, texts)
             now = int(time.time())
             rows = [
                 ChunkRow(
@@ -145,7 +200,7 @@ class Ingestion:
                     filename=meta.filename,
                     chunk_index=p.index,
                     token_count=p.token_count,
-                    text=p.text,
+                    text=text,
                     vector=v,
                     attributes=attributes,
                     chunk_metadata={
@@ -158,7 +213,7 @@ class Ingestion:
                     },
                     created_at=now,
                 )
-                for p, v in zip(pieces, vectors, strict=True)
+                for p, text, v in zip(pieces, texts, vectors, strict=True)
             ]
             await self._index.write(
                 store_id, rows, store["embedding_dimension"], replace=f"file_id = {quote(file_id)}"
@@ -313,5 +368,5 @@ class Ingestion:
         record = await self._records.get(files_kind(store_id), file_id)
         if record is None or record["status"] != "in_progress":
             return None
-        chunking = StaticChunkingStrategy.model_validate(job["chunking_strategy"])
+        chunking = _RESOLVED.validate_python(job["chunking_strategy"])
         return await self.ingest_file(store, file_id, job.get("attributes") or {}, chunking)

@@ -1,5 +1,6 @@
-"""The maintenance step: slow upkeep that no request waits for. Today: build a store's ANN
-index once it is large enough, and ``optimize`` (fold new rows into the indexes) later.
+"""The maintenance step: slow upkeep that no request waits for: delete the stores whose
+``expires_after`` has passed; build a store's ANN index once it is large enough, and
+``optimize`` (fold new rows into the indexes) later.
 
 Writes note their store (``note``, in memory and as a marker record of the system tenant, so
 another process — the scheduled function — finds it too); ``run`` walks the noted stores of
@@ -13,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from llamda.context import SYSTEM_TENANT, current_tenant, tenant_scope
 from llamda.services.vector_stores.common import STORES, all_records
+from llamda.services.vector_stores.stores import Stores
 from llamda.storage.records import Records
 from llamda.storage.vectors_lancedb import LanceDBIndex
 
@@ -26,9 +29,17 @@ NOTE_SECONDS = 60.0
 
 
 class Maintenance:
-    def __init__(self, records: Records, index: LanceDBIndex):
+    def __init__(
+        self,
+        records: Records,
+        index: LanceDBIndex,
+        stores: Stores,
+        clock: Callable[[], float] = time.time,
+    ):
         self._records = records
         self._index = index
+        self._stores = stores
+        self._clock = clock  # wall time: expiry is counted in it
         # Markers this process wrote lately (monotonic time): another process's run may have
         # cleared one since, so a marker is written again once NOTE_SECONDS have passed.
         self._noted: dict[tuple[str, str], float] = {}
@@ -47,7 +58,14 @@ class Maintenance:
 
     async def run(self) -> int:
         """Upkeep of every noted store (then its marker is cleared); the number of stores seen.
-        One store's failure is logged and leaves its marker for the next run."""
+        One store's failure is logged and leaves its marker for the next run. Expired stores
+        are deleted first (no upkeep is spent on them)."""
+        try:
+            reaped = await self._stores.reap_expired(self._clock())
+            if reaped:
+                log.info("deleted %d expired vector stores", reaped)
+        except Exception:  # the index upkeep still runs; the next run retries
+            log.warning("reaping expired vector stores failed", exc_info=True)
         with tenant_scope(SYSTEM_TENANT):
             markers = await all_records(self._records, UPKEEP)
         done = 0

@@ -3,6 +3,8 @@ hybrid retrieval, fusion (reciprocal rank or weighted) and thresholds."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Awaitable
 from typing import Any
@@ -19,10 +21,13 @@ from llamda.api.vector_stores import (
 )
 from llamda.errors import BadRequestError, LlamdaError
 from llamda.services.vector_stores.embedding import Embedder
+from llamda.services.vector_stores.llm import StoreLLM
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.vectors_lancedb import SEARCH_COLUMNS, Hit, LanceDBIndex, quote
 
 RRF_K = 60.0
+# How deep pages reach: results past this rank are never served (a page token is an offset).
+MAX_SEARCH_DEPTH = 1000
 
 
 def compile_filter(node: Filter) -> str:
@@ -70,11 +75,72 @@ def fuse(
     return [(rows[c], s) for c, s in scores.items()]
 
 
+def _fingerprint(store_id: str, request: SearchRequest) -> str:
+    """What a page token is bound to: the store and the search, without its page."""
+    body = request.model_dump(mode="json", exclude={"page"})
+    raw = json.dumps([store_id, body], sort_keys=True).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def page_token(offset: int, fingerprint: str) -> str:
+    raw = json.dumps({"o": offset, "f": fingerprint}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def page_offset(token: str | None, fingerprint: str) -> int:
+    """The offset a ``next_page`` token stands for (400 for a token of another search)."""
+    if token is None:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        offset, bound = data["o"], data["f"]
+    except (ValueError, TypeError, KeyError):
+        offset, bound = None, None
+    if not isinstance(offset, int) or not 0 < offset < MAX_SEARCH_DEPTH or bound != fingerprint:
+        raise BadRequestError(
+            "page is not a next_page token of this search (same store, query and options)",
+            param="page",
+        )
+    return offset
+
+
+def check_ranking(ranking: RankingOptions) -> RankingOptions:
+    """Llama Stack's rankers: ``weights`` become the weighted ranker's alpha; ``neural`` needs
+    a rerank model, which no provider here serves: a 400 that says so."""
+    if ranking.ranker == "neural":
+        if not ranking.model:
+            raise BadRequestError(
+                "ranking_options.model is required with the neural ranker",
+                param="ranking_options.model",
+            )
+        raise BadRequestError(
+            f"the neural ranker ({ranking.model!r}) is not supported: no provider of this stack "
+            "serves rerank models; use rrf or weighted",
+            param="ranking_options.ranker",
+            code="unsupported_ranker",
+        )
+    if ranking.weights and ranking.alpha is None:
+        vector, keyword = ranking.weights.get("vector", 0.0), ranking.weights.get("keyword", 0.0)
+        if vector < 0 or keyword < 0 or vector + keyword <= 0:
+            raise BadRequestError(
+                "ranking_options.weights: vector and keyword must be >= 0, not both 0",
+                param="ranking_options.weights",
+            )
+        if ranking.weights.get("neural"):
+            raise BadRequestError(
+                "ranking_options.weights.neural: no provider of this stack serves rerank models",
+                param="ranking_options.weights",
+            )
+        ranking = ranking.model_copy(update={"alpha": vector / (vector + keyword)})
+    return ranking
+
+
 class Search:
-    def __init__(self, stores: Stores, embedder: Embedder, index: LanceDBIndex):
+    def __init__(self, stores: Stores, embedder: Embedder, index: LanceDBIndex, llm: StoreLLM):
         self._stores = stores
         self._embedder = embedder
         self._index = index
+        self._llm = llm
 
     async def ranked(
         self,
@@ -142,17 +208,28 @@ class Search:
         return [item for item in ranked if item[1] >= ranking.score_threshold][:k]
 
     async def search(self, store_id: str, request: SearchRequest) -> SearchResponse:
+        """One page of results. ``next_page`` (when ``has_more``) is a token for the next page
+        of the same search, passed back as ``page``; pages reach ``MAX_SEARCH_DEPTH``."""
+        ranking = check_ranking(request.ranking_options or RankingOptions())
+        fingerprint = _fingerprint(store_id, request)
+        offset = page_offset(request.page, fingerprint)
         store = await self._stores.searchable(store_id)
+        queries = await self._llm.rewrite(request.queries) if request.rewrite_query else None
+        end = offset + request.max_num_results
         ranked = await self.ranked(
             store,
-            request.queries,
+            queries or request.queries,
             mode=request.search_mode,
-            k=request.max_num_results,
+            k=min(end + 1, MAX_SEARCH_DEPTH),  # one more: is there a next page?
             where=compile_filter(request.filters) if request.filters else None,
-            ranking=request.ranking_options or RankingOptions(),
+            ranking=ranking,
         )
+        has_more = len(ranked) > end
+        ranked = ranked[offset:end]
         return SearchResponse(
-            search_query=request.queries,
+            search_query=queries or request.queries,
+            has_more=has_more,
+            next_page=page_token(end, fingerprint) if has_more else None,
             data=[
                 SearchResult(
                     file_id=row["file_id"] or "",

@@ -28,6 +28,7 @@ from llamda.services.models import ModelsService
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.files import StoreFiles
 from llamda.services.vector_stores.ingestion import Ingestion
+from llamda.services.vector_stores.llm import StoreLLM
 from llamda.services.vector_stores.maintenance import Maintenance
 from llamda.services.vector_stores.search import Search
 from llamda.services.vector_stores.stores import Stores
@@ -47,30 +48,40 @@ class VectorStoresService:
     ):
         self.index = LanceDBIndex(config.storage.vectors)
         self.embedder = Embedder(inference)
+        # Chunk contexts and query rewrites: through ``inference.chat``, the guarded path.
+        self.llm = StoreLLM(inference, models, config.storage.vectors.query_rewrite_model)
         self.stores = Stores(config, records, models, self.embedder, self.index)
         self.ingestion = Ingestion(
-            config.storage.vectors, records, files, self.stores, self.embedder, self.index
+            config.storage.vectors,
+            records,
+            files,
+            self.stores,
+            self.embedder,
+            self.index,
+            self.llm,
         )
         self.files = StoreFiles(records, self.stores, self.ingestion, self.index)
-        self.searcher = Search(self.stores, self.embedder, self.index)
+        self.searcher = Search(self.stores, self.embedder, self.index, self.llm)
         self.vector_io = VectorIO(records, self.stores, self.embedder, self.searcher, self.index)
-        self.maintenance = Maintenance(records, self.index)
+        self.maintenance = Maintenance(records, self.index, self.stores)
         self.index.on_write = self.maintenance.note
 
     async def maintain(self) -> int:
-        """The maintenance step (index builds, optimize) for every store written to since the
-        last run, of every tenant; outside requests. The number of stores seen."""
+        """The maintenance step, outside requests: expired stores deleted, then index builds
+        and optimize for every store written to since the last run, of every tenant. The
+        number of stores seen."""
         return await self.maintenance.run()
 
     # --- stores ------------------------------------------------------------------------------
 
     async def create(self, request: CreateVectorStoreRequest) -> VectorStoreObject:
-        # The files are checked before anything is written: a refused create leaves nothing.
-        file_ids = await self.ingestion.existing(request.file_ids) if request.file_ids else []
+        # The chunking is checked before anything is written: a refused create leaves nothing.
+        # An unknown file id does not refuse it: that file ends ``failed``, the others proceed.
+        await self.ingestion.check_chunking(request.chunking_strategy)
         record = await self.stores.create(request)
-        if file_ids:
+        if request.file_ids:
             await self.ingestion.ingest_many(
-                record, file_ids, {}, request.chunking_strategy, batch_id=None
+                record, request.file_ids, {}, request.chunking_strategy, batch_id=None
             )
         return await self.stores.get(record["id"])
 
@@ -144,8 +155,20 @@ class VectorStoresService:
     async def delete_file(self, store_id: str, file_id: str) -> None:
         await self.files.delete_file(store_id, file_id)
 
-    async def file_content(self, store_id: str, file_id: str) -> VectorStoreFileContent:
-        return await self.files.file_content(store_id, file_id)
+    async def file_content(
+        self,
+        store_id: str,
+        file_id: str,
+        *,
+        include_embeddings: bool = False,
+        include_metadata: bool = False,
+    ) -> VectorStoreFileContent:
+        return await self.files.file_content(
+            store_id,
+            file_id,
+            include_embeddings=include_embeddings,
+            include_metadata=include_metadata,
+        )
 
     async def create_batch(
         self,

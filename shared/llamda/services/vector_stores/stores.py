@@ -13,7 +13,7 @@ from llamda.api.vector_stores import (
     VectorStoreObject,
 )
 from llamda.config import RunConfig
-from llamda.context import current_tenant, system_scope
+from llamda.context import SYSTEM_TENANT, current_tenant, system_scope, tenant_scope
 from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.services.embeddings import passes_dimensions
 from llamda.services.models import ModelsService
@@ -87,6 +87,7 @@ class Stores:
         with system_scope():
             await self._records.put(MODEL_USES, key, {"id": key})
         await self._records.put(STORES, record["id"], record, if_absent=True)
+        await self._note_expiry(record)
         return record
 
     async def _default_embedding_model(self) -> str:
@@ -168,6 +169,7 @@ class Stores:
             record.update(fields)
             record["last_active_at"] = int(time.time())
             if await save(self._records, STORES, store_id, record):
+                await self._note_expiry(record)
                 return await self.get(store_id)
         raise ConflictError("the vector store is being changed concurrently; retry")
 
@@ -226,8 +228,38 @@ class Stores:
         await self.touch(store)
         return store
 
+    async def _note_expiry(self, record: dict[str, Any]) -> None:
+        """A store that can expire is noted for the maintenance step (a system-tenant marker,
+        so the scheduled function finds the stores of every tenant without listing them)."""
+        if record.get("expires_after"):
+            tenant = current_tenant()
+            marker = {"id": f"{tenant}/{record['id']}", "tenant": tenant, "store_id": record["id"]}
+            with tenant_scope(SYSTEM_TENANT):
+                await self._records.put(EXPIRING, marker["id"], marker)
+
+    async def reap_expired(self, now: float) -> int:
+        """Delete every store whose expiry has passed at ``now`` (with its files' records and
+        chunks; the Files stay); markers of deleted or no-longer-expiring stores are cleared.
+        The number of stores deleted."""
+        with tenant_scope(SYSTEM_TENANT):
+            markers = await all_records(self._records, EXPIRING)
+        reaped = 0
+        for marker in markers:
+            with tenant_scope(marker["tenant"]):
+                record = await self._records.get(STORES, marker["store_id"])
+                expires_at = self.expires_at(record) if record else None
+                if expires_at is not None and expires_at >= now:
+                    continue  # still live: its marker stays
+                if expires_at is not None:
+                    await self.delete(marker["store_id"])
+                    reaped += 1
+            with tenant_scope(SYSTEM_TENANT):
+                await self._records.delete(EXPIRING, marker["id"])
+        return reaped
+
 
 MODEL_USES = "model_uses"  # stack-wide: "<model>|<tenant>|<store>" while that store exists
+EXPIRING = "vector_expiry"  # system tenant: "<tenant>/<store>" for stores with expires_after
 
 
 def _use_key(model_id: str, tenant: str, store_id: str) -> str:
