@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -313,6 +315,38 @@ async def _maintenance_loop(stack: Stack, interval: float) -> None:
             logging.getLogger(__name__).warning("maintenance failed", exc_info=True)
 
 
+DOCS_ASSETS = "/docs/assets"
+
+
+def _docs_assets() -> Path | None:
+    """Swagger UI's files from the fastapi-offline package (the `server` extra), so /docs
+    renders without reaching a CDN; None where it is not installed (then FastAPI's CDN page)."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or spec.origin is None:
+        return None
+    static = Path(spec.origin).parent / "static"
+    return static if (static / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_offline_docs(app: FastAPI, assets: Path) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+
 def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = None) -> FastAPI:
     """Build the app for ``apis`` (default: every API the config enables)."""
     config = config or cached_config()
@@ -338,14 +372,17 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
                 await upkeep
         await stack.close()
 
+    assets = _docs_assets()
     app = FastAPI(
         title="Llamda",
         version=__version__,
         description="Llama Stack APIs, served serverlessly on AWS.",
-        docs_url="/docs",
+        docs_url=None if assets else "/docs",
         redoc_url=None,
         lifespan=lifespan,
     )
+    if assets:
+        _add_offline_docs(app, assets)
     app.state.stack = stack
     app.state.apis = wanted
     install_error_handlers(app)

@@ -265,3 +265,17 @@ def test_old_short_provider_names_still_load_and_serve(
     assert store.status == "completed"
     shown = {p.provider_id: p.provider_type for p in lsc.providers.list()}
     assert shown["fake-bedrock"] == "remote::bedrock" and shown["lancedb"] == "inline::lancedb"
+
+
+def test_docs_render_offline(live_server: LiveServer) -> None:
+    """/docs needs no CDN: the page loads Swagger UI from this server (fastapi-offline's
+    files), and those files are served."""
+    page = httpx.get(f"{live_server.url}/docs", timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "cdn." not in page.text and "/docs/assets/swagger-ui-bundle.js" in page.text
+    script = httpx.get(f"{live_server.url}/docs/assets/swagger-ui-bundle.js", timeout=10)
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text[:2000]
+    assert httpx.get(f"{live_server.url}/docs/assets/swagger-ui.css", timeout=10).status_code == 200
+    assert (
+        httpx.get(f"{live_server.url}/openapi.json", timeout=10).json()["openapi"].startswith("3.")
+    )
