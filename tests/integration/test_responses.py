@@ -612,8 +612,12 @@ def test_background_response_runs_and_is_polled(
     assert [item.type for item in done.output] == ["file_search_call", "message"]
     assert "24 months" in done.output_text
     assert [i.type for i in oai.responses.input_items.list(queued.id).data] == ["message"]
-    with pytest.raises(openai.BadRequestError):
+    with pytest.raises(openai.BadRequestError) as err:
         oai.responses.create(model="llama-agent", input="x", background=True, store=False)
+    assert err.value.body["param"] == "store"
+    with pytest.raises(openai.BadRequestError) as err:
+        oai.responses.create(model="llama-agent", input="x", background=True, stream=True)
+    assert err.value.body["param"] == "stream"
     with pytest.raises(openai.BadRequestError):  # only background responses can be cancelled
         oai.responses.cancel(oai.responses.create(model="llama-agent", input="plain").id)
 

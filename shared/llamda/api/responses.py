@@ -362,36 +362,40 @@ class CreateResponseRequest(BaseModel):
         | None
     ) = Field(None, description="Shields for every model call of the loop (Llama Stack's field).")
 
-    @model_validator(mode="after")
-    def _consistent(self) -> CreateResponseRequest:
+    def problems(self) -> list[tuple[str, str]]:
+        """(param, message) of each way the fields disagree (checked by the service, so the
+        400 names its field)."""
+        out: list[tuple[str, str]] = []
         names = [t.name for t in self.tools or [] if isinstance(t, FunctionTool)]
         if len(names) != len(set(names)):
-            raise ValueError("tools: function names must be unique")
+            out.append(("tools", "function names must be unique"))
         labels = [t.server_label for t in self.tools or [] if isinstance(t, MCPTool)]
         if len(labels) != len(set(labels)):
-            raise ValueError("tools: mcp server_label values must be unique")
+            out.append(("tools", "mcp server_label values must be unique"))
         choice = self.tool_choice
         if isinstance(choice, ToolChoiceFunction) and choice.name not in names:
-            raise ValueError(f"tool_choice names unknown function {choice.name!r}")
+            out.append(("tool_choice", f"names unknown function {choice.name!r}"))
         if isinstance(choice, ToolChoiceFileSearch) and not any(
             isinstance(t, FileSearchTool) for t in self.tools or []
         ):
-            raise ValueError("tool_choice file_search needs a file_search tool")
+            out.append(("tool_choice", "file_search needs a file_search tool"))
         if choice == "required" and not self.tools:
-            raise ValueError("tool_choice 'required' needs tools")
+            out.append(("tool_choice", "'required' needs tools"))
         if self.background and self.store is False:
-            raise ValueError("background responses are stored: store cannot be false")
+            out.append(("store", "background responses are stored: store cannot be false"))
         if self.background and self.stream:
-            raise ValueError("background responses are not streamed: poll GET /v1/responses/{id}")
+            out.append(
+                ("stream", "background responses are not streamed: poll GET /v1/responses/{id}")
+            )
         if self.background and any(
             isinstance(t, MCPTool) and (t.headers or t.authorization) for t in self.tools or []
         ):
-            raise ValueError(
-                "mcp headers cannot be used in a background response (they are never stored)"
+            out.append(
+                ("tools", "mcp headers cannot be used in a background response (never stored)")
             )
         if self.previous_response_id and self.conversation:
-            raise ValueError("previous_response_id and conversation cannot both be set")
-        return self
+            out.append(("conversation", "previous_response_id and conversation cannot both be set"))
+        return out
 
     @property
     def conversation_id(self) -> str | None:

@@ -91,6 +91,8 @@ class ResponsesService:
 
     async def start(self, request: CreateResponseRequest) -> Run:
         """Validate everything a client can get wrong (4xx before anything streams)."""
+        for param, message in request.problems()[:1]:
+            raise BadRequestError(f"{param}: {message}", param=param)
         return Run(self, await self._plan(request))
 
     async def _plan(self, request: CreateResponseRequest) -> Plan:
