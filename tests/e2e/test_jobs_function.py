@@ -21,7 +21,7 @@ from tests.e2e.harness import (
     response_json,
     sqs_event_from_messages,
 )
-from tests.fakes.bedrock import FakeBedrockServer
+from tests.fakes.bedrock import FakeBedrockServer, Reply
 
 pytestmark = pytest.mark.e2e
 MODEL = "us.meta.llama3-3-70b-instruct-v1:0"  # the template default, derived for us-east-1
@@ -70,14 +70,23 @@ def receive(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def run_jobs(
-    jobs: Artifact, env: dict[str, str], sqs: Any, queue_url: str, messages: list[dict[str, Any]]
+    jobs: Artifact,
+    env: dict[str, str],
+    sqs: Any,
+    queue_url: str,
+    messages: list[dict[str, Any]],
+    timeout_ms: int | None = None,
 ) -> dict[str, Any]:
     """Invoke JobsFunction with one batch (the template's batch size is 1) as Lambda would, then
-    delete the messages it did not report failed, as the event source does."""
+    delete the messages it did not report failed, as the event source does. ``timeout_ms``: the
+    time the invocation has (the function's timeout by default)."""
     arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     event = sqs_event_from_messages(messages, arn["Attributes"]["QueueArn"])
     (result,) = jobs.invoke(
-        [event], lambda_env(jobs, env), function_timeout_ms=jobs_timeout_ms(), timeout=300
+        [event],
+        lambda_env(jobs, env),
+        function_timeout_ms=timeout_ms or jobs_timeout_ms(),
+        timeout=300,
     )["results"]
     failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
     for message in messages:
@@ -198,3 +207,42 @@ def test_without_a_queue_url_the_agents_function_refuses_background_and_keeps_no
     assert error["type"] and "jobs.queue_url" in error["message"]
     assert receive(sqs, aws_resources["JobsQueue"]) == []
     assert listed["statusCode"] == 200 and response_json(listed)["data"] == []
+
+
+def test_a_job_out_of_invocation_time_continues_from_the_message_it_queued(
+    image_artifacts: dict[str, Artifact],
+    aws_resources: dict[str, str],
+    env: dict[str, str],
+    sqs: Any,
+    fake_bedrock: FakeBedrockServer,
+) -> None:
+    """An invocation with little time left (26 s less the profile's 20 s margin) stops the run
+    at the model call, keeps it in_progress and queues the continuation itself (JobsFunction's
+    own queue URL and SendMessage); the next invocation, from that message, completes it."""
+    agents, jobs = image_artifacts["AgentsFunction"], image_artifacts["JobsFunction"]
+    queue = aws_resources["JobsQueue"]
+    request = {"model": MODEL, "input": "take your time", "background": True}
+    (created,) = agents.invoke(
+        [responses_event("POST", "/v1/responses", request)], lambda_env(agents, env)
+    )["results"]
+    response_id = response_json(created)["id"]
+    fake_bedrock.fake.script(MODEL, Reply(text="too late", delay=12))
+    (first,) = receive(sqs, queue)
+    assert run_jobs(jobs, env, sqs, queue, [first], timeout_ms=26_000) == {"batchItemFailures": []}
+    assert model_calls(fake_bedrock) == 1  # cut short
+    (polled,) = agents.invoke(
+        [responses_event("GET", f"/v1/responses/{response_id}")], lambda_env(agents, env)
+    )["results"]
+    assert response_json(polled)["status"] == "in_progress"
+    (continuation,) = receive(sqs, queue)
+    body = json.loads(continuation["Body"])
+    assert (body["id"], body["tenant"], body["attempt"]) == (response_id, "acme", 1)
+    assert continuation["MessageId"] != first["MessageId"]
+    assert run_jobs(jobs, env, sqs, queue, [continuation]) == {"batchItemFailures": []}
+    (done,) = agents.invoke(
+        [responses_event("GET", f"/v1/responses/{response_id}")], lambda_env(agents, env)
+    )["results"]
+    final = response_json(done)
+    assert final["status"] == "completed"
+    assert final["output"][-1]["content"][0]["text"] == "You said: take your time"
+    assert receive(sqs, queue) == []
