@@ -51,6 +51,7 @@ REFS = {
     "IngestBucket": "bench-ingest",
     "IdempotencyTable": "bench-idempotency",
     "IngestQueue": "",
+    "JobsQueue": "",  # no background responses in the benchmark
 }
 TOOL = {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}
 

@@ -37,6 +37,9 @@ REFS = {
     "DataBucket": "bench-data",
     "IngestBucket": "bench-ingest",
     "IdempotencyTable": "bench-idempotency",
+    # The image functions' queues (their environment names them); the benchmark queues nothing.
+    "IngestQueue": "",
+    "JobsQueue": "",
 }
 
 

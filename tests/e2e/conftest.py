@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,12 +81,29 @@ def aws_resources(moto_endpoint: str, built: Path) -> dict[str, str]:
     s3.create_bucket(Bucket="llamda-ingest")
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
     queue = sqs.create_queue(QueueName="llamda-ingest-queue")["QueueUrl"]
+    # The jobs queue as the template defines it: visibility timeout, redrive to its DLQ.
+    jobs = template["JobsQueue"]["Properties"]
+    dlq = sqs.create_queue(QueueName="llamda-jobs-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]
+    redrive = {
+        "deadLetterTargetArn": dlq_arn["QueueArn"],
+        "maxReceiveCount": str(jobs["RedrivePolicy"]["maxReceiveCount"]),
+    }
+    jobs_queue = sqs.create_queue(
+        QueueName="llamda-jobs",
+        Attributes={
+            "VisibilityTimeout": str(jobs["VisibilityTimeout"]),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )["QueueUrl"]
     return {
         "RecordsTable": "llamda-records",
         "DataBucket": "llamda-data",
         "IngestBucket": "llamda-ingest",
         "IdempotencyTable": "llamda-idempotency",
         "IngestQueue": queue,
+        "JobsQueue": jobs_queue,
+        "JobsDeadLetterQueue": dlq,
     }
 
 

@@ -485,3 +485,35 @@ def sqs_event(bodies: list[str], message_ids: list[str] | None = None) -> dict[s
             for mid, body in zip(ids, bodies, strict=True)
         ]
     }
+
+
+def sqs_event_from_messages(
+    messages: list[dict[str, Any]], queue_arn: str, region: str = "us-east-1"
+) -> dict[str, Any]:
+    """The event Lambda's SQS event source builds from messages it received (ReceiveMessage
+    with every attribute): the real message ids, receipt handles, bodies and receive counts."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "binaryValue": value.get("BinaryValue"),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": value["DataType"],
+                    }
+                    for name, value in m.get("MessageAttributes", {}).items()
+                },
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+            for m in messages
+        ]
+    }

@@ -129,7 +129,13 @@ def test_build_without_a_docker_engine_stops_and_says_how(tmp_path: Path) -> Non
     )
     assert proc.returncode != 0
     assert "no Docker engine" in proc.stderr
-    for function in ("VectorFunction", "IngestFunction", "AgentsFunction", "AgentsStreamFunction"):
+    for function in (
+        "VectorFunction",
+        "IngestFunction",
+        "AgentsFunction",
+        "AgentsStreamFunction",
+        "JobsFunction",
+    ):
         assert function in proc.stderr, function
     assert "--zip-only" in proc.stderr
 
@@ -142,6 +148,7 @@ def test_zip_only_template_is_marked_not_deployable(template: dict[str, Any]) ->
         "AgentsFunction",
         "AgentsStreamFunction",
         "IngestFunction",
+        "JobsFunction",
         "MaintenanceFunction",
         "VectorFunction",
     ]

@@ -139,6 +139,7 @@ FUNCTIONS = (
     "IngestFunction",
     "AgentsFunction",
     "AgentsStreamFunction",
+    "JobsFunction",
 )
 
 
@@ -201,6 +202,7 @@ def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> 
         "SafetyFunction",
         "AgentsFunction",
         "AgentsStreamFunction",
+        "JobsFunction",
     ):
         statements = _statements(cfn, function)
         invoke = [s for s in statements if any(a.startswith("bedrock:Invoke") for a in s["Action"])]
@@ -267,6 +269,7 @@ def test_lancedb_functions_share_one_image_with_a_command_each(cfn: dict[str, An
         ("VectorFunction", "vector_io"),
         ("IngestFunction", "ingest"),
         ("AgentsFunction", "agents"),
+        ("JobsFunction", "jobs"),
     ):
         props = raw[function]["Properties"]
         assert props["PackageType"] == "Image"
@@ -293,7 +296,10 @@ def test_ingest_pipeline_s3_to_sqs_with_dlq_alarm_and_idempotency(cfn: dict[str,
         "Fn::GetAtt": ["IngestDeadLetterQueue", "Arn"]
     }
     mapping = next(
-        r["Properties"] for r in res.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        r["Properties"]
+        for r in res.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["IngestQueue", "Arn"]}
     )
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "IngestMaxConcurrency"}}
@@ -411,6 +417,11 @@ def test_alarms_reach_a_person_through_a_topic_cloudwatch_can_use(cfn: dict[str,
         "ApproximateNumberOfMessagesVisible",
         ("QueueName", {"Fn::GetAtt": ["IngestDeadLetterQueue", "QueueName"]}),
     )
+    assert has(
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        ("QueueName", {"Fn::GetAtt": ["JobsDeadLetterQueue", "QueueName"]}),
+    )
 
 
 def test_missing_keys_stay_404_list_bucket_is_unconditioned(cfn: dict[str, Any]) -> None:
@@ -435,6 +446,7 @@ def test_missing_keys_stay_404_list_bucket_is_unconditioned(cfn: dict[str, Any])
         "IngestFunction",
         "AgentsFunction",
         "AgentsStreamFunction",
+        "JobsFunction",
     }
 
 
@@ -707,11 +719,37 @@ def test_agents_loop_deadline_is_below_each_functions_timeout(cfn: dict[str, Any
     assert config.agents.deadline_seconds < 28
 
 
+AGENT_ACTIONS = {
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "s3:GetObject",
+    "s3:ListBucket",
+    "bedrock:InvokeModel",
+    "bedrock:InvokeModelWithResponseStream",
+    "bedrock:ApplyGuardrail",
+}
+JOBS_QUEUE = json.dumps({"Fn::GetAtt": ["JobsQueue", "Arn"]}, sort_keys=True)
+
+
 def test_agents_functions_are_least_privilege(cfn: dict[str, Any]) -> None:
-    """Records, LanceDB read-only (file_search), the configured models (invoke and stream) and
-    the guardrail only when one is configured: nothing else."""
+    """Records, LanceDB read-only (file_search), the configured models (invoke and stream), the
+    guardrail only when one is configured, and (to queue background responses) SendMessage on
+    JobsQueue: nothing else. JobsFunction also consumes JobsQueue, and only it."""
     data_arn = {"Fn::GetAtt": ["DataBucket", "Arn"]}
-    for function in ("AgentsFunction", "AgentsStreamFunction"):
+    sqs_actions = {
+        "AgentsFunction": {"sqs:SendMessage"},
+        "AgentsStreamFunction": {"sqs:SendMessage"},
+        "JobsFunction": {
+            "sqs:SendMessage",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+        },
+    }
+    for function, queue_actions in sqs_actions.items():
         role = cfn["Resources"][f"{function}Role"]["Properties"]["Policies"]
         raw_statements = [st for p in role for st in p["PolicyDocument"]["Statement"]]
         guard = [st for st in raw_statements if "Fn::If" in st]
@@ -725,23 +763,16 @@ def test_agents_functions_are_least_privilege(cfn: dict[str, Any]) -> None:
         records = json.dumps({"Fn::GetAtt": ["RecordsTable", "Arn"]}, sort_keys=True)
         lancedb = json.dumps({"Fn::Sub": "${DataBucket.Arn}/lancedb/*"}, sort_keys=True)
         actions = {action for action, _ in grants}
-        assert actions == {
-            "dynamodb:GetItem",
-            "dynamodb:PutItem",
-            "dynamodb:DeleteItem",
-            "dynamodb:Query",
-            "dynamodb:UpdateItem",
-            "s3:GetObject",
-            "s3:ListBucket",
-            "bedrock:InvokeModel",
-            "bedrock:InvokeModelWithResponseStream",
-            "bedrock:ApplyGuardrail",
-        }, function
+        assert actions == AGENT_ACTIONS | queue_actions, function
         assert {r for a, r in grants if a.startswith("dynamodb:")} == {records}
         assert {r for a, r in grants if a == "s3:GetObject"} == {lancedb}
         assert {r for a, r in grants if a == "s3:ListBucket"} == {json.dumps(data_arn)}
-        # No write to vector stores or files, no queue, no other function.
-        assert not any(a.startswith(("s3:Put", "s3:Delete", "sqs:", "lambda:")) for a in actions)
+        assert {r for a, r in grants if a.startswith("sqs:")} == {JOBS_QUEUE}, function
+        # No write to vector stores or files, no other function.
+        assert not any(a.startswith(("s3:Put", "s3:Delete", "lambda:")) for a in actions)
+        # No managed policy that reads every queue of the account (a SAM SQS event adds one).
+        managed = cfn["Resources"][f"{function}Role"]["Properties"]["ManagedPolicyArns"]
+        assert not [arn for arn in managed if "SQS" in json.dumps(arn)], function
 
 
 def test_agents_functions_run_from_the_image_the_stream_one_with_the_web_adapter() -> None:
@@ -810,3 +841,93 @@ def test_every_file_the_dockerfile_copies_is_in_the_build_context() -> None:
             assert _docker_context_includes(path), path
     assert not _docker_context_includes("tests/conftest.py")
     assert not _docker_context_includes("functions/agents/__pycache__/app.cpython-312.pyc")
+
+
+def _aws_config(env: dict[str, str]) -> Any:
+    from llamda.config import load_config
+
+    return load_config(
+        env={"LLAMDA_PROFILE": "aws", "LLAMDA_RECORDS_TABLE": "t", "LLAMDA_BUCKET": "b", **env}
+    )
+
+
+def test_jobs_queue_feeds_the_jobs_function_one_job_at_a_time(cfn: dict[str, Any]) -> None:
+    """JobsQueue (SSE, visibility 6x the function timeout, redrive to its DLQ after the aws
+    profile's max_receive_count, so the last delivery is the one that records a failure) →
+    JobsFunction (15 minutes, batch size 1, partial failures, bounded concurrency)."""
+    res = cfn["Resources"]
+    fn = res["JobsFunction"]["Properties"]
+    assert fn["Timeout"] == 900 and fn["PackageType"] == "Image"
+    queue = res["JobsQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert res["JobsDeadLetterQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+    assert queue["VisibilityTimeout"] >= 6 * fn["Timeout"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    assert redrive["maxReceiveCount"] == _aws_config({}).jobs.max_receive_count
+    (mapping,) = [
+        r["Properties"]
+        for r in res.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "JobsFunction"}
+    ]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["JobsQueue", "Arn"]}
+    assert mapping["BatchSize"] == 1
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "JobsMaxConcurrency"}}
+    assert int(cfn["Parameters"]["JobsMaxConcurrency"]["MinValue"]) >= 2  # SQS's own minimum
+    # The function that consumes it has its log group and the queue its DLQ alarm.
+    logs = res["JobsFunctionLogs"]["Properties"]
+    assert logs["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${JobsFunction}"}
+    alarm = res["JobsDeadLettersAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert alarm["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["JobsDeadLetterQueue", "QueueName"]}}
+    ]
+
+
+def test_agents_and_jobs_functions_read_the_queue_and_budget_the_profile_way(
+    cfn: dict[str, Any],
+) -> None:
+    """The agents functions and JobsFunction get JobsQueue's URL (so background requests are
+    queued, not refused) and the aws profile reads it; an empty one means unset. JobsFunction
+    gets the background budget (BackgroundMaxSeconds). No other function can queue jobs."""
+    envs = {
+        name: res["Properties"].get("Environment", {}).get("Variables", {})
+        for name, res in cfn["Resources"].items()
+        if res["Type"] == "AWS::Lambda::Function"
+    }
+    queued = {name for name, env in envs.items() if "LLAMDA_JOBS_QUEUE_URL" in env}
+    assert queued == {"AgentsFunction", "AgentsStreamFunction", "JobsFunction"}
+    for name in queued:
+        assert envs[name]["LLAMDA_JOBS_QUEUE_URL"] == {"Ref": "JobsQueue"}, name
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/llamda-JobsQueue"
+    assert _aws_config({"LLAMDA_JOBS_QUEUE_URL": url}).jobs.queue_url == url
+    assert _aws_config({"LLAMDA_JOBS_QUEUE_URL": ""}).jobs.queue_url is None
+    assert _aws_config({}).jobs.queue_url is None
+    budget = envs["JobsFunction"]["LLAMDA_AGENTS_BACKGROUND_MAX_SECONDS"]
+    assert budget == {"Ref": "BackgroundMaxSeconds"}
+    default = str(cfn["Parameters"]["BackgroundMaxSeconds"]["Default"])
+    config = _aws_config({"LLAMDA_AGENTS_BACKGROUND_MAX_SECONDS": default})
+    assert config.agents.background_max_seconds == float(default)
+    assert (
+        _aws_config({"LLAMDA_AGENTS_BACKGROUND_MAX_SECONDS": "120"}).agents.background_max_seconds
+        == 120
+    )
+
+
+def test_dashboard_charts_the_jobs_queue() -> None:
+    raw = yaml_parse((ROOT / "template.yaml").read_text())
+    body = raw["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    widgets = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", body))["widgets"]
+    lines = [m for w in widgets for m in w["properties"]["metrics"] if isinstance(m[0], str)]
+    assert ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", "<JobsQueue.QueueName>"] in [
+        m[:4] for m in lines
+    ]
+    assert [
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "QueueName",
+        "<JobsDeadLetterQueue.QueueName>",
+    ] in [m[:4] for m in lines]
+    assert ["AWS/Lambda", "Errors", "FunctionName", "<JobsFunction>"] in [m[:4] for m in lines]
