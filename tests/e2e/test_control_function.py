@@ -90,7 +90,7 @@ def test_control_function_serves_inspect_and_models(
     # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing;
     # files are S3 (not probed from this function: it has no bucket access).
     by_id = {p["provider_id"]: p for p in response_json(providers)["data"]}
-    assert list(by_id) == ["bedrock", "rules", "lancedb", "s3"]
+    assert list(by_id) == ["bedrock", "rules", "lancedb", "s3", "builtin"]  # agents: aws profile
     assert [by_id[p]["provider_type"] for p in by_id] == [
         "remote::bedrock",
         "inline::rules",
