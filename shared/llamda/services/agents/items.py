@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -118,12 +119,14 @@ class ItemStore:
         limit: int = 100,
         descending: bool = False,
         prefix: str = "",
+        keep: Callable[[Item], bool] | None = None,
     ) -> tuple[list[tuple[str, Item]], bool]:
         """Up to ``limit`` (key, item) pairs after the key ``after``, only keys starting with
-        ``prefix``; and whether more follow."""
+        ``prefix`` and items ``keep`` accepts; and whether more follow."""
         if after is None and prefix:
             after = prefix if not descending else prefix + "\U0010ffff"
         rows_out: list[dict[str, Any]] = []
+        kept: dict[str, Item] = {}  # items already loaded to be filtered
         cursor, done = after, False
         while not done and len(rows_out) <= limit:
             rows = await self._records.list(
@@ -134,10 +137,20 @@ class ItemStore:
                 if not row["id"].startswith(prefix):
                     done = True
                     break
+                if keep is not None:
+                    item = await self._load(kind, row)
+                    if not keep(item):
+                        continue
+                    kept[row["id"]] = item
                 rows_out.append(row)
+                if len(rows_out) > limit:
+                    break
             if rows:
                 cursor = rows[-1]["id"]
-        loaded = [(row["id"], await self._load(kind, row)) for row in rows_out[:limit]]
+        loaded = [
+            (row["id"], kept.get(row["id"]) or await self._load(kind, row))
+            for row in rows_out[:limit]
+        ]
         return loaded, len(rows_out) > limit
 
     async def all(self, kind: str, *, prefix: str = "", limit: int) -> list[tuple[str, Item]]:
