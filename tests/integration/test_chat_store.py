@@ -7,6 +7,8 @@ returns a tool call, even from an upstream that makes one anyway."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,13 +252,35 @@ def test_another_tenant_sees_none_of_it(
     assert client.chat.completions.retrieve(reply.id).model_dump()["metadata"] == {"who": "alice"}
 
 
-def test_a_big_conversation_is_stored_whole(client: openai.OpenAI) -> None:
+def _expiry(home: Path, completion_id: str) -> int:
+    """When storage drops this completion's record (epoch seconds), read from the SQLite file."""
+    with sqlite3.connect(home / "records.sqlite3") as db:
+        (value,) = db.execute(
+            "SELECT json_extract(value, '$._expires_at') FROM records "
+            "WHERE tenant = 'alice' AND kind = 'chat_completions' AND key = ?",
+            (completion_id.removeprefix("chatcmpl-"),),
+        ).fetchone()
+    return int(value)
+
+
+def test_a_big_conversation_is_stored_whole_and_expires(client: openai.OpenAI, home: Path) -> None:
     big = "word " * 70_000  # 350 KB: past a DynamoDB item, kept in the object store
+    made = time.time()
     reply = client.chat.completions.create(
         model="vllm-m", messages=[{"role": "user", "content": big}]
     )
     (message,) = client.chat.completions.messages.list(reply.id).data
     assert message.content == big
+    expires = _expiry(home, reply.id)
+    assert made + 86400 <= expires <= time.time() + 86400 + 1  # inference_store.ttl_days: 1
+    # An update rewrites it in place: same messages, same expiry.
+    client.chat.completions.update(reply.id, metadata={"size": "big"})
+    got = client.chat.completions.retrieve(reply.id).model_dump()
+    assert got["metadata"] == {"size": "big"} and got["input_messages"][0]["content"] == big
+    assert _expiry(home, reply.id) == expires
+    client.chat.completions.delete(reply.id)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.update(reply.id, metadata={"size": "gone"})
 
 
 def test_bad_ids_and_filters_are_4xx(server: LiveServer, alice: str) -> None:

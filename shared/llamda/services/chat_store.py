@@ -40,7 +40,7 @@ DAY = 86400
 COMPLETION_ID = re.compile(r"^chatcmpl-([0-9a-f]{32})$")
 _MESSAGE_ID = re.compile(r"^(chatcmpl-[0-9a-f]{32})-(\d{1,6})$")
 # Fields of the stored item that are ours, not the completion's.
-_PRIVATE = ("request_model", "expires_at")
+_PRIVATE = ("request_model",)
 
 
 def _missing(completion_id: str) -> NotFoundError:
@@ -191,7 +191,6 @@ class ChatStore:
             ],
             "metadata": request.metadata or {},
             "request_model": request.model,
-            "expires_at": expires_at,
         }
         try:
             await self._items.put(KIND, key, item, expires_at=expires_at)
@@ -290,10 +289,16 @@ class ChatStore:
     async def update(
         self, completion_id: str, metadata: dict[str, str] | None
     ) -> StoredChatCompletion:
-        key, item = await self._item(completion_id)
-        item["metadata"] = metadata or {}
-        await self._items.put(KIND, key, item, expires_at=item.get("expires_at"))
-        return _public(item)
+        key, _ = await self._item(completion_id)
+
+        def change(item: Item) -> None:
+            item["metadata"] = metadata or {}
+
+        # Not a plain put: a completion deleted meanwhile must not come back.
+        updated = await self._items.update(KIND, key, change)
+        if updated is None:
+            raise _missing(completion_id)
+        return _public(updated)
 
     async def delete(self, completion_id: str) -> ChatCompletionDeleted:
         key, _ = await self._item(completion_id)

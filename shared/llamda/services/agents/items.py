@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from llamda.storage.objects import Objects
-from llamda.storage.records import EXPIRES, Records
+from llamda.storage.records import EXPIRES, Records, save
 
 Item = dict[str, Any]
 # Items larger than this (JSON bytes) live in the object store; DynamoDB's limit is 400 KB.
@@ -157,6 +157,34 @@ class ItemStore:
         """Every item (up to ``limit``; the caller checks the count) in key order."""
         items, _ = await self.page(kind, limit=limit, prefix=prefix)
         return items
+
+    async def update(self, kind: str, key: str, change: Callable[[Item], None]) -> Item | None:
+        """Apply ``change`` to a stored item and write it back unless it was changed or deleted
+        meanwhile (then read again; None once it is gone: a deleted item never comes back).
+        The record keeps its expiry."""
+        from llamda.errors import ConflictError
+
+        for _ in range(5):
+            record = await self._records.get(kind, key)
+            if record is None:
+                return None
+            item = await self._load(kind, record)
+            change(item)
+            data = json.dumps(item, separators=(",", ":")).encode()
+            spilled = bool(record.get("spilled")) or len(data) > INLINE_BYTES
+            if spilled:
+                await self._objects.put(self._object_key(kind, key), data)
+                record.pop("item", None)
+                record["spilled"] = True
+            else:
+                record["item"] = item
+            if await save(self._records, kind, key, record):
+                return item
+            if await self._records.get(kind, key) is None:
+                if spilled:  # written after the delete removed it: remove it again
+                    await self._objects.delete(self._object_key(kind, key))
+                return None
+        raise ConflictError("the item is being changed concurrently; retry")
 
     async def delete(self, kind: str, key: str) -> bool:
         record = await self._records.get(kind, key)
