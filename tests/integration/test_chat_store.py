@@ -359,3 +359,28 @@ def test_tool_choice_none_never_returns_tool_calls(
         model="vllm-m", messages=HI, tools=[TOOL], tool_choice="none"
     )
     assert not ls_reply.choices[0].message.tool_calls  # type: ignore[union-attr]
+
+
+def test_with_the_store_off_only_store_true_is_kept(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    home = tmp_path_factory.mktemp("store-off")
+    config = "\n".join(
+        line
+        for line in CONFIG.replace("UP", upstream.url).splitlines()
+        if not line.startswith(("inference_store", "server", "    - {provider_id: bedrock"))
+        and "br-m" not in line
+    )
+    (home / "run.yaml").write_text(config)  # no inference_store section: off, as in aws
+    live = start_server(home / "run.yaml", home)
+    try:
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="none", max_retries=0)
+        plain = client.chat.completions.create(model="vllm-m", messages=HI)
+        assert plain.id == "chatcmpl-up"
+        kept = client.chat.completions.create(model="vllm-m", messages=HI, store=True)
+        assert [c.id for c in client.chat.completions.list().data] == [kept.id]
+        streamed = client.chat.completions.create(model="vllm-m", messages=HI, stream=True)
+        assert {c.id for c in streamed} == {"chatcmpl-up"}
+        assert len(client.chat.completions.list().data) == 1
+    finally:
+        stop_server(live)
