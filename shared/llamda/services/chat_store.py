@@ -128,6 +128,9 @@ def assemble(chunks: list[ChatCompletionChunk], completion_id: str) -> ChatCompl
 class ChatStore:
     """Keeps chat completions a request asked to store (or all, when the config says so)."""
 
+    # Most stored completions one filtered list request reads (bounds its time; see page).
+    max_scanned = 1000
+
     def __init__(self, items: ItemStore, config: InferenceStoreConfig):
         self._items = items
         self._config = config
@@ -238,7 +241,12 @@ class ChatStore:
                 return all(held.get(k) == v for k, v in metadata.items())
 
         rows, more = await self._items.page(
-            KIND, after=after_key, limit=limit, descending=order == "desc", keep=keep
+            KIND,
+            after=after_key,
+            limit=limit,
+            descending=order == "desc",
+            keep=keep,
+            max_scanned=self.max_scanned,
         )
         data = [_public(item) for _, item in rows]
         return ChatCompletionList(

@@ -120,15 +120,18 @@ class ItemStore:
         descending: bool = False,
         prefix: str = "",
         keep: Callable[[Item], bool] | None = None,
+        max_scanned: int | None = None,
     ) -> tuple[list[tuple[str, Item]], bool]:
         """Up to ``limit`` (key, item) pairs after the key ``after``, only keys starting with
-        ``prefix`` and items ``keep`` accepts; and whether more follow."""
+        ``prefix`` and items ``keep`` accepts; and whether more follow. With ``keep``, at most
+        ``max_scanned`` items are read: a filter that matches little cannot make one request
+        read a whole collection (more may follow then, though the page is short)."""
         if after is None and prefix:
             after = prefix if not descending else prefix + "\U0010ffff"
         rows_out: list[dict[str, Any]] = []
         kept: dict[str, Item] = {}  # items already loaded to be filtered
-        cursor, done = after, False
-        while not done and len(rows_out) <= limit:
+        cursor, done, scanned, cut = after, False, 0, False
+        while not done and not cut and len(rows_out) <= limit:
             rows = await self._records.list(
                 kind, after=cursor, limit=max(limit + 1, 100), descending=descending
             )
@@ -138,6 +141,10 @@ class ItemStore:
                     done = True
                     break
                 if keep is not None:
+                    if max_scanned is not None and scanned >= max_scanned:
+                        cut = True
+                        break
+                    scanned += 1
                     item = await self._load(kind, row)
                     if not keep(item):
                         continue
@@ -151,7 +158,7 @@ class ItemStore:
             (row["id"], kept.get(row["id"]) or await self._load(kind, row))
             for row in rows_out[:limit]
         ]
-        return loaded, len(rows_out) > limit
+        return loaded, cut or len(rows_out) > limit
 
     async def all(self, kind: str, *, prefix: str = "", limit: int) -> list[tuple[str, Item]]:
         """Every item (up to ``limit``; the caller checks the count) in key order."""
