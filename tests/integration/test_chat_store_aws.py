@@ -120,7 +120,11 @@ def test_chat_store_on_dynamodb_and_s3(
             cut = await store.list(
                 after=None, limit=10, order="asc", model=None, metadata={"i": "4"}
             )
-            assert cut.data == [] and cut.has_more
+            assert cut.data == [] and cut.has_more and cut.last_id == small[1]
+            rest = await store.list(
+                after=cut.last_id, limit=10, order="asc", model=None, metadata={"i": "4"}
+            )
+            assert [c.id for c in rest.data] == small[4:]
             store.max_scanned = 1000
 
         with tenant_scope("bob"):

@@ -240,7 +240,7 @@ class ChatStore:
                 held = item.get("metadata") or {}
                 return all(held.get(k) == v for k, v in metadata.items())
 
-        rows, more = await self._items.page(
+        found = await self._items.filtered_page(
             KIND,
             after=after_key,
             limit=limit,
@@ -248,12 +248,17 @@ class ChatStore:
             keep=keep,
             max_scanned=self.max_scanned,
         )
-        data = [_public(item) for _, item in rows]
+        data = [_public(item) for _, item in found.items]
+        last_id = data[-1].id if data else ""
+        if found.last_scanned is not None:
+            # The scan stopped at its bound: last_id says where to continue (``after``), also
+            # when this page is empty.
+            last_id = f"chatcmpl-{found.last_scanned}"
         return ChatCompletionList(
             data=data,
             first_id=data[0].id if data else "",
-            last_id=data[-1].id if data else "",
-            has_more=more,
+            last_id=last_id,
+            has_more=found.has_more,
         )
 
     async def messages(

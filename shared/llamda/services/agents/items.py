@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -81,6 +81,12 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in (EXPIRES, "version")}
 
 
+class Page(NamedTuple):
+    items: list[tuple[str, Item]]
+    has_more: bool
+    last_scanned: str | None = None  # set when the scan stopped at its bound
+
+
 class ItemStore:
     """Items of one collection (``kind``, e.g. ``response_items:resp_…``), keyed by the caller."""
 
@@ -119,18 +125,35 @@ class ItemStore:
         limit: int = 100,
         descending: bool = False,
         prefix: str = "",
-        keep: Callable[[Item], bool] | None = None,
-        max_scanned: int | None = None,
     ) -> tuple[list[tuple[str, Item]], bool]:
         """Up to ``limit`` (key, item) pairs after the key ``after``, only keys starting with
-        ``prefix`` and items ``keep`` accepts; and whether more follow. With ``keep``, at most
-        ``max_scanned`` items are read: a filter that matches little cannot make one request
-        read a whole collection (more may follow then, though the page is short)."""
+        ``prefix``; and whether more follow."""
+        found = await self.filtered_page(
+            kind, after=after, limit=limit, descending=descending, prefix=prefix
+        )
+        return found.items, found.has_more
+
+    async def filtered_page(
+        self,
+        kind: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+        prefix: str = "",
+        keep: Callable[[Item], bool] | None = None,
+        max_scanned: int | None = None,
+    ) -> Page:
+        """``page`` of the items ``keep`` accepts. At most ``max_scanned`` items are read, so a
+        filter that matches little cannot make one request read a whole collection: the page
+        is then short (maybe empty), ``has_more`` is true and ``last_scanned`` is the key to
+        continue after."""
         if after is None and prefix:
             after = prefix if not descending else prefix + "\U0010ffff"
         rows_out: list[dict[str, Any]] = []
         kept: dict[str, Item] = {}  # items already loaded to be filtered
         cursor, done, scanned, cut = after, False, 0, False
+        last_scanned: str | None = None
         while not done and not cut and len(rows_out) <= limit:
             rows = await self._records.list(
                 kind, after=cursor, limit=max(limit + 1, 100), descending=descending
@@ -145,6 +168,7 @@ class ItemStore:
                         cut = True
                         break
                     scanned += 1
+                    last_scanned = row["id"]
                     item = await self._load(kind, row)
                     if not keep(item):
                         continue
@@ -158,7 +182,7 @@ class ItemStore:
             (row["id"], kept.get(row["id"]) or await self._load(kind, row))
             for row in rows_out[:limit]
         ]
-        return loaded, cut or len(rows_out) > limit
+        return Page(loaded, cut or len(rows_out) > limit, last_scanned if cut else None)
 
     async def all(self, kind: str, *, prefix: str = "", limit: int) -> list[tuple[str, Item]]:
         """Every item (up to ``limit``; the caller checks the count) in key order."""
