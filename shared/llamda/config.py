@@ -240,6 +240,19 @@ class AgentsConfig(_Strict):
     )
 
 
+class InferenceStoreConfig(_Strict):
+    """Stored chat completions (OpenAI's ``store``; Llama Stack's inference store)."""
+
+    enabled: bool = Field(
+        False,
+        description="Store every chat completion (request and reply) unless a request says "
+        "`store: false`; off: only those that say `store: true`. One Records write per call.",
+    )
+    ttl_days: float = Field(
+        30.0, gt=0, le=3650, description="How long a stored completion is kept (DynamoDB TTL)."
+    )
+
+
 class ShieldResource(_Strict):
     shield_id: str = Field(pattern=_ID_PATTERN)
     provider_id: str
@@ -427,6 +440,7 @@ class RunConfig(_Strict):
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    inference_store: InferenceStoreConfig = Field(default_factory=InferenceStoreConfig)
     # Where this config came from, for messages.
     source: str = Field(default="<memory>", exclude=True)
 

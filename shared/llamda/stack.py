@@ -8,6 +8,7 @@ from llamda.services.agents.conversations import ConversationsService
 from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
 from llamda.services.agents.responses import ResponsesService
+from llamda.services.chat_store import ChatStore
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
@@ -56,6 +57,8 @@ class Stack:
         self.files.on_delete = self.vector_stores.files.forget_everywhere
         self.jobs = JobRunner(config.jobs)
         self.agent_items = ItemStore(self.records, self.objects)
+        # Stored chat completions: the chat router's, never the agents loop's.
+        self.chat_store = ChatStore(self.agent_items, config.inference_store)
         self.conversations = ConversationsService(self.records, self.agent_items, config.agents)
         self.prompts = PromptsService(self.records)
         self.responses = ResponsesService(

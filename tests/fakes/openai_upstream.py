@@ -5,7 +5,9 @@ extra headers, model mapping). Scripted statuses too.
 
 Like a model, it answers from what it is sent: a chat request with ``tools`` gets a call of the
 first tool whose arguments carry the last user message (``{"<first property>": text}``); a
-completion continues its prompt as ``"<prompt> -> done"``; other chats answer "upstream ok"."""
+completion continues its prompt as ``"<prompt> -> done"``; other chats answer "upstream ok" (with
+``n`` > 1, ``n`` choices "upstream ok <index>"), streamed word by word when asked. A misbehaving
+upstream (``ignore_tool_choice``) calls a tool even when told ``tool_choice: "none"``."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ class OpenAIUpstream:
         self.failures: deque[tuple[int, dict[str, str]]] = deque()
         # A careless upstream: its error messages quote the Authorization header it received.
         self.echo_auth_in_errors = False
+        # A careless upstream: calls tools even when the request says tool_choice "none".
+        self.ignore_tool_choice = False
         # Requests for these models get no answer until the fake stops (a hung upstream).
         self.hang_models: set[str] = set()
         self._stopping = threading.Event()
@@ -85,24 +89,55 @@ class OpenAIUpstream:
                 ):
                     self._completion(body)
                     return
-                if body.get("tools") and body.get("tool_choice") != "none":
+                if body.get("tools") and (
+                    body.get("tool_choice") != "none" or upstream.ignore_tool_choice
+                ):
                     self._tool_call(body)
+                    return
+                self._chat(body)
+
+            def _chat(self, body: dict[str, Any]) -> None:
+                n = int(body.get("n") or 1)
+                texts = ["upstream ok" if n == 1 else f"upstream ok {i}" for i in range(n)]
+                base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
+                usage = {"prompt_tokens": 3, "completion_tokens": 2 * n, "total_tokens": 3 + 2 * n}
+                if body.get("stream"):
+                    chunks = []
+                    for i, text in enumerate(texts):
+                        words = text.split(" ")
+                        deltas = [{"role": "assistant", "content": ""}] + [
+                            {"content": w if j == 0 else f" {w}"} for j, w in enumerate(words)
+                        ]
+                        chunks += [{"index": i, "delta": d, "finish_reason": None} for d in deltas]
+                        chunks.append({"index": i, "delta": {}, "finish_reason": "stop"})
+                    events = [
+                        {**base, "object": "chat.completion.chunk", "choices": [c]} for c in chunks
+                    ]
+                    if (body.get("stream_options") or {}).get("include_usage"):
+                        events.append(
+                            {
+                                **base,
+                                "object": "chat.completion.chunk",
+                                "choices": [],
+                                "usage": usage,
+                            }
+                        )
+                    self._sse(events)
                     return
                 self._send(
                     200,
                     {
-                        "id": "chatcmpl-up",
+                        **base,
                         "object": "chat.completion",
-                        "created": 1,
-                        "model": body["model"],
                         "choices": [
                             {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": "upstream ok"},
+                                "index": i,
+                                "message": {"role": "assistant", "content": text},
                                 "finish_reason": "stop",
                             }
+                            for i, text in enumerate(texts)
                         ],
-                        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+                        "usage": usage,
                     },
                 )
 

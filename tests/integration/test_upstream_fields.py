@@ -137,7 +137,7 @@ def test_extras_are_typed_and_bounded(client: openai.OpenAI, upstream: OpenAIUps
             client.chat.completions.create(model="vllm-m", messages=HI, extra_body=extra)
         _bad(err, param)
     with pytest.raises(openai.BadRequestError) as err:
-        client.chat.completions.create(model="vllm-m", messages=HI, n=2)
+        client.chat.completions.create(model="vllm-m", messages=HI, n=17)  # past MAX_CHOICES
     _bad(err, "n")
     assert upstream.requests == []
 

@@ -335,3 +335,16 @@ def test_cli_prints_config_errors_without_traceback(tmp_path: Path, capsys) -> N
     assert main(["serve", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert "apis_typo" in err and "Traceback" not in err
+
+
+def test_chat_completions_are_stored_locally_by_default_and_not_in_aws() -> None:
+    local, aws = load_config(env={}), load_config(env=AWS)
+    assert local.inference_store.enabled and not aws.inference_store.enabled
+    assert local.inference_store.ttl_days == aws.inference_store.ttl_days == 30
+    switched = load_config(
+        env={**AWS, "LLAMDA_INFERENCE_STORE": "true", "LLAMDA_INFERENCE_STORE_DAYS": "7"}
+    )
+    assert switched.inference_store.enabled and switched.inference_store.ttl_days == 7
+    assert not load_config(env={"LLAMDA_INFERENCE_STORE": "false"}).inference_store.enabled
+    with pytest.raises(ConfigError, match=r"inference_store\.ttl_days"):
+        load_config(env={"LLAMDA_INFERENCE_STORE_DAYS": "0"})

@@ -54,3 +54,14 @@ def test_llama_cpp_image_urls_need_the_allow_list() -> None:
     allowed = _provider(image_url_allow=["img.example.com"])
     assert allowed._chat_args(request("https://img.example.com/a.png"))["messages"]
     assert _provider()._chat_args(request("data:image/png;base64,AAAA"))["messages"]
+
+
+@pytest.mark.parametrize("provider_type", ["llama-cpp", "bedrock", "ollama", "tgi"])
+def test_n_above_one_is_a_400_naming_a_single_choice_provider(provider_type: str) -> None:
+    request = ChatCompletionRequest.model_validate({"model": "m", "messages": HI, "n": 2})
+    with pytest.raises(UnsupportedError) as err:
+        upstream_fields(request, provider_type)
+    assert err.value.param == "n" and f"'{provider_type}'" in err.value.message
+    one = ChatCompletionRequest.model_validate({"model": "m", "messages": HI, "n": 1})
+    assert upstream_fields(one, provider_type)["n"] == 1
+    assert upstream_fields(request, "vllm")["n"] == 2

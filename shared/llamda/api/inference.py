@@ -20,7 +20,15 @@ MAX_STOP = 16
 _SAMPLING_EXTRA = "vllm, fireworks, together, llama-cpp (extra_body)."
 _LOGPROBS = "vllm, tgi, fireworks, together, openai."
 # Llamda's own request fields: consumed by us, never sent to a provider.
-LLAMDA_FIELDS = frozenset({"guardrails"})
+# ``store`` and ``metadata`` are OpenAI's, but they concern our inference store, not a model.
+LLAMDA_FIELDS = frozenset({"guardrails", "store", "metadata"})
+# OpenAI's metadata: at most 16 pairs, keys <= 64 characters, values <= 512.
+Metadata = Annotated[
+    dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+    Field(max_length=16),
+    json_bounds(max_bytes=16 * 1024),
+]
+MAX_CHOICES = 16
 # JSON Schemas (tool parameters, response formats) may be larger than metadata.
 Schema = Annotated[dict[str, Any], json_bounds(max_bytes=64 * 1024)]
 TokenLimit = Annotated[int, Field(gt=0, le=INT32_MAX)]
@@ -170,9 +178,21 @@ class ChatCompletionRequest(_Request):
     stop: str | list[str] | None = Field(None, max_length=MAX_STOP)
     seed: Int64 | None = None
     user: str | None = Field(None, max_length=256)
-    n: int | None = Field(None, ge=1, le=1, description="Only n=1 is supported.")
+    n: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_CHOICES,
+        description="Choices to generate: n > 1 where the provider supports it (remote "
+        "OpenAI-compatible ones; a 400 naming the provider elsewhere).",
+    )
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    store: bool | None = Field(
+        None,
+        description="Keep this completion for GET /v1/chat/completions/{id} (default: the "
+        "config's inference_store.enabled).",
+    )
+    metadata: Metadata | None = Field(None, description="Kept with a stored completion.")
     tools: list[Tool] | None = Field(None, max_length=128)
     tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
@@ -241,6 +261,44 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage = Field(default_factory=Usage)
     system_fingerprint: str | None = None
+
+
+class StoredChatCompletion(ChatCompletion):
+    """A stored chat completion: the reply with its request's messages (Llama Stack's
+    ``input_messages``) and ``metadata``."""
+
+    input_messages: list[dict[str, Any]] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ChatCompletionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[StoredChatCompletion]
+    first_id: str = ""
+    last_id: str = ""
+    has_more: bool = False
+
+
+class StoredMessageList(BaseModel):
+    """``GET /v1/chat/completions/{id}/messages``: the request's messages, each with an id."""
+
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    first_id: str = ""
+    last_id: str = ""
+    has_more: bool = False
+
+
+class ChatCompletionDeleted(BaseModel):
+    id: str
+    object: Literal["chat.completion.deleted"] = "chat.completion.deleted"
+    deleted: bool = True
+
+
+class UpdateChatCompletionRequest(_Request):
+    """``POST /v1/chat/completions/{id}``: the metadata replaces the old (null clears it)."""
+
+    metadata: Metadata | None
 
 
 class ToolCallDelta(BaseModel):

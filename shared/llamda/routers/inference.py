@@ -2,24 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from llamda.api.errors import error_responses
 from llamda.api.inference import (
     ChatCompletion,
+    ChatCompletionDeleted,
+    ChatCompletionList,
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    StoredChatCompletion,
+    StoredMessageList,
     StreamOptions,
+    UpdateChatCompletionRequest,
 )
 from llamda.config import RoutingConfig
+from llamda.errors import BadRequestError
 from llamda.routers import get_stack
 from llamda.services.inference import Served
 from llamda.sse import SSEResponse, events
@@ -69,10 +76,101 @@ def _sse(
 )
 async def chat_completions(body: ChatCompletionRequest, stack: StackDep) -> Response:
     if body.stream:
-        return _sse(
-            await stack.inference.chat_stream(body), body.stream_options, stack.config.routing
-        )
-    return _json(await stack.inference.chat(body))
+        served = stack.chat_store.chat_stream(body, await stack.inference.chat_stream(body))
+        return _sse(served, body.stream_options, stack.config.routing)
+    return _json(await stack.chat_store.chat(body, await stack.inference.chat(body)))
+
+
+# Any id shape reaches the service, which answers 404 for one that is not ours.
+CompletionId = Annotated[str, Path(max_length=128, description="A chat completion id.")]
+_METADATA_PARAM = re.compile(r"^metadata\[(.{1,64})\]$")
+
+
+def _metadata_filter(request: Request) -> dict[str, str]:
+    """``metadata[key]=value`` query parameters, as the openai SDK sends a metadata filter."""
+    found: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith("metadata"):
+            continue
+        match = _METADATA_PARAM.match(name)
+        if match is None or len(value) > 512 or len(found) >= 16:
+            raise BadRequestError(
+                "metadata: filter as metadata[key]=value, at most 16 pairs (keys up to 64 "
+                "characters, values up to 512)",
+                param="metadata",
+            )
+        found[match.group(1)] = value
+    return found
+
+
+@router.get(
+    "/v1/chat/completions",
+    summary="List stored chat completions",
+    description="Completions stored with `store: true` (or by the inference_store config).",
+    response_model=ChatCompletionList,
+    responses=error_responses(400),
+)
+async def list_chat_completions(
+    stack: StackDep,
+    metadata: Annotated[dict[str, str], Depends(_metadata_filter)],
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    model: Annotated[str | None, Query(max_length=256)] = None,
+) -> ChatCompletionList:
+    return await stack.chat_store.list(
+        after=after, limit=limit, order=order, model=model, metadata=metadata
+    )
+
+
+@router.get(
+    "/v1/chat/completions/{completion_id}",
+    summary="Get a stored chat completion",
+    response_model=StoredChatCompletion,
+    responses=error_responses(404),
+)
+async def get_chat_completion(completion_id: CompletionId, stack: StackDep) -> Any:
+    return await stack.chat_store.get(completion_id)
+
+
+@router.post(
+    "/v1/chat/completions/{completion_id}",
+    summary="Update a stored chat completion's metadata",
+    response_model=StoredChatCompletion,
+    responses=error_responses(400, 404),
+)
+async def update_chat_completion(
+    completion_id: CompletionId, body: UpdateChatCompletionRequest, stack: StackDep
+) -> Any:
+    return await stack.chat_store.update(completion_id, body.metadata)
+
+
+@router.get(
+    "/v1/chat/completions/{completion_id}/messages",
+    summary="List a stored chat completion's messages",
+    response_model=StoredMessageList,
+    responses=error_responses(400, 404),
+)
+async def list_chat_completion_messages(
+    completion_id: CompletionId,
+    stack: StackDep,
+    after: Annotated[str | None, Query(max_length=160)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+) -> StoredMessageList:
+    return await stack.chat_store.messages(completion_id, after=after, limit=limit, order=order)
+
+
+@router.delete(
+    "/v1/chat/completions/{completion_id}",
+    summary="Delete a stored chat completion",
+    response_model=ChatCompletionDeleted,
+    responses=error_responses(404),
+)
+async def delete_chat_completion(
+    completion_id: CompletionId, stack: StackDep
+) -> ChatCompletionDeleted:
+    return await stack.chat_store.delete(completion_id)
 
 
 @router.post(

@@ -165,25 +165,27 @@ def _spread(parts: list[tuple[Any, str]], text: str) -> bool:
 
 
 def chat_stream_segments(chunks: list[ChatCompletionChunk]) -> list[Segment]:
-    """The streamed reply's text and tool calls, each rebuilt from its deltas."""
-    content: list[tuple[Any, str]] = []
-    names: dict[int, str] = {}
-    arguments: dict[int, list[tuple[Any, str]]] = {}
+    """The streamed reply's text and tool calls, each rebuilt from its deltas (per choice:
+    with ``n`` > 1 each choice is its own text, and a redaction stays in its choice)."""
+    content: dict[int, list[tuple[Any, str]]] = {}
+    names: dict[tuple[int, int], str] = {}
+    arguments: dict[tuple[int, int], list[tuple[Any, str]]] = {}
     for chunk in chunks:
         for choice in chunk.choices:
             delta = choice.delta
             if delta.content:
-                content.append((delta, "content"))
+                content.setdefault(choice.index, []).append((delta, "content"))
             for call in delta.tool_calls or []:
                 function = call.function or {}
+                key = (choice.index, call.index)
                 if function.get("name"):
-                    names[call.index] = names.get(call.index, "") + function["name"]
+                    names[key] = names.get(key, "") + function["name"]
                 if function.get("arguments"):
-                    arguments.setdefault(call.index, []).append((function, "arguments"))
+                    arguments.setdefault(key, []).append((function, "arguments"))
     segments: list[Segment] = []
-    if content:
-        text = "".join(h.content for h, _ in content)
-        segments.append(Segment(text, lambda t, parts=content: _spread(parts, t)))
+    for _, held in sorted(content.items()):
+        text = "".join(h.content for h, _ in held)
+        segments.append(Segment(text, lambda t, parts=held: _spread(parts, t)))
     for index in sorted(set(names) | set(arguments)):
         segments.append(Segment(names.get(index, "")))
         parts = arguments.get(index, [])

@@ -227,13 +227,19 @@ class InferenceService:
     async def unguarded_chat(self, request: ChatCompletionRequest) -> Served[ChatCompletion]:
         """The routed call WITHOUT guardrails: only for a shield's own judge model (Llama
         Guard), which must not be judged by shields again. Everything else uses ``chat``."""
-        return await self._route(request.model, "llm", lambda p, m: p.chat(request, m))
+        served = await self._route(request.model, "llm", lambda p, m: p.chat(request, m))
+        if request.tool_choice == "none":
+            _drop_tool_calls(served.value)
+        return served
 
     async def chat_stream(
         self, request: ChatCompletionRequest
     ) -> Served[AsyncIterator[ChatCompletionChunk]]:
         async def routed(r: ChatCompletionRequest) -> Served[AsyncIterator[ChatCompletionChunk]]:
-            return await self._route(r.model, "llm", lambda p, m: _started(p.chat_stream(r, m)))
+            served = await self._route(r.model, "llm", lambda p, m: _started(p.chat_stream(r, m)))
+            if r.tool_choice == "none":
+                served.value = _without_tool_calls(served.value)
+            return served
 
         return await self._guardrails.chat_stream(request, routed)
 
@@ -507,6 +513,35 @@ def _observe(served: Served[Any], latency_ms: float) -> None:
         tokens_out=tokens_out,
         fallbacks=1 if served.fell_back else 0,
     )
+
+
+def _drop_tool_calls(completion: ChatCompletion) -> None:
+    """``tool_choice: "none"`` holds whatever the upstream did: a tool call it made anyway is
+    dropped (the caller said it would run none), and the choice ends as a plain ``stop``."""
+    for choice in completion.choices:
+        if choice.message.tool_calls:
+            choice.message.tool_calls = None
+            if choice.message.content is None:
+                choice.message.content = ""
+        if choice.finish_reason in ("tool_calls", "function_call"):
+            choice.finish_reason = "stop"
+
+
+async def _without_tool_calls(
+    stream: AsyncIterator[ChatCompletionChunk],
+) -> AsyncIterator[ChatCompletionChunk]:
+    """The streamed form of ``_drop_tool_calls``: tool call deltas never reach the caller."""
+    try:
+        async for chunk in stream:
+            for choice in chunk.choices:
+                choice.delta.tool_calls = None
+                if choice.finish_reason in ("tool_calls", "function_call"):
+                    choice.finish_reason = "stop"
+            yield chunk
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 async def _started[T](stream: AsyncIterator[T]) -> AsyncIterator[T]:

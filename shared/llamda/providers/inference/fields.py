@@ -84,6 +84,9 @@ EXTRAS: dict[str, frozenset[str]] = {
 UNSUPPORTED: dict[str, frozenset[str]] = {
     "remote::bedrock": frozenset({"frequency_penalty", "presence_penalty"}),
 }
+# Provider types that make one choice per request: ``n`` > 1 is a 400 there, never a silent
+# single choice (Converse and llama.cpp have no such parameter; Ollama and TGI ignore it).
+SINGLE_CHOICE = frozenset({"bedrock", "llama-cpp", "ollama", "tgi"})
 # Hints no provider promises to honour: dropped, not refused, where unsupported.
 _HINTS = frozenset({"seed", "user", "parallel_tool_calls"})
 
@@ -103,6 +106,13 @@ def upstream_fields(
     checking that it can honour each one and that every image URL may be fetched."""
     kind: Kind = "chat" if isinstance(request, ChatCompletionRequest) else "completion"
     allowed = allowed_fields(provider_type, kind)
+    if (request.n or 1) > 1 and provider_type in SINGLE_CHOICE:
+        raise UnsupportedError(
+            f"n={request.n}: provider type '{provider_type}' (model '{request.model}') makes "
+            "one choice per request; send n=1, or use a model on a provider that supports n",
+            param="n",
+            code="unsupported_parameter",
+        )
     body = request.model_dump(exclude_none=True, by_alias=True)
     out: dict[str, Any] = {}
     for name, value in body.items():

@@ -13,12 +13,13 @@ import re
 import secrets
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
 from llamda.storage.objects import Objects
-from llamda.storage.records import EXPIRES, Records
+from llamda.storage.records import EXPIRES, Records, save
 
 Item = dict[str, Any]
 # Items larger than this (JSON bytes) live in the object store; DynamoDB's limit is 400 KB.
@@ -80,6 +81,12 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in (EXPIRES, "version")}
 
 
+class Page(NamedTuple):
+    items: list[tuple[str, Item]]
+    has_more: bool
+    last_scanned: str | None = None  # set when the scan stopped at its bound
+
+
 class ItemStore:
     """Items of one collection (``kind``, e.g. ``response_items:resp_…``), keyed by the caller."""
 
@@ -121,11 +128,33 @@ class ItemStore:
     ) -> tuple[list[tuple[str, Item]], bool]:
         """Up to ``limit`` (key, item) pairs after the key ``after``, only keys starting with
         ``prefix``; and whether more follow."""
+        found = await self.filtered_page(
+            kind, after=after, limit=limit, descending=descending, prefix=prefix
+        )
+        return found.items, found.has_more
+
+    async def filtered_page(
+        self,
+        kind: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        descending: bool = False,
+        prefix: str = "",
+        keep: Callable[[Item], bool] | None = None,
+        max_scanned: int | None = None,
+    ) -> Page:
+        """``page`` of the items ``keep`` accepts. At most ``max_scanned`` items are read, so a
+        filter that matches little cannot make one request read a whole collection: the page
+        is then short (maybe empty), ``has_more`` is true and ``last_scanned`` is the key to
+        continue after."""
         if after is None and prefix:
             after = prefix if not descending else prefix + "\U0010ffff"
         rows_out: list[dict[str, Any]] = []
-        cursor, done = after, False
-        while not done and len(rows_out) <= limit:
+        kept: dict[str, Item] = {}  # items already loaded to be filtered
+        cursor, done, scanned, cut = after, False, 0, False
+        last_scanned: str | None = None
+        while not done and not cut and len(rows_out) <= limit:
             rows = await self._records.list(
                 kind, after=cursor, limit=max(limit + 1, 100), descending=descending
             )
@@ -134,16 +163,59 @@ class ItemStore:
                 if not row["id"].startswith(prefix):
                     done = True
                     break
+                if keep is not None:
+                    if max_scanned is not None and scanned >= max_scanned:
+                        cut = True
+                        break
+                    scanned += 1
+                    last_scanned = row["id"]
+                    item = await self._load(kind, row)
+                    if not keep(item):
+                        continue
+                    kept[row["id"]] = item
                 rows_out.append(row)
+                if len(rows_out) > limit:
+                    break
             if rows:
                 cursor = rows[-1]["id"]
-        loaded = [(row["id"], await self._load(kind, row)) for row in rows_out[:limit]]
-        return loaded, len(rows_out) > limit
+        loaded = [
+            (row["id"], kept.get(row["id"]) or await self._load(kind, row))
+            for row in rows_out[:limit]
+        ]
+        return Page(loaded, cut or len(rows_out) > limit, last_scanned if cut else None)
 
     async def all(self, kind: str, *, prefix: str = "", limit: int) -> list[tuple[str, Item]]:
         """Every item (up to ``limit``; the caller checks the count) in key order."""
         items, _ = await self.page(kind, limit=limit, prefix=prefix)
         return items
+
+    async def update(self, kind: str, key: str, change: Callable[[Item], None]) -> Item | None:
+        """Apply ``change`` to a stored item and write it back unless it was changed or deleted
+        meanwhile (then read again; None once it is gone: a deleted item never comes back).
+        The record keeps its expiry."""
+        from llamda.errors import ConflictError
+
+        for _ in range(5):
+            record = await self._records.get(kind, key)
+            if record is None:
+                return None
+            item = await self._load(kind, record)
+            change(item)
+            data = json.dumps(item, separators=(",", ":")).encode()
+            spilled = bool(record.get("spilled")) or len(data) > INLINE_BYTES
+            if spilled:
+                await self._objects.put(self._object_key(kind, key), data)
+                record.pop("item", None)
+                record["spilled"] = True
+            else:
+                record["item"] = item
+            if await save(self._records, kind, key, record):
+                return item
+            if await self._records.get(kind, key) is None:
+                if spilled:  # written after the delete removed it: remove it again
+                    await self._objects.delete(self._object_key(kind, key))
+                return None
+        raise ConflictError("the item is being changed concurrently; retry")
 
     async def delete(self, kind: str, key: str) -> bool:
         record = await self._records.get(kind, key)
