@@ -323,7 +323,7 @@ def test_n_goes_to_providers_that_take_it_and_is_a_400_elsewhere(
     assert len(stored.choices) == 3
     upstream.requests.clear()
     fake_bedrock.fake.reset()
-    for model, provider in (("ollama-m", "ollama"), ("br-m", "bedrock")):
+    for model, provider in (("ollama-m", "remote::ollama"), ("br-m", "remote::bedrock")):
         for stream in (False, True):
             with pytest.raises(openai.BadRequestError) as err:
                 client.chat.completions.create(model=model, messages=HI, n=2, stream=stream)

@@ -56,7 +56,9 @@ def test_llama_cpp_image_urls_need_the_allow_list() -> None:
     assert _provider()._chat_args(request("data:image/png;base64,AAAA"))["messages"]
 
 
-@pytest.mark.parametrize("provider_type", ["llama-cpp", "bedrock", "ollama", "tgi"])
+@pytest.mark.parametrize(
+    "provider_type", ["inline::llama-cpp", "remote::bedrock", "remote::ollama", "remote::tgi"]
+)
 def test_n_above_one_is_a_400_naming_a_single_choice_provider(provider_type: str) -> None:
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": HI, "n": 2})
     with pytest.raises(UnsupportedError) as err:

@@ -86,7 +86,7 @@ UNSUPPORTED: dict[str, frozenset[str]] = {
 }
 # Provider types that make one choice per request: ``n`` > 1 is a 400 there, never a silent
 # single choice (Converse and llama.cpp have no such parameter; Ollama and TGI ignore it).
-SINGLE_CHOICE = frozenset({"bedrock", "llama-cpp", "ollama", "tgi"})
+SINGLE_CHOICE = frozenset({"remote::bedrock", "inline::llama-cpp", "remote::ollama", "remote::tgi"})
 # Hints no provider promises to honour: dropped, not refused, where unsupported.
 _HINTS = frozenset({"seed", "user", "parallel_tool_calls"})
 
