@@ -96,6 +96,7 @@ def test_control_function_serves_inspect_and_models(
         "inline::rules",
         "remote::lancedb",
         "remote::s3",
+        "inline::builtin",
     ]
     assert by_id["s3"]["api"] == "files"
     assert by_id["s3"]["health"]["status"] == "Not Implemented"
