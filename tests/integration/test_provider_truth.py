@@ -1,0 +1,103 @@
+"""Providers tell the truth: connection errors name where the provider was called (without
+its credentials), and a provider's health follows what its calls have seen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+from llama_stack_client import LlamaStackClient
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.fakes.openai_upstream import OpenAIUpstream
+
+# Port 9 (discard) refuses connections on loopback: an upstream that is down.
+DOWN_URL = "http://llama:pw-s3cret-9@127.0.0.1:9/v1?token=q-s3cret-9"
+CONFIG = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - {provider_id: flaky, provider_type: vllm, config: {url: "UP"}}
+    - {provider_id: gone, provider_type: vllm, config: {url: "DOWN"}}
+    - provider_id: gone-bedrock
+      provider_type: bedrock
+      config: {region_name: us-east-1, endpoint_url: "http://127.0.0.1:9"}
+models:
+  - {model_id: flaky-llm, provider_id: flaky}
+  - {model_id: down, provider_id: gone}
+  - {model_id: down-bedrock, provider_id: gone-bedrock}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+routing: {max_retries: 0, breaker_failure_threshold: 2, breaker_cooldown_seconds: 0}
+"""
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[OpenAIUpstream]:
+    with OpenAIUpstream() as up:
+        yield up
+
+
+@pytest.fixture(scope="module")
+def server(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    home = tmp_path_factory.mktemp("truth")
+    (home / "run.yaml").write_text(CONFIG.replace("UP", upstream.url).replace("DOWN", DOWN_URL))
+    live = start_server(home / "run.yaml", home)
+    yield live
+    stop_server(live)
+
+
+@pytest.fixture
+def client(server: LiveServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_connection_errors_name_the_provider_url_without_its_credentials(
+    client: openai.OpenAI, server: LiveServer
+) -> None:
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="down", messages=HI)
+    assert err.value.status_code == 503
+    message = err.value.message
+    assert "gone" in message and "127.0.0.1:9/v1" in message, message
+    assert "s3cret" not in message and "llama:" not in message, message
+    assert "s3cret" not in server.log.read_text()
+
+
+def test_bedrock_connection_errors_name_the_endpoint(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as err:
+        client.chat.completions.create(model="down-bedrock", messages=HI)
+    assert err.value.status_code in (503, 504)
+    message = err.value.message
+    assert "gone-bedrock" in message and "unreachable at http://127.0.0.1:9" in message, message
+    # The endpoint, not botocore's whole request URL (it carries the model path).
+    assert "converse" not in message, message
+
+
+def test_health_turns_degraded_then_error_and_back_to_ok(
+    client: openai.OpenAI, server: LiveServer, upstream: OpenAIUpstream
+) -> None:
+    stack = LlamaStackClient(base_url=server.url, max_retries=0)
+    assert stack.providers.retrieve("flaky").health["status"] == "OK"
+    upstream.failures.extend([(503, {}), (503, {})])
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="flaky-llm", messages=HI)
+    health = stack.providers.retrieve("flaky").health
+    assert health["status"] == "Degraded", health
+    with pytest.raises(openai.APIStatusError):
+        client.chat.completions.create(model="flaky-llm", messages=HI)
+    # Two consecutive failures: the circuit opened (its trial not yet tried).
+    health = stack.providers.retrieve("flaky").health
+    assert health["status"] == "Error", health
+    listed = {p.provider_id: p.health["status"] for p in stack.providers.list()}
+    assert listed["flaky"] == "Error"
+    # The half-open trial succeeds: healthy again.
+    reply = client.chat.completions.create(model="flaky-llm", messages=HI)
+    assert reply.choices[0].message.content == "upstream ok"
+    assert stack.providers.retrieve("flaky").health["status"] == "OK"
