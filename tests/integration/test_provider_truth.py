@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import openai
 import pytest
 from llama_stack_client import LlamaStackClient
@@ -101,3 +102,48 @@ def test_health_turns_degraded_then_error_and_back_to_ok(
     reply = client.chat.completions.create(model="flaky-llm", messages=HI)
     assert reply.choices[0].message.content == "upstream ok"
     assert stack.providers.retrieve("flaky").health["status"] == "OK"
+
+
+def test_a_model_whose_provider_is_off_is_not_listed_and_says_why(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Registered on a provider, then the server runs without it (the run config changed):
+    the model is left out of the list, a call is a 404 naming the provider that is off (not a
+    503 at call time), and it can still be unregistered."""
+    home = tmp_path_factory.mktemp("off")
+    with_extra = CONFIG.replace("UP", upstream.url).replace("DOWN", DOWN_URL)
+    with_extra = with_extra.replace(
+        "  inference:\n",
+        f'  inference:\n    - {{provider_id: extra, provider_type: ollama, config: {{url: "{upstream.url}"}}}}\n',
+    )
+    (home / "run.yaml").write_text(with_extra)
+    server = start_server(home / "run.yaml", home)
+    try:
+        # Registration is not in llama-stack-client 0.7 (an admin call): plain HTTP.
+        made = httpx.post(
+            f"{server.url}/v1/models",
+            json={"model_id": "orphan", "provider_id": "extra", "provider_model_id": "o"},
+        )
+        assert made.status_code == 200, made.text
+        ids = {m.id for m in openai.OpenAI(base_url=f"{server.url}/v1", api_key="x").models.list()}
+        assert "orphan" in ids
+    finally:
+        stop_server(server)
+    (home / "run.yaml").write_text(CONFIG.replace("UP", upstream.url).replace("DOWN", DOWN_URL))
+    server = start_server(home / "run.yaml", home)
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+        ids = {m.id for m in client.models.list()}
+        assert "orphan" not in ids and "flaky-llm" in ids
+        stack = LlamaStackClient(base_url=server.url, max_retries=0)
+        assert "orphan" not in {m.identifier for m in stack.models.list()}
+        with pytest.raises(openai.NotFoundError) as err:
+            client.chat.completions.create(model="orphan", messages=HI)
+        assert "provider 'extra'" in err.value.message
+        assert err.value.code == "model_unavailable"
+        assert httpx.delete(f"{server.url}/v1/models/orphan").status_code == 200
+        with pytest.raises(openai.NotFoundError) as err:
+            client.chat.completions.create(model="orphan", messages=HI)
+        assert err.value.code == "model_not_found"
+    finally:
+        stop_server(server)

@@ -9,7 +9,7 @@ from typing import Any
 from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.models import Model, RegisterModelRequest
 from llamda.config import ModelResource, RunConfig
-from llamda.errors import BadRequestError, ConflictError
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.services.embeddings import check_declaration
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
@@ -71,14 +71,29 @@ class ModelsService:
         )
 
     async def list(self) -> list[Model]:
-        return await self._registry.list()
+        """The models this server can call. A registered model whose provider is off here (not
+        in the run config, or a ``default_only`` provider left out) is not listed: a client
+        that picks a model from the list never meets a surprise at call time."""
+        served = set(self._config.provider_ids("inference"))
+        return [m for m in await self._registry.list() if m.provider_id in served]
 
     def static(self) -> list[Model]:
         """The run config's models (no I/O)."""
         return self._registry.static()
 
     async def get(self, model_id: str) -> Model:
-        return await self._registry.get(model_id)
+        """A model this server can call; a registered one whose provider is off is a 404
+        that says so (it can still be unregistered)."""
+        model = await self._registry.get(model_id)
+        if model.provider_id not in self._config.provider_ids("inference"):
+            raise NotFoundError(
+                f"model '{model_id}' is registered on provider '{model.provider_id}', which "
+                "this server does not run (it is not in the run config); it is unavailable "
+                "until that provider is configured",
+                param="model",
+                code="model_unavailable",
+            )
+        return model
 
     async def register(self, request: RegisterModelRequest) -> Model:
         self._registry.refuse_static(request.model_id, "model_id")
