@@ -329,6 +329,10 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Only a server with a lifespan runs this (the Lambda adapter has it off: there the
         # ingest and maintenance functions do the upkeep).
+        # Models the providers name (auto_register, embedding_model): asked once, bounded.
+        from llamda.services.discovery import discover_models
+
+        await discover_models(config, stack.models, stack.inference.pool)
         interval = config.server.maintenance_interval_seconds
         upkeep = asyncio.create_task(_maintenance_loop(stack, interval)) if interval else None
         yield

@@ -10,9 +10,10 @@ import openai
 import pytest
 from llama_stack_client import LlamaStackClient
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import ROOT, LiveServer, log_text, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
 
+LOCAL_PROFILE = ROOT / "shared" / "llamda" / "profiles" / "local.yaml"
 # Port 9 (discard) refuses connections on loopback: an upstream that is down.
 DOWN_URL = "http://llama:pw-s3cret-9@127.0.0.1:9/v1?token=q-s3cret-9"
 CONFIG = """
@@ -147,3 +148,105 @@ def test_a_model_whose_provider_is_off_is_not_listed_and_says_why(
         assert err.value.code == "model_not_found"
     finally:
         stop_server(server)
+
+
+DISCOVERY = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - provider_id: ollama
+      provider_type: remote::ollama
+      config: {url: "UP", auto_register: true, embedding_model: nomic-embed-text}
+    - {provider_id: stuck, provider_type: remote::vllm, config: {url: "STUCK", auto_register: true}}
+    - provider_id: no-embedder
+      provider_type: remote::vllm
+      config: {url: "http://127.0.0.1:9/v1", embedding_model: e5-small}
+models:
+  - {model_id: configured, provider_id: ollama, provider_model_id: llama3.2:3b}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+routing: {max_retries: 0}
+"""
+
+
+def test_auto_register_and_probed_embedding_models_on_start(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The upstream's models are served as it lists them; the embedding model's dimension is
+    what one probe call returned; a stuck or unreachable upstream is a log line, not a server
+    that does not start; the list is refreshed on the next start."""
+    home = tmp_path_factory.mktemp("discovery")
+    with OpenAIUpstream() as up, OpenAIUpstream() as stuck:
+        up.models = ["llama3.2:3b", "qwen2.5:0.5b", "nomic-embed-text"]
+        up.embedding_dimensions = {"nomic-embed-text": 768}
+        stuck.hang_listing = True
+        stuck.models = ["never-seen"]
+        config = DISCOVERY.replace("UP", up.url).replace("STUCK", stuck.url)
+        (home / "run.yaml").write_text(config)
+        server = start_server(home / "run.yaml", home)
+        try:
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            ids = [m.id for m in client.models.list()]
+            assert {"configured", "llama3.2:3b", "qwen2.5:0.5b", "nomic-embed-text"} <= set(ids)
+            assert "never-seen" not in ids and "e5-small" not in ids
+            stack = LlamaStackClient(base_url=server.url, max_retries=0)
+            embedder = stack.models.retrieve("nomic-embed-text")
+            assert embedder.custom_metadata["model_type"] == "embedding"
+            assert embedder.custom_metadata["embedding_dimension"] == 768
+            qwen = stack.models.retrieve("qwen2.5:0.5b")
+            assert qwen.custom_metadata["model_type"] == "llm"
+            reply = client.chat.completions.create(model="qwen2.5:0.5b", messages=HI)
+            assert reply.choices[0].message.content == "upstream ok"
+            assert up.requests[-1]["body"]["model"] == "qwen2.5:0.5b"
+            vectors = client.embeddings.create(model="nomic-embed-text", input=["a", "b"])
+            assert [len(d.embedding) for d in vectors.data] == [768, 768]
+            log = log_text(server, "e5-small")
+            assert "stuck did not answer within" in log
+            assert "no-embedder" in log and "127.0.0.1:9" in log and "e5-small" in log
+        finally:
+            stop_server(server)
+        # Refreshed on start: what the upstream lists now, not what it listed before.
+        up.models = ["llama3.2:3b", "phi4-mini"]
+        (home / "run.yaml").write_text(config.replace(", auto_register: true}}", "}}"))
+        server = start_server(home / "run.yaml", home)
+        try:
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            ids = {m.id for m in client.models.list()}
+            assert "phi4-mini" in ids and "qwen2.5:0.5b" not in ids
+            with pytest.raises(openai.NotFoundError):
+                client.chat.completions.create(model="qwen2.5:0.5b", messages=HI)
+        finally:
+            stop_server(server)
+
+
+def test_local_profile_registers_the_ollama_embedding_model_from_the_environment(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """OLLAMA_EMBEDDING_MODEL in the bundled local profile: served as an embedding model with
+    the dimension its probe returned, usable as a vector store's embedding model."""
+    home = tmp_path_factory.mktemp("ollama-embed")
+    with OpenAIUpstream() as up:
+        up.embedding_dimensions = {"mxbai-embed-large": 1024}
+        env = {
+            "OLLAMA_URL": up.url,
+            "OLLAMA_EMBEDDING_MODEL": "mxbai-embed-large",
+            "AWS_REGION": "",
+            "AWS_DEFAULT_REGION": "",
+        }
+        server = start_server(LOCAL_PROFILE, home, env)
+        try:
+            stack = LlamaStackClient(base_url=server.url, max_retries=0)
+            model = stack.models.retrieve("mxbai-embed-large")
+            assert model.custom_metadata["model_type"] == "embedding"
+            assert model.custom_metadata["embedding_dimension"] == 1024
+            probes = [r for r in up.requests if r["path"].endswith("/embeddings")]
+            assert len(probes) == 1  # one probe call at start
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            store = client.vector_stores.create(
+                name="kb", extra_body={"embedding_model": "mxbai-embed-large"}
+            )
+            assert store.id
+        finally:
+            stop_server(server)

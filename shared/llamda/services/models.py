@@ -61,6 +61,9 @@ class ModelsService:
         # Whether any tenant's store embeds with a shared model (set by the stack).
         self.shared_in_use: Callable[[str], Awaitable[bool]] | None = None
         created = started_at or int(time.time())
+        # Models the providers listed or probed at start (services/discovery.py): global,
+        # read-only, in memory, refreshed on each start.
+        self._discovered: dict[str, Model] = {}
         self._registry = Registry(
             records,
             kind=KIND,
@@ -75,7 +78,21 @@ class ModelsService:
         in the run config, or a ``default_only`` provider left out) is not listed: a client
         that picks a model from the list never meets a surprise at call time."""
         served = set(self._config.provider_ids("inference"))
-        return [m for m in await self._registry.list() if m.provider_id in served]
+        listed = await self._registry.list()
+        static = [m for m in listed if m.source == "run_config"]
+        known = {m.id for m in listed}
+        discovered = [m for m in self._discovered.values() if m.id not in known]
+        rest = [m for m in listed if m.source != "run_config"]
+        return [m for m in [*static, *discovered, *rest] if m.provider_id in served]
+
+    def add_discovered(self, record: dict[str, Any]) -> Model | None:
+        """A model a provider listed or probed at start (a run-config record's fields); a
+        run-config model of the same id wins (None)."""
+        if self._registry.is_static(record["model_id"]):
+            return None
+        model = _model({"created": int(time.time()), **record}, "discovered")
+        self._discovered[model.id] = model
+        return model
 
     def static(self) -> list[Model]:
         """The run config's models (no I/O)."""
@@ -84,6 +101,9 @@ class ModelsService:
     async def get(self, model_id: str) -> Model:
         """A model this server can call; a registered one whose provider is off is a 404
         that says so (it can still be unregistered)."""
+        found = self._discovered.get(model_id)
+        if found is not None and not self._registry.is_static(model_id):
+            return found
         model = await self._registry.get(model_id)
         if model.provider_id not in self._config.provider_ids("inference"):
             raise NotFoundError(

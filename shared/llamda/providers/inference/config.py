@@ -60,6 +60,24 @@ class RemoteOpenAIConfig(_ProviderConfig):
         description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
         "provider, which fetches them; by default only data: URLs are accepted.",
     )
+    auto_register: bool = Field(
+        False,
+        description="On start, register the upstream's models (GET /models) as llm models, "
+        "as Llama Stack's Ollama provider does; refreshed on each start.",
+    )
+    embedding_model: str | None = Field(
+        None,
+        description="An embedding model of the upstream registered on start (e.g. from "
+        "OLLAMA_EMBEDDING_MODEL); its dimension is found by one probe call, and a model whose "
+        "probe fails is left out (logged).",
+    )
+
+    @model_validator(mode="after")
+    def _blank_is_none(self) -> RemoteOpenAIConfig:
+        # ${env.X:=} substitutes an empty string for an unset variable.
+        if not self.embedding_model:
+            self.embedding_model = None
+        return self
 
 
 class LlamaCppConfig(_ProviderConfig):

@@ -253,6 +253,26 @@ class RemoteOpenAIProvider:
         reply = await self._post("/embeddings", self._body(request, model))
         return EmbeddingsResponse.model_validate(reply)
 
+    async def list_models(self) -> list[str]:
+        """The upstream's model ids (``GET /models``, OpenAI's list shape)."""
+        try:
+            response = await self._http().get(f"{self._base}/models", headers=await self._headers())
+        except httpx.TimeoutException:
+            raise UpstreamTimeoutError(
+                f"{self.provider_id}: timed out at {mask_url(self._base)}"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise _transport_error(self.provider_id, self._base, exc) from None
+        if response.status_code >= 400:
+            raise map_http_error(self.provider_id, response, response.content)
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            raise UpstreamUnavailableError(f"{self.provider_id}: model list is not JSON") from None
+        if not isinstance(data, list):
+            raise UpstreamUnavailableError(f"{self.provider_id}: model list has no data")
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
+
     async def close(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aclose()

@@ -1,0 +1,125 @@
+"""Models the providers themselves name, found once when the server starts.
+
+- ``auto_register: true`` on an OpenAI-compatible provider (Ollama, vLLM, OpenAI...): every
+  model of the upstream's ``GET /models`` is served as an llm, as Llama Stack's Ollama provider
+  does; refreshed on each start.
+- ``embedding_model`` on such a provider (the local profile sets it from
+  ``OLLAMA_EMBEDDING_MODEL`` / ``VLLM_EMBEDDING_MODEL``): one probe call to ``/embeddings``
+  finds its dimension, and the model is served as an embedding model.
+
+Bounded: each provider gets ``DISCOVERY_SECONDS`` in all, the providers are asked concurrently,
+and at most ``MAX_DISCOVERED`` models are taken from one upstream. A provider that fails or
+does not answer in time is one warning log line; its models are left out, the server starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from llamda.api.inference import EmbeddingsRequest
+from llamda.config import RunConfig
+from llamda.errors import LlamdaError
+from llamda.observability import logger
+from llamda.providers.inference.config import RemoteOpenAIConfig
+from llamda.services.inference import ProviderPool
+from llamda.services.models import ModelsService
+
+DISCOVERY_SECONDS = 5.0
+MAX_DISCOVERED = 200
+PROBE_TEXT = "dimension probe"
+
+
+async def discover_models(
+    config: RunConfig, models: ModelsService, pool: ProviderPool, seconds: float = DISCOVERY_SECONDS
+) -> list[str]:
+    """Ask every provider that is set to; the ids of the models added."""
+    jobs = [
+        _discover_one(entry.provider_id, entry.settings, models, pool, seconds)
+        for entry in config.providers.get("inference", [])
+        if isinstance(entry.settings, RemoteOpenAIConfig)
+        and (entry.settings.auto_register or entry.settings.embedding_model)
+    ]
+    added: list[str] = []
+    for got in await asyncio.gather(*jobs):
+        added.extend(got)
+    return added
+
+
+async def _discover_one(
+    provider_id: str,
+    settings: RemoteOpenAIConfig,
+    models: ModelsService,
+    pool: ProviderPool,
+    seconds: float,
+) -> list[str]:
+    added: list[str] = []
+    what = "its models" if settings.auto_register else f"model {settings.embedding_model!r}"
+    try:
+        async with asyncio.timeout(seconds):
+            provider: Any = pool.get(provider_id)
+            if settings.embedding_model:
+                added += await _probe_embedding(provider, provider_id, settings, models)
+            if settings.auto_register:
+                ids = await provider.list_models()
+                for model_id in ids[:MAX_DISCOVERED]:
+                    if model_id == settings.embedding_model:
+                        continue  # registered above, as an embedding model
+                    record = {"model_id": model_id, "provider_id": provider_id, "model_type": "llm"}
+                    if models.add_discovered(record) is not None:
+                        added.append(model_id)
+                if len(ids) > MAX_DISCOVERED:
+                    logger.warning(
+                        "provider lists more models than are registered",
+                        provider=provider_id,
+                        listed=len(ids),
+                        registered=MAX_DISCOVERED,
+                    )
+    except TimeoutError:
+        logger.warning(
+            f"model discovery: {provider_id} did not answer within {seconds:g} s; {what} left out",
+            provider=provider_id,
+        )
+    except LlamdaError as exc:
+        # Our errors name the provider's URL with its credentials masked.
+        logger.warning(
+            f"model discovery failed: {exc.message}; {what} left out", provider=provider_id
+        )
+    except Exception as exc:
+        # An answer of the wrong shape: named by type only (its text may quote the reply).
+        logger.warning(
+            f"model discovery failed for {provider_id}: {type(exc).__name__}; {what} left out",
+            provider=provider_id,
+        )
+    else:
+        if added:
+            logger.info("models discovered", provider=provider_id, models=added)
+    return added
+
+
+async def _probe_embedding(
+    provider: Any, provider_id: str, settings: RemoteOpenAIConfig, models: ModelsService
+) -> list[str]:
+    """One embeddings call: the vector's length is the model's dimension."""
+    model_id = settings.embedding_model
+    assert model_id is not None
+    reply = await provider.embeddings(
+        EmbeddingsRequest(model=model_id, input=[PROBE_TEXT]),
+        settings.model_map.get(model_id, model_id),
+    )
+    vector = reply.data[0].embedding if reply.data else None
+    dimension = len(vector) if isinstance(vector, list) else 0
+    if dimension < 1:
+        logger.warning(
+            f"model discovery: the probe of embedding model {model_id!r} returned no vector; "
+            "left out",
+            provider=provider_id,
+        )
+        return []
+    record = {
+        "model_id": model_id,
+        "provider_id": provider_id,
+        "model_type": "embedding",
+        "metadata": {"embedding_dimension": dimension},
+    }
+    return [model_id] if models.add_discovered(record) is not None else []
