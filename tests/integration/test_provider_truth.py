@@ -11,6 +11,7 @@ import pytest
 from llama_stack_client import LlamaStackClient
 
 from tests.conftest import ROOT, LiveServer, log_text, start_server, stop_server
+from tests.fakes.bedrock import FakeBedrockServer, Reply
 from tests.fakes.openai_upstream import OpenAIUpstream
 
 LOCAL_PROFILE = ROOT / "shared" / "llamda" / "profiles" / "local.yaml"
@@ -248,5 +249,83 @@ def test_local_profile_registers_the_ollama_embedding_model_from_the_environment
                 name="kb", extra_body={"embedding_model": "mxbai-embed-large"}
             )
             assert store.id
+        finally:
+            stop_server(server)
+
+
+BEDROCK_DISCOVERY = """
+apis: [inspect, models, inference]
+providers:
+  inference:
+    - provider_id: bedrock
+      provider_type: remote::bedrock
+      config:
+        region_name: us-east-1
+        endpoint_url: "FAKE"
+        control_endpoint_url: "FAKE"
+        discover_models: true
+        discover_pattern: "llama|nova"
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+routing: {max_retries: 0}
+"""
+
+
+def test_bedrock_discovers_the_regions_llama_models_and_profiles_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """ListFoundationModels + ListInferenceProfiles, filtered by the pattern, Llama first;
+    models that Bedrock serves only through a profile are listed by their profile; the list
+    is kept in Records, so the next start does not ask the control plane again."""
+    home = tmp_path_factory.mktemp("bedrock-discovery")
+    with FakeBedrockServer() as bedrock:
+        (home / "run.yaml").write_text(BEDROCK_DISCOVERY.replace("FAKE", bedrock.endpoint))
+        server = start_server(home / "run.yaml", home)
+        try:
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            ids = [m.id for m in client.models.list()]
+            assert ids == [
+                "meta.llama3-8b-instruct-v1:0",
+                "us.meta.llama3-3-70b-instruct-v1:0",
+                "us.meta.llama4-scout-17b-instruct-v1:0",
+                "amazon.nova-lite-v1:0",
+                "us.amazon.nova-lite-v1:0",
+            ]
+            reply = client.chat.completions.create(
+                model="us.meta.llama4-scout-17b-instruct-v1:0", messages=HI
+            )
+            assert reply.choices[0].message.content
+            fake = bedrock.fake
+            assert len(fake.calls_for("converse", "us.meta.llama4-scout-17b-instruct-v1:0")) == 1
+            assert len(fake.calls_for("list-foundation-models")) == 1
+            assert len(fake.calls_for("list-inference-profiles")) == 1
+        finally:
+            stop_server(server)
+        fake.foundation_models.clear()  # what the region lists now is not asked for again
+        server = start_server(home / "run.yaml", home)
+        try:
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            assert "us.meta.llama4-scout-17b-instruct-v1:0" in {m.id for m in client.models.list()}
+            assert len(fake.calls_for("list-foundation-models")) == 1
+        finally:
+            stop_server(server)
+
+
+def test_bedrock_discovery_failure_is_a_log_line_and_the_server_starts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = tmp_path_factory.mktemp("bedrock-denied")
+    with FakeBedrockServer() as bedrock:
+        bedrock.fake.script(
+            "list-foundation-models", Reply(error=("AccessDeniedException", "not allowed"))
+        )
+        (home / "run.yaml").write_text(BEDROCK_DISCOVERY.replace("FAKE", bedrock.endpoint))
+        server = start_server(home / "run.yaml", home)
+        try:
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            assert [m.id for m in client.models.list()] == []
+            assert "model discovery failed: bedrock: not allowed" in log_text(server, "not allowed")
         finally:
             stop_server(server)

@@ -6,6 +6,13 @@
 - ``embedding_model`` on such a provider (the local profile sets it from
   ``OLLAMA_EMBEDDING_MODEL`` / ``VLLM_EMBEDDING_MODEL``): one probe call to ``/embeddings``
   finds its dimension, and the model is served as an embedding model.
+- ``discover_models: true`` on Bedrock: the region's foundation models and inference profiles
+  matching ``discover_pattern`` (ListFoundationModels / ListInferenceProfiles), Llama first.
+  Their list is kept in Records (stack-wide) for ``discover_cache_seconds``: a Lambda cold
+  start reads one record instead of calling the control plane.
+
+Runs once per process: the local server does it at start; elsewhere (Lambda, where the
+lifespan is off) the first models lookup does.
 
 Bounded: each provider gets ``DISCOVERY_SECONDS`` in all, the providers are asked concurrently,
 and at most ``MAX_DISCOVERED`` models are taken from one upstream. A provider that fails or
@@ -15,30 +22,77 @@ does not answer in time is one warning log line; its models are left out, the se
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from llamda.api.inference import EmbeddingsRequest
 from llamda.config import RunConfig
+from llamda.context import system_scope
 from llamda.errors import LlamdaError
 from llamda.observability import logger
-from llamda.providers.inference.config import RemoteOpenAIConfig
+from llamda.providers.inference.config import BedrockConfig, RemoteOpenAIConfig
 from llamda.services.inference import ProviderPool
 from llamda.services.models import ModelsService
+from llamda.storage.records import Records
 
 DISCOVERY_SECONDS = 5.0
 MAX_DISCOVERED = 200
 PROBE_TEXT = "dimension probe"
+CACHE_KIND = "discovered_models"
+
+
+class Discovery:
+    """Asks the providers once per process (``ensure``); later calls return at once."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        models: ModelsService,
+        pool: ProviderPool,
+        records: Records,
+        seconds: float = DISCOVERY_SECONDS,
+    ):
+        self._config = config
+        self._models = models
+        self._pool = pool
+        self._records = records
+        self._seconds = seconds
+        self._lock = asyncio.Lock()
+        self.done = not any(_wanted(entry.settings) for entry in _inference(config))
+
+    async def ensure(self) -> None:
+        if self.done:
+            return
+        async with self._lock:
+            if not self.done:
+                await discover_models(
+                    self._config, self._models, self._pool, self._records, self._seconds
+                )
+                self.done = True
+
+
+def _inference(config: RunConfig) -> list[Any]:
+    return list(config.providers.get("inference", []))
+
+
+def _wanted(settings: Any) -> bool:
+    if isinstance(settings, RemoteOpenAIConfig):
+        return settings.auto_register or bool(settings.embedding_model)
+    return isinstance(settings, BedrockConfig) and settings.discover_models
 
 
 async def discover_models(
-    config: RunConfig, models: ModelsService, pool: ProviderPool, seconds: float = DISCOVERY_SECONDS
+    config: RunConfig,
+    models: ModelsService,
+    pool: ProviderPool,
+    records: Records,
+    seconds: float = DISCOVERY_SECONDS,
 ) -> list[str]:
     """Ask every provider that is set to; the ids of the models added."""
     jobs = [
-        _discover_one(entry.provider_id, entry.settings, models, pool, seconds)
-        for entry in config.providers.get("inference", [])
-        if isinstance(entry.settings, RemoteOpenAIConfig)
-        and (entry.settings.auto_register or entry.settings.embedding_model)
+        _discover_one(entry.provider_id, entry.settings, models, pool, records, seconds)
+        for entry in _inference(config)
+        if _wanted(entry.settings)
     ]
     added: list[str] = []
     for got in await asyncio.gather(*jobs):
@@ -48,19 +102,29 @@ async def discover_models(
 
 async def _discover_one(
     provider_id: str,
-    settings: RemoteOpenAIConfig,
+    settings: RemoteOpenAIConfig | BedrockConfig,
     models: ModelsService,
     pool: ProviderPool,
+    records: Records,
     seconds: float,
 ) -> list[str]:
     added: list[str] = []
-    what = "its models" if settings.auto_register else f"model {settings.embedding_model!r}"
+    if isinstance(settings, BedrockConfig):
+        what = "its models"
+    else:
+        what = "its models" if settings.auto_register else f"model {settings.embedding_model!r}"
     try:
         async with asyncio.timeout(seconds):
             provider: Any = pool.get(provider_id)
-            if settings.embedding_model:
+            if isinstance(settings, BedrockConfig):
+                ids = await _cached_ids(provider, provider_id, settings, records)
+                for model_id in ids[:MAX_DISCOVERED]:
+                    record = {"model_id": model_id, "provider_id": provider_id, "model_type": "llm"}
+                    if models.add_discovered(record) is not None:
+                        added.append(model_id)
+            elif settings.embedding_model:
                 added += await _probe_embedding(provider, provider_id, settings, models)
-            if settings.auto_register:
+            if isinstance(settings, RemoteOpenAIConfig) and settings.auto_register:
                 ids = await provider.list_models()
                 for model_id in ids[:MAX_DISCOVERED]:
                     if model_id == settings.embedding_model:
@@ -123,3 +187,30 @@ async def _probe_embedding(
         "metadata": {"embedding_dimension": dimension},
     }
     return [model_id] if models.add_discovered(record) is not None else []
+
+
+async def _cached_ids(
+    provider: Any, provider_id: str, settings: BedrockConfig, records: Records
+) -> list[str]:
+    """Bedrock's list from Records while it is fresh (same region and pattern), else asked
+    and kept for ``discover_cache_seconds``."""
+    scope = {"region": settings.region_name, "pattern": settings.discover_pattern}
+    with system_scope():
+        cached = await records.get(CACHE_KIND, provider_id)
+    now = int(time.time())
+    if (
+        cached is not None
+        and cached.get("scope") == scope
+        and now - int(cached.get("fetched_at", 0)) < settings.discover_cache_seconds
+        and isinstance(cached.get("ids"), list)
+    ):
+        return [i for i in cached["ids"] if isinstance(i, str)]
+    ids = list(await provider.list_models())
+    with system_scope():
+        await records.put(
+            CACHE_KIND,
+            provider_id,
+            {"provider_id": provider_id, "scope": scope, "ids": ids, "fetched_at": now},
+            expires_at=now + settings.discover_cache_seconds,
+        )
+    return ids

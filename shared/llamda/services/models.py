@@ -64,6 +64,8 @@ class ModelsService:
         # Models the providers listed or probed at start (services/discovery.py): global,
         # read-only, in memory, refreshed on each start.
         self._discovered: dict[str, Model] = {}
+        # Runs the discovery once per process before the first lookup (wired by the stack).
+        self.discover: Callable[[], Awaitable[None]] | None = None
         self._registry = Registry(
             records,
             kind=KIND,
@@ -77,6 +79,8 @@ class ModelsService:
         """The models this server can call. A registered model whose provider is off here (not
         in the run config, or a ``default_only`` provider left out) is not listed: a client
         that picks a model from the list never meets a surprise at call time."""
+        if self.discover is not None:
+            await self.discover()
         served = set(self._config.provider_ids("inference"))
         listed = await self._registry.list()
         static = [m for m in listed if m.source == "run_config"]
@@ -101,6 +105,8 @@ class ModelsService:
     async def get(self, model_id: str) -> Model:
         """A model this server can call; a registered one whose provider is off is a 404
         that says so (it can still be unregistered)."""
+        if self.discover is not None and not self._registry.is_static(model_id):
+            await self.discover()
         found = self._discovered.get(model_id)
         if found is not None and not self._registry.is_static(model_id):
             return found

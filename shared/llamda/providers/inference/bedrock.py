@@ -50,6 +50,7 @@ _UNAVAILABLE = {
 }
 _CONTEXT_HINTS = ("too long", "context window", "too many input tokens", "maximum context")
 
+DISCOVERY_PAGES = 10  # of ListInferenceProfiles (100 each): bounded
 TITAN_CONCURRENCY = 8  # concurrent InvokeModel calls per request (Titan embeds one text each)
 
 
@@ -314,6 +315,50 @@ class BedrockProvider:
             model=request.model,
             usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
+
+    async def list_models(self) -> list[str]:
+        """Model and inference-profile ids of the region this account can call on demand,
+        matching ``discover_pattern``; Llama first (then Bedrock's order)."""
+        import re
+
+        client = await self._aio.client(
+            "bedrock",
+            region_name=self._config.region_name,
+            endpoint_url=self._config.control_endpoint_url,
+            max_attempts=1,
+            read_timeout=10.0,
+        )
+        pattern = re.compile(self._config.discover_pattern, re.IGNORECASE)
+        try:
+            reply = await client.list_foundation_models(byOutputModality="TEXT")
+            models = reply.get("modelSummaries", [])
+            profiles: list[dict[str, Any]] = []
+            token: str | None = None
+            for _ in range(DISCOVERY_PAGES):
+                page = await client.list_inference_profiles(
+                    maxResults=100, **({"nextToken": token} if token else {})
+                )
+                profiles += page.get("inferenceProfileSummaries", [])
+                token = page.get("nextToken")
+                if not token:
+                    break
+        except Exception as exc:
+            raise map_bedrock_error(self.provider_id, exc, _endpoint(client)) from None
+        ids = [
+            m["modelId"]
+            for m in models
+            if "ON_DEMAND" in m.get("inferenceTypesSupported", [])
+            and m.get("modelLifecycle", {}).get("status", "ACTIVE") == "ACTIVE"
+            and pattern.search(m.get("modelId", ""))
+        ]
+        ids += [
+            p["inferenceProfileId"]
+            for p in profiles
+            if p.get("status", "ACTIVE") == "ACTIVE"
+            and pattern.search(p.get("inferenceProfileId", ""))
+        ]
+        unique = list(dict.fromkeys(ids))
+        return sorted(unique, key=lambda i: "llama" not in i.lower())  # stable: Llama first
 
     async def close(self) -> None:
         return None

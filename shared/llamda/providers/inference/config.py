@@ -24,8 +24,28 @@ class BedrockConfig(_ProviderConfig):
     profile_name: str | None = None
     timeout_seconds: float = Field(60.0, gt=0)
     discover_models: bool = Field(
-        False, description="List foundation models and inference profiles the account can call."
+        False,
+        description="Serve the region's foundation models and inference profiles whose ids "
+        "match discover_pattern (ListFoundationModels / ListInferenceProfiles), Llama first; "
+        "the list is kept in Records for discover_cache_seconds, not asked on every start.",
     )
+    discover_pattern: str = Field(
+        "llama", min_length=1, description="A case-insensitive regex searched in each id."
+    )
+    discover_cache_seconds: int = Field(86400, ge=60, le=30 * 86400)
+    control_endpoint_url: str | None = Field(
+        None, description="Override of the `bedrock` control-plane endpoint (discovery)."
+    )
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> BedrockConfig:
+        import re
+
+        try:
+            re.compile(self.discover_pattern)
+        except re.error as exc:
+            raise ValueError(f"discover_pattern is not a regex: {exc}") from None
+        return self
 
 
 class BedrockOpenAIConfig(_ProviderConfig):
