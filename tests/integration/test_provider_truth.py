@@ -180,7 +180,7 @@ def test_auto_register_and_probed_embedding_models_on_start(
     that does not start; the list is refreshed on the next start."""
     home = tmp_path_factory.mktemp("discovery")
     with OpenAIUpstream() as up, OpenAIUpstream() as stuck:
-        up.models = ["llama3.2:3b", "qwen2.5:0.5b", "nomic-embed-text"]
+        up.models = ["llama3.2:3b", "qwen2.5:0.5b", "nomic-embed-text", "bad id\n" + "x" * 300]
         up.embedding_dimensions = {"nomic-embed-text": 768}
         stuck.hang_listing = True
         stuck.models = ["never-seen"]
@@ -192,6 +192,12 @@ def test_auto_register_and_probed_embedding_models_on_start(
             ids = [m.id for m in client.models.list()]
             assert {"configured", "llama3.2:3b", "qwen2.5:0.5b", "nomic-embed-text"} <= set(ids)
             assert "never-seen" not in ids and "e5-small" not in ids
+            assert not any(i.startswith("bad id") for i in ids)  # not an id we can serve
+            clash = httpx.post(
+                f"{server.url}/v1/models",
+                json={"model_id": "qwen2.5:0.5b", "provider_id": "ollama"},
+            )
+            assert clash.status_code == 409, clash.text
             stack = LlamaStackClient(base_url=server.url, max_retries=0)
             embedder = stack.models.retrieve("nomic-embed-text")
             assert embedder.custom_metadata["model_type"] == "embedding"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.models import Model, RegisterModelRequest
-from llamda.config import ModelResource, RunConfig
+from llamda.config import _ID_PATTERN, ModelResource, RunConfig
 from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.services.embeddings import check_declaration
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
 KIND = "models"
+_VALID_ID = re.compile(_ID_PATTERN)
 
 
 def _model(record: dict[str, Any], source: str) -> Model:
@@ -92,8 +94,8 @@ class ModelsService:
     def add_discovered(self, record: dict[str, Any]) -> Model | None:
         """A model a provider listed or probed at start (a run-config record's fields); a
         run-config model of the same id wins (None)."""
-        if self._registry.is_static(record["model_id"]):
-            return None
+        if self._registry.is_static(record["model_id"]) or not _VALID_ID.match(record["model_id"]):
+            return None  # an upstream's id we could not serve (shape, length) is left out
         model = _model({"created": int(time.time()), **record}, "discovered")
         self._discovered[model.id] = model
         return model
@@ -123,6 +125,13 @@ class ModelsService:
 
     async def register(self, request: RegisterModelRequest) -> Model:
         self._registry.refuse_static(request.model_id, "model_id")
+        if request.model_id in self._discovered:
+            raise ConflictError(
+                f"model '{request.model_id}' is served by provider "
+                f"'{self._discovered[request.model_id].provider_id}' (discovered at start)",
+                param="model_id",
+                code="model_exists",
+            )
         provider_id = self._provider_for(request.provider_id)
         if request.model_type == "embedding":
             dimension = request.metadata.get("embedding_dimension")
