@@ -335,3 +335,28 @@ def test_bedrock_discovery_failure_is_a_log_line_and_the_server_starts(
             assert "model discovery failed: bedrock: not allowed" in log_text(server, "not allowed")
         finally:
             stop_server(server)
+
+
+def test_a_hung_embedding_probe_does_not_cost_the_listed_models(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    home = tmp_path_factory.mktemp("half")
+    with OpenAIUpstream() as up:
+        up.models = ["m1", "hung-embed"]
+        up.hang_models = {"hung-embed"}
+        (home / "run.yaml").write_text(
+            DISCOVERY.split("    - {provider_id: stuck")[0]
+            .replace("UP", up.url)
+            .replace("nomic-embed-text", "hung-embed")
+            + "storage:"
+            + DISCOVERY.split("storage:")[1]
+        )
+        server = start_server(home / "run.yaml", home)
+        try:
+            client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+            ids = {m.id for m in client.models.list()}
+            assert "m1" in ids and "hung-embed" not in ids
+            log = log_text(server, "hung-embed")
+            assert "did not answer within" in log and "embedding model 'hung-embed'" in log
+        finally:
+            stop_server(server)

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.inference import EmbeddingsRequest
 from llamda.config import RunConfig
 from llamda.context import system_scope
@@ -108,57 +110,100 @@ async def _discover_one(
     records: Records,
     seconds: float,
 ) -> list[str]:
-    added: list[str] = []
-    if isinstance(settings, BedrockConfig):
-        what = "its models"
-    else:
-        what = "its models" if settings.auto_register else f"model {settings.embedding_model!r}"
+    """Each step (the embedding probe, the model list) runs concurrently and fails on its
+    own: a probe that fails or hangs does not cost the listed models, nor the reverse."""
     try:
-        async with asyncio.timeout(seconds):
-            provider: Any = pool.get(provider_id)
-            if isinstance(settings, BedrockConfig):
-                ids = await _cached_ids(provider, provider_id, settings, records)
-                for model_id in ids[:MAX_DISCOVERED]:
-                    record = {"model_id": model_id, "provider_id": provider_id, "model_type": "llm"}
-                    if models.add_discovered(record) is not None:
-                        added.append(model_id)
-            elif settings.embedding_model:
-                added += await _probe_embedding(provider, provider_id, settings, models)
-            if isinstance(settings, RemoteOpenAIConfig) and settings.auto_register:
-                ids = await provider.list_models()
-                for model_id in ids[:MAX_DISCOVERED]:
-                    if model_id == settings.embedding_model:
-                        continue  # registered above, as an embedding model
-                    record = {"model_id": model_id, "provider_id": provider_id, "model_type": "llm"}
-                    if models.add_discovered(record) is not None:
-                        added.append(model_id)
-                if len(ids) > MAX_DISCOVERED:
-                    logger.warning(
-                        "provider lists more models than are registered",
-                        provider=provider_id,
-                        listed=len(ids),
-                        registered=MAX_DISCOVERED,
-                    )
-    except TimeoutError:
-        logger.warning(
-            f"model discovery: {provider_id} did not answer within {seconds:g} s; {what} left out",
-            provider=provider_id,
-        )
+        provider: Any = pool.get(provider_id)
     except LlamdaError as exc:
-        # Our errors name the provider's URL with its credentials masked.
-        logger.warning(
-            f"model discovery failed: {exc.message}; {what} left out", provider=provider_id
-        )
-    except Exception as exc:
-        # An answer of the wrong shape: named by type only (its text may quote the reply).
-        logger.warning(
-            f"model discovery failed for {provider_id}: {type(exc).__name__}; {what} left out",
-            provider=provider_id,
+        logger.warning(f"model discovery: {exc.message}", provider=provider_id)
+        return []
+    steps: list[tuple[str, Callable[[], Awaitable[list[str]]]]] = []
+    if isinstance(settings, BedrockConfig):
+        steps.append(
+            (
+                "its models",
+                lambda: _bedrock_models(provider, provider_id, settings, models, records),
+            )
         )
     else:
-        if added:
-            logger.info("models discovered", provider=provider_id, models=added)
+        if settings.embedding_model:
+            steps.append(
+                (
+                    f"embedding model {settings.embedding_model!r}",
+                    lambda: _probe_embedding(provider, provider_id, settings, models),
+                )
+            )
+        if settings.auto_register:
+            steps.append(
+                ("its models", lambda: _listed_models(provider, provider_id, settings, models))
+            )
+
+    async def run(what: str, step: Callable[[], Awaitable[list[str]]]) -> list[str]:
+        try:
+            async with asyncio.timeout(seconds):
+                return await step()
+        except TimeoutError:
+            logger.warning(
+                f"model discovery: {provider_id} did not answer within {seconds:g} s; "
+                f"{what} left out",
+                provider=provider_id,
+            )
+        except LlamdaError as exc:
+            # Our errors name the provider's URL with its credentials masked.
+            logger.warning(
+                f"model discovery failed: {exc.message}; {what} left out", provider=provider_id
+            )
+        except Exception as exc:
+            # An answer of the wrong shape: named by type only (its text may quote the reply).
+            logger.warning(
+                f"model discovery failed for {provider_id}: {type(exc).__name__}; {what} left out",
+                provider=provider_id,
+            )
+        return []
+
+    added = [m for got in await asyncio.gather(*(run(w, s) for w, s in steps)) for m in got]
+    if added:
+        logger.info("models discovered", provider=provider_id, models=added)
     return added
+
+
+def _add_llms(
+    ids: list[str], provider_id: str, models: ModelsService, skip: str | None
+) -> list[str]:
+    """The first MAX_DISCOVERED ids as llm models of the provider (``skip``: an id already
+    served as its embedding model)."""
+    added = []
+    for model_id in ids[:MAX_DISCOVERED]:
+        if model_id == skip:
+            continue
+        record = {"model_id": model_id, "provider_id": provider_id, "model_type": "llm"}
+        if models.add_discovered(record) is not None:
+            added.append(model_id)
+    if len(ids) > MAX_DISCOVERED:
+        logger.warning(
+            "provider lists more models than are registered",
+            provider=provider_id,
+            listed=len(ids),
+            registered=MAX_DISCOVERED,
+        )
+    return added
+
+
+async def _listed_models(
+    provider: Any, provider_id: str, settings: RemoteOpenAIConfig, models: ModelsService
+) -> list[str]:
+    return _add_llms(await provider.list_models(), provider_id, models, settings.embedding_model)
+
+
+async def _bedrock_models(
+    provider: Any,
+    provider_id: str,
+    settings: BedrockConfig,
+    models: ModelsService,
+    records: Records,
+) -> list[str]:
+    ids = await _cached_ids(provider, provider_id, settings, records)
+    return _add_llms(ids, provider_id, models, None)
 
 
 async def _probe_embedding(
@@ -173,10 +218,10 @@ async def _probe_embedding(
     )
     vector = reply.data[0].embedding if reply.data else None
     dimension = len(vector) if isinstance(vector, list) else 0
-    if dimension < 1:
+    if not 1 <= dimension <= MAX_EMBEDDING_DIMENSION:
         logger.warning(
-            f"model discovery: the probe of embedding model {model_id!r} returned no vector; "
-            "left out",
+            f"model discovery: the probe of embedding model {model_id!r} returned a vector of "
+            f"{dimension} values; left out",
             provider=provider_id,
         )
         return []

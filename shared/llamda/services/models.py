@@ -96,6 +96,8 @@ class ModelsService:
         run-config model of the same id wins (None)."""
         if self._registry.is_static(record["model_id"]) or not _VALID_ID.match(record["model_id"]):
             return None  # an upstream's id we could not serve (shape, length) is left out
+        if record["model_id"] in self._discovered:
+            return None  # two providers list the same id: the first one found serves it
         model = _model({"created": int(time.time()), **record}, "discovered")
         self._discovered[model.id] = model
         return model
