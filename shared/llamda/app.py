@@ -363,6 +363,9 @@ def create_app(config: RunConfig | None = None, apis: Sequence[str] | None = Non
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Only a server with a lifespan runs this (the Lambda adapter has it off: there the
         # ingest and maintenance functions do the upkeep).
+        # Models the providers name, asked once at start (bounded) rather than on the first
+        # request.
+        await stack.discovery.ensure()
         interval = config.server.maintenance_interval_seconds
         upkeep = asyncio.create_task(_maintenance_loop(stack, interval)) if interval else None
         yield

@@ -9,6 +9,7 @@ from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
 from llamda.services.agents.responses import ResponsesService
 from llamda.services.chat_store import ChatStore
+from llamda.services.discovery import Discovery
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
@@ -73,6 +74,9 @@ class Stack:
             self.shields.exists,
             self.jobs,
         )
+        # Models the providers name (auto_register, embedding_model, Bedrock discovery).
+        self.discovery = Discovery(config, self.models, self.inference.pool, self.records)
+        self.models.discover = self.discovery.ensure
         self.inspect = InspectService(
             config, self.inference.breaker_states, self.records, self.objects
         )

@@ -2,7 +2,9 @@
 
 Built from the public API reference: Converse (POST /model/{modelId}/converse), ConverseStream
 (POST /model/{modelId}/converse-stream, ``application/vnd.amazon.eventstream`` binary frames:
-prelude, headers, CRC32s), InvokeModel for Titan/Cohere embeddings and ApplyGuardrail. Errors
+prelude, headers, CRC32s), InvokeModel for Titan/Cohere embeddings and ApplyGuardrail; and the control plane's
+ListFoundationModels (GET /foundation-models) and ListInferenceProfiles (GET
+/inference-profiles, paged), served on the same port (the provider's ``control_endpoint_url``). Errors
 use the rest-json protocol (``x-amzn-ErrorType`` + ``{"message"}``).
 
 Replies are scripted per model (``fake.script(model, ...)``) or computed from the request body
@@ -116,12 +118,57 @@ class Reply:
     hold: threading.Event | None = None
 
 
+def _foundation(model_id: str, provider: str, inference: str, output: str = "TEXT") -> dict:
+    """A ListFoundationModels summary as the API reference describes it."""
+    return {
+        "modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{model_id}",
+        "modelId": model_id,
+        "modelName": model_id.split(".", 1)[-1],
+        "providerName": provider,
+        "inputModalities": ["TEXT"],
+        "outputModalities": [output],
+        "responseStreamingSupported": output == "TEXT",
+        "customizationsSupported": [],
+        "inferenceTypesSupported": [inference],
+        "modelLifecycle": {"status": "ACTIVE"},
+    }
+
+
+def _profile(profile_id: str) -> dict[str, Any]:
+    """A ListInferenceProfiles summary (a system-defined cross-region profile)."""
+    return {
+        "inferenceProfileName": profile_id,
+        "inferenceProfileArn": f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{profile_id}",
+        "inferenceProfileId": profile_id,
+        "models": [{"modelArn": f"arn:aws:bedrock:us-east-1::foundation-model/{profile_id[3:]}"}],
+        "status": "ACTIVE",
+        "type": "SYSTEM_DEFINED",
+    }
+
+
+# A region as Bedrock lists it: some models on demand, newer ones through profiles only.
+FOUNDATION = [
+    _foundation("amazon.nova-lite-v1:0", "Amazon", "ON_DEMAND"),
+    _foundation("meta.llama3-8b-instruct-v1:0", "Meta", "ON_DEMAND"),
+    _foundation("meta.llama3-3-70b-instruct-v1:0", "Meta", "INFERENCE_PROFILE"),
+    _foundation("mistral.mistral-large-2402-v1:0", "Mistral AI", "ON_DEMAND"),
+]
+PROFILES = [
+    _profile("us.amazon.nova-lite-v1:0"),
+    _profile("us.meta.llama3-3-70b-instruct-v1:0"),
+    _profile("us.meta.llama4-scout-17b-instruct-v1:0"),
+]
+
+
 @dataclass
 class FakeBedrock:
     calls: list[dict[str, Any]] = field(default_factory=list)
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: defaultdict(deque))
     responders: dict[str, Callable[[dict[str, Any]], Reply]] = field(default_factory=dict)
     token_delay: float = 0.0
+    # The control plane (service ``bedrock``): ListFoundationModels / ListInferenceProfiles.
+    foundation_models: list[dict[str, Any]] = field(default_factory=lambda: list(FOUNDATION))
+    inference_profiles: list[dict[str, Any]] = field(default_factory=lambda: list(PROFILES))
     lock: threading.Lock = field(default_factory=threading.Lock)
     endpoint: str = ""
 
@@ -268,6 +315,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, code: str, message: str) -> None:
         self._json(ERROR_STATUS.get(code, 400), {"message": message}, code)
+
+    def do_GET(self) -> None:
+        """The control plane's list calls (rest-json, query parameters)."""
+        from urllib.parse import parse_qs, urlsplit
+
+        parts = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+        if parts.path == "/foundation-models":
+            op = "list-foundation-models"
+        elif parts.path == "/inference-profiles":
+            op = "list-inference-profiles"
+        else:
+            self._error("ResourceNotFoundException", f"unknown path {self.path}")
+            return
+        with self.fake.lock:
+            self.fake.calls.append({"op": op, "model": None, "body": query, "headers": {}})
+        reply = self.fake.next_reply(op, query)
+        if reply and reply.error:
+            self._error(*reply.error)
+            return
+        if op == "list-foundation-models":
+            wanted = query.get("byOutputModality")
+            models = [
+                m
+                for m in self.fake.foundation_models
+                if wanted is None or wanted in m["outputModalities"]
+            ]
+            self._json(200, {"modelSummaries": models})
+            return
+        start = int(query.get("nextToken") or 0)
+        size = int(query.get("maxResults") or 1000)
+        page = self.fake.inference_profiles[start : start + size]
+        body: dict[str, Any] = {"inferenceProfileSummaries": page}
+        if start + size < len(self.fake.inference_profiles):
+            body["nextToken"] = str(start + size)
+        self._json(200, body)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)

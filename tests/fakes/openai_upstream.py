@@ -32,6 +32,11 @@ class OpenAIUpstream:
         # Streamed requests for these models get chunks until the reader goes away; each
         # closed connection is recorded in ``disconnects`` (what the client did to us).
         self.endless_stream_models: set[str] = set()
+        # GET /v1/models lists these; ``hang_listing`` makes it never answer (a stuck server).
+        self.models: list[str] = []
+        self.hang_listing = False
+        # Embedding models answering vectors of another length than the default 3.
+        self.embedding_dimensions: dict[str, int] = {}
         self.disconnects: list[str] = []
         self.disconnected = threading.Event()
         upstream = self
@@ -41,6 +46,27 @@ class OpenAIUpstream:
 
             def log_message(self, *args: Any) -> None:
                 return
+
+            def do_GET(self) -> None:
+                upstream.requests.append(
+                    {
+                        "port": self.client_address[1],
+                        "path": self.path,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": None,
+                    }
+                )
+                if not self.path.endswith("/models"):
+                    self._send(404, {"error": {"message": "not found", "type": "x"}})
+                    return
+                if upstream.hang_listing:
+                    upstream._stopping.wait(120)
+                    return
+                data = [
+                    {"id": m, "object": "model", "created": 1, "owned_by": "upstream"}
+                    for m in upstream.models
+                ]
+                self._send(200, {"object": "list", "data": data})
 
             def do_POST(self) -> None:
                 body = json.loads(
@@ -70,8 +96,10 @@ class OpenAIUpstream:
                     return
                 if self.path.endswith("/embeddings"):
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+                    size = upstream.embedding_dimensions.get(body["model"], 3)
+                    vector = [0.1, 0.2, 0.3] if size == 3 else [0.5] * size
                     data = [
-                        {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                        {"object": "embedding", "index": i, "embedding": vector}
                         for i, _ in enumerate(inputs)
                     ]
                     self._send(

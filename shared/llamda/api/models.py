@@ -35,8 +35,9 @@ class Model(BaseModel):
     custom_metadata: dict[str, Any] = Field(
         default_factory=dict, description="Llama Stack's list view of the resource fields."
     )
-    source: Literal["run_config", "registered"] = Field(
-        description="Where the model comes from: the run config or POST /v1/models."
+    source: Literal["run_config", "registered", "discovered"] = Field(
+        description="Where the model comes from: the run config, POST /v1/models, or its "
+        "provider (listed or probed when the server started)."
     )
 
 

@@ -153,13 +153,13 @@ class InspectService:
         breakers = self._breakers(provider_id) if api == "inference" else {}
         if not breakers:
             return dict(_STATIC)
-        status = "OK" if all(b["state"] == "closed" for b in breakers.values()) else "Error"
+        status, message = _breaker_verdict(breakers.values())
         principal = current_principal()
         if principal is not None and not principal.is_admin:
             # Breakers are keyed by upstream model ids, which may be another tenant's (a
             # private fine-tune's ARN): members see the verdict, admins the detail.
-            return {"status": status, "breakers": {}}
-        return {"status": status, "breakers": breakers}
+            return {"status": status, "message": message, "breakers": {}}
+        return {"status": status, "message": message, "breakers": breakers}
 
     async def _records_health(self) -> dict[str, Any]:
         """One read of a record that never exists: the table (or SQLite file) answers."""
@@ -208,6 +208,20 @@ async def _probe(check: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
     except Exception as exc:
         return {"status": "Error", "message": f"probe failed: {type(exc).__name__}"}
     return {"status": "OK"}
+
+
+def _breaker_verdict(breakers: Iterable[dict[str, Any]]) -> tuple[str, str]:
+    """``Error`` while any model's circuit is open (or half-open: its trial has not yet
+    succeeded), ``Degraded`` while a closed one counts consecutive failures, ``OK`` once
+    every model's last attempt succeeded (a success resets the count)."""
+    states = list(breakers)
+    refusing = sum(b["state"] != "closed" for b in states)
+    failing = sum(b["state"] == "closed" and b["consecutive_failures"] > 0 for b in states)
+    if refusing:
+        return "Error", f"circuit open for {refusing} of {len(states)} models"
+    if failing:
+        return "Degraded", f"recent consecutive failures on {failing} of {len(states)} models"
+    return "OK", f"last calls succeeded on {len(states)} models"
 
 
 def _writable(location: str) -> None:

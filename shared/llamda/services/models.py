@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from llamda.api.bounds import MAX_EMBEDDING_DIMENSION
 from llamda.api.models import Model, RegisterModelRequest
-from llamda.config import ModelResource, RunConfig
-from llamda.errors import BadRequestError, ConflictError
+from llamda.config import _ID_PATTERN, ModelResource, RunConfig
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.services.embeddings import check_declaration
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
 KIND = "models"
+_VALID_ID = re.compile(_ID_PATTERN)
 
 
 def _model(record: dict[str, Any], source: str) -> Model:
@@ -61,6 +63,11 @@ class ModelsService:
         # Whether any tenant's store embeds with a shared model (set by the stack).
         self.shared_in_use: Callable[[str], Awaitable[bool]] | None = None
         created = started_at or int(time.time())
+        # Models the providers listed or probed at start (services/discovery.py): global,
+        # read-only, in memory, refreshed on each start.
+        self._discovered: dict[str, Model] = {}
+        # Runs the discovery once per process before the first lookup (wired by the stack).
+        self.discover: Callable[[], Awaitable[None]] | None = None
         self._registry = Registry(
             records,
             kind=KIND,
@@ -71,17 +78,62 @@ class ModelsService:
         )
 
     async def list(self) -> list[Model]:
-        return await self._registry.list()
+        """The models this server can call. A registered model whose provider is off here (not
+        in the run config, or a ``default_only`` provider left out) is not listed: a client
+        that picks a model from the list never meets a surprise at call time."""
+        if self.discover is not None:
+            await self.discover()
+        served = set(self._config.provider_ids("inference"))
+        listed = await self._registry.list()
+        static = [m for m in listed if m.source == "run_config"]
+        known = {m.id for m in listed}
+        discovered = [m for m in self._discovered.values() if m.id not in known]
+        rest = [m for m in listed if m.source != "run_config"]
+        return [m for m in [*static, *discovered, *rest] if m.provider_id in served]
+
+    def add_discovered(self, record: dict[str, Any]) -> Model | None:
+        """A model a provider listed or probed at start (a run-config record's fields); a
+        run-config model of the same id wins (None)."""
+        if self._registry.is_static(record["model_id"]) or not _VALID_ID.match(record["model_id"]):
+            return None  # an upstream's id we could not serve (shape, length) is left out
+        if record["model_id"] in self._discovered:
+            return None  # two providers list the same id: the first one found serves it
+        model = _model({"created": int(time.time()), **record}, "discovered")
+        self._discovered[model.id] = model
+        return model
 
     def static(self) -> list[Model]:
         """The run config's models (no I/O)."""
         return self._registry.static()
 
     async def get(self, model_id: str) -> Model:
-        return await self._registry.get(model_id)
+        """A model this server can call; a registered one whose provider is off is a 404
+        that says so (it can still be unregistered)."""
+        if self.discover is not None and not self._registry.is_static(model_id):
+            await self.discover()
+        found = self._discovered.get(model_id)
+        if found is not None and not self._registry.is_static(model_id):
+            return found
+        model = await self._registry.get(model_id)
+        if model.provider_id not in self._config.provider_ids("inference"):
+            raise NotFoundError(
+                f"model '{model_id}' is registered on provider '{model.provider_id}', which "
+                "this server does not run (it is not in the run config); it is unavailable "
+                "until that provider is configured",
+                param="model",
+                code="model_unavailable",
+            )
+        return model
 
     async def register(self, request: RegisterModelRequest) -> Model:
         self._registry.refuse_static(request.model_id, "model_id")
+        if request.model_id in self._discovered:
+            raise ConflictError(
+                f"model '{request.model_id}' is served by provider "
+                f"'{self._discovered[request.model_id].provider_id}' (discovered at start)",
+                param="model_id",
+                code="model_exists",
+            )
         provider_id = self._provider_for(request.provider_id)
         if request.model_type == "embedding":
             dimension = request.metadata.get("embedding_dimension")

@@ -38,6 +38,7 @@ from llamda.providers.inference.bedrock_converse import (
     usage_of,
 )
 from llamda.providers.inference.config import BedrockConfig
+from llamda.redact import mask_url
 
 _UNAVAILABLE = {
     "servicenotavailableexception",
@@ -49,12 +50,23 @@ _UNAVAILABLE = {
 }
 _CONTEXT_HINTS = ("too long", "context window", "too many input tokens", "maximum context")
 
+DISCOVERY_PAGES = 10  # of ListInferenceProfiles (100 each): bounded
 TITAN_CONCURRENCY = 8  # concurrent InvokeModel calls per request (Titan embeds one text each)
 
 
-def map_bedrock_error(provider_id: str, exc: Exception) -> UpstreamError:
-    """botocore errors (and event-stream exceptions) as our errors, with Bedrock's message."""
+def map_bedrock_error(
+    provider_id: str, exc: Exception, endpoint: str | None = None
+) -> UpstreamError:
+    """botocore errors (and event-stream exceptions) as our errors, with Bedrock's message.
+    A connection-level failure names the endpoint the provider used (``endpoint``,
+    credentials and query values masked) rather than botocore's text, which quotes the whole
+    request URL."""
     code = (error_code(exc) or type(exc).__name__).lower()
+    if endpoint and _connection_failure(exc):
+        where = f"{type(exc).__name__} (upstream unreachable at {mask_url(endpoint)})"
+        if "timeout" in code:
+            return UpstreamTimeoutError(f"{provider_id}: {where}")
+        return UpstreamUnavailableError(f"{provider_id}: {where}")
     response = getattr(exc, "response", {}) or {}
     message = response.get("Error", {}).get("Message") or str(exc)
     text = f"{provider_id}: {message}"
@@ -82,8 +94,22 @@ def map_bedrock_error(provider_id: str, exc: Exception) -> UpstreamError:
     return UpstreamBadRequestError(text, status_code=status if 400 <= status < 500 else 400)
 
 
+def _connection_failure(exc: Exception) -> bool:
+    """botocore's transport errors (no answer from the endpoint at all)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    return isinstance(exc, HTTPClientError | BotoConnectionError)
+
+
 def _json_mode(request: ChatCompletionRequest) -> bool:
     return request.response_format is not None and request.response_format.type == "json_schema"
+
+
+def _endpoint(client: Any) -> str | None:
+    """The endpoint a botocore client calls (its region's, or the configured override)."""
+    meta = getattr(client, "meta", None)
+    return getattr(meta, "endpoint_url", None)
 
 
 class BedrockProvider:
@@ -111,7 +137,7 @@ class BedrockProvider:
         try:
             reply = await client.converse(**body)
         except Exception as exc:
-            raise map_bedrock_error(self.provider_id, exc) from None
+            raise map_bedrock_error(self.provider_id, exc, _endpoint(client)) from None
         if reply.get("stopReason") == "guardrail_intervened" and not reply.get("output"):
             raise ContentPolicyError(f"{self.provider_id}: a Bedrock guardrail intervened")
         content, calls, finish = from_converse_output(reply, _json_mode(request))
@@ -144,7 +170,7 @@ class BedrockProvider:
         try:
             reply = await client.converse_stream(**body)
         except Exception as exc:
-            raise map_bedrock_error(self.provider_id, exc) from None
+            raise map_bedrock_error(self.provider_id, exc, _endpoint(client)) from None
         chunk_id, created = new_id("chatcmpl"), now()
 
         def chunk(
@@ -226,7 +252,7 @@ class BedrockProvider:
         except UpstreamError:
             raise
         except Exception as exc:
-            raise map_bedrock_error(self.provider_id, exc) from None
+            raise map_bedrock_error(self.provider_id, exc, _endpoint(client)) from None
 
     async def completion(self, request: CompletionRequest, model: str) -> Completion:
         raise unsupported(
@@ -279,7 +305,7 @@ class BedrockProvider:
         except UpstreamError:
             raise
         except Exception as exc:
-            raise map_bedrock_error(self.provider_id, exc) from None
+            raise map_bedrock_error(self.provider_id, exc, _endpoint(client)) from None
         data = [
             Embedding(index=i, embedding=v)  # floats: the service encodes (base64) for the client
             for i, v in enumerate(vectors)
@@ -289,6 +315,50 @@ class BedrockProvider:
             model=request.model,
             usage=EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens),
         )
+
+    async def list_models(self) -> list[str]:
+        """Model and inference-profile ids of the region this account can call on demand,
+        matching ``discover_pattern``; Llama first (then Bedrock's order)."""
+        import re
+
+        client = await self._aio.client(
+            "bedrock",
+            region_name=self._config.region_name,
+            endpoint_url=self._config.control_endpoint_url,
+            max_attempts=1,
+            read_timeout=10.0,
+        )
+        pattern = re.compile(self._config.discover_pattern, re.IGNORECASE)
+        try:
+            reply = await client.list_foundation_models(byOutputModality="TEXT")
+            models = reply.get("modelSummaries", [])
+            profiles: list[dict[str, Any]] = []
+            token: str | None = None
+            for _ in range(DISCOVERY_PAGES):
+                page = await client.list_inference_profiles(
+                    maxResults=100, **({"nextToken": token} if token else {})
+                )
+                profiles += page.get("inferenceProfileSummaries", [])
+                token = page.get("nextToken")
+                if not token:
+                    break
+        except Exception as exc:
+            raise map_bedrock_error(self.provider_id, exc, _endpoint(client)) from None
+        ids = [
+            m["modelId"]
+            for m in models
+            if "ON_DEMAND" in m.get("inferenceTypesSupported", [])
+            and m.get("modelLifecycle", {}).get("status", "ACTIVE") == "ACTIVE"
+            and pattern.search(m.get("modelId", ""))
+        ]
+        ids += [
+            p["inferenceProfileId"]
+            for p in profiles
+            if p.get("status", "ACTIVE") == "ACTIVE"
+            and pattern.search(p.get("inferenceProfileId", ""))
+        ]
+        unique = list(dict.fromkeys(ids))
+        return sorted(unique, key=lambda i: "llama" not in i.lower())  # stable: Llama first
 
     async def close(self) -> None:
         return None

@@ -24,8 +24,28 @@ class BedrockConfig(_ProviderConfig):
     profile_name: str | None = None
     timeout_seconds: float = Field(60.0, gt=0)
     discover_models: bool = Field(
-        False, description="List foundation models and inference profiles the account can call."
+        False,
+        description="Serve the region's foundation models and inference profiles whose ids "
+        "match discover_pattern (ListFoundationModels / ListInferenceProfiles), Llama first; "
+        "the list is kept in Records for discover_cache_seconds, not asked on every start.",
     )
+    discover_pattern: str = Field(
+        "llama", min_length=1, description="A case-insensitive regex searched in each id."
+    )
+    discover_cache_seconds: int = Field(86400, ge=60, le=30 * 86400)
+    control_endpoint_url: str | None = Field(
+        None, description="Override of the `bedrock` control-plane endpoint (discovery)."
+    )
+
+    @model_validator(mode="after")
+    def _pattern_compiles(self) -> BedrockConfig:
+        import re
+
+        try:
+            re.compile(self.discover_pattern)
+        except re.error as exc:
+            raise ValueError(f"discover_pattern is not a regex: {exc}") from None
+        return self
 
 
 class BedrockOpenAIConfig(_ProviderConfig):
@@ -60,6 +80,24 @@ class RemoteOpenAIConfig(_ProviderConfig):
         description="Hosts (name or *.domain) whose http(s) image URLs may be sent to this "
         "provider, which fetches them; by default only data: URLs are accepted.",
     )
+    auto_register: bool = Field(
+        False,
+        description="On start, register the upstream's models (GET /models) as llm models, "
+        "as Llama Stack's Ollama provider does; refreshed on each start.",
+    )
+    embedding_model: str | None = Field(
+        None,
+        description="An embedding model of the upstream registered on start (e.g. from "
+        "OLLAMA_EMBEDDING_MODEL); its dimension is found by one probe call, and a model whose "
+        "probe fails is left out (logged).",
+    )
+
+    @model_validator(mode="after")
+    def _blank_is_none(self) -> RemoteOpenAIConfig:
+        # ${env.X:=} substitutes an empty string for an unset variable.
+        if not self.embedding_model:
+            self.embedding_model = None
+        return self
 
 
 class LlamaCppConfig(_ProviderConfig):

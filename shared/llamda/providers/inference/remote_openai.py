@@ -40,6 +40,7 @@ from llamda.providers.inference.config import (
     provider_data_key,
 )
 from llamda.providers.inference.fields import upstream_fields
+from llamda.redact import mask_url
 
 _CONTEXT_HINTS = (
     "context length",
@@ -98,10 +99,13 @@ def map_http_error(provider_id: str, response: httpx.Response, body: bytes) -> U
     )
 
 
-def _transport_error(provider_id: str, exc: httpx.HTTPError) -> UpstreamUnavailableError:
-    """A connection-level failure, named by its type only: httpx's text can quote header
-    values (an API key) or URLs, which must never reach a client or a log."""
-    return UpstreamUnavailableError(f"{provider_id}: {type(exc).__name__} (upstream unreachable)")
+def _transport_error(provider_id: str, url: str, exc: httpx.HTTPError) -> UpstreamUnavailableError:
+    """A connection-level failure, named by its type and the provider's configured URL
+    (credentials and query values masked): httpx's own text can quote header values (an API
+    key), so it is never used."""
+    return UpstreamUnavailableError(
+        f"{provider_id}: {type(exc).__name__} (upstream unreachable at {mask_url(url)})"
+    )
 
 
 DRAIN_SECONDS = 0.5  # after [DONE]; an upstream that keeps the body open is cut off
@@ -176,10 +180,10 @@ class RemoteOpenAIProvider:
             )
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
-                f"{self.provider_id}: timed out ({type(exc).__name__})"
+                f"{self.provider_id}: timed out ({type(exc).__name__}) at {mask_url(self._base)}"
             ) from None
         except httpx.HTTPError as exc:
-            raise _transport_error(self.provider_id, exc) from None
+            raise _transport_error(self.provider_id, self._base, exc) from None
         if response.status_code >= 400:
             raise map_http_error(self.provider_id, response, response.content)
         try:
@@ -214,9 +218,11 @@ class RemoteOpenAIProvider:
                         raise UpstreamUnavailableError(f"{self.provider_id}: {message}")
                     yield event
         except httpx.TimeoutException:
-            raise UpstreamTimeoutError(f"{self.provider_id}: timed out") from None
+            raise UpstreamTimeoutError(
+                f"{self.provider_id}: timed out at {mask_url(self._base)}"
+            ) from None
         except httpx.HTTPError as exc:
-            raise _transport_error(self.provider_id, exc) from None
+            raise _transport_error(self.provider_id, self._base, exc) from None
 
     # -- the Protocol -----------------------------------------------------------------------
 
@@ -246,6 +252,26 @@ class RemoteOpenAIProvider:
     async def embeddings(self, request: EmbeddingsRequest, model: str) -> EmbeddingsResponse:
         reply = await self._post("/embeddings", self._body(request, model))
         return EmbeddingsResponse.model_validate(reply)
+
+    async def list_models(self) -> list[str]:
+        """The upstream's model ids (``GET /models``, OpenAI's list shape)."""
+        try:
+            response = await self._http().get(f"{self._base}/models", headers=await self._headers())
+        except httpx.TimeoutException:
+            raise UpstreamTimeoutError(
+                f"{self.provider_id}: timed out at {mask_url(self._base)}"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise _transport_error(self.provider_id, self._base, exc) from None
+        if response.status_code >= 400:
+            raise map_http_error(self.provider_id, response, response.content)
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            raise UpstreamUnavailableError(f"{self.provider_id}: model list is not JSON") from None
+        if not isinstance(data, list):
+            raise UpstreamUnavailableError(f"{self.provider_id}: model list has no data")
+        return [m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str)]
 
     async def close(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
