@@ -20,23 +20,12 @@ from llamda.services.agents.items import INLINE_BYTES, ItemStore
 from llamda.services.agents.prompts import PromptsService
 from llamda.storage.objects_s3 import S3ObjectStore
 from llamda.storage.records_dynamodb import DynamoDBRecordStore
+from tests.conftest import records_table
 
 
 @pytest.fixture
 def aws(moto_endpoint: str) -> Iterator[tuple[DynamoDBRecordStore, S3ObjectStore]]:
-    table, bucket = f"records-{uuid.uuid4().hex[:8]}", f"objects-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb", endpoint_url=moto_endpoint).create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table, bucket = records_table(moto_endpoint), f"objects-{uuid.uuid4().hex[:8]}"
     boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(Bucket=bucket)
     yield (
         DynamoDBRecordStore(table, "us-east-1", moto_endpoint),

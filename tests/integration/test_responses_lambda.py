@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, records_table
 from tests.e2e.harness import api_gateway_event, response_json, sqs_event
 from tests.fakes.bedrock import FakeBedrockServer, Reply
 
@@ -51,19 +51,7 @@ TOOL = {
 
 @pytest.fixture
 def function(tmp_path: Path, moto_endpoint: str, fake_bedrock: FakeBedrockServer) -> Path:
-    table = f"records-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1").create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = records_table(moto_endpoint)
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
     queue = sqs.create_queue(QueueName=f"jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     (tmp_path / "run.yaml").write_text(

@@ -19,6 +19,7 @@ from llamda.storage.objects_s3 import S3ObjectStore
 from llamda.storage.records import Records
 from llamda.storage.records_dynamodb import DynamoDBRecordStore
 from llamda.storage.records_sqlite import SqliteRecordStore
+from tests.conftest import records_table
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -40,19 +41,7 @@ def records_factory(request, tmp_path: Path) -> Callable[[], Records]:  # type: 
     if request.param == "sqlite":
         return lambda: SqliteRecordStore(tmp_path / "records.sqlite3")
     endpoint = request.getfixturevalue("moto_endpoint")
-    table = f"records-{uuid.uuid4().hex[:8]}"
-    boto3.client("dynamodb", endpoint_url=endpoint).create_table(
-        TableName=table,
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = records_table(endpoint)
     return lambda: DynamoDBRecordStore(table, "us-east-1", endpoint)
 
 

@@ -240,6 +240,21 @@ def test_rewrite_query_uses_the_default_llm(
     assert len(fake_bedrock.fake.calls_for("converse", REWRITE_LLM)) == before + 1
 
 
+def test_a_failing_rewrite_model_leaves_the_query_as_sent(
+    client: openai.OpenAI, animals: tuple[str, dict[str, str]], fake_bedrock: FakeBedrockServer
+) -> None:
+    vs_id, ids = animals
+    down = Reply(error=("ServiceUnavailableException", "down"))
+    fake_bedrock.fake.script(REWRITE_LLM, *[down] * 5)  # every retry fails
+    results = client.vector_stores.search(
+        vector_store_id=vs_id, query="camels desert", rewrite_query=True, max_num_results=1
+    )
+    assert fake_bedrock.fake.calls_for("converse", REWRITE_LLM)  # it was asked
+    assert results.search_query == ["camels desert"]  # and the search went on without it
+    assert results.data[0].file_id == ids["desert.txt"]
+    fake_bedrock.fake.reset()
+
+
 # --- pagination ------------------------------------------------------------------------------
 
 

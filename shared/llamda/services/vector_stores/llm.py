@@ -10,6 +10,7 @@ from typing import Any
 from llamda.api.inference import ChatCompletionRequest
 from llamda.api.vector_stores import ContextualChunking
 from llamda.errors import BadRequestError, LlamdaError
+from llamda.observability import logger as log
 from llamda.services.inference import InferenceService
 from llamda.services.models import ModelsService
 
@@ -73,11 +74,21 @@ class StoreLLM:
         )
 
     async def rewrite(self, queries: list[str]) -> list[str]:
-        """Each query as the default LLM rewrites it (an empty answer keeps the query)."""
+        """Each query as the default LLM rewrites it (an empty answer keeps the query). The
+        rewrite only improves a search: when the model's upstream fails, the search goes on
+        with the queries as sent (``search_query`` shows which were used)."""
         model = await self._default_model()
         out = []
         for query in queries:
-            text = await self._chat(model, REWRITE_PROMPT.format(query=query), REWRITE_MAX_TOKENS)
+            try:
+                text = await self._chat(
+                    model, REWRITE_PROMPT.format(query=query), REWRITE_MAX_TOKENS
+                )
+            except LlamdaError as exc:
+                if exc.status_code < 500:
+                    raise
+                log.warning("query rewrite skipped", error=exc.message)
+                text = ""
             out.append(" ".join(text.split())[:2000] or query)
         return out
 
