@@ -173,10 +173,11 @@ class RemoteOpenAIProvider:
             body.pop("stream_options", None)  # servers refuse it on a non-streamed request
         return body
 
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request to the upstream; transport failures and error statuses mapped."""
         try:
-            response = await self._http().post(
-                f"{self._base}{path}", json=body, headers=await self._headers()
+            response = await self._http().request(
+                method, f"{self._base}{path}", json=body, headers=await self._headers()
             )
         except httpx.TimeoutException as exc:
             raise UpstreamTimeoutError(
@@ -186,6 +187,10 @@ class RemoteOpenAIProvider:
             raise _transport_error(self.provider_id, self._base, exc) from None
         if response.status_code >= 400:
             raise map_http_error(self.provider_id, response, response.content)
+        return response
+
+    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._send("POST", path, body)
         try:
             return response.json()
         except ValueError:
@@ -255,16 +260,7 @@ class RemoteOpenAIProvider:
 
     async def list_models(self) -> list[str]:
         """The upstream's model ids (``GET /models``, OpenAI's list shape)."""
-        try:
-            response = await self._http().get(f"{self._base}/models", headers=await self._headers())
-        except httpx.TimeoutException:
-            raise UpstreamTimeoutError(
-                f"{self.provider_id}: timed out at {mask_url(self._base)}"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise _transport_error(self.provider_id, self._base, exc) from None
-        if response.status_code >= 400:
-            raise map_http_error(self.provider_id, response, response.content)
+        response = await self._send("GET", "/models")
         try:
             data = response.json().get("data")
         except (ValueError, AttributeError):
