@@ -176,7 +176,7 @@ class MCPConfig(_Strict):
 
 
 class JobsConfig(_Strict):
-    """Where asynchronous jobs run (background responses; later eval jobs and batches)."""
+    """Where asynchronous jobs run (background responses, batches, eval jobs)."""
 
     queue_url: str | None = Field(
         None,
@@ -195,6 +195,26 @@ class JobsConfig(_Strict):
         le=100,
         description="Deliveries of one message before SQS moves it to the dead-letter queue "
         "(the queue's redrive maxReceiveCount): the last one records a failure instead.",
+    )
+    chunk_rows: int = Field(
+        50,
+        ge=1,
+        le=10_000,
+        description="Rows (batch requests, eval rows) per chunk of a chunked job: the unit of "
+        "checkpointing, so at most this many rows are redone after a crash.",
+    )
+    max_concurrency_per_model: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Concurrent model calls per model in one process, across every batch and "
+        "eval job it runs (the inference router's retries and fallbacks apply to each).",
+    )
+    min_chunk_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="A chunk starts only with at least this much of the invocation's time "
+        "left; otherwise the job continues in a new invocation.",
     )
 
 

@@ -1,4 +1,4 @@
-"""The jobs Lambda: asynchronous jobs (background responses; later eval jobs and batches)
+"""The jobs Lambda: asynchronous jobs (background responses, batches, eval jobs)
 arrive through SQS. Powertools batch processing reports each failed message in
 ``batchItemFailures`` (only those are redelivered, then dead-lettered). A job that runs out of
 the invocation's time checkpoints and queues its own continuation (services/jobs.py), so the

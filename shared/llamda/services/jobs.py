@@ -7,7 +7,8 @@ partial failures, DLQ); otherwise it runs in this process as a background task. 
 its kind. Handlers are idempotent (a redelivered message must be harmless): they keep their
 state in Records and check it before doing anything.
 
-Kinds today: ``response`` (background responses). Eval jobs and batches reuse the runner.
+Kinds: ``response`` (background responses); batches and eval jobs run in chunks on it
+(services/chunked.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,223 @@
+"""Chunked jobs: many independent rows (batch requests, eval rows) worked through in chunks on
+the job runner, checkpointed per chunk.
+
+A job's state is one record (``status``, ``rows_total``, ``rows_done``, ``next_chunk``,
+``version``) plus one object per finished chunk holding that chunk's results as JSON lines.
+One job message carries ``{"chunk": n}``: the handler runs chunk after chunk while the
+invocation has time, saving each chunk's results and then the record (conditionally on its
+version), and queues a message for the next chunk when time runs short. So a crash or a
+Lambda timeout resumes at the first unfinished chunk (finished rows are not redone), a
+duplicate delivery finds its chunk done and does nothing, and a cancel (a conditional status
+change) stops the job at its next chunk. When every chunk is done the job finalizes: the
+owner's ``finish`` reads the chunk results in order and writes what the job produces.
+
+Model calls inside a chunk take a slot of ``ModelSlots.slot(model)`` (one instance per stack):
+bounded concurrency per model in this process (jobs.max_concurrency_per_model), whatever job
+they belong to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from llamda.config import JobsConfig
+from llamda.context import request_deadline
+from llamda.observability import logger
+from llamda.services.jobs import Job, JobRunner
+from llamda.storage.objects import Objects
+from llamda.storage.records import Record, Records, save
+
+# States a job can be in; ``finalizing`` is a state of its own so an interrupted finish is
+# finished by the next delivery.
+ACTIVE = ("validating", "queued", "in_progress", "finalizing", "cancelling")
+TERMINAL = ("completed", "failed", "cancelled", "expired")
+
+Rows = list[dict[str, Any]]
+# work(record, start, end) -> one result per row in [start, end)
+Work = Callable[[Record, int, int], Awaitable[Rows]]
+# finish(record, final_status): write the job's outputs (reading ``results``); may update
+# fields of ``record`` (saved after it returns).
+Finish = Callable[[Record, str], Awaitable[None]]
+
+
+class ModelSlots:
+    """Bounded concurrency per model in this process, shared by every chunked job."""
+
+    def __init__(self, limit: int):
+        self._limit = limit
+        self._slots: dict[str, asyncio.Semaphore] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, model: str) -> AsyncIterator[None]:
+        """One of the ``limit`` concurrent calls to ``model``."""
+        semaphore = self._slots.get(model)
+        if semaphore is None:
+            semaphore = self._slots[model] = asyncio.Semaphore(self._limit)
+        async with semaphore:
+            yield
+
+
+class ChunkedJobs:
+    """The chunk loop of one kind of job (``kind`` is also its Records kind)."""
+
+    def __init__(
+        self,
+        kind: str,
+        records: Records,
+        objects: Objects,
+        runner: JobRunner,
+        config: JobsConfig,
+        *,
+        work: Work,
+        finish: Finish,
+    ):
+        self.kind = kind
+        self._records = records
+        self._objects = objects
+        self._runner = runner
+        self._config = config
+        self._work = work
+        self._finish = finish
+        runner.register(kind, self._handle)
+
+    # -- the owner's side -------------------------------------------------------------------
+
+    async def start(self, record: Record, *, expires_at: int | None = None) -> Record:
+        """Store a new job record (``id``, ``rows_total`` and the owner's fields set; ``status``
+        defaults to in_progress, ``deadline_at`` (epoch s) makes it ``expired`` after) and
+        queue its first chunk; when the queue refuses it, nothing stays behind."""
+        record.update(
+            status=record.get("status", "in_progress")
+            if record.get("rows_total")
+            else "finalizing",
+            rows_done=0,
+            next_chunk=0,
+            version=0,
+            chunk_rows=record.get("chunk_rows") or self._config.chunk_rows,
+        )
+        await self._records.put(
+            self.kind, record["id"], record, if_absent=True, expires_at=expires_at
+        )
+        try:
+            await self._runner.submit(self.kind, record["id"], chunk=0)
+        except Exception:
+            await self._records.delete(self.kind, record["id"])
+            raise
+        return record
+
+    async def get(self, job_id: str) -> Record | None:
+        return await self._records.get(self.kind, job_id)
+
+    async def cancel(self, job_id: str) -> Record | None:
+        """Ask a running job to stop (it finishes as ``cancelled`` at its next chunk); the
+        record as it stands (None when absent). A finished job is left as it is."""
+        for _ in range(5):
+            record = await self._records.get(self.kind, job_id)
+            if record is None or record["status"] not in ACTIVE or record["status"] == "cancelling":
+                return record
+            record["status"] = "cancelling"
+            if await save(self._records, self.kind, job_id, record):
+                return record
+        return await self._records.get(self.kind, job_id)
+
+    async def results(self, record: Record) -> AsyncIterator[dict[str, Any]]:
+        """The results of the finished chunks, in row order."""
+        for chunk in range(int(record.get("next_chunk", 0))):
+            data = await self._objects.get(self._chunk_key(record["id"], chunk))
+            for line in data.splitlines():
+                if line:
+                    yield json.loads(line)
+
+    async def delete_results(self, record: Record) -> None:
+        for chunk in range(int(record.get("next_chunk", 0))):
+            await self._objects.delete(self._chunk_key(record["id"], chunk))
+
+    # -- the runner's side ------------------------------------------------------------------
+
+    def _chunk_key(self, job_id: str, chunk: int) -> str:
+        return f"jobs/{self.kind}/{job_id}/chunk-{chunk:07d}.jsonl"
+
+    async def _handle(self, job: Job) -> None:
+        job_id = str(job["id"])
+        try:
+            await self._advance(job_id, int(job.get("chunk", 0)))
+        except Exception as exc:
+            if not job.get("last_attempt", True):
+                raise  # redelivered by the queue
+            logger.exception("job failed", kind=self.kind, job_id=job_id)
+            await self._fail(job_id, type(exc).__name__)
+
+    async def _advance(self, job_id: str, chunk: int) -> None:
+        while True:
+            record = await self._records.get(self.kind, job_id)
+            if record is None or record["status"] in TERMINAL:
+                return
+            if record["status"] == "cancelling":
+                await self._finalize(record, "cancelled")
+                return
+            if int(record.get("next_chunk", 0)) != chunk and record["status"] != "finalizing":
+                return  # a duplicate or stale message: that chunk is done (or not yet due)
+            if record["status"] == "finalizing" or record["rows_done"] >= record["rows_total"]:
+                await self._finalize(record, "completed")
+                return
+            if record.get("deadline_at") and time.time() > record["deadline_at"]:
+                await self._finalize(record, "expired")
+                return
+            if not self._time_for_a_chunk():
+                await self._runner.submit(self.kind, job_id, chunk=chunk)
+                return
+            size = int(record["chunk_rows"])
+            start = chunk * size
+            end = min(int(record["rows_total"]), start + size)
+            try:
+                results = await self._run_chunk(record, start, end)
+            except TimeoutError:
+                logger.info("chunk ran out of time; queued again", kind=self.kind, chunk=chunk)
+                await self._runner.submit(self.kind, job_id, chunk=chunk)
+                return
+            body = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in results)
+            await self._objects.put(self._chunk_key(job_id, chunk), body.encode())
+            record.update(next_chunk=chunk + 1, rows_done=end)
+            if not await save(self._records, self.kind, job_id, record):
+                continue  # cancelled (or changed) meanwhile: look again
+            chunk += 1
+
+    async def _run_chunk(self, record: Record, start: int, end: int) -> Rows:
+        deadline = request_deadline()
+        if deadline is None:
+            return await self._work(record, start, end)
+        async with asyncio.timeout(deadline - time.monotonic()):
+            return await self._work(record, start, end)
+
+    def _time_for_a_chunk(self) -> bool:
+        deadline = request_deadline()
+        return deadline is None or deadline - time.monotonic() > self._config.min_chunk_seconds
+
+    async def _finalize(self, record: Record, status: str) -> None:
+        if record["status"] != "finalizing":
+            record["final_status"] = status
+            record["status"] = "finalizing"
+            if not await save(self._records, self.kind, record["id"], record):
+                return  # changed meanwhile: the next delivery (or the canceller) decides
+        final = str(record.get("final_status") or status)
+        await self._finish(record, final)
+        record["status"] = final
+        record.setdefault(f"{final}_at", int(time.time()))
+        await save(self._records, self.kind, record["id"], record)
+
+    async def _fail(self, job_id: str, reason: str) -> None:
+        for _ in range(3):
+            record = await self._records.get(self.kind, job_id)
+            if record is None or record["status"] in TERMINAL:
+                return
+            record.update(status="failed", failed_at=int(time.time()))
+            record.setdefault(
+                "error", {"code": "server_error", "message": f"the job failed ({reason})"}
+            )
+            if await save(self._records, self.kind, job_id, record):
+                return
