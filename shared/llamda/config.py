@@ -292,6 +292,16 @@ class EvalConfig(_Strict):
         description="The judge model of the built-in RAG judges (and `llm-as-judge::base`) "
         "when a request's params name none.",
     )
+    max_sync_rows: int = Field(
+        20,
+        ge=1,
+        le=1_000,
+        description="Most input_rows of one synchronous /evaluations request (generation and "
+        "scoring within the request's time); larger sets run as eval jobs.",
+    )
+    job_days: int = Field(
+        30, ge=1, le=3650, description="How long eval jobs and their results are kept."
+    )
 
 
 class InferenceStoreConfig(_Strict):

@@ -10,8 +10,10 @@ from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
 from llamda.services.agents.responses import ResponsesService
 from llamda.services.chat_store import ChatStore
+from llamda.services.chunked import ModelSlots
 from llamda.services.discovery import Discovery
 from llamda.services.eval.datasets import DatasetsService
+from llamda.services.eval.evaluate import EvalService
 from llamda.services.eval.scoring import ScoringService
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
@@ -85,6 +87,21 @@ class Stack:
         )
         self.scoring = ScoringService(
             config.eval, self.records, self._guarded_chat, self._check_judge, self.datasets
+        )
+        # Batches and eval jobs: bounded model calls per model in this process.
+        self.model_slots = ModelSlots(config.jobs.max_concurrency_per_model)
+        self.eval = EvalService(
+            config.eval,
+            config.jobs,
+            self.records,
+            self.objects,
+            self.jobs,
+            self.model_slots,
+            self.datasets,
+            self.scoring,
+            self.models,
+            self.inference,
+            self.responses,
         )
         self.inspect = InspectService(
             config, self.inference.breaker_states, self.records, self.objects
