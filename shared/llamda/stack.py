@@ -8,7 +8,9 @@ from llamda.services.agents.conversations import ConversationsService
 from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
 from llamda.services.agents.responses import ResponsesService
+from llamda.services.batches import BatchesService
 from llamda.services.chat_store import ChatStore
+from llamda.services.chunked import ModelSlots
 from llamda.services.discovery import Discovery
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
@@ -73,6 +75,19 @@ class Stack:
             self.prompts,
             self.shields.exists,
             self.jobs,
+        )
+        # Bounded concurrency per model for every chunked job in this process.
+        self.model_slots = ModelSlots(config.jobs.max_concurrency_per_model)
+        self.batches = BatchesService(
+            config,
+            self.records,
+            self.objects,
+            self.files,
+            self.models,
+            self.inference,
+            self.chat_store,
+            self.jobs,
+            self.model_slots,
         )
         # Models the providers name (auto_register, embedding_model, Bedrock discovery).
         self.discovery = Discovery(config, self.models, self.inference.pool, self.records)
