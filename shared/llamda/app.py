@@ -46,6 +46,7 @@ ROUTERS: dict[str, str] = {
     "vector_io": "llamda.routers.vector_stores",
     "agents": "llamda.routers.agents",
     "eval": "llamda.routers.eval",
+    "batches": "llamda.routers.batches",
 }
 
 _HTTP_ERRORS: dict[int, tuple[str, str]] = {

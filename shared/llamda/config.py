@@ -30,7 +30,17 @@ from llamda import redact
 from llamda.errors import ConfigError
 from llamda.providers.registry import canonical_type, get_spec, provider_types
 
-KNOWN_APIS = ("inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval")
+KNOWN_APIS = (
+    "inspect",
+    "models",
+    "inference",
+    "safety",
+    "files",
+    "vector_io",
+    "agents",
+    "eval",
+    "batches",
+)
 
 
 class _UploadPaths:
@@ -50,7 +60,7 @@ class _UploadPaths:
 UPLOAD_PATHS = _UploadPaths()
 PROFILES = ("local", "aws")
 ApiName = Literal[
-    "inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval"
+    "inspect", "models", "inference", "safety", "files", "vector_io", "agents", "eval", "batches"
 ]
 
 _ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -490,6 +500,26 @@ class ServerConfig(_Strict):
         return value
 
 
+class BatchesConfig(_Strict):
+    """Limits of the OpenAI Batches API (OpenAI's own: 50,000 requests, 200 MB per file)."""
+
+    max_requests: int = Field(
+        50_000, ge=1, le=1_000_000, description="Most request lines in one batch's input file."
+    )
+    max_file_bytes: int = Field(
+        200 * 1024 * 1024, gt=0, description="Largest input file a batch accepts."
+    )
+    max_line_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        le=64 * 1024 * 1024,
+        description="Largest request line; a longer one is an error line (never held whole).",
+    )
+    idempotency_hours: int = Field(
+        24, ge=1, le=24 * 30, description="How long an Idempotency-Key maps to its batch."
+    )
+
+
 class RunConfig(_Strict):
     version: int = 1
     profile: str = "local"
@@ -504,6 +534,7 @@ class RunConfig(_Strict):
     guardrails: GuardrailsConfig = Field(default_factory=GuardrailsConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
+    batches: BatchesConfig = Field(default_factory=BatchesConfig)
     inference_store: InferenceStoreConfig = Field(default_factory=InferenceStoreConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     # Where this config came from, for messages.

@@ -9,6 +9,7 @@ from llamda.services.agents.conversations import ConversationsService
 from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
 from llamda.services.agents.responses import ResponsesService
+from llamda.services.batches import BatchesService
 from llamda.services.chat_store import ChatStore
 from llamda.services.chunked import ModelSlots
 from llamda.services.discovery import Discovery
@@ -79,6 +80,19 @@ class Stack:
             self.shields.exists,
             self.jobs,
         )
+        # Bounded concurrency per model for every chunked job in this process.
+        self.model_slots = ModelSlots(config.jobs.max_concurrency_per_model)
+        self.batches = BatchesService(
+            config,
+            self.records,
+            self.objects,
+            self.files,
+            self.models,
+            self.inference,
+            self.chat_store,
+            self.jobs,
+            self.model_slots,
+        )
         # Models the providers name (auto_register, embedding_model, Bedrock discovery).
         self.discovery = Discovery(config, self.models, self.inference.pool, self.records)
         self.models.discover = self.discovery.ensure
@@ -88,8 +102,6 @@ class Stack:
         self.scoring = ScoringService(
             config.eval, self.records, self._guarded_chat, self._check_judge, self.datasets
         )
-        # Batches and eval jobs: bounded model calls per model in this process.
-        self.model_slots = ModelSlots(config.jobs.max_concurrency_per_model)
         self.eval = EvalService(
             config.eval,
             config.jobs,

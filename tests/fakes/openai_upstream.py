@@ -28,6 +28,12 @@ class OpenAIUpstream:
         self.ignore_tool_choice = False
         # Requests for these models get no answer until the fake stops (a hung upstream).
         self.hang_models: set[str] = set()
+        # Requests for these models wait until ``gate`` is set (a slow upstream a test
+        # releases when it has seen what it waits for).
+        self.gate_models: set[str] = set()
+        self.gate = threading.Event()
+        # Requests for these models are answered with this error status.
+        self.fail_models: dict[str, int] = {}
         self._stopping = threading.Event()
         # Streamed requests for these models get chunks until the reader goes away; each
         # closed connection is recorded in ``disconnects`` (what the client did to us).
@@ -83,6 +89,12 @@ class OpenAIUpstream:
                 model = body.get("model") if isinstance(body, dict) else None
                 if model in upstream.hang_models:
                     upstream._stopping.wait(120)
+                    return
+                if model in upstream.gate_models:
+                    upstream.gate.wait(60)
+                if model in upstream.fail_models:
+                    status = upstream.fail_models[model]
+                    self._send(status, {"error": {"message": f"{model} refused", "type": "x"}})
                     return
                 if model in upstream.endless_stream_models and body.get("stream"):
                     self._stream_until_gone(model)
@@ -323,5 +335,6 @@ class OpenAIUpstream:
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
+        self.gate.set()
         self._server.shutdown()
         self._server.server_close()

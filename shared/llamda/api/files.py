@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel
 
 Purpose = Literal["assistants", "batch", "fine-tune", "vision", "user_data", "evals"]
+# Files we write (a batch's output and error files); never accepted on upload.
+StoredPurpose = Literal[Purpose, "batch_output"]
 
 
 class FileObject(BaseModel):
@@ -15,7 +17,7 @@ class FileObject(BaseModel):
     bytes: int
     created_at: int
     filename: str
-    purpose: Purpose
+    purpose: StoredPurpose
     status: Literal["uploaded", "processed", "error"] = "processed"
     expires_at: int | None = None
 

@@ -10,7 +10,13 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 
 from llamda.api.errors import error_responses
-from llamda.api.files import DeleteFileResponse, FileObject, ListFilesResponse, Purpose
+from llamda.api.files import (
+    DeleteFileResponse,
+    FileObject,
+    ListFilesResponse,
+    Purpose,
+    StoredPurpose,
+)
 from llamda.routers import get_stack
 from llamda.routers.uploads import router as uploads_router
 from llamda.stack import Stack
@@ -46,7 +52,7 @@ async def list_files(
     limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
     after: Annotated[str | None, Query(max_length=128)] = None,
     order: Annotated[Literal["asc", "desc"], Query()] = "desc",
-    purpose: Annotated[Purpose | None, Query()] = None,
+    purpose: Annotated[StoredPurpose | None, Query()] = None,
 ) -> ListFilesResponse:
     return await stack.files.list(limit=limit, after=after, order=order, purpose=purpose)
 

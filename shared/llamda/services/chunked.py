@@ -120,7 +120,7 @@ class ChunkedJobs:
             record = await self._records.get(self.kind, job_id)
             if record is None or record["status"] not in ACTIVE or record["status"] == "cancelling":
                 return record
-            record["status"] = "cancelling"
+            record.update(status="cancelling", cancelling_at=int(time.time()))
             if await save(self._records, self.kind, job_id, record):
                 return record
         return await self._records.get(self.kind, job_id)
@@ -182,10 +182,31 @@ class ChunkedJobs:
                 return
             body = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in results)
             await self._objects.put(self._chunk_key(job_id, chunk), body.encode())
-            record.update(next_chunk=chunk + 1, rows_done=end)
-            if not await save(self._records, self.kind, job_id, record):
-                continue  # cancelled (or changed) meanwhile: look again
+            failed = sum(1 for row in results if row.get("error"))
+            if not await self._done(record, chunk, end, failed):
+                continue  # changed meanwhile (not by a cancel): look again
             chunk += 1
+
+    async def _done(self, record: Record, chunk: int, end: int, failed: int) -> bool:
+        """Record ``chunk`` as finished (``rows_failed`` counts its results with an
+        ``error``). A cancel that landed while it ran keeps it: its rows are finished work
+        the job's outputs include."""
+        for _ in range(5):
+            record.update(
+                next_chunk=chunk + 1,
+                rows_done=end,
+                rows_failed=int(record.get("rows_failed") or 0) + failed,
+            )
+            if await save(self._records, self.kind, record["id"], record):
+                return True
+            fresh = await self._records.get(self.kind, record["id"])
+            if fresh is None or fresh["status"] != "cancelling":
+                return False
+            if int(fresh.get("next_chunk", 0)) != chunk:
+                return False
+            record.clear()
+            record.update(fresh)
+        return False
 
     async def _run_chunk(self, record: Record, start: int, end: int) -> Rows:
         deadline = request_deadline()

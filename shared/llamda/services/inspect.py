@@ -31,6 +31,7 @@ _PROVIDER_API = {"models": "inference", "vector_stores": "vector_io"}
 # storage.objects and storage.records are their config).
 FILES_LOCAL, FILES_S3 = "inline::localfs", "remote::s3"
 AGENTS = "inline::builtin"  # Llama Stack 0.7's responses provider
+BATCHES = "inline::reference"  # Llama Stack 0.7's batches provider
 PROBE_SECONDS = 2.0
 _STATIC = {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
 
@@ -135,6 +136,21 @@ class InspectService:
                     "builtin",
                     AGENTS,
                     {"persistence": _storage_config(storage.records.model_dump(mode="json"))},
+                    self._records_health,
+                )
+            )
+        if "batches" in self._config.apis:
+            out.append(
+                _Listed(
+                    "batches",
+                    "reference",
+                    BATCHES,
+                    {
+                        "runner": "sqs" if self._config.jobs.queue_url else "in-process",
+                        "max_requests": self._config.batches.max_requests,
+                        "max_file_bytes": self._config.batches.max_file_bytes,
+                        "persistence": _storage_config(storage.records.model_dump(mode="json")),
+                    },
                     self._records_health,
                 )
             )
