@@ -25,7 +25,8 @@ class BenchmarksService:
         """Register (or re-register identically); its dataset and scoring functions must exist.
         A different definition under an existing id is a 409: unregister it first."""
         await self._datasets.get(request.dataset_id)
-        await self._scoring.functions(dict.fromkeys(request.scoring_functions))
+        for fn_id in request.scoring_functions:  # params come with each run
+            await self._scoring.get_function(fn_id)
         benchmark = Benchmark(
             identifier=request.benchmark_id,
             provider_id=PROVIDER_ID,
