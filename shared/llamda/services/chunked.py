@@ -6,9 +6,9 @@ A job's state is one record (``status``, ``rows_total``, ``rows_done``, ``next_c
 One job message carries ``{"chunk": n}``: the handler runs chunk after chunk while the
 invocation has time, saving each chunk's results and then the record (conditionally on its
 version), and queues a message for the next chunk when time runs short. So a crash or a
-Lambda timeout resumes at the first unfinished chunk (finished rows are not redone), a
-duplicate delivery finds its chunk done and does nothing, and a cancel (a conditional status
-change) stops the job at its next chunk. When every chunk is done the job finalizes: the
+Lambda timeout (the message is redelivered) resumes at the first unfinished chunk (finished
+rows are not redone), a delivery for a finished job does nothing, and a cancel (a conditional
+status change) stops the job at its next chunk. When every chunk is done the job finalizes: the
 owner's ``finish`` reads the chunk results in order and writes what the job produces.
 
 Model calls inside a chunk take a slot of ``ModelSlots.slot(model)`` (one instance per stack):
@@ -160,8 +160,12 @@ class ChunkedJobs:
             if record["status"] == "cancelling":
                 await self._finalize(record, "cancelled")
                 return
-            if int(record.get("next_chunk", 0)) != chunk and record["status"] != "finalizing":
-                return  # a duplicate or stale message: that chunk is done (or not yet due)
+            if chunk > int(record.get("next_chunk", 0)):
+                return  # not due: a message from the future cannot be ours
+            # A redelivered message (its worker died after saving some chunks) resumes at
+            # the first unfinished chunk; a duplicate racing a live worker loses each chunk's
+            # conditional save and redoes nothing it saved.
+            chunk = int(record.get("next_chunk", 0))
             if record["status"] == "finalizing" or record["rows_done"] >= record["rows_total"]:
                 await self._finalize(record, "completed")
                 return
@@ -171,6 +175,10 @@ class ChunkedJobs:
             if not self._time_for_a_chunk():
                 await self._runner.submit(self.kind, job_id, chunk=chunk)
                 return
+            if record["status"] == "queued":  # its first chunk starts now
+                record.update(status="in_progress", in_progress_at=int(time.time()))
+                if not await save(self._records, self.kind, job_id, record):
+                    continue
             size = int(record["chunk_rows"])
             start = chunk * size
             end = min(int(record["rows_total"]), start + size)
