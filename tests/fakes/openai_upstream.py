@@ -49,6 +49,8 @@ class OpenAIUpstream:
         # A scripted model: the reply text of a (non-streamed, n=1) chat, from its request
         # body (e.g. a judge that rates what the prompt holds); None: "upstream ok".
         self.chat_reply: Callable[[dict[str, Any]], str] | None = None
+        # A model that reads a tool's result and answers (rather than calling a tool again).
+        self.answer_after_tool = False
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -133,8 +135,14 @@ class OpenAIUpstream:
                 ):
                     self._completion(body)
                     return
-                if body.get("tools") and (
-                    body.get("tool_choice") != "none" or upstream.ignore_tool_choice
+                after_tool = (
+                    upstream.answer_after_tool
+                    and (body.get("messages") or [{}])[-1].get("role") == "tool"
+                )
+                if (
+                    body.get("tools")
+                    and not after_tool
+                    and (body.get("tool_choice") != "none" or upstream.ignore_tool_choice)
                 ):
                     self._tool_call(body)
                     return

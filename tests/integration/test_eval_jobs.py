@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
 
@@ -30,7 +31,7 @@ KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
 CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, files, agents, eval]
+apis: [inspect, models, inference, files, vector_io, agents, eval]
 providers:
   inference:
     - provider_id: upstream
@@ -40,6 +41,7 @@ models:
   - {{model_id: student, provider_id: upstream, provider_model_id: student-up}}
   - {{model_id: slow-student, provider_id: upstream, provider_model_id: slow-student-up}}
   - {{model_id: judge, provider_id: upstream, provider_model_id: judge-up}}
+  - {{model_id: rag-student, provider_id: upstream, provider_model_id: rag-student-up}}
   - {{model_id: embedder, provider_id: upstream, model_type: embedding,
      metadata: {{embedding_dimension: 3}}}}
 storage:
@@ -66,11 +68,20 @@ def _reply(body: dict[str, Any]) -> str:
     text = body["messages"][-1]["content"]
     if isinstance(text, list):
         text = " ".join(part.get("text", "") for part in text)
+    last = body["messages"][-1]
+    if body["model"] == "rag-student-up" and last["role"] == "tool":
+        # It read what file_search found and answers from it.
+        found = re.search(r"capital of (\w+) is (\w+)", str(last["content"]))
+        return f"{found.group(2)} is the capital." if found else "I could not find it."
     if body["model"].endswith("student-up"):
         system = [m["content"] for m in body["messages"] if m["role"] == "system"]
         if system and "shout" in system[0]:
             return SCRIPT.get(text, "no idea").upper()
         return SCRIPT.get(text, "no idea")
+    if "supported by retrieved context" in text:
+        context = text.split("Context:\n", 1)[1].split("\n\nAnswer: ", 1)
+        words = re.findall(r"[A-Z][a-z]+", context[1].split("\n", 1)[0])
+        return "Score: 1.0" if words and all(w in context[0] for w in words) else "Score: 0.0"
     expected = re.search(r"Expected answer: (.*)", text)
     generated = re.search(r"Generated answer: (.*)", text)
     if not expected or not generated:
@@ -84,6 +95,7 @@ def _reply(body: dict[str, Any]) -> str:
 def upstream() -> Iterator[OpenAIUpstream]:
     with OpenAIUpstream() as fake:
         fake.chat_reply = _reply
+        fake.answer_after_tool = True
         yield fake
 
 
@@ -348,3 +360,123 @@ def test_unregister(alice: LlamaStackClient) -> None:
     alice.alpha.benchmarks.unregister("temp")
     with pytest.raises(NotFoundError):
         alice.alpha.benchmarks.retrieve("temp")
+
+
+def test_a_rag_agent_is_evaluated_end_to_end(
+    alice: LlamaStackClient, server: LiveServer, keys: dict[str, str]
+) -> None:
+    """An agent candidate: the Responses API with file_search over a vector store; what it
+    retrieved becomes the row's context, which the faithfulness judge reads."""
+    oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=keys["alice"], max_retries=0)
+    store = oai.vector_stores.create(name="facts")
+    facts = b"The capital of France is Paris. The capital of Peru is Lima."
+    uploaded = oai.files.create(file=("facts.txt", facts), purpose="assistants")
+    attached = oai.vector_stores.files.create_and_poll(
+        vector_store_id=store.id, file_id=uploaded.id
+    )
+    assert attached.status == "completed"
+    rows = [{"input_query": "What is the capital of France?", "expected_answer": "Paris"}]
+    alice.beta.datasets.register(
+        purpose="eval/question-answer", source={"type": "rows", "rows": rows}, dataset_id="rag1"
+    )
+    alice.alpha.benchmarks.register(
+        benchmark_id="rag",
+        dataset_id="rag1",
+        scoring_functions=["llm-as-judge::faithfulness", "basic::subset_of"],
+    )
+    agent = {
+        "type": "agent",
+        "config": {
+            "model": "rag-student",
+            "instructions": "Answer from the documents.",
+            "tools": [{"type": "file_search", "vector_store_ids": [store.id]}],
+        },
+    }
+    config = {
+        "eval_candidate": agent,
+        "scoring_params": {
+            "llm-as-judge::faithfulness": {"type": "llm_as_judge", "judge_model": "judge"}
+        },
+    }
+    result = alice.alpha.eval.evaluate_rows(
+        "rag",
+        benchmark_config=config,  # type: ignore[arg-type]
+        input_rows=rows,
+        scoring_functions=["llm-as-judge::faithfulness", "basic::subset_of"],
+    )
+    [generation] = result.generations
+    assert generation["generated_answer"] == "Paris is the capital."
+    assert "capital of France is Paris" in generation["context"]
+    assert result.scores["llm-as-judge::faithfulness"].score_rows[0]["score"] == 1.0
+    assert result.scores["basic::subset_of"].aggregated_results["accuracy"]["num_correct"] == 1
+    # An agent config the Responses API would refuse is a 400 before anything runs.
+    bad = {**agent, "config": {**agent["config"], "tools": [{"type": "web_search"}]}}
+    with pytest.raises(BadRequestError):
+        alice.alpha.eval.evaluate_rows(
+            "rag",
+            benchmark_config={**config, "eval_candidate": bad},  # type: ignore[arg-type]
+            input_rows=rows,
+            scoring_functions=["basic::subset_of"],
+        )
+
+
+def test_the_cli_runs_a_benchmark_and_writes_its_report(
+    benchmark: str, server: LiveServer, keys: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llamda.cli",
+            "eval",
+            "run",
+            benchmark,
+            "--model",
+            "student",
+            "--judge",
+            "judge",
+            "--url",
+            server.url,
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LLAMDA_API_KEY": keys["alice"]},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    table = done.stdout
+    assert re.search(rf"{re.escape(MC)}\s*\|\s*accuracy\s*\|.*\"accuracy\": {18 / 30}", table)
+    lines = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [line["generation"]["generated_answer"] for line in lines] == [
+        row["generated_answer"] for row in _data()
+    ]
+    assert lines[0]["input"]["input_query"] == _data()[0]["input_query"]
+    report = (out / "report.html").read_text()
+    assert report.count("<svg") == 2 and "score distribution" in report
+    # A benchmark that does not exist: a clear message, exit status 2, no traceback.
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llamda.cli",
+            "eval",
+            "run",
+            "nope",
+            "--model",
+            "student",
+            "--url",
+            server.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLAMDA_API_KEY": keys["alice"]},
+        check=False,
+    )
+    assert missing.returncode == 2 and "nope" in missing.stderr
+    assert "Traceback" not in missing.stderr
