@@ -337,3 +337,21 @@ def test_bad_creates_are_400s_and_404s_and_bad_files_fail_the_batch(
         assert batch.status == "failed" and batch.failed_at
         assert batch.errors and batch.errors.data[0].code == code
         assert batch.output_file_id is None and batch.error_file_id is None
+
+
+def test_batches_show_in_providers_and_routes(server: LiveServer, alice: str) -> None:
+    headers = {"authorization": f"Bearer {alice}"}
+    providers = httpx.get(f"{server.url}/v1/providers", headers=headers).json()["data"]
+    [batches] = [p for p in providers if p["api"] == "batches"]
+    assert batches["provider_type"] == "inline::reference"
+    assert batches["health"]["status"] == "OK"
+    assert batches["config"]["runner"] == "in-process"
+    routes = httpx.get(f"{server.url}/v1/inspect/routes", headers=headers).json()["data"]
+    served = {(r["route"], r["method"]): r["provider_types"] for r in routes}
+    for route in (
+        ("/v1/batches", "POST"),
+        ("/v1/batches", "GET"),
+        ("/v1/batches/{batch_id}", "GET"),
+        ("/v1/batches/{batch_id}/cancel", "POST"),
+    ):
+        assert served[route] == ["inline::reference"], route

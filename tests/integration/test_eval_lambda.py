@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -43,7 +44,7 @@ storage:
   vectors: {{uri: "{home}/lancedb"}}
 server: {{auth: authorizer}}
 routing: {{max_retries: 0, timeout_seconds: 60}}
-jobs: {{queue_url: "{queue}", lambda_margin_seconds: 1, chunk_rows: 4}}
+jobs: {{queue_url: "{queue}", lambda_margin_seconds: 1, chunk_rows: 4, min_chunk_seconds: 1}}
 """
 EVAL = (
     "from llamda.lambda_runtime import http_handler\nlambda_handler = http_handler(apis=['eval'])\n"
@@ -98,12 +99,14 @@ def stack(tmp_path: Path, moto_endpoint: str) -> Any:
         student.release.set()
 
 
-def _request(stack: dict[str, Any], events: list[dict[str, Any]], handler: str) -> dict[str, Any]:
+def _request(
+    stack: dict[str, Any], events: list[dict[str, Any]], handler: str, timeout_ms: int
+) -> dict[str, Any]:
     return {
         "paths": [str(stack["home"])],
         "handler": handler,
         "events": events,
-        "timeout_ms": 60000,
+        "timeout_ms": timeout_ms,
     }
 
 
@@ -122,7 +125,9 @@ def _env(stack: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _start(stack: dict[str, Any], events: list[dict[str, Any]], handler: str) -> Any:
+def _start(
+    stack: dict[str, Any], events: list[dict[str, Any]], handler: str, timeout_ms: int = 60000
+) -> Any:
     """A fresh process (a cold container) serving ``events`` through the real handler."""
     out = stack["home"] / f"result-{uuid.uuid4().hex[:6]}.json"
     proc = subprocess.Popen(
@@ -134,7 +139,7 @@ def _start(stack: dict[str, Any], events: list[dict[str, Any]], handler: str) ->
         env=_env(stack),
     )
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(_request(stack, events, handler)))
+    proc.stdin.write(json.dumps(_request(stack, events, handler, timeout_ms)))
     proc.stdin.close()
     return proc, out
 
@@ -212,12 +217,15 @@ def _asked(stack: dict[str, Any]) -> Counter[int]:
     )
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_without_redoing_finished_chunks(stack: dict[str, Any]) -> None:
     job_id = _setup(stack)
     [message] = _receive(stack)
     assert json.loads(message["Body"])["kind"] == "eval_jobs"
     stack["student"].block = ROWS[9]["input_query"]  # chunk 2 (rows 8-11) hangs
-    proc, _ = _start(stack, [_jobs_event(stack, [message])], "jobs.lambda_handler")
+    # A 20 s invocation: its lease (its deadline) lapses soon after it is killed.
+    proc, _ = _start(stack, [_jobs_event(stack, [message])], "jobs.lambda_handler", 20000)
+    started = time.time()
     try:
         assert stack["student"].reached.wait(60), "the job never reached row 9"
         [status] = _api(stack, ("GET", f"{BENCH}/jobs/{job_id}", None))
@@ -228,6 +236,9 @@ def test_a_killed_job_resumes_without_redoing_finished_chunks(stack: dict[str, A
         proc.wait(30)
     stack["student"].block = None
     stack["student"].release.set()
+    # SQS redelivers only after the visibility timeout, which outlasts any invocation; here
+    # it comes as soon as the killed one's lease (its deadline + margin) has lapsed.
+    time.sleep(max(0.0, started + 20 + 1 + 1 - time.time()))
     # SQS delivers the message again once its visibility timeout ends (here: at once).
     stack["sqs"].change_message_visibility(
         QueueUrl=stack["queue"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0

@@ -181,3 +181,30 @@ def test_short_time_queues_the_next_chunk_instead(tmp_path: Path) -> None:
         assert sorted(harness.worked) == list(range(6))
 
     asyncio.run(main())
+
+
+def test_the_redelivered_first_message_resumes_at_the_unfinished_chunk(tmp_path: Path) -> None:
+    """The queue redelivers the message the dead invocation received ({"chunk": 0}), not one
+    for the chunk it died in: the job resumes where it stopped, finished chunks not redone."""
+    harness = Harness(tmp_path, min_chunk_seconds=0)
+    harness.fail_at = {7}
+
+    async def main() -> None:
+        with tenant_scope("t1"):
+            await _put(harness, "job7", 9)
+            job = {"kind": "squares", "tenant": "t1", "id": "job7", "chunk": 0}
+            # Dies in chunk 2; in Lambda (a deadline) it leaves a lease until its end.
+            await harness.runner.run(job, seconds_left=60, last_attempt=False)
+            await harness.runner.run(job, seconds_left=60, last_attempt=False)
+            mid = await harness.jobs.get("job7")
+            assert mid is not None and mid["rows_done"] == 6  # a duplicate: nothing done
+            record = dict(mid)
+            record["running_until"] = 0  # the dead invocation's time is over
+            await harness.records.put("squares", "job7", record)
+            await harness.runner.run(job, seconds_left=60, last_attempt=False)
+            done = await harness.jobs.get("job7")
+        assert done is not None and done["status"] == "completed"
+        assert [harness.worked.count(i) for i in range(9)] == [1] * 6 + [2, 1, 1]
+        assert [row["row"] for row in harness.finished[0][1]] == list(range(9))
+
+    asyncio.run(main())

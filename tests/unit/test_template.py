@@ -135,6 +135,7 @@ FUNCTIONS = (
     "InferenceStreamFunction",
     "SafetyFunction",
     "FilesFunction",
+    "BatchesFunction",
     "VectorFunction",
     "IngestFunction",
     "AgentsFunction",
@@ -225,7 +226,13 @@ def test_zip_functions_use_snapstart_and_the_layer_follows_the_architecture(
     cfn: dict[str, Any],
 ) -> None:
     resources = cfn["Resources"]
-    for function in ("ControlFunction", "InferenceFunction", "SafetyFunction", "FilesFunction"):
+    for function in (
+        "ControlFunction",
+        "InferenceFunction",
+        "SafetyFunction",
+        "FilesFunction",
+        "BatchesFunction",
+    ):
         props = resources[function]["Properties"]
         assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         assert props["Runtime"] == "python3.12"
@@ -346,7 +353,7 @@ def test_streams_may_run_15_minutes_and_buffered_functions_end_before_the_gatewa
     for stream_fn in stream_fns:
         assert cfn["Resources"][stream_fn]["Properties"]["Timeout"] * 1000 >= 900000
     buffered = _api_functions(raw, "Api")
-    assert len(buffered) == 6
+    assert len(buffered) == 7
     for name in buffered:
         # API Gateway's default integration timeout is 29 s: the function must end first.
         assert cfn["Resources"][name]["Properties"]["Timeout"] < 29, name
@@ -442,6 +449,7 @@ def test_missing_keys_stay_404_list_bucket_is_unconditioned(cfn: dict[str, Any])
         f for f in FUNCTIONS if any("s3:ListBucket" in s["Action"] for s in _statements(cfn, f))
     } == {
         "FilesFunction",
+        "BatchesFunction",  # reads input Files, writes chunk objects
         "VectorFunction",
         "IngestFunction",
         "AgentsFunction",
@@ -469,9 +477,15 @@ def test_queue_accepts_s3_events_from_the_ingest_bucket_only(cfn: dict[str, Any]
 def test_versions_are_not_kept_and_only_the_named_stages_exist(cfn: dict[str, Any]) -> None:
     res = cfn["Resources"]
     versions = [r for r in res.values() if r["Type"] == "AWS::Lambda::Version"]
-    assert len(versions) == 5  # the SnapStart functions (authorizer included)
+    assert len(versions) == 6  # the SnapStart functions (authorizer included)
     assert all(v["DeletionPolicy"] == "Delete" for v in versions)
-    for function in ("ControlFunction", "InferenceFunction", "SafetyFunction", "FilesFunction"):
+    for function in (
+        "ControlFunction",
+        "InferenceFunction",
+        "SafetyFunction",
+        "FilesFunction",
+        "BatchesFunction",
+    ):
         raw = _raw()["Resources"][function]["Properties"]
         assert raw["AutoPublishAliasAllProperties"] is True
     stages = {k: r["Properties"] for k, r in res.items() if r["Type"] == "AWS::ApiGateway::Stage"}
@@ -738,7 +752,8 @@ JOBS_QUEUE = json.dumps({"Fn::GetAtt": ["JobsQueue", "Arn"]}, sort_keys=True)
 def test_agents_functions_are_least_privilege(cfn: dict[str, Any]) -> None:
     """Records, LanceDB read-only (file_search), the configured models (invoke and stream), the
     guardrail only when one is configured, and (to queue background responses) SendMessage on
-    JobsQueue: nothing else. JobsFunction also consumes JobsQueue, and only it."""
+    JobsQueue: nothing else. JobsFunction also consumes JobsQueue, and only it, and (batches)
+    reads and writes the objects under objects/ (batch chunks, output Files)."""
     data_arn = {"Fn::GetAtt": ["DataBucket", "Arn"]}
     sqs_actions = {
         "AgentsFunction": {"sqs:SendMessage"},
@@ -764,13 +779,22 @@ def test_agents_functions_are_least_privilege(cfn: dict[str, Any]) -> None:
         records = json.dumps({"Fn::GetAtt": ["RecordsTable", "Arn"]}, sort_keys=True)
         lancedb = json.dumps({"Fn::Sub": "${DataBucket.Arn}/lancedb/*"}, sort_keys=True)
         actions = {action for action, _ in grants}
-        assert actions == AGENT_ACTIONS | queue_actions, function
+        objects = json.dumps({"Fn::Sub": "${DataBucket.Arn}/objects/*"}, sort_keys=True)
+        batch_actions = (
+            {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+            if function == "JobsFunction"
+            else set()
+        )
+        assert actions == AGENT_ACTIONS | queue_actions | batch_actions, function
         assert {r for a, r in grants if a.startswith("dynamodb:")} == {records}
-        assert {r for a, r in grants if a == "s3:GetObject"} == {lancedb}
+        reads = {lancedb, objects} if batch_actions else {lancedb}
+        assert {r for a, r in grants if a == "s3:GetObject"} == reads
         assert {r for a, r in grants if a == "s3:ListBucket"} == {json.dumps(data_arn)}
         assert {r for a, r in grants if a.startswith("sqs:")} == {JOBS_QUEUE}, function
-        # No write to vector stores or files, no other function.
-        assert not any(a.startswith(("s3:Put", "s3:Delete", "lambda:")) for a in actions)
+        # No write to vector stores, no other function; only the jobs function writes objects.
+        writes = {r for a, r in grants if a.startswith(("s3:Put", "s3:Delete", "s3:Abort"))}
+        assert writes == ({objects} if batch_actions else set()), function
+        assert not any(a.startswith("lambda:") for a in actions)
         # No managed policy that reads every queue of the account (a SAM SQS event adds one).
         managed = cfn["Resources"][f"{function}Role"]["Properties"]["ManagedPolicyArns"]
         assert not [arn for arn in managed if "SQS" in json.dumps(arn)], function
@@ -892,14 +916,15 @@ def test_agents_and_jobs_functions_read_the_queue_and_budget_the_profile_way(
 ) -> None:
     """The agents functions and JobsFunction get JobsQueue's URL (so background requests are
     queued, not refused) and the aws profile reads it; an empty one means unset. JobsFunction
-    gets the background budget (BackgroundMaxSeconds). No other function can queue jobs."""
+    gets the background budget (BackgroundMaxSeconds). BatchesFunction queues batch chunks. No
+    other function can queue jobs."""
     envs = {
         name: res["Properties"].get("Environment", {}).get("Variables", {})
         for name, res in cfn["Resources"].items()
         if res["Type"] == "AWS::Lambda::Function"
     }
     queued = {name for name, env in envs.items() if "LLAMDA_JOBS_QUEUE_URL" in env}
-    assert queued == {"AgentsFunction", "AgentsStreamFunction", "JobsFunction"}
+    assert queued == {"AgentsFunction", "AgentsStreamFunction", "JobsFunction", "BatchesFunction"}
     for name in queued:
         assert envs[name]["LLAMDA_JOBS_QUEUE_URL"] == {"Ref": "JobsQueue"}, name
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/llamda-JobsQueue"
@@ -932,3 +957,33 @@ def test_dashboard_charts_the_jobs_queue() -> None:
         "<JobsDeadLetterQueue.QueueName>",
     ] in [m[:4] for m in lines]
     assert ["AWS/Lambda", "Errors", "FunctionName", "<JobsFunction>"] in [m[:4] for m in lines]
+
+
+def test_batches_routes_reach_the_batches_function_and_jobs_can_write_outputs(
+    cfn: dict[str, Any],
+) -> None:
+    """Every Batches route reaches BatchesFunction behind the key authorizer; it may queue on
+    JobsQueue only, and JobsFunction (which runs the chunks) may read and write the batch
+    objects and the output Files."""
+    from llamda.routers.batches import router
+
+    ops = _methods(cfn)
+    for route in router.routes:
+        path = route.path  # type: ignore[attr-defined]
+        gateway = "/v1/batches" if path == "/v1/batches" else "/v1/batches/{proxy+}"
+        op = ops[("Api", gateway, "x-amazon-apigateway-any-method")]
+        assert "BatchesFunction" in json.dumps(op["x-amazon-apigateway-integration"]["uri"])
+        assert op["security"] == [{"KeyAuthorizer": []}]
+    statements = _statements(cfn, "BatchesFunction")
+    sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
+    assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]
+    assert not any(a.startswith("bedrock:") for s in statements for a in s["Action"])
+    objects = {"Fn::Sub": "${DataBucket.Arn}/objects/*"}
+    jobs = {
+        a for s in _statements(cfn, "JobsFunction") if s["Resource"] == objects for a in s["Action"]
+    }
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"} <= jobs
+    logs = cfn["Resources"]["BatchesFunctionLogs"]["Properties"]
+    assert logs["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${BatchesFunction}"}
+    for alarm in ("BatchesFunctionErrorsAlarm", "BatchesFunctionThrottlesAlarm"):
+        assert cfn["Resources"][alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]

@@ -5,10 +5,11 @@ A job's state is one record (``status``, ``rows_total``, ``rows_done``, ``next_c
 ``version``) plus one object per finished chunk holding that chunk's results as JSON lines.
 One job message carries ``{"chunk": n}``: the handler runs chunk after chunk while the
 invocation has time, saving each chunk's results and then the record (conditionally on its
-version), and queues a message for the next chunk when time runs short. So a crash or a
-Lambda timeout (the message is redelivered) resumes at the first unfinished chunk (finished
-rows are not redone), a delivery for a finished job does nothing, and a cancel (a conditional
-status change) stops the job at its next chunk. When every chunk is done the job finalizes: the
+version, with ``running_until``: the invocation's deadline), and queues a message for the next
+chunk when time runs short. So a crash or a Lambda timeout resumes at the first unfinished
+chunk when the queue redelivers the message (finished rows are not redone), a duplicate
+delivery while the first still runs does nothing, and a cancel (a conditional status
+change) stops the job at its next chunk. When every chunk is done the job finalizes: the
 owner's ``finish`` reads the chunk results in order and writes what the job produces.
 
 Model calls inside a chunk take a slot of ``ModelSlots.slot(model)`` (one instance per stack):
@@ -160,12 +161,14 @@ class ChunkedJobs:
             if record["status"] == "cancelling":
                 await self._finalize(record, "cancelled")
                 return
-            if chunk > int(record.get("next_chunk", 0)):
-                return  # not due: a message from the future cannot be ours
-            # A redelivered message (its worker died after saving some chunks) resumes at
-            # the first unfinished chunk; a duplicate racing a live worker loses each chunk's
-            # conditional save and redoes nothing it saved.
-            chunk = int(record.get("next_chunk", 0))
+            due = int(record.get("next_chunk", 0))
+            if due != chunk and record["status"] != "finalizing":
+                if chunk > due or time.time() < float(record.get("running_until") or 0):
+                    return  # not yet due, or a duplicate of a delivery still running
+                # The queue redelivered a message whose invocation died after finishing some
+                # chunks (without queueing a continuation): resume at the first unfinished one.
+                logger.info("job resumed", kind=self.kind, job_id=job_id, chunk=due)
+                chunk = due
             if record["status"] == "finalizing" or record["rows_done"] >= record["rows_total"]:
                 await self._finalize(record, "completed")
                 return
@@ -176,7 +179,11 @@ class ChunkedJobs:
                 await self._runner.submit(self.kind, job_id, chunk=chunk)
                 return
             if record["status"] == "queued":  # its first chunk starts now
-                record.update(status="in_progress", in_progress_at=int(time.time()))
+                record.update(
+                    status="in_progress",
+                    in_progress_at=int(time.time()),
+                    running_until=self._lease(),
+                )
                 if not await save(self._records, self.kind, job_id, record):
                     continue
             size = int(record["chunk_rows"])
@@ -204,6 +211,7 @@ class ChunkedJobs:
                 next_chunk=chunk + 1,
                 rows_done=end,
                 rows_failed=int(record.get("rows_failed") or 0) + failed,
+                running_until=self._lease(),
             )
             if await save(self._records, self.kind, record["id"], record):
                 return True
@@ -222,6 +230,16 @@ class ChunkedJobs:
             return await self._work(record, start, end)
         async with asyncio.timeout(deadline - time.monotonic()):
             return await self._work(record, start, end)
+
+    def _lease(self) -> int:
+        """Until when this delivery may still be running (epoch s; 0 without a deadline): its
+        deadline plus the margin kept back from the invocation. A copy of its message arriving
+        before then is a duplicate, after it a redelivery."""
+        deadline = request_deadline()
+        if deadline is None:
+            return 0
+        left = max(0.0, deadline - time.monotonic()) + self._config.lambda_margin_seconds
+        return int(time.time() + left) + 1
 
     def _time_for_a_chunk(self) -> bool:
         deadline = request_deadline()
