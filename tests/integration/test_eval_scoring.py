@@ -618,3 +618,19 @@ def test_another_tenants_dataset_is_a_404(alice: LlamaStackClient, bob: LlamaSta
     _register(bob, {"type": "rows", "rows": _rows()[5:6]}, dataset_id="alice-only")
     assert _all_rows(alice, "alice-only") == _rows()[:2]
     assert _all_rows(bob, "alice-only") == _rows()[5:6]
+
+
+def test_providers_and_routes_show_the_eval_api(alice: LlamaStackClient) -> None:
+    providers = {(p.api, p.provider_id, p.provider_type) for p in alice.providers.list()}
+    assert {
+        ("datasetio", "s3", "remote::s3"),
+        ("scoring", "basic", "inline::basic"),
+        ("scoring", "llm-as-judge", "inline::llm-as-judge"),
+    } <= providers
+    paths = {r.route for r in alice.routes.list()}
+    assert {
+        "/v1beta/datasets",
+        "/v1beta/datasetio/iterrows/{dataset_id}",
+        "/v1/scoring-functions",
+        "/v1/scoring/score-batch",
+    } <= paths
