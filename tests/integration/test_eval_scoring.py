@@ -19,7 +19,7 @@ import boto3
 import httpx
 import openai
 import pytest
-from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
+from llama_stack_client import APIStatusError, BadRequestError, LlamaStackClient, NotFoundError
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
@@ -34,14 +34,20 @@ KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
 CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, files, eval]
+apis: [inspect, models, inference, safety, files, eval]
 providers:
   inference:
     - provider_id: upstream
       provider_type: vllm
       config: {{url: "{upstream}"}}
+  safety:
+    - {{provider_id: rules, provider_type: rules}}
+shields:
+  - {{shield_id: pii, provider_id: rules}}
 models:
   - {{model_id: judge, provider_id: upstream, provider_model_id: judge-upstream}}
+  - {{model_id: guarded-judge, provider_id: upstream, provider_model_id: judge-upstream,
+     input_shields: [pii]}}
   - {{model_id: embedder, provider_id: upstream, model_type: embedding,
      metadata: {{embedding_dimension: 3}}}}
 storage:
@@ -634,3 +640,34 @@ def test_providers_and_routes_show_the_eval_api(alice: LlamaStackClient) -> None
         "/v1/scoring-functions",
         "/v1/scoring/score-batch",
     } <= paths
+
+
+def test_judge_calls_take_the_guarded_path_and_an_outage_is_not_a_score(
+    alice: LlamaStackClient, upstream: OpenAIUpstream
+) -> None:
+    """The judge model's input shield blocks the row holding a card number: that row is a
+    scored error, the other is judged. An upstream outage fails the request (503), it is not
+    written down as a score."""
+    rows = [
+        {"input_query": "Pay?", "expected_answer": "ok", "generated_answer": "4111 1111 1111 1111"},
+        {"input_query": "Pay?", "expected_answer": "ok", "generated_answer": "ok"},
+    ]
+    judged = alice.scoring.score(
+        input_rows=rows,
+        scoring_functions={
+            "llm-as-judge::base": {"type": "llm_as_judge", "judge_model": "guarded-judge"}
+        },
+    ).results["llm-as-judge::base"]
+    assert judged.score_rows[0]["score"] is None
+    assert judged.score_rows[0]["error"].startswith("judge call refused")
+    assert judged.score_rows[1]["score"] == 5
+
+    upstream.failures.append((503, {}))
+    with pytest.raises(APIStatusError) as down:
+        alice.scoring.score(
+            input_rows=rows[1:],
+            scoring_functions={
+                "llm-as-judge::base": {"type": "llm_as_judge", "judge_model": "judge"}
+            },
+        )
+    assert down.value.status_code == 503
