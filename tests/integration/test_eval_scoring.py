@@ -166,7 +166,7 @@ def test_hand_labelled_set_scores_exactly(
     oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=keys["alice"], max_retries=0)
     uploaded = oai.files.create(file=("mc.jsonl", DATA.read_bytes()), purpose="user_data")
     dataset = _register(alice, {"type": "uri", "uri": uploaded.id}, dataset_id="mc30")
-    assert dataset.identifier == "mc30" and dataset.provider_id == "s3"
+    assert dataset.identifier == "mc30" and dataset.provider_id == "datasetio-s3"
     assert _all_rows(alice, "mc30") == _rows()
 
     result = alice.scoring.score_batch(
@@ -267,6 +267,8 @@ def test_iterrows_pages_and_append_rows(alice: LlamaStackClient, server: LiveSer
     assert seen == rows and pages == 5
     beyond = alice.beta.datasets.iterrows("paged", start_index=500, limit=7)
     assert beyond.data == [] and not beyond.has_more
+    with pytest.raises(BadRequestError):  # an empty page would say has_more forever
+        alice.beta.datasets.iterrows("paged", start_index=0, limit=0)
 
     extra = [
         {"input_query": "Q30", "expected_answer": "A", "generated_answer": "Answer: A"},
@@ -629,10 +631,11 @@ def test_another_tenants_dataset_is_a_404(alice: LlamaStackClient, bob: LlamaSta
 def test_providers_and_routes_show_the_eval_api(alice: LlamaStackClient) -> None:
     providers = {(p.api, p.provider_id, p.provider_type) for p in alice.providers.list()}
     assert {
-        ("datasetio", "s3", "remote::s3"),
+        ("datasetio", "datasetio-s3", "remote::s3"),
         ("scoring", "basic", "inline::basic"),
         ("scoring", "llm-as-judge", "inline::llm-as-judge"),
     } <= providers
+    assert alice.providers.retrieve("datasetio-s3").api == "datasetio"
     paths = {r.route for r in alice.routes.list()}
     assert {
         "/v1beta/datasets",

@@ -30,6 +30,7 @@ _PROVIDER_API = {"models": "inference", "vector_stores": "vector_io"}
 # Llama Stack's names of the providers behind the APIs our storage serves (no run-config entry:
 # storage.objects and storage.records are their config).
 FILES_LOCAL, FILES_S3 = "inline::localfs", "remote::s3"
+DATASETIO_LOCAL, DATASETIO_S3 = "datasetio-localfs", "datasetio-s3"  # services/eval/datasets.py
 AGENTS = "inline::builtin"  # Llama Stack 0.7's responses provider
 PROBE_SECONDS = 2.0
 _STATIC = {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
@@ -134,7 +135,7 @@ class InspectService:
             out.append(
                 _Listed(
                     "datasetio",
-                    "localfs" if local else "s3",
+                    DATASETIO_LOCAL if local else DATASETIO_S3,
                     FILES_LOCAL if local else FILES_S3,
                     _storage_config(objects.model_dump(mode="json", exclude={"type"})),
                     self._objects_health if local else _not_probed("S3"),
