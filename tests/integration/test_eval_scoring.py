@@ -636,7 +636,10 @@ def test_providers_and_routes_show_the_eval_api(alice: LlamaStackClient) -> None
         ("scoring", "llm-as-judge", "inline::llm-as-judge"),
     } <= providers
     assert alice.providers.retrieve("datasetio-s3").api == "datasetio"
-    paths = {r.route for r in alice.routes.list()}
+    types = {(r.route, r.method): r.provider_types for r in alice.routes.list()}
+    assert types[("/v1beta/datasets", "POST")] == ["remote::s3"]
+    assert types[("/v1/scoring/score", "POST")] == ["inline::basic", "inline::llm-as-judge"]
+    paths = {route for route, _ in types}
     assert {
         "/v1beta/datasets",
         "/v1beta/datasetio/iterrows/{dataset_id}",
