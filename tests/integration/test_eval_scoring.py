@@ -19,7 +19,7 @@ import boto3
 import httpx
 import openai
 import pytest
-from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
+from llama_stack_client import APIStatusError, BadRequestError, LlamaStackClient, NotFoundError
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
@@ -34,14 +34,20 @@ KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
 CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, files, eval]
+apis: [inspect, models, inference, safety, files, eval]
 providers:
   inference:
     - provider_id: upstream
       provider_type: vllm
       config: {{url: "{upstream}"}}
+  safety:
+    - {{provider_id: rules, provider_type: rules}}
+shields:
+  - {{shield_id: pii, provider_id: rules}}
 models:
   - {{model_id: judge, provider_id: upstream, provider_model_id: judge-upstream}}
+  - {{model_id: guarded-judge, provider_id: upstream, provider_model_id: judge-upstream,
+     input_shields: [pii]}}
   - {{model_id: embedder, provider_id: upstream, model_type: embedding,
      metadata: {{embedding_dimension: 3}}}}
 storage:
@@ -160,7 +166,7 @@ def test_hand_labelled_set_scores_exactly(
     oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key=keys["alice"], max_retries=0)
     uploaded = oai.files.create(file=("mc.jsonl", DATA.read_bytes()), purpose="user_data")
     dataset = _register(alice, {"type": "uri", "uri": uploaded.id}, dataset_id="mc30")
-    assert dataset.identifier == "mc30" and dataset.provider_id == "s3"
+    assert dataset.identifier == "mc30" and dataset.provider_id == "datasetio-s3"
     assert _all_rows(alice, "mc30") == _rows()
 
     result = alice.scoring.score_batch(
@@ -261,6 +267,8 @@ def test_iterrows_pages_and_append_rows(alice: LlamaStackClient, server: LiveSer
     assert seen == rows and pages == 5
     beyond = alice.beta.datasets.iterrows("paged", start_index=500, limit=7)
     assert beyond.data == [] and not beyond.has_more
+    with pytest.raises(BadRequestError):  # an empty page would say has_more forever
+        alice.beta.datasets.iterrows("paged", start_index=0, limit=0)
 
     extra = [
         {"input_query": "Q30", "expected_answer": "A", "generated_answer": "Answer: A"},
@@ -618,3 +626,54 @@ def test_another_tenants_dataset_is_a_404(alice: LlamaStackClient, bob: LlamaSta
     _register(bob, {"type": "rows", "rows": _rows()[5:6]}, dataset_id="alice-only")
     assert _all_rows(alice, "alice-only") == _rows()[:2]
     assert _all_rows(bob, "alice-only") == _rows()[5:6]
+
+
+def test_providers_and_routes_show_the_eval_api(alice: LlamaStackClient) -> None:
+    providers = {(p.api, p.provider_id, p.provider_type) for p in alice.providers.list()}
+    assert {
+        ("datasetio", "datasetio-s3", "remote::s3"),
+        ("scoring", "basic", "inline::basic"),
+        ("scoring", "llm-as-judge", "inline::llm-as-judge"),
+    } <= providers
+    assert alice.providers.retrieve("datasetio-s3").api == "datasetio"
+    types = {(r.route, r.method): r.provider_types for r in alice.routes.list()}
+    assert types[("/v1beta/datasets", "POST")] == ["remote::s3"]
+    assert types[("/v1/scoring/score", "POST")] == ["inline::basic", "inline::llm-as-judge"]
+    paths = {route for route, _ in types}
+    assert {
+        "/v1beta/datasets",
+        "/v1beta/datasetio/iterrows/{dataset_id}",
+        "/v1/scoring-functions",
+        "/v1/scoring/score-batch",
+    } <= paths
+
+
+def test_judge_calls_take_the_guarded_path_and_an_outage_is_not_a_score(
+    alice: LlamaStackClient, upstream: OpenAIUpstream
+) -> None:
+    """The judge model's input shield blocks the row holding a card number: that row is a
+    scored error, the other is judged. An upstream outage fails the request (503), it is not
+    written down as a score."""
+    rows = [
+        {"input_query": "Pay?", "expected_answer": "ok", "generated_answer": "4111 1111 1111 1111"},
+        {"input_query": "Pay?", "expected_answer": "ok", "generated_answer": "ok"},
+    ]
+    judged = alice.scoring.score(
+        input_rows=rows,
+        scoring_functions={
+            "llm-as-judge::base": {"type": "llm_as_judge", "judge_model": "guarded-judge"}
+        },
+    ).results["llm-as-judge::base"]
+    assert judged.score_rows[0]["score"] is None
+    assert judged.score_rows[0]["error"].startswith("judge call refused")
+    assert judged.score_rows[1]["score"] == 5
+
+    upstream.failures.append((503, {}))
+    with pytest.raises(APIStatusError) as down:
+        alice.scoring.score(
+            input_rows=rows[1:],
+            scoring_functions={
+                "llm-as-judge::base": {"type": "llm_as_judge", "judge_model": "judge"}
+            },
+        )
+    assert down.value.status_code == 503

@@ -18,7 +18,7 @@ from llamda.api.errors import error_responses
 from llamda.routers import get_stack
 from llamda.stack import Stack
 
-router = APIRouter(tags=["eval"])
+router = APIRouter(tags=["datasetio"])
 StackDep = Annotated[Stack, Depends(get_stack)]
 DatasetId = Annotated[str, Path(pattern=DATASET_ID, description="A dataset id.")]
 

@@ -20,7 +20,7 @@ from llamda.api.scoring import (
 from llamda.routers import get_stack
 from llamda.stack import Stack
 
-router = APIRouter(tags=["eval"])
+router = APIRouter(tags=["scoring"])
 StackDep = Annotated[Stack, Depends(get_stack)]
 ScoringFnId = Annotated[str, Path(pattern=SCORING_FN_ID, description="A scoring function id.")]
 

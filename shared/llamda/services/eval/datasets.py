@@ -28,6 +28,7 @@ FILE_ID = re.compile(r"^file-[a-f0-9]{1,64}$")
 # One iterrows page at most (a Lambda response is at most 6 MB): has_more says what is left.
 MAX_PAGE_ROWS = 10_000
 LIST_LIMIT = 1_000
+DATASETIO_LOCAL, DATASETIO_S3 = "datasetio-localfs", "datasetio-s3"
 
 
 def _not_found(dataset_id: str) -> NotFoundError:
@@ -54,7 +55,9 @@ class DatasetsService:
         self._records = records
         self._objects = objects
         self._files = files
-        self.provider_id = "localfs" if isinstance(objects_config, LocalObjects) else "s3"
+        # Not "localfs"/"s3": those are the files API's provider ids (/v1/providers/{id}).
+        local = isinstance(objects_config, LocalObjects)
+        self.provider_id = DATASETIO_LOCAL if local else DATASETIO_S3
         # The last snapshot read (snapshots never change: its key names its content). Eval
         # jobs read a dataset chunk by chunk; this spares a re-read and re-parse per chunk.
         self._cached: tuple[str, list[dict[str, Any]]] | None = None
@@ -144,6 +147,9 @@ class DatasetsService:
     ) -> IterRowsResponse:
         """Llama Stack's paging: ``limit`` None or -1 means every row (here: up to a page of
         MAX_PAGE_ROWS, ``has_more`` telling whether rows are left)."""
+        if limit is not None and (limit == 0 or limit < -1):
+            # A page of nothing would say has_more forever: a pager would never get on.
+            raise BadRequestError("limit must be -1 (all) or at least 1", param="limit")
         start = start_index or 0
         size = MAX_PAGE_ROWS if limit is None or limit == -1 else min(limit, MAX_PAGE_ROWS)
         total = await self.count(dataset_id)

@@ -110,8 +110,13 @@ def _csv(text: str, max_rows: int) -> list[Row]:
 
 
 def _parquet(data: bytes, *, max_rows: int, max_bytes: int) -> list[Row]:
-    import pyarrow as pa  # only for Parquet sources: pyarrow is large to import
-    import pyarrow.parquet as pq
+    try:  # only for Parquet sources: pyarrow is large to import (and not in the zip functions)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise _bad(
+            "Parquet sources need pyarrow, which this deployment does not have; use JSONL or CSV"
+        ) from None
 
     try:
         parquet = pq.ParquetFile(io.BytesIO(data))

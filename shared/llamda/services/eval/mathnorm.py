@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import re2
+from llamda.services.eval.scoring_fns import compile_re2
 
 SUBSTITUTIONS = [
     ("an ", ""),
@@ -65,20 +65,6 @@ REMOVED_EXPRESSIONS = [
     '"',
     "\\dots",
 ]
-
-
-def compile_re2(pattern: str) -> Any:
-    """An RE2 pattern; ValueError (with RE2's reason) when RE2 cannot compile it."""
-    options = re2.Options()
-    options.log_errors = False
-    options.max_mem = 8 << 20  # a pattern whose automaton needs more is refused
-    try:
-        return re2.compile(pattern, options)
-    except re2.error as exc:
-        reason = exc.args[0] if exc.args else exc
-        if isinstance(reason, bytes):
-            reason = reason.decode(errors="replace")
-        raise ValueError(str(reason)) from None
 
 
 _FRAC = compile_re2(r"\\frac{([^}]+)}{([^}]+)}")

@@ -29,7 +29,6 @@ from llamda.api.scoring import (
 )
 from llamda.config import EvalConfig
 from llamda.errors import BadRequestError, NotFoundError, UpstreamBadRequestError
-from llamda.services.eval import mathnorm
 from llamda.services.eval.datasets import DatasetsService
 from llamda.services.eval.scoring_fns import Builtin, ResolvedFn, builtin_fn, builtins, resolve
 from llamda.services.registry import Registry
@@ -186,8 +185,13 @@ class ScoringService:
             async with gate:
                 return await self._judge(fn, row)
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(row)) for row in rows]
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(row)) for row in rows]
+        except BaseExceptionGroup as failed:
+            # The first failure as itself (a 404 or 503 the client understands), not a group;
+            # the group cancelled the other calls.
+            raise _first(failed) from None
         return [task.result() for task in tasks]
 
     def aggregate(self, fn: ResolvedFn, score_rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -256,9 +260,16 @@ class ScoringService:
             literal + ("" if column is None else _as_text(row[column]))
             for literal, column in fn.template
         )
-        request = ChatCompletionRequest.model_validate(
-            {"model": fn.judge_model, "messages": [{"role": "user", "content": prompt}]}
-        )
+        try:
+            request = ChatCompletionRequest.model_validate(
+                {"model": fn.judge_model, "messages": [{"role": "user", "content": prompt}]}
+            )
+        except ValidationError as exc:
+            raise BadRequestError(
+                f"scoring function '{fn.identifier}': the judge request is invalid: "
+                f"{exc.errors()[0]['msg']}",
+                param="scoring_functions",
+            ) from None
         try:
             reply = await self._chat(request)
         except UpstreamBadRequestError as exc:
@@ -278,6 +289,14 @@ class ScoringService:
         }
 
 
+def _first(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
+
+
 def _score_basic(fn: ResolvedFn, row: dict[str, Any]) -> dict[str, Any]:
     expected, generated = row["expected_answer"], row["generated_answer"]
     if fn.kind == "equality":
@@ -287,6 +306,8 @@ def _score_basic(fn: ResolvedFn, row: dict[str, Any]) -> dict[str, Any]:
     if fn.kind == "subset_of":
         return {"score": 1.0 if expected in generated else 0.0}
     if fn.kind == "math":
+        from llamda.services.eval import mathnorm  # its patterns compile on first use only
+
         return {"score": 1.0 if mathnorm.math_equal(generated, expected, fn.regexes[0]) else 0.0}
     parsed = None
     for regex in fn.regexes:

@@ -17,7 +17,6 @@ from llamda.api.scoring import (
     ScoringFn,
 )
 from llamda.errors import BadRequestError
-from llamda.services.eval.mathnorm import compile_re2
 
 Kind = Literal["equality", "subset_of", "regex_parser", "math", "llm_as_judge"]
 Params = LLMAsJudgeParams | RegexParserParams | BasicParams
@@ -93,6 +92,23 @@ Answer: {generated_answer}
 
 Rate how directly and completely the answer addresses the question, from 0.0 (not at all) to
 1.0 (fully). Reply with one line: "Score: <0.0-1.0>"."""
+
+
+def compile_re2(pattern: str) -> Any:
+    """An RE2 pattern (linear-time matching); ValueError with RE2's reason when it cannot be
+    compiled (backreferences, lookaround) or its automaton would need over 8 MiB."""
+    import re2  # only when a regex function runs: not on every function's cold start
+
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = 8 << 20
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode(errors="replace")
+        raise ValueError(str(reason)) from None
 
 
 @dataclass(frozen=True)
