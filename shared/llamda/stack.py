@@ -124,8 +124,10 @@ class Stack:
         return (await self.inference.unguarded_chat(request)).value
 
     async def _guarded_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
-        """A scoring judge's call: the guarded, routed chat path, as the chat API's."""
-        return (await self.inference.chat(request)).value
+        """A scoring judge's call: the guarded, routed chat path, as the chat API's, within
+        the per-model bound that batch and eval work share in this process."""
+        async with self.model_slots.slot(request.model):
+            return (await self.inference.chat(request)).value
 
     async def _check_judge(self, model_id: str) -> None:
         """404 for an unknown judge model, 400 for one that is not an llm (as chat answers)."""
