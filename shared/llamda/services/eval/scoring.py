@@ -35,8 +35,9 @@ from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
 KIND = "scoring_functions"
-# A judge reply kept in a score row (judge_feedback) is cut here.
-MAX_FEEDBACK_CHARS = 4_000
+# A judge reply kept in a score row (judge_feedback) is cut here: a 1000-row answer with
+# several judges stays within Lambda's 6 MB response.
+MAX_FEEDBACK_CHARS = 2_000
 Chat = Callable[[ChatCompletionRequest], Awaitable[ChatCompletion]]
 ModelCheck = Callable[[str], Awaitable[None]]
 _SPEC: TypeAdapter[dict[str, Any]] = TypeAdapter(ScoringFunctions)
