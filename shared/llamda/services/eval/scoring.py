@@ -94,7 +94,10 @@ class ScoringService:
                 code="invalid_scoring_params",
             )
         kind = "llm_as_judge" if isinstance(params, LLMAsJudgeParams) else "regex_parser"
-        resolved = resolve(request.scoring_fn_id, kind, params, None, default_judge=None)
+        try:
+            resolved = resolve(request.scoring_fn_id, kind, params, None, default_judge=None)
+        except BadRequestError as exc:
+            raise BadRequestError(exc.message, param="params", code=exc.code) from None
         if resolved.kind == "llm_as_judge":
             await self._check_judge_model(resolved.judge_model)
         record = {
