@@ -158,7 +158,9 @@ class ScoringService:
             await self._check_judge_model(resolved.judge_model)
         return resolved
 
-    def check_columns(self, fn: ResolvedFn, rows: list[dict[str, Any]], start_index: int = 0):
+    def check_columns(
+        self, fn: ResolvedFn, rows: list[dict[str, Any]], start_index: int = 0
+    ) -> None:
         """400 naming the first row (its index in the dataset) that lacks a column ``fn``
         reads, before anything is scored (no judge call is spent on a set that cannot pass)."""
         for offset, row in enumerate(rows):
