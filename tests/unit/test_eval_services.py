@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import EvalConfig, LocalObjects
-from llamda.errors import BadRequestError, NotFoundError
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
 from llamda.services.eval import formats
 from llamda.services.eval.datasets import DatasetsService
 from llamda.services.eval.scoring import ScoringService
@@ -151,3 +151,25 @@ def test_deep_nesting_and_nan_are_400s() -> None:
     rows = formats.parse_rows("x.jsonl", nan, max_rows=5, max_bytes=1000)
     with pytest.raises(BadRequestError, match="row 0: cannot be stored as JSON"):
         formats.to_jsonl(rows)
+
+
+def test_rows_are_the_callers_to_change_and_a_lost_snapshot_is_a_409(tmp_path: Path) -> None:
+    async def run() -> None:
+        datasets, _ = _services(tmp_path)
+        await datasets.register(
+            purpose="eval/question-answer",
+            source={"type": "rows", "rows": _rows()[:3]},
+            metadata=None,
+            dataset_id="small",
+        )
+        first = await datasets.rows("small")
+        first[0]["generated_answer"] = "changed by an eval job"
+        assert await datasets.rows("small") == _rows()[:3]
+        objects = LocalObjectStore(str(tmp_path / "objects"))
+        for key in await objects.list("datasets"):
+            await objects.delete(key)
+        fresh, _ = _services(tmp_path)  # another process: nothing cached
+        with pytest.raises(ConflictError, match="lost its rows"):
+            await fresh.rows("small")
+
+    asyncio.run(run())
