@@ -231,6 +231,9 @@ def test_rows_csv_parquet_local_path_and_s3_sources_read_the_same_rows(
         "from-noext": {"type": "uri", "uri": "mc-noext"},
         "from-s3": {"type": "uri", "uri": f"s3://{BUCKET}/objects/tenants/alice/imports/mc.jsonl"},
     }
+    # The client may leave out the source's type: told by its fields.
+    sources["untyped-rows"] = {"rows": rows}
+    sources["untyped-uri"] = {"uri": "mc.csv"}
     for dataset_id, source in sources.items():
         _register(alice, source, dataset_id=dataset_id, metadata={"origin": dataset_id})
         assert _all_rows(alice, dataset_id) == rows, dataset_id
@@ -569,6 +572,15 @@ def test_bad_scoring_input_is_a_clear_4xx(alice: LlamaStackClient) -> None:
         with pytest.raises(BadRequestError):
             alice.scoring.score(input_rows=rows, scoring_functions={fn: params})
         assert case
+    with pytest.raises(BadRequestError) as regex:
+        alice.scoring_functions.register(
+            scoring_fn_id="bad-regex",
+            description="RE2 has no backreferences",
+            return_type={"type": "number"},
+            params={"type": "regex_parser", "parsing_regexes": [r"(a)\1"]},
+        )
+    assert regex.value.body["error"]["param"] == "params"
+    assert "not a valid RE2 regex" in _message(regex)
     with pytest.raises(BadRequestError):
         alice.scoring_functions.register(
             scoring_fn_id="plain",

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import EvalConfig, LocalObjects
-from llamda.errors import BadRequestError, NotFoundError
+from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.services.eval import formats
 from llamda.services.eval.datasets import DatasetsService
 from llamda.services.eval.scoring import ScoringService
 from llamda.services.files import FilesService
@@ -111,5 +114,62 @@ def test_aggregates_of_nothing_and_of_scored_errors_are_defined(tmp_path: Path) 
             "median": {"median": 1.0},
             "categorical_count": {"categorical_count": {"0.0": 1, "1.0": 2, "None": 1}},
         }
+
+    asyncio.run(run())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.sampled_from(["x.jsonl", "x.csv", "x.json", "x.parquet", "noext"]),
+    data=st.one_of(
+        st.binary(max_size=300),
+        st.binary(max_size=300).map(lambda b: b"PAR1" + b),
+        st.text(max_size=300).map(str.encode),
+        st.recursive(
+            st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+            lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=3), kids),
+            max_leaves=10,
+        ).map(lambda v: json.dumps(v).encode()),
+    ),
+)
+def test_any_source_bytes_give_rows_or_a_400(name: str, data: bytes) -> None:
+    """Whatever a source holds, reading and checking it ends in rows or a BadRequestError
+    (never another exception: that would be a 5xx)."""
+    try:
+        rows = formats.parse_rows(name, data, max_rows=50, max_bytes=10_000)
+        formats.check_rows("eval/question-answer", rows)
+        formats.to_jsonl(rows)
+    except BadRequestError:
+        pass
+
+
+def test_deep_nesting_and_nan_are_400s() -> None:
+    deep = b'{"a": ' * 100_000 + b"1" + b"}" * 100_000
+    with pytest.raises(BadRequestError, match="row 0: invalid JSON"):
+        formats.parse_rows("x.jsonl", deep, max_rows=5, max_bytes=10**7)
+    nan = b'{"input_query": "q", "expected_answer": "a", "x": NaN}\n'
+    rows = formats.parse_rows("x.jsonl", nan, max_rows=5, max_bytes=1000)
+    with pytest.raises(BadRequestError, match="row 0: cannot be stored as JSON"):
+        formats.to_jsonl(rows)
+
+
+def test_rows_are_the_callers_to_change_and_a_lost_snapshot_is_a_409(tmp_path: Path) -> None:
+    async def run() -> None:
+        datasets, _ = _services(tmp_path)
+        await datasets.register(
+            purpose="eval/question-answer",
+            source={"type": "rows", "rows": _rows()[:3]},
+            metadata=None,
+            dataset_id="small",
+        )
+        first = await datasets.rows("small")
+        first[0]["generated_answer"] = "changed by an eval job"
+        assert await datasets.rows("small") == _rows()[:3]
+        objects = LocalObjectStore(str(tmp_path / "objects"))
+        for key in await objects.list("datasets"):
+            await objects.delete(key)
+        fresh, _ = _services(tmp_path)  # another process: nothing cached
+        with pytest.raises(ConflictError, match="lost its rows"):
+            await fresh.rows("small")
 
     asyncio.run(run())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from llamda.api.bounds import JsonObject
 
@@ -39,7 +39,21 @@ class RowsDataSource(BaseModel):
     rows: list[Row] = Field(max_length=MAX_REQUEST_ROWS)
 
 
-DataSource = Annotated[URIDataSource | RowsDataSource, Field(discriminator="type")]
+def _source_kind(value: Any) -> str:
+    """The source's type; the client may leave ``type`` out, so it is told by the fields."""
+    if isinstance(value, BaseModel):
+        return str(getattr(value, "type", "uri"))
+    if isinstance(value, dict):
+        if isinstance(value.get("type"), str):
+            return value["type"]
+        return "rows" if "rows" in value else "uri"
+    return "uri"
+
+
+DataSource = Annotated[
+    Annotated[URIDataSource, Tag("uri")] | Annotated[RowsDataSource, Tag("rows")],
+    Discriminator(_source_kind),
+]
 
 
 class RegisterDatasetRequest(BaseModel):

@@ -72,10 +72,25 @@ class DatasetsService:
         self, dataset_id: str, start_index: int = 0, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Rows ``start_index`` onwards (at most ``limit``; None: all) of the current snapshot."""
-        record = await self._record(dataset_id)
-        rows = await self._snapshot(record["object_key"])
+        rows: list[dict[str, Any]] | None = None
+        for _ in range(2):
+            record = await self._record(dataset_id)  # 404 when the dataset is gone
+            try:
+                rows = await self._snapshot(record["object_key"])
+                break
+            except NotFoundError:
+                # An append replaced the snapshot between reading the record and its rows:
+                # the record, read again, names the new one.
+                continue
+        if rows is None:
+            raise ConflictError(
+                f"Dataset '{dataset_id}' has lost its rows in storage; register it again",
+                param="dataset_id",
+                code="dataset_rows_missing",
+            )
         end = len(rows) if limit is None else start_index + limit
-        return rows[start_index:end]
+        # Copies: a caller adding columns (generated_answer) must not change the cached rows.
+        return [dict(row) for row in rows[start_index:end]]
 
     async def count(self, dataset_id: str) -> int:
         return int((await self._record(dataset_id))["row_count"])

@@ -35,8 +35,9 @@ from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
 KIND = "scoring_functions"
-# A judge reply kept in a score row (judge_feedback) is cut here.
-MAX_FEEDBACK_CHARS = 4_000
+# A judge reply kept in a score row (judge_feedback) is cut here: a 1000-row answer with
+# several judges stays within Lambda's 6 MB response.
+MAX_FEEDBACK_CHARS = 2_000
 Chat = Callable[[ChatCompletionRequest], Awaitable[ChatCompletion]]
 ModelCheck = Callable[[str], Awaitable[None]]
 _SPEC: TypeAdapter[dict[str, Any]] = TypeAdapter(ScoringFunctions)
@@ -93,7 +94,10 @@ class ScoringService:
                 code="invalid_scoring_params",
             )
         kind = "llm_as_judge" if isinstance(params, LLMAsJudgeParams) else "regex_parser"
-        resolved = resolve(request.scoring_fn_id, kind, params, None, default_judge=None)
+        try:
+            resolved = resolve(request.scoring_fn_id, kind, params, None, default_judge=None)
+        except BadRequestError as exc:
+            raise BadRequestError(exc.message, param="params", code=exc.code) from None
         if resolved.kind == "llm_as_judge":
             await self._check_judge_model(resolved.judge_model)
         record = {
@@ -154,7 +158,9 @@ class ScoringService:
             await self._check_judge_model(resolved.judge_model)
         return resolved
 
-    def check_columns(self, fn: ResolvedFn, rows: list[dict[str, Any]], start_index: int = 0):
+    def check_columns(
+        self, fn: ResolvedFn, rows: list[dict[str, Any]], start_index: int = 0
+    ) -> None:
         """400 naming the first row (its index in the dataset) that lacks a column ``fn``
         reads, before anything is scored (no judge call is spent on a set that cannot pass)."""
         for offset, row in enumerate(rows):

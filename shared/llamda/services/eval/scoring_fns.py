@@ -261,7 +261,7 @@ def parse_template(fn_id: str, template: str) -> tuple[tuple[str, str | None], .
     try:
         for literal, column, spec, conversion in string.Formatter().parse(template):
             if column is not None and (
-                not re.match(PLACEHOLDER, column) or spec or conversion is not None
+                not re.fullmatch(PLACEHOLDER, column) or spec or conversion is not None
             ):
                 raise _bad(
                     fn_id,
