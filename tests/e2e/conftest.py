@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -19,6 +20,7 @@ from tests.e2e.harness import (
     build_image_from_dockerfile,
     load_artifacts,
     load_image_artifacts,
+    receive,
 )
 
 pytestmark = pytest.mark.e2e
@@ -137,3 +139,15 @@ def aws_env(moto_endpoint: str) -> Iterator[dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_ENDPOINT_URL": moto_endpoint,
     }
+
+
+@pytest.fixture
+def sqs(moto_endpoint: str, aws_resources: dict[str, str]) -> Any:
+    client = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    # Each test starts on an empty queue (PurgeQueue is allowed once a minute: drain it).
+    while messages := receive(client, aws_resources["JobsQueue"]):
+        for message in messages:
+            client.delete_message(
+                QueueUrl=aws_resources["JobsQueue"], ReceiptHandle=message["ReceiptHandle"]
+            )
+    return client

@@ -517,3 +517,14 @@ def sqs_event_from_messages(
             for m in messages
         ]
     }
+
+
+def receive(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """What the SQS event source receives: every message visible now, with its attributes."""
+    return sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+        WaitTimeSeconds=0,
+    ).get("Messages", [])

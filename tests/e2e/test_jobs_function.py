@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
@@ -18,6 +17,7 @@ from tests.e2e.harness import (
     Artifact,
     api_gateway_event,
     lambda_env,
+    receive,
     response_json,
     sqs_event_from_messages,
 )
@@ -33,18 +33,6 @@ def env(aws_env: dict[str, str], fake_bedrock: FakeBedrockServer) -> dict[str, s
     return {**aws_env, "BEDROCK_ENDPOINT_URL": fake_bedrock.endpoint}
 
 
-@pytest.fixture
-def sqs(moto_endpoint: str, aws_resources: dict[str, str]) -> Any:
-    client = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
-    # Each test starts on an empty queue (PurgeQueue is allowed once a minute: drain it).
-    while messages := receive(client, aws_resources["JobsQueue"]):
-        for message in messages:
-            client.delete_message(
-                QueueUrl=aws_resources["JobsQueue"], ReceiptHandle=message["ReceiptHandle"]
-            )
-    return client
-
-
 def jobs_timeout_ms() -> int:
     """JobsFunction's timeout as the template sets it: each invocation's Lambda context."""
     props = yaml_parse((ROOT / "template.yaml").read_text())["Resources"]["JobsFunction"]
@@ -56,17 +44,6 @@ def responses_event(
 ) -> dict[str, Any]:
     resource = "/v1/responses" if path == "/v1/responses" else "/v1/responses/{proxy+}"
     return api_gateway_event(method, path, resource=resource, body=body, tenant=tenant)
-
-
-def receive(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """What the SQS event source receives: every message visible now, with its attributes."""
-    return sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-        WaitTimeSeconds=0,
-    ).get("Messages", [])
 
 
 def run_jobs(

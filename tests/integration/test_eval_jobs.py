@@ -409,6 +409,11 @@ def test_a_rag_agent_is_evaluated_end_to_end(
     assert "capital of France is Paris" in generation["context"]
     assert result.scores["llm-as-judge::faithfulness"].score_rows[0]["score"] == 1.0
     assert result.scores["basic::subset_of"].aggregated_results["accuracy"]["num_correct"] == 1
+    # MCP credentials are never stored: not with a job either.
+    mcp = {"type": "mcp", "server_label": "x", "server_url": "http://127.0.0.1:9/mcp"}
+    secret = {**agent, "config": {**agent["config"], "tools": [{**mcp, "authorization": "sk-x"}]}}
+    with pytest.raises(BadRequestError, match="never stored"):
+        alice.alpha.eval.run_eval("rag", benchmark_config={**config, "eval_candidate": secret})  # type: ignore[arg-type]
     # An agent config the Responses API would refuse is a 400 before anything runs.
     bad = {**agent, "config": {**agent["config"], "tools": [{"type": "web_search"}]}}
     with pytest.raises(BadRequestError):

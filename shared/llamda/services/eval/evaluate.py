@@ -31,7 +31,7 @@ from llamda.api.eval import (
     TopPStrategy,
 )
 from llamda.api.inference import ChatCompletionRequest, CompletionRequest
-from llamda.api.responses import CreateResponseRequest
+from llamda.api.responses import CreateResponseRequest, MCPTool
 from llamda.config import EvalConfig, JobsConfig
 from llamda.errors import BadRequestError, ConflictError, LlamdaError, NotFoundError
 from llamda.services.agents.responses import ResponsesService
@@ -124,6 +124,17 @@ class EvalService:
         """Start a job over the benchmark's dataset (the first ``num_examples`` rows)."""
         benchmark = await self.benchmarks.get(benchmark_id)
         config = request.benchmark_config
+        candidate = config.eval_candidate
+        if isinstance(candidate, AgentCandidate) and any(
+            isinstance(tool, MCPTool) and (tool.headers or tool.authorization)
+            for tool in self._agent_request(candidate, "probe").tools or []
+        ):
+            # A job keeps its config until it runs: credentials are never stored.
+            raise BadRequestError(
+                "mcp headers cannot be used in an eval job (never stored); run the rows "
+                "with /evaluations, or use a server that needs none",
+                param="benchmark_config.eval_candidate.config.tools",
+            )
         await self._check_candidate(config)
         spec = _spec(benchmark.scoring_functions, config)
         await self._scoring.functions(spec)
