@@ -48,6 +48,8 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
 }
 # Output Files are spooled to disk past this size (finish never holds a whole output).
 SPOOL_BYTES = 8 * 1024 * 1024
+# Input chunk objects written at once while a create checks the input.
+INPUT_WRITES = 8
 
 
 def new_batch_id() -> str:
@@ -57,6 +59,15 @@ def new_batch_id() -> str:
 
 def _line_error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
+
+
+async def _settle(writes: set[asyncio.Task[None]]) -> None:
+    """Wait for every write; the first failure is raised once all have ended."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    writes.clear()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _WholeFileError(Exception):
@@ -243,6 +254,9 @@ class BatchesService:
             )
             await self._records.put(KIND, batch_id, record, if_absent=True)
             return record
+        except BaseException:
+            await self._delete_input(batch_id, 0)
+            raise
         record.update(status="in_progress", in_progress_at=int(time.time()))
         try:
             return await self.jobs.start(record)
@@ -258,6 +272,7 @@ class BatchesService:
         number of lines."""
         rows = int(record["chunk_rows"])
         pending: list[str] = []
+        writes: set[asyncio.Task[None]] = set()
         count = 0
         parsed_any = False
         seen: set[bytes] = set()
@@ -273,10 +288,11 @@ class BatchesService:
             pending.append(json.dumps(entry, separators=(",", ":")))
             count += 1
             if len(pending) == rows:
-                await self._put_input(record["id"], (count - 1) // rows, pending)
+                await self._put_input(record["id"], (count - 1) // rows, pending, writes)
                 pending = []
         if pending:
-            await self._put_input(record["id"], (count - 1) // rows, pending)
+            await self._put_input(record["id"], (count - 1) // rows, pending, writes)
+        await _settle(writes)
         if count == 0:
             raise _WholeFileError("empty_file", "The input file has no requests.")
         if not parsed_any:
@@ -286,8 +302,20 @@ class BatchesService:
             )
         return count
 
-    async def _put_input(self, batch_id: str, chunk: int, lines: list[str]) -> None:
-        await self._objects.put(self._input_key(batch_id, chunk), ("\n".join(lines)).encode())
+    async def _put_input(
+        self, batch_id: str, chunk: int, lines: list[str], writes: set[asyncio.Task[None]]
+    ) -> None:
+        """Store one input chunk, a few writes in flight at once (one S3 round trip per chunk
+        in sequence would dominate a large batch's create); a failed write fails the create."""
+        while len(writes) >= INPUT_WRITES:
+            done, _ = await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+            writes -= done
+            for task in done:
+                if task.exception() is not None:
+                    await _settle(writes)
+                    raise task.exception()  # type: ignore[misc]
+        data = "\n".join(lines).encode()
+        writes.add(asyncio.create_task(self._objects.put(self._input_key(batch_id, chunk), data)))
 
     async def _delete_input(self, batch_id: str, rows_total: int) -> None:
         chunks = -(-rows_total // self._chunk_rows) if rows_total else 0
