@@ -122,6 +122,7 @@ def test_three_lines_complete_with_outputs_in_input_order(
     assert done.expires_at == done.created_at + 24 * 3600
     out = jsonl(oai, done.output_file_id)
     assert [o["custom_id"] for o in out] == ["zeta", "alpha", "mid"]
+    assert len({o["response"]["request_id"] for o in out}) == 3  # one request id per line
     for o in out:
         assert o["error"] is None and o["id"].startswith("batch_req_")
         assert o["response"]["status_code"] == 200 and o["response"]["request_id"]
@@ -150,6 +151,8 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         line("bad-body", {"model": "chat", "messages": "not a list"}),
         line("upstream-error", chat("x", model="broken")),
         json.dumps({"custom_id": "get", "method": "GET", "url": "/v1/chat/completions"}),
+        "[" * 100_000,  # nested too deep for any parser's stack
+        line("odd-model", chat("x", model="\u0000/../" + "m" * 300)),
         line("ok2", chat("two")),
     ]
     batch = oai.batches.create(
@@ -160,7 +163,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
     done = wait(oai, batch.id)
     assert done.status == "completed"
     counts = done.request_counts
-    assert (counts.total, counts.completed, counts.failed) == (10, 2, 8)
+    assert (counts.total, counts.completed, counts.failed) == (12, 2, 10)
     assert [o["custom_id"] for o in jsonl(oai, done.output_file_id)] == ["ok1", "ok2"]
     errors = jsonl(oai, done.error_file_id)
     got = [(e["custom_id"], e["error"]["code"]) for e in errors]
@@ -173,7 +176,10 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         ("bad-body", "invalid_request"),
         ("upstream-error", "invalid_request"),
         ("get", "invalid_method"),
+        (None, "invalid_json_line"),
+        ("odd-model", got[-1][1]),
     ]
+    assert got[-1][1] in ("model_not_found", "invalid_id")
     assert "no-such-model" in errors[2]["error"]["message"]
     assert "messages" in errors[5]["error"]["message"]
     # Never sent: no response. The upstream's refusal: the endpoint's own error response.

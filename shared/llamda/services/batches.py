@@ -26,8 +26,9 @@ from pydantic import BaseModel, ValidationError
 from llamda.api.batches import Batch, CreateBatchRequest, ListBatchesResponse
 from llamda.api.inference import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from llamda.config import RunConfig
-from llamda.context import current_request_id
+from llamda.context import bind_request_id
 from llamda.errors import BadRequestError, ConflictError, LlamdaError, NotFoundError
+from llamda.observability import logger
 from llamda.services.chat_store import ChatStore
 from llamda.services.chunked import TERMINAL, ChunkedJobs, ModelSlots
 from llamda.services.files import FilesService
@@ -276,7 +277,7 @@ class BatchesService:
         count = 0
         parsed_any = False
         seen: set[bytes] = set()
-        known: dict[str, str | None] = {}
+        known: dict[str, dict[str, Any] | None] = {}
         async for _number, line in self._lines(record["input_file_id"]):
             if count >= self._limits.max_requests:
                 raise _WholeFileError(
@@ -354,7 +355,11 @@ class BatchesService:
             yield number + 1, None if too_long else bytes(buffer)
 
     async def _check(
-        self, endpoint: str, line: bytes | None, seen: set[bytes], known: dict[str, str | None]
+        self,
+        endpoint: str,
+        line: bytes | None,
+        seen: set[bytes],
+        known: dict[str, dict[str, Any] | None],
     ) -> dict[str, Any]:
         """One stored line: ``{"custom_id", "body"}`` or ``{"custom_id", "error"}``."""
         if line is None:
@@ -367,7 +372,7 @@ class BatchesService:
             }
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             return {
                 "custom_id": None,
                 "error": _line_error("invalid_json_line", "The line is not valid JSON."),
@@ -400,7 +405,7 @@ class BatchesService:
         return entry
 
     async def _check_request(
-        self, endpoint: str, item: dict[str, Any], known: dict[str, str | None]
+        self, endpoint: str, item: dict[str, Any], known: dict[str, dict[str, Any] | None]
     ) -> dict[str, Any] | None:
         if item.get("method") != "POST":
             return _line_error("invalid_method", "method must be POST.")
@@ -425,11 +430,10 @@ class BatchesService:
             try:
                 await self._models.get(model)
                 known[model] = None
-            except NotFoundError as exc:
-                known[model] = exc.message
-        if known[model] is not None:
-            return _line_error("model_not_found", str(known[model]))
-        return None
+            except LlamdaError as exc:  # unknown, or not even a valid model id
+                code = "model_not_found" if isinstance(exc, NotFoundError) else exc.code
+                known[model] = _line_error(code or "invalid_request", exc.message)
+        return known[model]
 
     # -- the chunk loop's work ----------------------------------------------------------------
 
@@ -449,11 +453,13 @@ class BatchesService:
         }
         if result["error"] is not None:
             return result
-        request_id = current_request_id() or f"req_{secrets.token_hex(16)}"
+        # Each line is a request of its own (a job run in-process would otherwise inherit the
+        # create request's id).
+        request_id = f"req_{secrets.token_hex(16)}"
         body = entry["body"]
         try:
             async with self._slots.slot(str(body.get("model"))):
-                reply = await self._call(endpoint, body)
+                reply = await self._call(endpoint, body, request_id)
         except LlamdaError as exc:
             # The endpoint's own answer, as the HTTP endpoint would have sent it.
             result["response"] = {
@@ -463,11 +469,25 @@ class BatchesService:
             }
             result["error"] = _line_error(exc.code or exc.error_type, exc.message)
             return result
+        except Exception as exc:
+            # What the endpoint answers an unexpected failure with: a 500, the reason logged
+            # (never its text: it may quote a request).
+            logger.exception("batch line failed", error=type(exc).__name__)
+            error = LlamdaError("internal error while processing this request")
+            result["response"] = {
+                "status_code": 500,
+                "request_id": request_id,
+                "body": error.to_dict(),
+            }
+            result["error"] = _line_error("server_error", error.message)
+            return result
         result["response"] = {"status_code": 200, "request_id": request_id, "body": reply}
         return result
 
-    async def _call(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The HTTP endpoint's own service call for one line (routers/inference.py)."""
+    async def _call(self, endpoint: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The HTTP endpoint's own service call for one line (routers/inference.py), under
+        the line's request id (logs and metrics name it)."""
+        bind_request_id(request_id)
         try:
             request = REQUEST_MODELS[endpoint].model_validate(body)
         except ValidationError as exc:
