@@ -39,6 +39,7 @@ storage:
 server: {{auth: true}}
 routing: {{max_retries: 0, timeout_seconds: 30}}
 jobs: {{chunk_rows: 2}}
+batches: {{max_requests: 20, max_line_bytes: 200000, max_file_bytes: 1000000}}
 """
 DONE = ("completed", "failed", "cancelled", "expired")
 
@@ -153,6 +154,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         json.dumps({"custom_id": "get", "method": "GET", "url": "/v1/chat/completions"}),
         "[" * 100_000,  # nested too deep for any parser's stack
         line("odd-model", chat("x", model="\u0000/../" + "m" * 300)),
+        line("too-long", chat("x" * 200_000)),  # over max_line_bytes: never held whole
         line("ok2", chat("two")),
     ]
     batch = oai.batches.create(
@@ -163,7 +165,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
     done = wait(oai, batch.id)
     assert done.status == "completed"
     counts = done.request_counts
-    assert (counts.total, counts.completed, counts.failed) == (12, 2, 10)
+    assert (counts.total, counts.completed, counts.failed) == (13, 2, 11)
     assert [o["custom_id"] for o in jsonl(oai, done.output_file_id)] == ["ok1", "ok2"]
     errors = jsonl(oai, done.error_file_id)
     got = [(e["custom_id"], e["error"]["code"]) for e in errors]
@@ -177,9 +179,10 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         ("upstream-error", "invalid_request"),
         ("get", "invalid_method"),
         (None, "invalid_json_line"),
-        ("odd-model", got[-1][1]),
+        ("odd-model", got[-2][1]),
+        (None, "request_too_large"),
     ]
-    assert got[-1][1] in ("model_not_found", "invalid_id")
+    assert got[-2][1] in ("model_not_found", "invalid_id")
     assert "no-such-model" in errors[2]["error"]["message"]
     assert "messages" in errors[5]["error"]["message"]
     # Never sent: no response. The upstream's refusal: the endpoint's own error response.
@@ -336,7 +339,15 @@ def test_bad_creates_are_400s_and_404s_and_bad_files_fail_the_batch(
     # Whole-file problems: the batch is created failed, with its errors.
     empty = oai.files.create(file=("e.jsonl", b"\n\n"), purpose="batch").id
     binary = oai.files.create(file=("x.jsonl", bytes(range(256)) * 4), purpose="batch").id
-    for file_id, code in ((empty, "empty_file"), (binary, "invalid_file_format")):
+    many = upload(oai, [line(f"m{i}", chat("x")) for i in range(21)])  # max_requests 20
+    big = oai.files.create(file=("b.jsonl", b" " * 1_000_001), purpose="batch").id
+    cases = (
+        (empty, "empty_file"),
+        (binary, "invalid_file_format"),
+        (many, "too_many_requests"),
+        (big, "file_too_large"),
+    )
+    for file_id, code in cases:
         batch = oai.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
         )
