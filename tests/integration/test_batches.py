@@ -372,3 +372,37 @@ def test_batches_show_in_providers_and_routes(server: LiveServer, alice: str) ->
         ("/v1/batches/{batch_id}/cancel", "POST"),
     ):
         assert served[route] == ["inline::reference"], route
+
+
+def test_llama_stack_client_batches_with_its_idempotency_key(
+    server: LiveServer, oai: openai.OpenAI, alice: str
+) -> None:
+    """llama-stack-client sends the key in the body (``idempotency_key``): the same rules."""
+    from llama_stack_client import ConflictError as LSConflict
+    from llama_stack_client import LlamaStackClient
+
+    lsc = LlamaStackClient(base_url=server.url, api_key=alice, max_retries=0)
+    file_id = upload(oai, [line("l1", chat("from lsc")), line("l2", chat("again"))])
+    args: dict[str, Any] = {
+        "input_file_id": file_id,
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
+    key = f"lsc-{time.time_ns()}"
+    first = lsc.batches.create(**args, idempotency_key=key)
+    assert lsc.batches.create(**args, idempotency_key=key).id == first.id
+    # The header form and the body form are one key.
+    same = oai.batches.create(**args, extra_headers={"Idempotency-Key": key})
+    assert same.id == first.id
+    with pytest.raises(LSConflict):
+        lsc.batches.create(**args, metadata={"x": "y"}, idempotency_key=key)
+    with pytest.raises(openai.BadRequestError):
+        oai.batches.create(
+            **args, extra_headers={"Idempotency-Key": "one"}, extra_body={"idempotency_key": "two"}
+        )
+    done = wait(oai, first.id)
+    got = lsc.batches.retrieve(first.id)
+    assert got.status == "completed" and got.request_counts.completed == 2
+    assert first.id in [b.id for b in lsc.batches.list(limit=50).data]
+    out = [json.loads(x) for x in oai.files.content(done.output_file_id).text.splitlines()]
+    assert [o["custom_id"] for o in out] == ["l1", "l2"]

@@ -108,12 +108,21 @@ class BatchesService:
 
     # -- the API ----------------------------------------------------------------------------
 
-    async def create(self, request: CreateBatchRequest, idempotency_key: str | None) -> Batch:
-        """A new batch (or, for a retried ``Idempotency-Key``, the one it created)."""
+    async def create(self, request: CreateBatchRequest, header_key: str | None) -> Batch:
+        """A new batch (or, for a retried idempotency key, the one it created). The key comes
+        from the ``Idempotency-Key`` header (OpenAI, Stripe) or the body's
+        ``idempotency_key`` (llama-stack-client)."""
+        if header_key and request.idempotency_key and header_key != request.idempotency_key:
+            raise BadRequestError(
+                "the Idempotency-Key header and the body's idempotency_key differ",
+                param="idempotency_key",
+            )
+        idempotency_key = header_key or request.idempotency_key
         if idempotency_key is None:
             return self._batch(await self._create(request, new_batch_id()))
         claim = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        body = request.model_dump_json(exclude={"idempotency_key"})
+        fingerprint = hashlib.sha256(body.encode()).hexdigest()
         batch_id = new_batch_id()
         expires = int(time.time()) + self._limits.idempotency_hours * 3600
         try:
