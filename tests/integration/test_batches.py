@@ -22,12 +22,17 @@ from tests.integration.agents_server import create_key
 CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, files, batches]
+apis: [inspect, models, inference, safety, files, batches]
 providers:
   inference:
     - {{provider_id: up, provider_type: vllm, config: {{url: "{upstream}", api_key: up-key}}}}
+  safety:
+    - {{provider_id: rules, provider_type: rules}}
+shields:
+  - {{shield_id: pii, provider_id: rules}}
 models:
   - {{model_id: chat, provider_id: up, provider_model_id: up-chat}}
+  - {{model_id: guarded, provider_id: up, provider_model_id: up-guarded, input_shields: [pii]}}
   - {{model_id: slow, provider_id: up, provider_model_id: up-slow}}
   - {{model_id: broken, provider_id: up, provider_model_id: up-broken}}
   - {{model_id: emb, provider_id: up, provider_model_id: up-emb, model_type: embedding,
@@ -140,7 +145,7 @@ def test_three_lines_complete_with_outputs_in_input_order(
 
 
 def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
-    oai: openai.OpenAI,
+    oai: openai.OpenAI, upstream: OpenAIUpstream
 ) -> None:
     lines = [
         line("ok1", chat("one")),
@@ -151,6 +156,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         line("ok1", chat("again")),
         line("bad-body", {"model": "chat", "messages": "not a list"}),
         line("upstream-error", chat("x", model="broken")),
+        line("guarded", chat("my card is 4111 1111 1111 1111", model="guarded")),
         json.dumps({"custom_id": "get", "method": "GET", "url": "/v1/chat/completions"}),
         "[" * 100_000,  # nested too deep for any parser's stack
         line("odd-model", chat("x", model="\u0000/../" + "m" * 300)),
@@ -165,7 +171,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
     done = wait(oai, batch.id)
     assert done.status == "completed"
     counts = done.request_counts
-    assert (counts.total, counts.completed, counts.failed) == (13, 2, 11)
+    assert (counts.total, counts.completed, counts.failed) == (14, 2, 12)
     assert [o["custom_id"] for o in jsonl(oai, done.output_file_id)] == ["ok1", "ok2"]
     errors = jsonl(oai, done.error_file_id)
     got = [(e["custom_id"], e["error"]["code"]) for e in errors]
@@ -177,6 +183,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         ("ok1", "duplicate_custom_id"),
         ("bad-body", "invalid_request"),
         ("upstream-error", "invalid_request"),
+        ("guarded", errors[7]["error"]["code"]),
         ("get", "invalid_method"),
         (None, "invalid_json_line"),
         ("odd-model", got[-2][1]),
@@ -186,9 +193,15 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
     assert "no-such-model" in errors[2]["error"]["message"]
     assert "messages" in errors[5]["error"]["message"]
     # Never sent: no response. The upstream's refusal: the endpoint's own error response.
-    assert all(e["response"] is None for e in errors if e["custom_id"] != "upstream-error")
+    sent = ("upstream-error", "guarded")
+    assert all(e["response"] is None for e in errors if e["custom_id"] not in sent)
     refused = errors[6]["response"]
     assert refused["status_code"] == 400 and refused["body"]["error"]["type"]
+    # The model's input shield judged the line as it judges the HTTP endpoint's requests: the
+    # card never reached the upstream.
+    assert errors[7]["response"]["status_code"] == 400
+    assert errors[7]["error"]["code"] in ("guardrail_intervened", "content_policy_violation")
+    assert "up-guarded" not in {(r["body"] or {}).get("model") for r in upstream.requests}
     assert "up-key" not in json.dumps(errors)
 
 
