@@ -40,6 +40,9 @@ from llamda.storage.records import Record, Records, list_page, save
 
 KIND = "batches"
 IDEMPOTENCY_KIND = "batch_idempotency"
+# A claimed key without its batch after this long was claimed by a create that died (API
+# Gateway gives a create 29 s): a retry takes the key over.
+ABANDONED_CLAIM_SECONDS = 120
 WINDOW_SECONDS = 24 * 3600
 MAX_CUSTOM_ID = 512
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
@@ -124,17 +127,22 @@ class BatchesService:
         body = request.model_dump_json(exclude={"idempotency_key"})
         fingerprint = hashlib.sha256(body.encode()).hexdigest()
         batch_id = new_batch_id()
-        expires = int(time.time()) + self._limits.idempotency_hours * 3600
+        now = int(time.time())
         try:
             await self._records.put(
                 IDEMPOTENCY_KIND,
                 claim,
-                {"id": claim, "batch_id": batch_id, "request": fingerprint},
+                {"id": claim, "batch_id": batch_id, "request": fingerprint, "claimed_at": now},
                 if_absent=True,
-                expires_at=expires,
+                expires_at=now + self._limits.idempotency_hours * 3600,
             )
         except ConflictError:
-            return await self._replay(claim, fingerprint)
+            replayed = await self._replay(claim, fingerprint)
+            if replayed is not None:
+                return replayed
+            # The first create died without a batch (a killed invocation): this one takes over.
+            await self._records.delete(IDEMPOTENCY_KIND, claim)
+            return await self.create(request, header_key)
         try:
             return self._batch(await self._create(request, batch_id))
         except Exception:
@@ -142,7 +150,9 @@ class BatchesService:
             await self._records.delete(IDEMPOTENCY_KIND, claim)
             raise
 
-    async def _replay(self, claim: str, fingerprint: str) -> Batch:
+    async def _replay(self, claim: str, fingerprint: str) -> Batch | None:
+        """The batch an earlier create with this key made; None when that create died
+        without making one (its claim is older than any create can run)."""
         earlier = await self._records.get(IDEMPOTENCY_KIND, claim)
         if earlier is None:
             raise ConflictError(
@@ -158,6 +168,8 @@ class BatchesService:
             )
         record = await self._records.get(KIND, earlier["batch_id"])
         if record is None:
+            if int(earlier.get("claimed_at") or 0) < time.time() - ABANDONED_CLAIM_SECONDS:
+                return None
             raise ConflictError(
                 "a request with this Idempotency-Key is still being processed; retry",
                 param="Idempotency-Key",
