@@ -45,6 +45,7 @@ ROUTERS: dict[str, str] = {
     "files": "llamda.routers.files",
     "vector_io": "llamda.routers.vector_stores",
     "agents": "llamda.routers.agents",
+    "eval": "llamda.routers.eval",
     "batches": "llamda.routers.batches",
 }
 

@@ -1,5 +1,6 @@
 """The ``llamda`` command: ``llamda serve`` runs every enabled API as one local server;
-``llamda ingest`` loads files into a vector store (locally or into a deployed stack)."""
+``llamda ingest`` loads files into a vector store (locally or into a deployed stack);
+``llamda eval run`` runs a benchmark on a running stack."""
 
 from __future__ import annotations
 
@@ -79,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--port", type=int, help="port (default from config: 8321)")
     run.add_argument("--log-level", default="warning", help="uvicorn log level")
     run.set_defaults(func=serve)
-    from llamda import cli_ingest, cli_keys
+    from llamda import cli_eval, cli_ingest, cli_keys
 
     cli_ingest.add_parser(sub)
     cli_keys.add_parser(sub)
+    cli_eval.add_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -270,6 +270,50 @@ class AgentsConfig(_Strict):
     )
 
 
+class EvalConfig(_Strict):
+    """Datasets and scoring (the eval API): what a dataset may hold and how judges are called."""
+
+    datasets_root: str | None = Field(
+        None,
+        description="Local only: a dataset source `file://` URI or plain path must resolve "
+        "inside this directory (symlinks and `..` followed first). Unset: paths are refused.",
+    )
+    max_rows: int = Field(
+        100_000, ge=1, le=10_000_000, description="Most rows in one dataset (400 above)."
+    )
+    max_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        description="Largest dataset: its source as read, and its rows as stored JSONL (400 "
+        "above).",
+    )
+    max_score_rows: int = Field(
+        1_000,
+        ge=1,
+        le=1_000_000,
+        description="Most rows scored by one synchronous /v1/scoring request (score or "
+        "score-batch); larger sets go through eval jobs.",
+    )
+    judge_concurrency: int = Field(
+        8, ge=1, le=256, description="LLM-as-judge calls in flight at once per scoring call."
+    )
+    judge_model: str | None = Field(
+        None,
+        description="The judge model of the built-in RAG judges (and `llm-as-judge::base`) "
+        "when a request's params name none.",
+    )
+    max_sync_rows: int = Field(
+        20,
+        ge=1,
+        le=1_000,
+        description="Most input_rows of one synchronous /evaluations request (generation and "
+        "scoring within the request's time); larger sets run as eval jobs.",
+    )
+    job_days: int = Field(
+        30, ge=1, le=3650, description="How long eval jobs and their results are kept."
+    )
+
+
 class InferenceStoreConfig(_Strict):
     """Stored chat completions (OpenAI's ``store``; Llama Stack's inference store)."""
 
@@ -492,6 +536,7 @@ class RunConfig(_Strict):
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     batches: BatchesConfig = Field(default_factory=BatchesConfig)
     inference_store: InferenceStoreConfig = Field(default_factory=InferenceStoreConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     # Where this config came from, for messages.
     source: str = Field(default="<memory>", exclude=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llamda.api.inference import ChatCompletion, ChatCompletionRequest
 from llamda.config import RunConfig
+from llamda.errors import BadRequestError
 from llamda.services.agents.conversations import ConversationsService
 from llamda.services.agents.items import ItemStore
 from llamda.services.agents.prompts import PromptsService
@@ -12,6 +13,9 @@ from llamda.services.batches import BatchesService
 from llamda.services.chat_store import ChatStore
 from llamda.services.chunked import ModelSlots
 from llamda.services.discovery import Discovery
+from llamda.services.eval.datasets import DatasetsService
+from llamda.services.eval.evaluate import EvalService
+from llamda.services.eval.scoring import ScoringService
 from llamda.services.files import FilesService
 from llamda.services.guardrails import Guardrails
 from llamda.services.inference import InferenceService
@@ -92,6 +96,25 @@ class Stack:
         # Models the providers name (auto_register, embedding_model, Bedrock discovery).
         self.discovery = Discovery(config, self.models, self.inference.pool, self.records)
         self.models.discover = self.discovery.ensure
+        self.datasets = DatasetsService(
+            config.eval, config.storage.objects, self.records, self.objects, self.files
+        )
+        self.scoring = ScoringService(
+            config.eval, self.records, self._guarded_chat, self._check_judge, self.datasets
+        )
+        self.eval = EvalService(
+            config.eval,
+            config.jobs,
+            self.records,
+            self.objects,
+            self.jobs,
+            self.model_slots,
+            self.datasets,
+            self.scoring,
+            self.models,
+            self.inference,
+            self.responses,
+        )
         self.inspect = InspectService(
             config, self.inference.breaker_states, self.records, self.objects
         )
@@ -99,6 +122,22 @@ class Stack:
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
         """Llama Guard's own call to its model: routed, not guarded again (no recursion)."""
         return (await self.inference.unguarded_chat(request)).value
+
+    async def _guarded_chat(self, request: ChatCompletionRequest) -> ChatCompletion:
+        """A scoring judge's call: the guarded, routed chat path, as the chat API's, within
+        the per-model bound that batch and eval work share in this process."""
+        async with self.model_slots.slot(request.model):
+            return (await self.inference.chat(request)).value
+
+    async def _check_judge(self, model_id: str) -> None:
+        """404 for an unknown judge model, 400 for one that is not an llm (as chat answers)."""
+        model = await self.models.get(model_id)
+        if model.model_type != "llm":
+            raise BadRequestError(
+                f"judge model '{model_id}' is a {model.model_type} model, not an llm",
+                param="judge_model",
+                code="wrong_model_type",
+            )
 
     async def close(self) -> None:
         await self.jobs.close()

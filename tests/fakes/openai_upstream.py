@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -45,6 +46,11 @@ class OpenAIUpstream:
         self.embedding_dimensions: dict[str, int] = {}
         self.disconnects: list[str] = []
         self.disconnected = threading.Event()
+        # A scripted model: the reply text of a (non-streamed, n=1) chat, from its request
+        # body (e.g. a judge that rates what the prompt holds); None: "upstream ok".
+        self.chat_reply: Callable[[dict[str, Any]], str] | None = None
+        # A model that reads a tool's result and answers (rather than calling a tool again).
+        self.answer_after_tool = False
         upstream = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,8 +135,14 @@ class OpenAIUpstream:
                 ):
                     self._completion(body)
                     return
-                if body.get("tools") and (
-                    body.get("tool_choice") != "none" or upstream.ignore_tool_choice
+                after_tool = (
+                    upstream.answer_after_tool
+                    and (body.get("messages") or [{}])[-1].get("role") == "tool"
+                )
+                if (
+                    body.get("tools")
+                    and not after_tool
+                    and (body.get("tool_choice") != "none" or upstream.ignore_tool_choice)
                 ):
                     self._tool_call(body)
                     return
@@ -139,6 +151,8 @@ class OpenAIUpstream:
             def _chat(self, body: dict[str, Any]) -> None:
                 n = int(body.get("n") or 1)
                 texts = ["upstream ok" if n == 1 else f"upstream ok {i}" for i in range(n)]
+                if upstream.chat_reply is not None and n == 1:
+                    texts = [upstream.chat_reply(body)]
                 base = {"id": "chatcmpl-up", "created": 1, "model": body["model"]}
                 usage = {"prompt_tokens": 3, "completion_tokens": 2 * n, "total_tokens": 3 + 2 * n}
                 if body.get("stream"):

@@ -15,7 +15,7 @@ from tests.conftest import ROOT, LiveServer, start_server, stop_server
 LOCAL_PROFILE = ROOT / "shared" / "llamda" / "profiles" / "local.yaml"
 # Llama Stack has no provider for inspect (the stack itself); models are the inference
 # providers' (a routing table).
-PROVIDER_API = {"models": "inference"}
+PROVIDER_API = {"models": "inference", "eval": "scoring"}
 
 
 @pytest.fixture(scope="module")

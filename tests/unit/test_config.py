@@ -325,7 +325,7 @@ def test_api_not_in_this_build_is_refused() -> None:
 
     config = load_config(env={})
     with pytest.raises(ConfigError, match="not available in this build"):
-        create_app(config, apis=["eval"])
+        create_app(config, apis=["post_training"])
 
 
 def test_cli_prints_config_errors_without_traceback(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -141,6 +141,7 @@ FUNCTIONS = (
     "AgentsFunction",
     "AgentsStreamFunction",
     "JobsFunction",
+    "EvalFunction",
 )
 
 
@@ -204,6 +205,7 @@ def test_bedrock_access_is_limited_to_configured_models(cfn: dict[str, Any]) -> 
         "AgentsFunction",
         "AgentsStreamFunction",
         "JobsFunction",
+        "EvalFunction",
     ):
         statements = _statements(cfn, function)
         invoke = [s for s in statements if any(a.startswith("bedrock:Invoke") for a in s["Action"])]
@@ -232,6 +234,7 @@ def test_zip_functions_use_snapstart_and_the_layer_follows_the_architecture(
         "SafetyFunction",
         "FilesFunction",
         "BatchesFunction",
+        "EvalFunction",
     ):
         props = resources[function]["Properties"]
         assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
@@ -353,7 +356,7 @@ def test_streams_may_run_15_minutes_and_buffered_functions_end_before_the_gatewa
     for stream_fn in stream_fns:
         assert cfn["Resources"][stream_fn]["Properties"]["Timeout"] * 1000 >= 900000
     buffered = _api_functions(raw, "Api")
-    assert len(buffered) == 7
+    assert len(buffered) == 8
     for name in buffered:
         # API Gateway's default integration timeout is 29 s: the function must end first.
         assert cfn["Resources"][name]["Properties"]["Timeout"] < 29, name
@@ -454,6 +457,7 @@ def test_missing_keys_stay_404_list_bucket_is_unconditioned(cfn: dict[str, Any])
         "IngestFunction",
         "AgentsFunction",
         "AgentsStreamFunction",
+        "EvalFunction",  # dataset sources and snapshots
         "JobsFunction",
         "InferenceFunction",  # stored chat completions spilled to objects
     }
@@ -477,7 +481,7 @@ def test_queue_accepts_s3_events_from_the_ingest_bucket_only(cfn: dict[str, Any]
 def test_versions_are_not_kept_and_only_the_named_stages_exist(cfn: dict[str, Any]) -> None:
     res = cfn["Resources"]
     versions = [r for r in res.values() if r["Type"] == "AWS::Lambda::Version"]
-    assert len(versions) == 6  # the SnapStart functions (authorizer included)
+    assert len(versions) == 7  # the SnapStart functions (authorizer included)
     assert all(v["DeletionPolicy"] == "Delete" for v in versions)
     for function in (
         "ControlFunction",
@@ -485,6 +489,7 @@ def test_versions_are_not_kept_and_only_the_named_stages_exist(cfn: dict[str, An
         "SafetyFunction",
         "FilesFunction",
         "BatchesFunction",
+        "EvalFunction",
     ):
         raw = _raw()["Resources"][function]["Properties"]
         assert raw["AutoPublishAliasAllProperties"] is True
@@ -924,7 +929,13 @@ def test_agents_and_jobs_functions_read_the_queue_and_budget_the_profile_way(
         if res["Type"] == "AWS::Lambda::Function"
     }
     queued = {name for name, env in envs.items() if "LLAMDA_JOBS_QUEUE_URL" in env}
-    assert queued == {"AgentsFunction", "AgentsStreamFunction", "JobsFunction", "BatchesFunction"}
+    assert queued == {
+        "AgentsFunction",
+        "AgentsStreamFunction",
+        "JobsFunction",
+        "BatchesFunction",
+        "EvalFunction",
+    }
     for name in queued:
         assert envs[name]["LLAMDA_JOBS_QUEUE_URL"] == {"Ref": "JobsQueue"}, name
     url = "https://sqs.us-east-1.amazonaws.com/123456789012/llamda-JobsQueue"
@@ -987,3 +998,35 @@ def test_batches_routes_reach_the_batches_function_and_jobs_can_write_outputs(
     assert logs["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${BatchesFunction}"}
     for alarm in ("BatchesFunctionErrorsAlarm", "BatchesFunctionThrottlesAlarm"):
         assert cfn["Resources"][alarm]["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_eval_routes_reach_the_eval_function_behind_the_authorizer(cfn: dict[str, Any]) -> None:
+    """Every datasets and scoring route the app serves reaches EvalFunction (with the key
+    authorizer); its role writes dataset snapshots only under a tenant's datasets/."""
+    from llamda.app import _api_routes
+    from llamda.routers.eval import router
+
+    ops = _methods(cfn)
+    bases = (
+        "/v1beta/datasets",
+        "/v1beta/datasetio",
+        "/v1/scoring-functions",
+        "/v1/scoring",
+        "/v1alpha/eval/benchmarks",
+    )
+    served = {route.path for route in _api_routes(router.routes)}
+    assert {"/v1beta/datasets", "/v1/scoring/score", "/v1/scoring/score-batch"} <= served
+    for path in served:
+        base = next(b for b in bases if path == b or path.startswith(f"{b}/"))
+        gateway = base if path == base else f"{base}/{{proxy+}}"
+        op = ops[("Api", gateway, "x-amazon-apigateway-any-method")]
+        assert "EvalFunction" in json.dumps(op["x-amazon-apigateway-integration"]["uri"])
+        assert op["security"] == [{"KeyAuthorizer": []}]
+    writes = [
+        st
+        for st in _statements(cfn, "EvalFunction")
+        if "s3:PutObject" in st["Action"] or "s3:DeleteObject" in st["Action"]
+    ]
+    assert writes and all(
+        st["Resource"]["Fn::Sub"].endswith("/objects/tenants/*/datasets/*") for st in writes
+    )

@@ -178,6 +178,14 @@ class ChunkedJobs:
             if not self._time_for_a_chunk():
                 await self._runner.submit(self.kind, job_id, chunk=chunk)
                 return
+            if record["status"] == "queued":  # its first chunk starts now
+                record.update(
+                    status="in_progress",
+                    in_progress_at=int(time.time()),
+                    running_until=self._lease(),
+                )
+                if not await save(self._records, self.kind, job_id, record):
+                    continue
             size = int(record["chunk_rows"])
             start = chunk * size
             end = min(int(record["rows_total"]), start + size)

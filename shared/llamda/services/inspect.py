@@ -30,6 +30,7 @@ _PROVIDER_API = {"models": "inference", "vector_stores": "vector_io"}
 # Llama Stack's names of the providers behind the APIs our storage serves (no run-config entry:
 # storage.objects and storage.records are their config).
 FILES_LOCAL, FILES_S3 = "inline::localfs", "remote::s3"
+DATASETIO_LOCAL, DATASETIO_S3 = "datasetio-localfs", "datasetio-s3"  # services/eval/datasets.py
 AGENTS = "inline::builtin"  # Llama Stack 0.7's responses provider
 BATCHES = "inline::reference"  # Llama Stack 0.7's batches provider
 PROBE_SECONDS = 2.0
@@ -129,6 +130,29 @@ class InspectService:
                     self._objects_health if local else _not_probed("S3"),
                 )
             )
+        if "eval" in self._config.apis:
+            objects = storage.objects
+            local = isinstance(objects, LocalObjects)
+            out.append(
+                _Listed(
+                    "datasetio",
+                    DATASETIO_LOCAL if local else DATASETIO_S3,
+                    FILES_LOCAL if local else FILES_S3,
+                    _storage_config(objects.model_dump(mode="json", exclude={"type"})),
+                    self._objects_health if local else _not_probed("S3"),
+                )
+            )
+            judge = {"judge_model": self._config.eval.judge_model}
+            for provider_id, settings in (("basic", {}), ("llm-as-judge", judge)):
+                out.append(
+                    _Listed(
+                        "scoring",
+                        provider_id,
+                        f"inline::{provider_id}",
+                        settings,
+                        _built_in,
+                    )
+                )
         if "agents" in self._config.apis:
             out.append(
                 _Listed(
@@ -247,6 +271,11 @@ def _writable(location: str) -> None:
         path = path.parent
     if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
         raise PermissionError("not a writable directory")
+
+
+async def _built_in() -> dict[str, Any]:
+    """Code in this process (scoring functions): nothing to probe."""
+    return {"status": "OK", "message": "built in"}
 
 
 def _not_probed(service: str) -> Callable[[], Awaitable[dict[str, Any]]]:

@@ -91,9 +91,13 @@ class ResponsesService:
 
     async def start(self, request: CreateResponseRequest) -> Run:
         """Validate everything a client can get wrong (4xx before anything streams)."""
+        return Run(self, await self.validate(request))
+
+    async def validate(self, request: CreateResponseRequest) -> Plan:
+        """The request's plan, or the 4xx of the first thing a client got wrong in it."""
         for param, message in request.problems()[:1]:
             raise BadRequestError(f"{param}: {message}", param=param)
-        return Run(self, await self._plan(request))
+        return await self._plan(request)
 
     async def _plan(self, request: CreateResponseRequest) -> Plan:
         if request.model is None:
