@@ -22,12 +22,17 @@ from tests.integration.agents_server import create_key
 CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, files, batches]
+apis: [inspect, models, inference, safety, files, batches]
 providers:
   inference:
     - {{provider_id: up, provider_type: vllm, config: {{url: "{upstream}", api_key: up-key}}}}
+  safety:
+    - {{provider_id: rules, provider_type: rules}}
+shields:
+  - {{shield_id: pii, provider_id: rules}}
 models:
   - {{model_id: chat, provider_id: up, provider_model_id: up-chat}}
+  - {{model_id: guarded, provider_id: up, provider_model_id: up-guarded, input_shields: [pii]}}
   - {{model_id: slow, provider_id: up, provider_model_id: up-slow}}
   - {{model_id: broken, provider_id: up, provider_model_id: up-broken}}
   - {{model_id: emb, provider_id: up, provider_model_id: up-emb, model_type: embedding,
@@ -39,6 +44,7 @@ storage:
 server: {{auth: true}}
 routing: {{max_retries: 0, timeout_seconds: 30}}
 jobs: {{chunk_rows: 2}}
+batches: {{max_requests: 20, max_line_bytes: 200000, max_file_bytes: 1000000}}
 """
 DONE = ("completed", "failed", "cancelled", "expired")
 
@@ -122,6 +128,7 @@ def test_three_lines_complete_with_outputs_in_input_order(
     assert done.expires_at == done.created_at + 24 * 3600
     out = jsonl(oai, done.output_file_id)
     assert [o["custom_id"] for o in out] == ["zeta", "alpha", "mid"]
+    assert len({o["response"]["request_id"] for o in out}) == 3  # one request id per line
     for o in out:
         assert o["error"] is None and o["id"].startswith("batch_req_")
         assert o["response"]["status_code"] == 200 and o["response"]["request_id"]
@@ -138,7 +145,7 @@ def test_three_lines_complete_with_outputs_in_input_order(
 
 
 def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
-    oai: openai.OpenAI,
+    oai: openai.OpenAI, upstream: OpenAIUpstream
 ) -> None:
     lines = [
         line("ok1", chat("one")),
@@ -149,7 +156,11 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         line("ok1", chat("again")),
         line("bad-body", {"model": "chat", "messages": "not a list"}),
         line("upstream-error", chat("x", model="broken")),
+        line("guarded", chat("my card is 4111 1111 1111 1111", model="guarded")),
         json.dumps({"custom_id": "get", "method": "GET", "url": "/v1/chat/completions"}),
+        "[" * 100_000,  # nested too deep for any parser's stack
+        line("odd-model", chat("x", model="\u0000/../" + "m" * 300)),
+        line("too-long", chat("x" * 200_000)),  # over max_line_bytes: never held whole
         line("ok2", chat("two")),
     ]
     batch = oai.batches.create(
@@ -160,7 +171,7 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
     done = wait(oai, batch.id)
     assert done.status == "completed"
     counts = done.request_counts
-    assert (counts.total, counts.completed, counts.failed) == (10, 2, 8)
+    assert (counts.total, counts.completed, counts.failed) == (14, 2, 12)
     assert [o["custom_id"] for o in jsonl(oai, done.output_file_id)] == ["ok1", "ok2"]
     errors = jsonl(oai, done.error_file_id)
     got = [(e["custom_id"], e["error"]["code"]) for e in errors]
@@ -172,14 +183,25 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         ("ok1", "duplicate_custom_id"),
         ("bad-body", "invalid_request"),
         ("upstream-error", "invalid_request"),
+        ("guarded", errors[7]["error"]["code"]),
         ("get", "invalid_method"),
+        (None, "invalid_json_line"),
+        ("odd-model", got[-2][1]),
+        (None, "request_too_large"),
     ]
+    assert got[-2][1] in ("model_not_found", "invalid_id")
     assert "no-such-model" in errors[2]["error"]["message"]
     assert "messages" in errors[5]["error"]["message"]
     # Never sent: no response. The upstream's refusal: the endpoint's own error response.
-    assert all(e["response"] is None for e in errors if e["custom_id"] != "upstream-error")
+    sent = ("upstream-error", "guarded")
+    assert all(e["response"] is None for e in errors if e["custom_id"] not in sent)
     refused = errors[6]["response"]
     assert refused["status_code"] == 400 and refused["body"]["error"]["type"]
+    # The model's input shield judged the line as it judges the HTTP endpoint's requests: the
+    # card never reached the upstream.
+    assert errors[7]["response"]["status_code"] == 400
+    assert errors[7]["error"]["code"] in ("guardrail_intervened", "content_policy_violation")
+    assert "up-guarded" not in {(r["body"] or {}).get("model") for r in upstream.requests}
     assert "up-key" not in json.dumps(errors)
 
 
@@ -330,7 +352,15 @@ def test_bad_creates_are_400s_and_404s_and_bad_files_fail_the_batch(
     # Whole-file problems: the batch is created failed, with its errors.
     empty = oai.files.create(file=("e.jsonl", b"\n\n"), purpose="batch").id
     binary = oai.files.create(file=("x.jsonl", bytes(range(256)) * 4), purpose="batch").id
-    for file_id, code in ((empty, "empty_file"), (binary, "invalid_file_format")):
+    many = upload(oai, [line(f"m{i}", chat("x")) for i in range(21)])  # max_requests 20
+    big = oai.files.create(file=("b.jsonl", b" " * 1_000_001), purpose="batch").id
+    cases = (
+        (empty, "empty_file"),
+        (binary, "invalid_file_format"),
+        (many, "too_many_requests"),
+        (big, "file_too_large"),
+    )
+    for file_id, code in cases:
         batch = oai.batches.create(
             input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
         )
@@ -355,3 +385,37 @@ def test_batches_show_in_providers_and_routes(server: LiveServer, alice: str) ->
         ("/v1/batches/{batch_id}/cancel", "POST"),
     ):
         assert served[route] == ["inline::reference"], route
+
+
+def test_llama_stack_client_batches_with_its_idempotency_key(
+    server: LiveServer, oai: openai.OpenAI, alice: str
+) -> None:
+    """llama-stack-client sends the key in the body (``idempotency_key``): the same rules."""
+    from llama_stack_client import ConflictError as LSConflict
+    from llama_stack_client import LlamaStackClient
+
+    lsc = LlamaStackClient(base_url=server.url, api_key=alice, max_retries=0)
+    file_id = upload(oai, [line("l1", chat("from lsc")), line("l2", chat("again"))])
+    args: dict[str, Any] = {
+        "input_file_id": file_id,
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
+    key = f"lsc-{time.time_ns()}"
+    first = lsc.batches.create(**args, idempotency_key=key)
+    assert lsc.batches.create(**args, idempotency_key=key).id == first.id
+    # The header form and the body form are one key.
+    same = oai.batches.create(**args, extra_headers={"Idempotency-Key": key})
+    assert same.id == first.id
+    with pytest.raises(LSConflict):
+        lsc.batches.create(**args, metadata={"x": "y"}, idempotency_key=key)
+    with pytest.raises(openai.BadRequestError):
+        oai.batches.create(
+            **args, extra_headers={"Idempotency-Key": "one"}, extra_body={"idempotency_key": "two"}
+        )
+    done = wait(oai, first.id)
+    got = lsc.batches.retrieve(first.id)
+    assert got.status == "completed" and got.request_counts.completed == 2
+    assert first.id in [b.id for b in lsc.batches.list(limit=50).data]
+    out = [json.loads(x) for x in oai.files.content(done.output_file_id).text.splitlines()]
+    assert [o["custom_id"] for o in out] == ["l1", "l2"]

@@ -62,8 +62,19 @@ def test_llama_stack_client_inspect_providers_routes(lsc: LlamaStackClient) -> N
     providers = {p.provider_id: p for p in lsc.providers.list()}
     # This server's run config (tests/conftest.py) uses the old short names: they load, and
     # every answer shows Llama Stack's names.
-    assert set(providers) == {"fake-vllm", "fake-bedrock", "lancedb", "localfs", "builtin"}
+    assert set(providers) == {
+        "fake-vllm",
+        "fake-bedrock",
+        "lancedb",
+        "localfs",
+        "builtin",
+        "reference",
+    }
     assert providers["builtin"].api == "agents"
+    assert (providers["reference"].api, providers["reference"].provider_type) == (
+        "batches",
+        "inline::reference",
+    )
     assert providers["builtin"].provider_type == "inline::builtin"
     vllm = lsc.providers.retrieve("fake-vllm")
     assert vllm.api == "inference" and vllm.provider_type == "remote::vllm"

@@ -30,6 +30,12 @@ class CreateBatchRequest(BaseModel):
     endpoint: Endpoint = Field(description="The endpoint every request line calls.")
     completion_window: Literal["24h"] = Field(description="Only `24h`.")
     metadata: Metadata | None = None
+    idempotency_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=255,
+        description="Llama Stack's form of the `Idempotency-Key` header (either works).",
+    )
 
 
 class BatchError(BaseModel):

@@ -26,8 +26,9 @@ from pydantic import BaseModel, ValidationError
 from llamda.api.batches import Batch, CreateBatchRequest, ListBatchesResponse
 from llamda.api.inference import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from llamda.config import RunConfig
-from llamda.context import current_request_id
+from llamda.context import bind_request_id
 from llamda.errors import BadRequestError, ConflictError, LlamdaError, NotFoundError
+from llamda.observability import logger
 from llamda.services.chat_store import ChatStore
 from llamda.services.chunked import TERMINAL, ChunkedJobs, ModelSlots
 from llamda.services.files import FilesService
@@ -39,6 +40,9 @@ from llamda.storage.records import Record, Records, list_page, save
 
 KIND = "batches"
 IDEMPOTENCY_KIND = "batch_idempotency"
+# A claimed key without its batch after this long was claimed by a create that died (API
+# Gateway gives a create 29 s): a retry takes the key over.
+ABANDONED_CLAIM_SECONDS = 120
 WINDOW_SECONDS = 24 * 3600
 MAX_CUSTOM_ID = 512
 REQUEST_MODELS: dict[str, type[BaseModel]] = {
@@ -48,6 +52,8 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
 }
 # Output Files are spooled to disk past this size (finish never holds a whole output).
 SPOOL_BYTES = 8 * 1024 * 1024
+# Input chunk objects written at once while a create checks the input.
+INPUT_WRITES = 8
 
 
 def new_batch_id() -> str:
@@ -57,6 +63,15 @@ def new_batch_id() -> str:
 
 def _line_error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
+
+
+async def _settle(writes: set[asyncio.Task[None]]) -> None:
+    """Wait for every write; the first failure is raised once all have ended."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    writes.clear()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _WholeFileError(Exception):
@@ -96,24 +111,38 @@ class BatchesService:
 
     # -- the API ----------------------------------------------------------------------------
 
-    async def create(self, request: CreateBatchRequest, idempotency_key: str | None) -> Batch:
-        """A new batch (or, for a retried ``Idempotency-Key``, the one it created)."""
+    async def create(self, request: CreateBatchRequest, header_key: str | None) -> Batch:
+        """A new batch (or, for a retried idempotency key, the one it created). The key comes
+        from the ``Idempotency-Key`` header (OpenAI, Stripe) or the body's
+        ``idempotency_key`` (llama-stack-client)."""
+        if header_key and request.idempotency_key and header_key != request.idempotency_key:
+            raise BadRequestError(
+                "the Idempotency-Key header and the body's idempotency_key differ",
+                param="idempotency_key",
+            )
+        idempotency_key = header_key or request.idempotency_key
         if idempotency_key is None:
             return self._batch(await self._create(request, new_batch_id()))
         claim = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        body = request.model_dump_json(exclude={"idempotency_key"})
+        fingerprint = hashlib.sha256(body.encode()).hexdigest()
         batch_id = new_batch_id()
-        expires = int(time.time()) + self._limits.idempotency_hours * 3600
+        now = int(time.time())
         try:
             await self._records.put(
                 IDEMPOTENCY_KIND,
                 claim,
-                {"id": claim, "batch_id": batch_id, "request": fingerprint},
+                {"id": claim, "batch_id": batch_id, "request": fingerprint, "claimed_at": now},
                 if_absent=True,
-                expires_at=expires,
+                expires_at=now + self._limits.idempotency_hours * 3600,
             )
         except ConflictError:
-            return await self._replay(claim, fingerprint)
+            replayed = await self._replay(claim, fingerprint)
+            if replayed is not None:
+                return replayed
+            # The first create died without a batch (a killed invocation): this one takes over.
+            await self._records.delete(IDEMPOTENCY_KIND, claim)
+            return await self.create(request, header_key)
         try:
             return self._batch(await self._create(request, batch_id))
         except Exception:
@@ -121,7 +150,9 @@ class BatchesService:
             await self._records.delete(IDEMPOTENCY_KIND, claim)
             raise
 
-    async def _replay(self, claim: str, fingerprint: str) -> Batch:
+    async def _replay(self, claim: str, fingerprint: str) -> Batch | None:
+        """The batch an earlier create with this key made; None when that create died
+        without making one (its claim is older than any create can run)."""
         earlier = await self._records.get(IDEMPOTENCY_KIND, claim)
         if earlier is None:
             raise ConflictError(
@@ -137,6 +168,8 @@ class BatchesService:
             )
         record = await self._records.get(KIND, earlier["batch_id"])
         if record is None:
+            if int(earlier.get("claimed_at") or 0) < time.time() - ABANDONED_CLAIM_SECONDS:
+                return None
             raise ConflictError(
                 "a request with this Idempotency-Key is still being processed; retry",
                 param="Idempotency-Key",
@@ -243,6 +276,9 @@ class BatchesService:
             )
             await self._records.put(KIND, batch_id, record, if_absent=True)
             return record
+        except BaseException:
+            await self._delete_input(batch_id, 0)
+            raise
         record.update(status="in_progress", in_progress_at=int(time.time()))
         try:
             return await self.jobs.start(record)
@@ -258,10 +294,11 @@ class BatchesService:
         number of lines."""
         rows = int(record["chunk_rows"])
         pending: list[str] = []
+        writes: set[asyncio.Task[None]] = set()
         count = 0
         parsed_any = False
         seen: set[bytes] = set()
-        known: dict[str, str | None] = {}
+        known: dict[str, dict[str, Any] | None] = {}
         async for _number, line in self._lines(record["input_file_id"]):
             if count >= self._limits.max_requests:
                 raise _WholeFileError(
@@ -273,10 +310,11 @@ class BatchesService:
             pending.append(json.dumps(entry, separators=(",", ":")))
             count += 1
             if len(pending) == rows:
-                await self._put_input(record["id"], (count - 1) // rows, pending)
+                await self._put_input(record["id"], (count - 1) // rows, pending, writes)
                 pending = []
         if pending:
-            await self._put_input(record["id"], (count - 1) // rows, pending)
+            await self._put_input(record["id"], (count - 1) // rows, pending, writes)
+        await _settle(writes)
         if count == 0:
             raise _WholeFileError("empty_file", "The input file has no requests.")
         if not parsed_any:
@@ -286,8 +324,20 @@ class BatchesService:
             )
         return count
 
-    async def _put_input(self, batch_id: str, chunk: int, lines: list[str]) -> None:
-        await self._objects.put(self._input_key(batch_id, chunk), ("\n".join(lines)).encode())
+    async def _put_input(
+        self, batch_id: str, chunk: int, lines: list[str], writes: set[asyncio.Task[None]]
+    ) -> None:
+        """Store one input chunk, a few writes in flight at once (one S3 round trip per chunk
+        in sequence would dominate a large batch's create); a failed write fails the create."""
+        while len(writes) >= INPUT_WRITES:
+            done, _ = await asyncio.wait(writes, return_when=asyncio.FIRST_COMPLETED)
+            writes -= done
+            for task in done:
+                if task.exception() is not None:
+                    await _settle(writes)
+                    raise task.exception()  # type: ignore[misc]
+        data = "\n".join(lines).encode()
+        writes.add(asyncio.create_task(self._objects.put(self._input_key(batch_id, chunk), data)))
 
     async def _delete_input(self, batch_id: str, rows_total: int) -> None:
         chunks = -(-rows_total // self._chunk_rows) if rows_total else 0
@@ -326,7 +376,11 @@ class BatchesService:
             yield number + 1, None if too_long else bytes(buffer)
 
     async def _check(
-        self, endpoint: str, line: bytes | None, seen: set[bytes], known: dict[str, str | None]
+        self,
+        endpoint: str,
+        line: bytes | None,
+        seen: set[bytes],
+        known: dict[str, dict[str, Any] | None],
     ) -> dict[str, Any]:
         """One stored line: ``{"custom_id", "body"}`` or ``{"custom_id", "error"}``."""
         if line is None:
@@ -339,7 +393,7 @@ class BatchesService:
             }
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to parse
             return {
                 "custom_id": None,
                 "error": _line_error("invalid_json_line", "The line is not valid JSON."),
@@ -372,7 +426,7 @@ class BatchesService:
         return entry
 
     async def _check_request(
-        self, endpoint: str, item: dict[str, Any], known: dict[str, str | None]
+        self, endpoint: str, item: dict[str, Any], known: dict[str, dict[str, Any] | None]
     ) -> dict[str, Any] | None:
         if item.get("method") != "POST":
             return _line_error("invalid_method", "method must be POST.")
@@ -397,11 +451,10 @@ class BatchesService:
             try:
                 await self._models.get(model)
                 known[model] = None
-            except NotFoundError as exc:
-                known[model] = exc.message
-        if known[model] is not None:
-            return _line_error("model_not_found", str(known[model]))
-        return None
+            except LlamdaError as exc:  # unknown, or not even a valid model id
+                code = "model_not_found" if isinstance(exc, NotFoundError) else exc.code
+                known[model] = _line_error(code or "invalid_request", exc.message)
+        return known[model]
 
     # -- the chunk loop's work ----------------------------------------------------------------
 
@@ -421,11 +474,13 @@ class BatchesService:
         }
         if result["error"] is not None:
             return result
-        request_id = current_request_id() or f"req_{secrets.token_hex(16)}"
+        # Each line is a request of its own (a job run in-process would otherwise inherit the
+        # create request's id).
+        request_id = f"req_{secrets.token_hex(16)}"
         body = entry["body"]
         try:
             async with self._slots.slot(str(body.get("model"))):
-                reply = await self._call(endpoint, body)
+                reply = await self._call(endpoint, body, request_id)
         except LlamdaError as exc:
             # The endpoint's own answer, as the HTTP endpoint would have sent it.
             result["response"] = {
@@ -435,11 +490,25 @@ class BatchesService:
             }
             result["error"] = _line_error(exc.code or exc.error_type, exc.message)
             return result
+        except Exception as exc:
+            # What the endpoint answers an unexpected failure with: a 500, the reason logged
+            # (never its text: it may quote a request).
+            logger.exception("batch line failed", error=type(exc).__name__)
+            error = LlamdaError("internal error while processing this request")
+            result["response"] = {
+                "status_code": 500,
+                "request_id": request_id,
+                "body": error.to_dict(),
+            }
+            result["error"] = _line_error("server_error", error.message)
+            return result
         result["response"] = {"status_code": 200, "request_id": request_id, "body": reply}
         return result
 
-    async def _call(self, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The HTTP endpoint's own service call for one line (routers/inference.py)."""
+    async def _call(self, endpoint: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The HTTP endpoint's own service call for one line (routers/inference.py), under
+        the line's request id (logs and metrics name it)."""
+        bind_request_id(request_id)
         try:
             request = REQUEST_MODELS[endpoint].model_validate(body)
         except ValidationError as exc:
