@@ -147,7 +147,7 @@ def stop_server(server: LiveServer) -> None:
 TEST_CONFIG = """
 version: 1
 profile: local
-apis: [inspect, models, inference, safety, files, vector_io, agents, batches]
+apis: [inspect, models, inference, safety, files, vector_io, agents, eval, batches]
 providers:
   vector_io:
     - provider_id: lancedb

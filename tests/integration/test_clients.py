@@ -69,8 +69,13 @@ def test_llama_stack_client_inspect_providers_routes(lsc: LlamaStackClient) -> N
         "localfs",
         "builtin",
         "reference",
+        "datasetio-localfs",
+        "basic",
+        "llm-as-judge",
+        "eval-builtin",
     }
     assert providers["builtin"].api == "agents"
+    assert (providers["datasetio-localfs"].api, providers["basic"].api) == ("datasetio", "scoring")
     assert (providers["reference"].api, providers["reference"].provider_type) == (
         "batches",
         "inline::reference",
@@ -91,7 +96,16 @@ def test_llama_stack_client_inspect_providers_routes(lsc: LlamaStackClient) -> N
     assert model_route.provider_types == ["remote::bedrock", "remote::vllm"]
     files_route = next(r for r in lsc.routes.list() if r.route == "/v1/files")
     assert files_route.provider_types == ["inline::localfs"]
-    assert lsc.routes.list(api_filter="v1alpha") == []
+    alpha = lsc.routes.list(api_filter="v1alpha")
+    assert {r.route for r in alpha} == {
+        "/v1alpha/eval/benchmarks",
+        "/v1alpha/eval/benchmarks/{benchmark_id}",
+        "/v1alpha/eval/benchmarks/{benchmark_id}/evaluations",
+        "/v1alpha/eval/benchmarks/{benchmark_id}/jobs",
+        "/v1alpha/eval/benchmarks/{benchmark_id}/jobs/{job_id}",
+        "/v1alpha/eval/benchmarks/{benchmark_id}/jobs/{job_id}/result",
+    }
+    assert all(r.provider_types == ["inline::builtin"] for r in alpha)
     with pytest.raises(LSNotFoundError):
         lsc.providers.retrieve("nope")
 

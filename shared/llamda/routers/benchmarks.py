@@ -22,7 +22,7 @@ from llamda.api.eval import (
 from llamda.routers import get_stack
 from llamda.stack import Stack
 
-router = APIRouter(tags=["eval"])
+router = APIRouter(tags=["eval"])  # /v1/inspect/routes: the eval provider
 StackDep = Annotated[Stack, Depends(get_stack)]
 BenchmarkId = Annotated[str, Path(max_length=128, description="A benchmark id.")]
 JobId = Annotated[str, Path(max_length=128, description="An eval job id (evaljob-…).")]

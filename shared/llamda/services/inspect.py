@@ -33,6 +33,7 @@ FILES_LOCAL, FILES_S3 = "inline::localfs", "remote::s3"
 DATASETIO_LOCAL, DATASETIO_S3 = "datasetio-localfs", "datasetio-s3"  # services/eval/datasets.py
 AGENTS = "inline::builtin"  # Llama Stack 0.7's responses provider
 BATCHES = "inline::reference"  # Llama Stack 0.7's batches provider
+EVAL = "inline::builtin"  # Llama Stack 0.7's eval provider (benchmarks, jobs)
 PROBE_SECONDS = 2.0
 _STATIC = {"status": "OK", "message": "no calls seen by this process yet", "breakers": {}}
 
@@ -153,6 +154,21 @@ class InspectService:
                         _built_in,
                     )
                 )
+            # Benchmarks and eval jobs: Llama Stack 0.7's eval provider type; its id is not
+            # "builtin", which names the agents provider here.
+            out.append(
+                _Listed(
+                    "eval",
+                    "eval-builtin",
+                    EVAL,
+                    {
+                        "runner": "sqs" if self._config.jobs.queue_url else "in-process",
+                        "max_sync_rows": self._config.eval.max_sync_rows,
+                        "persistence": _storage_config(storage.records.model_dump(mode="json")),
+                    },
+                    self._records_health,
+                )
+            )
         if "agents" in self._config.apis:
             out.append(
                 _Listed(
