@@ -351,6 +351,7 @@ class BatchesService:
         """The File's non-blank lines with their 1-based numbers, read as a stream; a line
         longer than ``max_line_bytes`` is ``None`` (skipped, never held whole)."""
         limit = self._limits.max_line_bytes
+        max_lines = 2 * self._limits.max_requests + 1000
         buffer = bytearray()
         too_long = False
         number = 0
@@ -367,6 +368,12 @@ class BatchesService:
                 if end < 0:
                     break
                 number += 1
+                if number > max_lines:
+                    # Blank lines cost a pass each too: a file of newlines is bounded as well.
+                    raise _WholeFileError(
+                        "too_many_requests",
+                        f"The input file has more than {max_lines} lines.",
+                    )
                 if too_long or buffer.strip():
                     yield number, None if too_long else bytes(buffer)
                 buffer.clear()
@@ -525,6 +532,14 @@ class BatchesService:
     # -- finish: the output and error Files ---------------------------------------------------
 
     async def _finish(self, record: Record, status: str) -> None:
+        logger.info(
+            "batch finished",
+            batch_id=record["id"],
+            status=status,
+            rows_total=record.get("rows_total"),
+            rows_done=record.get("rows_done"),
+            rows_failed=record.get("rows_failed"),
+        )
         record.setdefault("finalizing_at", int(time.time()))
         if not record.get("outputs_written"):
             record.update(await self._write_files(record, status), outputs_written=True)
