@@ -354,11 +354,13 @@ def test_bad_creates_are_400s_and_404s_and_bad_files_fail_the_batch(
     binary = oai.files.create(file=("x.jsonl", bytes(range(256)) * 4), purpose="batch").id
     many = upload(oai, [line(f"m{i}", chat("x")) for i in range(21)])  # max_requests 20
     big = oai.files.create(file=("b.jsonl", b" " * 1_000_001), purpose="batch").id
+    newlines = oai.files.create(file=("n.jsonl", b"\n" * 100_000), purpose="batch").id
     cases = (
         (empty, "empty_file"),
         (binary, "invalid_file_format"),
         (many, "too_many_requests"),
         (big, "file_too_large"),
+        (newlines, "too_many_requests"),  # bounded before 100,000 blank lines are read
     )
     for file_id, code in cases:
         batch = oai.batches.create(

@@ -24,6 +24,7 @@ import pytest
 from llamda.config import load_config
 from llamda.context import tenant_scope
 from llamda.stack import Stack
+from llamda.storage.records import save
 from tests.conftest import ROOT, records_table
 from tests.e2e.harness import api_gateway_event, response_json, sqs_event_from_messages
 from tests.fakes.openai_upstream import OpenAIUpstream
@@ -231,7 +232,8 @@ def calls(upstream: OpenAIUpstream, prefix: str) -> dict[str, int]:
 
 
 def wait_for(condition: Any, what: str) -> None:
-    for _ in range(600):
+    """Poll ``condition`` (an ordering point, not a timing assertion: the bound is generous)."""
+    for _ in range(3000):
         if condition():
             return
         time.sleep(0.02)
@@ -252,8 +254,9 @@ def test_a_killed_jobs_invocation_resumes_without_rerunning_finished_lines(
     batch = create_batch(function, "k")
     [message] = function.receive()
     # The first invocation finishes chunk 0, then waits on the slow model in chunk 1: killed.
-    proc, _ = function.start([function.event([message])], "jobs.lambda_handler", timeout_ms=10000)
-    wait_for(lambda: calls(upstream, "k").get("k2") == 1, "chunk 1 at the upstream")
+    proc, _ = function.start([function.event([message])], "jobs.lambda_handler", timeout_ms=14000)
+    both = {"k0": 1, "k1": 1, "k2": 1, "k3": 1}
+    wait_for(lambda: calls(upstream, "k") == both, "both lines of chunk 1 at the upstream")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     # Progress as a client sees it between invocations: chunk 0 done.
@@ -296,7 +299,8 @@ def test_cancel_stops_new_work_in_the_jobs_function(
     [message] = function.receive()
     proc, out = function.start([function.event([message])], "jobs.lambda_handler")
     try:
-        wait_for(lambda: calls(upstream, "c").get("c3") == 1, "chunk 1 at the upstream")
+        both = {"c0": 1, "c1": 1, "c2": 1, "c3": 1}
+        wait_for(lambda: calls(upstream, "c") == both, "both lines of chunk 1 at the upstream")
         cancelling = function.api("POST", f"/v1/batches/{batch['id']}/cancel")
         assert cancelling["status"] == "cancelling" and cancelling["cancelling_at"]
     finally:
@@ -312,3 +316,30 @@ def test_cancel_stops_new_work_in_the_jobs_function(
     out_lines = output_lines(function, done["output_file_id"])
     assert [o["custom_id"] for o in out_lines] == ["c0", "c1", "c2", "c3"]
     assert function.receive() == []
+
+
+def test_a_batch_past_its_window_expires_and_reports_its_unstarted_requests(
+    function: Function, upstream: OpenAIUpstream
+) -> None:
+    batch = create_batch(function, "x")
+    [message] = function.receive()
+
+    async def window_over(stack: Stack) -> None:
+        # Its 24 hours are up before the queue delivered it (a backlog, a long outage).
+        record = await stack.records.get("batches", batch["id"])
+        record["deadline_at"] = int(time.time()) - 1
+        assert await save(stack.records, "batches", batch["id"], record)
+
+    function.stack_call(window_over)
+    [result] = function.invoke([function.event([message])], handler="jobs.lambda_handler")
+    assert result == {"batchItemFailures": []}
+    function.done([message])
+    done = function.api("GET", f"/v1/batches/{batch['id']}")
+    assert done["status"] == "expired" and done["expired_at"]
+    assert done["request_counts"] == {"total": 6, "completed": 0, "failed": 6}
+    assert done["output_file_id"] is None
+    errors = output_lines(function, done["error_file_id"])
+    assert [(e["custom_id"], e["error"]["code"]) for e in errors] == [
+        (f"x{i}", "batch_expired") for i in range(6)
+    ]
+    assert calls(upstream, "x") == {}

@@ -351,6 +351,7 @@ class BatchesService:
         """The File's non-blank lines with their 1-based numbers, read as a stream; a line
         longer than ``max_line_bytes`` is ``None`` (skipped, never held whole)."""
         limit = self._limits.max_line_bytes
+        max_lines = 2 * self._limits.max_requests + 1000
         buffer = bytearray()
         too_long = False
         number = 0
@@ -367,6 +368,12 @@ class BatchesService:
                 if end < 0:
                     break
                 number += 1
+                if number > max_lines:
+                    # Blank lines cost a pass each too: a file of newlines is bounded as well.
+                    raise _WholeFileError(
+                        "too_many_requests",
+                        f"The input file has more than {max_lines} lines.",
+                    )
                 if too_long or buffer.strip():
                     yield number, None if too_long else bytes(buffer)
                 buffer.clear()
@@ -525,16 +532,27 @@ class BatchesService:
     # -- finish: the output and error Files ---------------------------------------------------
 
     async def _finish(self, record: Record, status: str) -> None:
+        logger.info(
+            "batch finished",
+            batch_id=record["id"],
+            status=status,
+            rows_total=record.get("rows_total"),
+            rows_done=record.get("rows_done"),
+            rows_failed=record.get("rows_failed"),
+        )
         record.setdefault("finalizing_at", int(time.time()))
         if not record.get("outputs_written"):
-            record.update(await self._write_files(record), outputs_written=True)
+            record.update(await self._write_files(record, status), outputs_written=True)
             # Saved before the chunk results go: a finish cut short here is redone from them.
             if not await save(self._records, KIND, record["id"], record):
                 raise RuntimeError(f"batch {record['id']} changed while it was finalized")
         await self.jobs.delete_results(record)
         await self._delete_input(record["id"], int(record.get("rows_total") or 0))
 
-    async def _write_files(self, record: Record) -> dict[str, str]:
+    async def _write_files(self, record: Record, status: str) -> dict[str, Any]:
+        """The output and error Files (their ids); an expired batch's requests that never
+        ran go to the error File as ``batch_expired``, as OpenAI writes them."""
+        made: dict[str, Any] = {}
         with (
             tempfile.SpooledTemporaryFile(SPOOL_BYTES) as out,
             tempfile.SpooledTemporaryFile(SPOOL_BYTES) as err,
@@ -542,7 +560,24 @@ class BatchesService:
             async for row in self.jobs.results(record):
                 target = out if row.get("error") is None else err
                 target.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
-            made: dict[str, str] = {}
+            if status == "expired":
+                expired = 0
+                async for entry in self._unstarted(record):
+                    row = {
+                        "id": f"batch_req_{secrets.token_hex(12)}",
+                        "custom_id": entry.get("custom_id"),
+                        "response": None,
+                        "error": _line_error(
+                            "batch_expired",
+                            "This request could not be executed before the completion window "
+                            "expired.",
+                        ),
+                    }
+                    err.write(json.dumps(row, separators=(",", ":")).encode() + b"\n")
+                    expired += 1
+                # Every request is accounted for: the unstarted ones failed.
+                made["rows_failed"] = int(record.get("rows_failed") or 0) + expired
+                made["rows_done"] = int(record.get("rows_done") or 0) + expired
             for field, spool, name in (
                 ("output_file_id", out, "output"),
                 ("error_file_id", err, "error"),
@@ -557,3 +592,13 @@ class BatchesService:
                     )
                     made[field] = file.id
             return made
+
+    async def _unstarted(self, record: Record) -> AsyncIterator[dict[str, Any]]:
+        """The stored input lines of the chunks that never ran, in order."""
+        rows = int(record["chunk_rows"])
+        chunks = -(-int(record.get("rows_total") or 0) // rows)
+        for chunk in range(int(record.get("next_chunk", 0)), chunks):
+            data = await self._objects.get(self._input_key(record["id"], chunk))
+            for line in data.splitlines():
+                if line:
+                    yield json.loads(line)
