@@ -59,7 +59,9 @@ def server(home: Path, keys: dict[str, str]) -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def acme(server: LiveServer, keys: dict[str, str]) -> Iterator[httpx.Client]:
     with httpx.Client(
-        base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {keys['acme']}"}
+        base_url=f"{server.url}/v1",
+        headers={"Authorization": f"Bearer {keys['acme']}"},
+        timeout=60,  # an MCP round trip on a loaded 2-core machine can pass httpx's default 5 s
     ) as client:
         yield client
 
@@ -67,7 +69,9 @@ def acme(server: LiveServer, keys: dict[str, str]) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def globex(server: LiveServer, keys: dict[str, str]) -> Iterator[httpx.Client]:
     with httpx.Client(
-        base_url=f"{server.url}/v1", headers={"Authorization": f"Bearer {keys['globex']}"}
+        base_url=f"{server.url}/v1",
+        headers={"Authorization": f"Bearer {keys['globex']}"},
+        timeout=60,
     ) as client:
         yield client
 
