@@ -67,7 +67,12 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
+    # The asyncio loop, whatever else is installed: uvicorn's "auto" picks uvloop when present
+    # (chromadb brings it), and a document worker forked from a uvloop server loses its result
+    # pipe (services/document_worker.py).
+    uvicorn.run(
+        app, host=host, port=port, log_level=args.log_level, access_log=False, loop="asyncio"
+    )
     return 0
 
 
