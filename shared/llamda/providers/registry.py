@@ -22,7 +22,7 @@ from llamda.providers.inference.config import (
     SentenceTransformersConfig,
 )
 from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
-from llamda.providers.vector_io.config import LanceDBConfig
+from llamda.providers.vector_io.config import FaissConfig, LanceDBConfig
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class ProviderSpec:
     implementation: str = "llamda.providers.inference.remote_openai:RemoteOpenAIProvider"
     requires: tuple[str, ...] = ()  # modules of optional extras it cannot run without
     chat: bool = True  # False: an embeddings-only inference provider
+    # vector_io: one writer process only (refused by the aws profile, whose writers are many).
+    single_writer: bool = False
 
     @property
     def remote(self) -> bool:
@@ -115,15 +117,26 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             "inline::lancedb",
             LanceDBConfig,
             "LanceDB in a local directory: vector, full-text and hybrid search",
-            implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
+            implementation="llamda.providers.vector_io.lancedb:LanceDBIndex",
         ),
         ProviderSpec(
             "vector_io",
             "remote::lancedb",
             LanceDBConfig,
             "LanceDB on S3 (s3://): vector, full-text and hybrid search",
-            implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
+            implementation="llamda.providers.vector_io.lancedb:LanceDBIndex",
         ),
+        ProviderSpec(
+            "vector_io",
+            "inline::faiss",
+            FaissConfig,
+            "FAISS in process, saved to the object store: vector search; keyword via the "
+            "service's BM25; one writer process (local use)",
+            implementation="llamda.providers.vector_io.faiss:FaissIndex",
+            requires=("faiss", "numpy"),
+            single_writer=True,
+        ),
+        # More vector_io providers: one ProviderSpec here each (remote::pgvector, ...).
     ]
 }
 
