@@ -79,9 +79,9 @@ class PostgresServer:
         self._run(["rm", "-f", str(pwfile)])
         self.start()
         self._run(
-            [str(PG_BIN / "createdb"), "-h", str(self.sockets), "-p", str(self.port)]
-            + ["-U", PG_USER, self.database]
-        )
+            [str(PG_BIN / "createdb"), "-h", str(self.sockets), "-p", str(self.port),
+             "-U", PG_USER, self.database]
+        )  # fmt: skip
 
     def _run(self, argv: list[str], input: str | None = None) -> str:
         if self.owner is not None:
@@ -97,9 +97,9 @@ class PostgresServer:
             "-c fsync=off -c shared_buffers=64MB -c max_connections=50"
         )
         self._run(
-            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log)]
-            + ["-o", options, "-w", "-t", "60", "start"]
-        )
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+             "-o", options, "-w", "-t", "60", "start"]
+        )  # fmt: skip
 
     def stop(self) -> None:
         """Fast shutdown (open connections are cut, as when a server goes away)."""
@@ -151,10 +151,11 @@ class ChromaServer:
 
     def start(self) -> None:
         chroma = Path(sys.executable).with_name("chroma")
+        argv = [str(chroma), "run", "--path", str(self.root / "data"),
+                "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [str(chroma), "run", "--path", str(self.root / "data")]
-                + ["--host", "127.0.0.1", "--port", str(self.port)],
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},

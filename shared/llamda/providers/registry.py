@@ -22,7 +22,12 @@ from llamda.providers.inference.config import (
     SentenceTransformersConfig,
 )
 from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
-from llamda.providers.vector_io.config import FaissConfig, LanceDBConfig
+from llamda.providers.vector_io.config import (
+    ChromaConfig,
+    FaissConfig,
+    LanceDBConfig,
+    PgVectorConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,25 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             requires=("faiss", "numpy"),
             single_writer=True,
         ),
-        # More vector_io providers: one ProviderSpec here each (remote::pgvector, ...).
+        ProviderSpec(
+            "vector_io",
+            "remote::pgvector",
+            PgVectorConfig,
+            "PostgreSQL with pgvector: HNSW vector search, tsvector full-text keyword search, "
+            "filters as parameterized SQL on JSONB; hybrid fused by the service",
+            implementation="llamda.providers.vector_io.pgvector:PgVectorIndex",
+            requires=("psycopg", "psycopg_pool"),
+        ),
+        ProviderSpec(
+            "vector_io",
+            "remote::chromadb",
+            ChromaConfig,
+            "Chroma (a server by url, or embedded by path): vector search, metadata filters as "
+            "Chroma where; keyword via the service's BM25, hybrid fused by the service",
+            implementation="llamda.providers.vector_io.chroma:ChromaIndex",
+            requires=("chromadb",),
+        ),
+        # More vector_io providers: one ProviderSpec here each (remote::weaviate, ...).
     ]
 }
 

@@ -61,6 +61,16 @@ _OPS = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte"
 _NEVER: dict[str, Any] = {"_never": {"$eq": 1}}  # a clause no row satisfies
 
 
+def _import_chromadb() -> None:
+    try:
+        import chromadb  # noqa: F401
+    except ImportError:
+        raise ServiceUnavailableError(
+            "the remote::chromadb provider needs chromadb: pip install 'llamda[chromadb]'",
+            code="unavailable",
+        ) from None
+
+
 def collection_name(prefix: str, tenant: str, store_id: str) -> str:
     """A store's collection: unique per (tenant, store), in Chroma's allowed alphabet."""
     digest = hashlib.sha256(f"{tenant}\0{store_id}".encode()).hexdigest()[:12]
@@ -235,6 +245,9 @@ class ChromaIndex:
 
     async def _call(self, action: Callable[[], T]) -> T:
         """Run a client call in a worker thread, bounded; transport failures are a 503."""
+        if self._client is None:
+            # The first import takes seconds on a busy machine: not the server's time to answer.
+            await asyncio.to_thread(_import_chromadb)
         try:
             return await asyncio.wait_for(
                 asyncio.to_thread(action), timeout=self._config.timeout_seconds + 1

@@ -200,6 +200,7 @@ class PgVectorIndex:
         except LlamdaError:
             raise
         except PoolTimeout:
+            await self._discard(pool)
             raise self._unavailable(
                 f"no connection to {self._config.host}:{self._config.port} within "
                 f"{self._config.pool_timeout_seconds:g}s"
@@ -220,9 +221,22 @@ class PgVectorIndex:
             raise BadRequestError(f"the vector store refused the data: {first}") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             log.warning("pgvector %s: %s", self.provider_id, type(exc).__name__)
+            await self._discard(pool)
             raise self._unavailable(
                 f"lost the connection to {self._config.host}:{self._config.port}"
             ) from None
+
+    async def _discard(self, pool: AsyncConnectionPool) -> None:
+        """Forget a pool that failed: the next request opens a new one, which connects at once
+        (a failing pool retries with growing backoff, so a server back after a long outage
+        would wait for it)."""
+        for key, known in list(self._pools.items()):
+            if known is pool:
+                del self._pools[key]
+        try:
+            await pool.close(timeout=1)
+        except Exception:  # closing is best effort: the pool is already forgotten
+            log.debug("closing a failed pool", exc_info=True)
 
     async def _prepare(self, conn: AsyncConnection[Any]) -> None:
         """The vector extension (created when missing and allowed) and the stores table."""

@@ -1,0 +1,280 @@
+"""remote::pgvector and remote::chromadb against real servers (tests/backends.py starts them):
+each backend's filter compiler keeps the protocol's semantics (``index.matches`` is the oracle),
+values never act as query syntax, a file's chunks are replaced, attributes updated, expired rows
+left out, and a server that is down is a 503 naming the provider with nothing lost once it is
+back. The HTTP-level suite runs over the same servers in the backend matrix."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llamda.api.vector_stores import ComparisonFilter, CompoundFilter
+from llamda.config import VectorsConfig
+from llamda.errors import BadRequestError, ServiceUnavailableError
+from llamda.providers.vector_io.config import ChromaConfig, PgVectorConfig
+from llamda.providers.vector_io.index import ChunkRow, Filter, IndexContext, VectorIndex, matches
+from tests.backends import ChromaServer, PostgresServer, chroma, postgres  # noqa: F401
+
+pytestmark = pytest.mark.backends
+
+DIM = 4
+ATTRS: list[dict[str, Any]] = [
+    {"kind": "report", "year": 2023, "score": 0.5, "public": True},
+    {"kind": "memo", "year": 2024, "score": 2, "public": False},
+    {"kind": "report", "year": "2024", "tag": "x' OR '1'='1"},  # a year that is a string
+    {"kind": "Report", "score": -1.5},
+    {"year": 2025, "public": True, "tag": "é"},
+    {},
+]
+
+
+def _filters() -> list[Filter]:
+    c = ComparisonFilter
+    leaves: list[Filter] = [
+        c(type="eq", key="kind", value="report"),
+        c(type="ne", key="kind", value="report"),
+        c(type="eq", key="year", value=2024),
+        c(type="ne", key="year", value=2024),
+        c(type="gt", key="year", value=2023),
+        c(type="gte", key="score", value=0.5),
+        c(type="lt", key="score", value=0),
+        c(type="lte", key="year", value=2024.0),
+        c(type="eq", key="public", value=True),
+        c(type="ne", key="public", value=True),
+        c(type="in", key="year", value=[2023, "2024"]),
+        c(type="in", key="kind", value=["memo", "Report"]),
+        c(type="nin", key="kind", value=["memo"]),
+        c(type="nin", key="year", value=[2023, "x"]),
+        c(type="eq", key="tag", value="x' OR '1'='1"),
+        c(type="eq", key="tag", value="x"),
+        c(type="eq", key="missing", value="report"),
+        c(type="ne", key="missing", value=1),
+    ]
+    return [
+        *leaves,
+        CompoundFilter(type="and", filters=[leaves[0], leaves[4]]),
+        CompoundFilter(type="or", filters=[leaves[2], leaves[8], leaves[14]]),
+        CompoundFilter(
+            type="and",
+            filters=[CompoundFilter(type="or", filters=[leaves[1], leaves[9]]), leaves[3]],
+        ),
+        CompoundFilter(type="or", filters=[leaves[16]]),
+    ]
+
+
+STRING_ORDER = ComparisonFilter(type="gt", key="kind", value="memo")
+
+
+def _row(i: int, file_id: str = "file-a", **extra: Any) -> ChunkRow:
+    vector = [1.0 if j == i % DIM else 0.1 * (i + 1) for j in range(DIM)]
+    return ChunkRow(
+        chunk_id=f"{file_id}-{i}",
+        file_id=file_id,
+        filename=f"{file_id}.txt",
+        chunk_index=i,
+        token_count=3,
+        text=f"chunk {i} of {file_id} about llamas",
+        vector=vector,
+        attributes=ATTRS[i % len(ATTRS)],
+        **extra,
+    )
+
+
+def _pg_config(server: PostgresServer, **extra: Any) -> PgVectorConfig:
+    return PgVectorConfig(
+        host="127.0.0.1",
+        port=server.port,
+        db=server.database,
+        user="llamda",
+        password=server.password,
+        sslmode="disable",
+        table_prefix=f"t{uuid.uuid4().hex[:8]}_",
+        pool_timeout_seconds=3,
+        **extra,
+    )
+
+
+@pytest.fixture(params=["pgvector", "chromadb"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path: Any
+) -> Iterator[tuple[VectorIndex, PostgresServer | ChromaServer]]:
+    context = IndexContext(vectors=VectorsConfig(uri=str(tmp_path / "lancedb")))
+    index: VectorIndex
+    server: PostgresServer | ChromaServer
+    if request.param == "pgvector":
+        from llamda.providers.vector_io.pgvector import PgVectorIndex
+
+        server = request.getfixturevalue("postgres")
+        index = PgVectorIndex("pg-test", _pg_config(server), context)
+    else:
+        from llamda.providers.vector_io.chroma import ChromaIndex
+
+        server = request.getfixturevalue("chroma")
+        config = ChromaConfig(
+            url=server.url, timeout_seconds=5, collection_prefix="c" + uuid.uuid4().hex[:8] + "_"
+        )
+        index = ChromaIndex("chroma-test", config, context)
+    yield index, server
+
+
+def run[T](coro: Any) -> T:
+    return asyncio.run(coro)  # type: ignore[no-any-return]
+
+
+async def _ids(index: VectorIndex, store: str, filters: Filter | None) -> set[str]:
+    hits = await index.search_vector(store, [1.0, 0.0, 0.0, 0.0], 100, filters=filters)
+    return {hit.row["chunk_id"] for hit in hits}
+
+
+def test_filters_keep_the_protocols_semantics(backend: tuple[VectorIndex, Any]) -> None:
+    index, _ = backend
+    rows = [_row(i) for i in range(len(ATTRS))]
+
+    async def scenario() -> None:
+        await index.create("vs_filters", DIM)
+        await index.upsert_file("vs_filters", "file-a", rows, DIM)
+        assert await _ids(index, "vs_filters", None) == {r.chunk_id for r in rows}
+        for tree in _filters():
+            want = {r.chunk_id for r in rows if matches(tree, r.attributes)}
+            assert await _ids(index, "vs_filters", tree) == want, tree.model_dump()
+        if index.provider_id == "pg-test":  # strings order by code point, as matches does
+            want = {r.chunk_id for r in rows if matches(STRING_ORDER, r.attributes)}
+            assert await _ids(index, "vs_filters", STRING_ORDER) == want
+        else:
+            with pytest.raises(BadRequestError, match="gt on the string value of 'kind'"):
+                await _ids(index, "vs_filters", STRING_ORDER)
+        await index.close()
+
+    run(scenario())
+
+
+def test_rows_round_trip_and_files_are_replaced(backend: tuple[VectorIndex, Any]) -> None:
+    index, _ = backend
+
+    async def scenario() -> None:
+        await index.create("vs_files", DIM)
+        await index.upsert_file("vs_files", "file-a", [_row(i) for i in range(4)], DIM)
+        await index.upsert_file("vs_files", "file-b", [_row(i, "file-b") for i in range(2)], DIM)
+        assert await index.count("vs_files") == 6
+        # The file is rewritten with fewer chunks: the others are gone, file-b untouched.
+        await index.upsert_file("vs_files", "file-a", [_row(0), _row(5)], DIM)
+        rows = await index.file_rows("vs_files", "file-a", vectors=True)
+        assert sorted(r["chunk_id"] for r in rows) == ["file-a-0", "file-a-5"]
+        first = next(r for r in rows if r["chunk_id"] == "file-a-0")
+        assert first["attributes"] == ATTRS[0] and first["text"] == _row(0).text
+        assert first["vector"] == pytest.approx(_row(0).vector)
+        assert await index.count("vs_files") == 4
+        # Attributes of a file change: filters see the new ones only (old keys stop matching).
+        await index.update_file_attributes("vs_files", "file-a", {"kind": "memo"})
+        report = ComparisonFilter(type="eq", key="kind", value="report")
+        assert await _ids(index, "vs_files", report) == {"file-b-0"}
+        year = ComparisonFilter(type="eq", key="year", value=2023)
+        assert await _ids(index, "vs_files", year) == {"file-b-0"}
+        await index.delete_chunks("vs_files", ["file-b-1", "unknown"])
+        await index.delete_file("vs_files", "file-a")
+        assert await _ids(index, "vs_files", None) == {"file-b-0"}
+        # Vectors score by cosine similarity, best first.
+        hits = await index.search_vector("vs_files", _row(0, "file-b").vector, 1)
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+        await index.drop("vs_files")
+        assert await index.count("vs_files") == 0
+        assert await index.search_vector("vs_files", [1.0] * DIM, 3) == []
+        await index.close()
+
+    run(scenario())
+
+
+def test_expired_rows_are_left_out(backend: tuple[VectorIndex, Any]) -> None:
+    index, _ = backend
+
+    async def scenario() -> None:
+        await index.create("vs_ttl", DIM)
+        rows = [_row(0, expires_at=1000), _row(1, expires_at=3000), _row(2)]
+        await index.upsert("vs_ttl", rows, DIM)
+        hits = await index.search_vector("vs_ttl", [1.0] * DIM, 10, alive_at=2000)
+        assert {h.row["chunk_id"] for h in hits} == {"file-a-1", "file-a-2"}
+        alive = await index.all_rows("vs_ttl", alive_at=2000)
+        assert {r["chunk_id"]: r["expires_at"] for r in alive} == {
+            "file-a-1": 3000,
+            "file-a-2": None,
+        }
+        await index.close()
+
+    run(scenario())
+
+
+def test_pgvector_keyword_search_ranks_matching_words(postgres: PostgresServer) -> None:  # noqa: F811
+    from llamda.providers.vector_io.pgvector import PgVectorIndex
+
+    index = PgVectorIndex(
+        "pg-kw", _pg_config(postgres), IndexContext(vectors=VectorsConfig(uri="unused"))
+    )
+    texts = ["llamas graze in the Andes", "alpacas and llamas", "a report on tax"]
+    rows = [
+        ChunkRow(f"k{i}", "f", "f.txt", i, 4, text, [1.0, 0.0, 0.0, float(i)], {"i": i})
+        for i, text in enumerate(texts)
+    ]
+
+    async def scenario() -> None:
+        await index.create("vs_kw", DIM)
+        await index.upsert_file("vs_kw", "f", rows, DIM)
+        hits = await index.search_keyword("vs_kw", "Llama grazing", 10)
+        # Any of the words (stemmed) matches; the row with both ranks first; scores in 0..1.
+        assert [h.row["chunk_id"] for h in hits] == ["k0", "k1"]
+        assert all(0 < h.score < 1 for h in hits) and hits[0].score > hits[1].score
+        only = ComparisonFilter(type="eq", key="i", value=1)
+        assert [
+            h.row["chunk_id"]
+            for h in await index.search_keyword("vs_kw", "llamas", 10, filters=only)
+        ] == ["k1"]
+        # Query syntax is text, not tsquery operators or SQL.
+        assert await index.search_keyword("vs_kw", "' | !tax & (x", 10) != []
+        assert await index.search_keyword("vs_kw", "the and a", 10) == []
+        await index.close()
+
+    run(scenario())
+
+
+def test_a_server_that_is_down_is_a_503_naming_the_provider_and_nothing_is_lost(
+    backend: tuple[VectorIndex, PostgresServer | ChromaServer],
+) -> None:
+    index, server = backend
+
+    async def before() -> None:
+        await index.create("vs_down", DIM)
+        await index.upsert_file("vs_down", "file-a", [_row(i) for i in range(3)], DIM)
+        await index.health()
+
+    async def while_down() -> None:
+        for call in (
+            index.health(),
+            index.search_vector("vs_down", [1.0] * DIM, 3),
+            index.upsert_file("vs_down", "file-b", [_row(0, "file-b")], DIM),
+            index.count("vs_down"),
+        ):
+            with pytest.raises(ServiceUnavailableError) as caught:
+                await call
+            assert index.provider_id in caught.value.message
+            assert caught.value.status_code == 503
+
+    async def after() -> None:
+        await index.health()
+        assert await _ids(index, "vs_down", None) == {f"file-a-{i}" for i in range(3)}
+        await index.close()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(before())
+        server.stop()
+        try:
+            loop.run_until_complete(while_down())
+        finally:
+            server.start()
+        loop.run_until_complete(after())
+    finally:
+        loop.close()
