@@ -15,6 +15,7 @@ import pytest
 
 from llamda.api.vector_stores import ComparisonFilter, CompoundFilter
 from llamda.config import VectorsConfig
+from llamda.context import current_tenant
 from llamda.errors import BadRequestError, ServiceUnavailableError
 from llamda.providers.vector_io.config import ChromaConfig, PgVectorConfig
 from llamda.providers.vector_io.index import ChunkRow, Filter, IndexContext, VectorIndex, matches
@@ -278,3 +279,37 @@ def test_a_server_that_is_down_is_a_503_naming_the_provider_and_nothing_is_lost(
         loop.run_until_complete(after())
     finally:
         loop.close()
+
+
+def test_pgvector_builds_its_hnsw_index_late_when_asked(postgres: PostgresServer) -> None:  # noqa: F811
+    from llamda.providers.vector_io.pgvector import PgVectorIndex, table_name
+
+    config = _pg_config(postgres, hnsw_build_rows=8)
+    index = PgVectorIndex("pg-late", config, IndexContext(vectors=VectorsConfig(uri="unused")))
+
+    def indexes() -> list[str]:
+        import psycopg
+
+        table = table_name(config.table_prefix, current_tenant(), "vs_late")
+        with psycopg.connect(postgres.dsn()) as conn:
+            rows = conn.execute(
+                "SELECT indexdef FROM pg_indexes WHERE tablename = %s", [table]
+            ).fetchall()
+        return [r[0] for r in rows if "hnsw" in r[0]]
+
+    async def scenario() -> list[str]:
+        await index.create("vs_late", DIM)
+        await index.upsert_file("vs_late", "f", [_row(i, "f") for i in range(6)], DIM)
+        await index.maintain("vs_late")  # 6 rows < 8: exact search still
+        assert indexes() == []
+        exact = await _ids(index, "vs_late", None)
+        await index.upsert_file("vs_late", "g", [_row(i, "g") for i in range(4)], DIM)
+        await index.maintain("vs_late")
+        built = indexes()
+        hits = await index.search_vector("vs_late", _row(2, "g").vector, 1)
+        assert hits[0].row["chunk_id"] in {"f-2", "g-2"} and len(exact) == 6
+        await index.close()
+        return built
+
+    built = run(scenario())
+    assert len(built) == 1 and "vector_cosine_ops" in built[0]

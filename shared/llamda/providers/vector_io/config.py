@@ -58,6 +58,13 @@ class PgVectorConfig(BaseModel):
         "english", pattern=r"^[a-z_]{1,32}$", description="PostgreSQL text search config."
     )
     ef_search: int = Field(100, ge=10, le=1000, description="hnsw.ef_search (recall vs speed).")
+    hnsw_build_rows: int = Field(
+        0,
+        ge=0,
+        description="0: the HNSW index is made with the table (every insert updates it). N: "
+        "the maintenance step builds it once the table has N rows (bulk loads go ~10x faster; "
+        "searches are exact until then).",
+    )
 
     @model_validator(mode="after")
     def _blank_is_none(self) -> PgVectorConfig:

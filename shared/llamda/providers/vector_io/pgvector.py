@@ -122,6 +122,7 @@ class PgVectorIndex:
         self._pools: dict[int, AsyncConnectionPool] = {}
         self._password: str | None = None
         self._ready = False  # the extension and the stores table exist
+        self._connect_kwargs: dict[str, Any] = {}
         # table → (dimension, metric) of stores known to exist (dropped ones are forgotten).
         self._stores: dict[str, tuple[int, str]] = {}
 
@@ -169,6 +170,7 @@ class PgVectorIndex:
         password = await self._secret()
         if password is not None:
             kwargs["password"] = password
+        self._connect_kwargs = kwargs
         pool = AsyncConnectionPool(
             kwargs=kwargs,
             min_size=1,
@@ -297,7 +299,6 @@ class PgVectorIndex:
         from psycopg import sql
 
         table = self._table(store_id)
-        _, opclass, _ = _METRICS[metric]
         language = sql.Literal(self._config.text_search_config)
         ident = sql.Identifier(table)
         async with self._conn() as conn, conn.transaction():
@@ -315,11 +316,8 @@ class PgVectorIndex:
                     "tsv tsvector GENERATED ALWAYS AS (to_tsvector({lang}, text)) STORED)"
                 ).format(t=ident, n=sql.Literal(int(dimension)), lang=language)
             )
-            await conn.execute(
-                sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING hnsw (embedding {})").format(
-                    sql.Identifier(f"{table}_hnsw"), ident, sql.SQL(opclass)
-                )
-            )
+            if self._config.hnsw_build_rows == 0:
+                await conn.execute(self._hnsw_ddl(table, metric, concurrently=False))
             await conn.execute(
                 sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING gin (tsv)").format(
                     sql.Identifier(f"{table}_tsv"), ident
@@ -599,12 +597,52 @@ class PgVectorIndex:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
 
+    def _hnsw_ddl(self, table: str, metric: str, *, concurrently: bool) -> sql.Composable:
+        from psycopg import sql
+
+        return sql.SQL("CREATE INDEX {} IF NOT EXISTS {} ON {} USING hnsw (embedding {})").format(
+            sql.SQL("CONCURRENTLY" if concurrently else ""),
+            sql.Identifier(f"{table}_hnsw"),
+            sql.Identifier(table),
+            sql.SQL(_METRICS[metric][1]),
+        )
+
     async def maintain(self, store_id: str) -> None:
-        """ANALYZE (planner statistics for filtered searches); autovacuum does the rest."""
+        """The HNSW index when it is built late (``hnsw_build_rows``): once the table is that
+        large, built concurrently (writers go on) on its own connection, without the statement
+        timeout (a build takes minutes). Then ANALYZE; autovacuum does the rest. Failures are
+        logged: search stays correct (exact) without the index."""
         try:
+            if self._config.hnsw_build_rows > 0:
+                await self._build_hnsw(store_id)
             await self._execute_if_exists(store_id, "ANALYZE {}", [])
         except Exception:
             log.warning("pgvector maintenance of %s failed", store_id, exc_info=True)
+
+    async def _build_hnsw(self, store_id: str) -> None:
+        import psycopg
+        from psycopg import sql
+
+        table = self._table(store_id)
+        async with self._conn() as conn:
+            known = await self._store(conn, table)
+            if known is None:
+                return
+            exists = await (
+                await conn.execute("SELECT to_regclass(%s)", [f"{table}_hnsw"])
+            ).fetchone()
+            if exists and exists[0] is not None:
+                return
+            count = await (
+                await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+            ).fetchone()
+            if not count or count[0] < self._config.hnsw_build_rows:
+                return
+        kwargs = dict(self._connect_kwargs)
+        kwargs["options"] = "-c statement_timeout=0"
+        async with await psycopg.AsyncConnection.connect(**kwargs) as conn:
+            await conn.execute(self._hnsw_ddl(table, known[1], concurrently=True))
+        log.info("built the HNSW index of %s (%d rows)", store_id, count[0])
 
     async def health(self) -> None:
         async with self._conn(ready=False) as conn:
