@@ -594,9 +594,7 @@ def test_the_maintenance_step_reaps_expired_stores_of_every_tenant(
                         made[tenant]["lifted"],
                         UpdateVectorStoreRequest.model_validate({"expires_after": None}),
                     )
-            later = Maintenance(
-                stack.records, svc.index, svc.stores, clock=lambda: time.time() + 2 * day
-            )
+            later = Maintenance(stack.records, svc.stores, clock=lambda: time.time() + 2 * day)
             await later.run()
             for tenant, ids in made.items():
                 with tenant_scope(tenant):

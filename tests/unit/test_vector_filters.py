@@ -13,7 +13,7 @@ from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from llamda.api.vector_stores import CompoundFilter, Filter, check_filter_shape
 from llamda.errors import BadRequestError
-from llamda.services.vector_stores import compile_filter
+from llamda.providers.vector_io.lancedb import compile_filter
 
 parse = TypeAdapter(Filter).validate_python
 
