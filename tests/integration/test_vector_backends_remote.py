@@ -16,7 +16,7 @@ import pytest
 from llamda.api.vector_stores import ComparisonFilter, CompoundFilter
 from llamda.config import VectorsConfig
 from llamda.context import current_tenant
-from llamda.errors import BadRequestError, ServiceUnavailableError
+from llamda.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from llamda.providers.vector_io.config import ChromaConfig, PgVectorConfig
 from llamda.providers.vector_io.index import ChunkRow, Filter, IndexContext, VectorIndex, matches
 from tests.backends import ChromaServer, PostgresServer, chroma, postgres  # noqa: F401
@@ -313,3 +313,25 @@ def test_pgvector_builds_its_hnsw_index_late_when_asked(postgres: PostgresServer
 
     built = run(scenario())
     assert len(built) == 1 and "vector_cosine_ops" in built[0]
+
+
+def test_a_store_dropped_by_another_process_is_a_404_not_a_500(
+    backend: tuple[VectorIndex, Any],
+) -> None:
+    index, _ = backend
+    other = type(index)(index.provider_id, index._config, index._context)  # type: ignore[attr-defined]
+
+    async def scenario() -> None:
+        await index.create("vs_gone", DIM)
+        await index.upsert_file("vs_gone", "file-a", [_row(0)], DIM)
+        assert await _ids(index, "vs_gone", None) == {"file-a-0"}  # handles cached
+        await other.drop("vs_gone")
+        with pytest.raises(NotFoundError):
+            await index.search_vector("vs_gone", [1.0] * DIM, 3)
+        with pytest.raises(NotFoundError):
+            await index.upsert_file("vs_gone", "file-a", [_row(0)], DIM)
+        assert await index.search_vector("vs_gone", [1.0] * DIM, 3) == []  # forgotten now
+        await index.close()
+        await other.close()
+
+    run(scenario())

@@ -260,7 +260,22 @@ class ChromaIndex:
             ) from None
         except Exception as exc:
             import httpx
+            from chromadb.errors import ChromaError
+            from chromadb.errors import NotFoundError as ChromaNotFound
 
+            if isinstance(exc, ChromaNotFound):
+                # Dropped by another process since we looked: forget the handles.
+                self._collections.clear()
+                raise NotFoundError(
+                    "No vector store found", param="vector_store_id", code="vector_store_not_found"
+                ) from None
+            if isinstance(exc, ChromaError):
+                code = exc.code()
+                if code in (401, 403) or code >= 500:
+                    log.warning("chroma %s: %s (%d)", self.provider_id, exc.name(), code)
+                    raise self._unavailable(f"the server answered {code}") from None
+                first = (str(exc).splitlines() or [exc.name()])[0][:300]
+                raise BadRequestError(f"the vector store refused the data: {first}") from None
             if isinstance(exc, httpx.TransportError | ConnectionError | OSError):
                 log.warning("chroma %s: %s", self.provider_id, type(exc).__name__)
                 self._collections.clear()  # handles may be stale after a restart
