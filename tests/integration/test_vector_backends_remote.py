@@ -335,3 +335,32 @@ def test_a_store_dropped_by_another_process_is_a_404_not_a_500(
         await other.close()
 
     run(scenario())
+
+
+def test_pgvector_reads_its_password_from_ssm(
+    postgres: PostgresServer,  # noqa: F811
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+
+    boto3.client("ssm", endpoint_url=moto_endpoint).put_parameter(
+        Name="/llamda/pg-password", Value=postgres.password, Type="SecureString", Overwrite=True
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    context = IndexContext(vectors=VectorsConfig(uri="unused"))
+    good = _pg_config(postgres).model_copy(
+        update={"password": None, "password_parameter": "/llamda/pg-password"}
+    )
+    missing = good.model_copy(update={"password_parameter": "/llamda/absent"})
+    from llamda.providers.vector_io.pgvector import PgVectorIndex
+
+    async def scenario() -> None:
+        index = PgVectorIndex("pg-ssm", good, context)
+        await index.health()
+        await index.close()
+        broken = PgVectorIndex("pg-nossm", missing, context)
+        with pytest.raises(ServiceUnavailableError, match="cannot read"):
+            await broken.health()
+
+    run(scenario())
