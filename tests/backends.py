@@ -194,6 +194,10 @@ def postgres() -> Iterator[PostgresServer]:
     if not _pg_available():
         pytest.skip(f"PostgreSQL not installed at {PG_BIN} (scripts/install-pgvector)")
     server = PostgresServer()
+    # What the backend matrix's config entry names (tests/configs.py VECTOR_BACKENDS).
+    os.environ.update(
+        {"LLAMDA_TEST_PG_PORT": str(server.port), "LLAMDA_TEST_PG_PASSWORD": server.password}
+    )
     try:
         yield server
     finally:
@@ -204,6 +208,7 @@ def postgres() -> Iterator[PostgresServer]:
 def chroma() -> Iterator[ChromaServer]:
     """A real Chroma server for the session."""
     server = ChromaServer()
+    os.environ["LLAMDA_TEST_CHROMA_URL"] = server.url
     try:
         yield server
     finally:

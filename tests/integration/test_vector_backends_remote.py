@@ -7,6 +7,7 @@ back. The HTTP-level suite runs over the same servers in the backend matrix."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -362,5 +363,28 @@ def test_pgvector_reads_its_password_from_ssm(
         broken = PgVectorIndex("pg-nossm", missing, context)
         with pytest.raises(ServiceUnavailableError, match="cannot read"):
             await broken.health()
+
+    run(scenario())
+
+
+def test_hostile_text_and_numbers_are_4xx_or_data_never_a_500(
+    backend: tuple[VectorIndex, Any],
+) -> None:
+    index, _ = backend
+
+    async def scenario() -> None:
+        await index.create("vs_hostile", DIM)
+        nul = ChunkRow("n", "f", "f\x00.txt", 0, 1, "before\x00after", [1.0, 0.0, 0.0, 0.0])
+        await index.upsert_file("vs_hostile", "f", [nul], DIM)  # NUL cannot fail a file here
+        [row] = await index.file_rows("vs_hostile", "f")
+        assert row["text"].startswith("before") and row["text"].endswith("after")
+        for bad in ([float("nan")] * DIM, [float("inf")] + [0.0] * (DIM - 1)):
+            with pytest.raises(BadRequestError):
+                await index.search_vector("vs_hostile", bad, 3)
+        # A NUL in a filter value (the API lets it through): no match, or a 400 (pgvector).
+        weird = ComparisonFilter(type="eq", key="k", value="a\x00b")
+        with contextlib.suppress(BadRequestError):
+            assert await index.search_vector("vs_hostile", [1.0] * DIM, 3, filters=weird) == []
+        await index.close()
 
     run(scenario())

@@ -104,6 +104,12 @@ def compile_filter(node: Filter) -> tuple[sql.Composable, list[Any]]:
     return sql.SQL(query).format(op), [key, key, str(value)]
 
 
+def _text(value: str) -> str:
+    """PostgreSQL text cannot hold NUL: a chunk's NULs become U+FFFD (LanceDB keeps them; a
+    document with one must not fail on this backend alone)."""
+    return value.replace("\x00", "\ufffd")
+
+
 def _vector_text(vector: Sequence[float]) -> str:
     """pgvector's text form ("[1,2,3]"), sent as a parameter and cast to vector."""
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
@@ -217,6 +223,8 @@ class PgVectorIndex:
             raise NotFoundError(
                 "No vector store found", param="vector_store_id", code="vector_store_not_found"
             ) from None
+        except UnicodeEncodeError:  # a lone surrogate from a JSON body: not UTF-8 text
+            raise BadRequestError("the text is not valid Unicode (a lone surrogate)") from None
         except psycopg.DataError as exc:
             # e.g. "expected 1024 dimensions, not 3": the request's data does not fit the store.
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -382,7 +390,8 @@ class PgVectorIndex:
             ).format(ident)
             params = [
                 (
-                    r.chunk_id, r.file_id, r.filename, r.chunk_index, r.token_count, r.text,
+                    r.chunk_id, r.file_id, _text(r.filename), r.chunk_index, r.token_count,
+                    _text(r.text),
                     _vector_text(r.vector), json.dumps(r.attributes), json.dumps(r.metadata),
                     json.dumps(r.chunk_metadata), r.created_at, r.expires_at,
                 )
@@ -566,7 +575,7 @@ class PgVectorIndex:
                 "WHERE tsv @@ q AND {w} ORDER BY _score DESC, chunk_id LIMIT %s"
             ).format(cols=self._select(keys), t=sql.Identifier(table), q=sql.SQL(tsquery), w=where)
             async with conn.cursor(row_factory=dict_row) as cursor:
-                await cursor.execute(query, [language, text, *params, int(k)])
+                await cursor.execute(query, [language, _text(text), *params, int(k)])
                 rows = await cursor.fetchall()
         return [Hit(r, float(r.pop("_score"))) for r in rows]
 
