@@ -141,7 +141,8 @@ class FaissIndex:
     # --- storage --------------------------------------------------------------------------
 
     def _object_key(self, store_id: str) -> str:
-        return f"{self._settings.prefix.strip('/')}/{safe_segment(self.provider_id)}/{safe_segment(store_id)}.faiss"
+        prefix = self._settings.prefix.strip("/")
+        return f"{prefix}/{safe_segment(self.provider_id)}/{safe_segment(store_id)}.faiss"
 
     def _unavailable(self, exc: BaseException) -> ServiceUnavailableError:
         # The exception's type only: its text may hold a path or an endpoint.
