@@ -308,13 +308,18 @@ class FaissIndex:
         return [self._out(store, i, vectors=vectors) for i in ids]
 
     async def all_rows(
-        self, store_id: str, *, limit: int = 100_000, alive_at: int | None = None
+        self,
+        store_id: str,
+        *,
+        limit: int = 100_000,
+        alive_at: int | None = None,
+        vectors: bool = False,
     ) -> list[dict[str, Any]]:
         store = await self._store(store_id)
         if store is None:
             return []
         ids = store.ids_of(lambda row: _alive(row, alive_at))[:limit]
-        return [self._out(store, i, vectors=False) for i in ids]
+        return [self._out(store, i, vectors=vectors) for i in ids]
 
     async def search_vector(
         self,
