@@ -32,6 +32,15 @@ for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LLAMDA_CONFIG", "LLAMDA_PROFIL
     os.environ.pop(_var, None)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, beside the fixtures that use it (pyproject's list holds the others).
+    config.addinivalue_line(
+        "markers",
+        "backends: the vector-store suite on every vector backend but lancedb (tests/configs.py "
+        "VECTOR_BACKENDS); run by .ci/run, left out of the quick loop",
+    )
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """A real moto server on a free port (HTTP, like the AWS endpoints it stands in for)."""

@@ -171,9 +171,14 @@ class VectorIndex(Protocol):
         ...
 
     async def all_rows(
-        self, store_id: str, *, limit: int = 100_000, alive_at: int | None = None
+        self,
+        store_id: str,
+        *,
+        limit: int = 100_000,
+        alive_at: int | None = None,
+        vectors: bool = False,
     ) -> list[dict[str, Any]]:
-        """Every row of the store without vectors (a keyword fallback ranks these)."""
+        """Every (live) row of the store, vectors on request (a keyword fallback ranks these)."""
         ...
 
     async def search_vector(

@@ -415,9 +415,14 @@ class LanceDBIndex:
         return await self._rows(store_id, f"file_id = {quote(file_id)}", limit, vectors=vectors)
 
     async def all_rows(
-        self, store_id: str, *, limit: int = 100_000, alive_at: int | None = None
+        self,
+        store_id: str,
+        *,
+        limit: int = 100_000,
+        alive_at: int | None = None,
+        vectors: bool = False,
     ) -> list[dict[str, Any]]:
-        return await self._rows(store_id, _where(None, alive_at), limit)
+        return await self._rows(store_id, _where(None, alive_at), limit, vectors=vectors)
 
     async def search_vector(
         self,

@@ -53,9 +53,10 @@ async def fallback_keyword(
     *,
     filters: Filter | None,
     alive_at: int | None,
+    vectors: bool = False,
 ) -> list[Hit]:
     """Keyword search through the service: the store's live rows, filtered, ranked by BM25."""
-    rows = await index.all_rows(store_id, alive_at=alive_at)
+    rows = await index.all_rows(store_id, alive_at=alive_at, vectors=vectors)
     if filters is not None:
         rows = [r for r in rows if matches(filters, r.get("attributes") or {})]
     return bm25(text, rows, k)

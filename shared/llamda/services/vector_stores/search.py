@@ -211,7 +211,9 @@ class Search:
             return await index.search_keyword(
                 store_id, text, k, filters=filters, alive_at=alive_at, keys=keys
             )
-        return await fallback_keyword(index, store_id, text, k, filters=filters, alive_at=alive_at)
+        return await fallback_keyword(
+            index, store_id, text, k, filters=filters, alive_at=alive_at, vectors="vector" in keys
+        )
 
     async def search(self, store_id: str, request: SearchRequest) -> SearchResponse:
         """One page of results. ``next_page`` (when ``has_more``) is a token for the next page
