@@ -48,7 +48,15 @@ def vector_config(home: Path, bedrock: str, *, titan: bool = True, vectors: str 
 VECTOR_BACKENDS: dict[str, str] = {
     "lancedb": "{provider_id: lancedb, provider_type: lancedb}",
     "faiss": "{provider_id: faiss, provider_type: inline::faiss}",
+    "pgvector": "{provider_id: pgvector, provider_type: remote::pgvector, config: {host: 127.0.0.1,"
+    " port: '${env.LLAMDA_TEST_PG_PORT}', db: llamda, user: llamda,"
+    " password: '${env.LLAMDA_TEST_PG_PASSWORD}', sslmode: disable}}",
+    "chromadb": "{provider_id: chromadb, provider_type: remote::chromadb,"
+    " config: {url: '${env.LLAMDA_TEST_CHROMA_URL}'}}",
 }
+# A server-backed backend's server: the session fixture (tests/backends.py) that starts it and
+# sets the env vars its entry names.
+BACKEND_SERVERS: dict[str, str] = {"pgvector": "postgres", "chromadb": "chroma"}
 
 
 def backend_params() -> list[Any]:
@@ -67,3 +75,9 @@ def with_backend(config: str, backend: str) -> str:
     assert lancedb in config and declared in config, "the config's layout changed"
     config = config.replace(lancedb, f"  vector_io:\n    - {VECTOR_BACKENDS[backend]}\n")
     return config.replace(declared, f"    provider_id: {backend}\n    embedding_model:")
+
+
+def start_backend(request: pytest.FixtureRequest, backend: str) -> None:
+    """Start the backend's server, if it has one, before a live server's config names it."""
+    if backend in BACKEND_SERVERS:
+        request.getfixturevalue(BACKEND_SERVERS[backend])

@@ -17,6 +17,9 @@ import pytest
 
 from tests.fakes.bedrock import FakeBedrockServer
 
+# The vector backends' real servers (PostgreSQL + pgvector, Chroma) as session fixtures.
+pytest_plugins = ["tests.backends"]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never reach real AWS: fake credentials, one region, no instance metadata lookups.

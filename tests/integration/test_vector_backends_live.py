@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tests.backends import ChromaServer, PostgresServer, chroma, postgres  # noqa: F401
+from tests.backends import ChromaServer, PostgresServer
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fakes.bedrock import FakeBedrockServer
 
@@ -53,8 +53,8 @@ storage:
 def server(
     tmp_path_factory: pytest.TempPathFactory,
     fake_bedrock: FakeBedrockServer,
-    postgres: PostgresServer,  # noqa: F811
-    chroma: ChromaServer,  # noqa: F811
+    postgres: PostgresServer,
+    chroma: ChromaServer,
 ) -> Iterator[LiveServer]:
     home = tmp_path_factory.mktemp("remote-backends")
     config = home / "run.yaml"
@@ -112,7 +112,7 @@ def _search(client: openai.OpenAI, store_id: str, **extra: object) -> list[tuple
 def test_a_store_lives_on_the_provider_it_chose(
     client: openai.OpenAI,
     provider_id: str,
-    postgres: PostgresServer,  # noqa: F811
+    postgres: PostgresServer,
 ) -> None:
     store_id, (llamas, ocean) = _store(client, provider_id)
     found = _search(client, store_id)
@@ -142,8 +142,8 @@ def test_a_backend_that_is_down_is_a_503_naming_it_and_nothing_is_lost(
     client: openai.OpenAI,
     server: LiveServer,
     provider_id: str,
-    postgres: PostgresServer,  # noqa: F811
-    chroma: ChromaServer,  # noqa: F811
+    postgres: PostgresServer,
+    chroma: ChromaServer,
 ) -> None:
     backend: PostgresServer | ChromaServer = postgres if provider_id == "pg" else chroma
     store_id, _ = _store(client, provider_id)
@@ -171,7 +171,7 @@ def test_a_backend_that_is_down_is_a_503_naming_it_and_nothing_is_lost(
 def test_the_pg_password_is_never_shown_or_logged(
     client: openai.OpenAI,
     server: LiveServer,
-    postgres: PostgresServer,  # noqa: F811
+    postgres: PostgresServer,
 ) -> None:
     providers = httpx.get(f"{server.url}/v1/providers", timeout=30)
     assert providers.status_code == 200

@@ -20,7 +20,7 @@ from llamda.context import current_tenant
 from llamda.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from llamda.providers.vector_io.config import ChromaConfig, PgVectorConfig
 from llamda.providers.vector_io.index import ChunkRow, Filter, IndexContext, VectorIndex, matches
-from tests.backends import ChromaServer, PostgresServer, chroma, postgres  # noqa: F401
+from tests.backends import ChromaServer, PostgresServer
 
 pytestmark = pytest.mark.backends
 
@@ -210,7 +210,7 @@ def test_expired_rows_are_left_out(backend: tuple[VectorIndex, Any]) -> None:
     run(scenario())
 
 
-def test_pgvector_keyword_search_ranks_matching_words(postgres: PostgresServer) -> None:  # noqa: F811
+def test_pgvector_keyword_search_ranks_matching_words(postgres: PostgresServer) -> None:
     from llamda.providers.vector_io.pgvector import PgVectorIndex
 
     index = PgVectorIndex(
@@ -282,7 +282,7 @@ def test_a_server_that_is_down_is_a_503_naming_the_provider_and_nothing_is_lost(
         loop.close()
 
 
-def test_pgvector_builds_its_hnsw_index_late_when_asked(postgres: PostgresServer) -> None:  # noqa: F811
+def test_pgvector_builds_its_hnsw_index_late_when_asked(postgres: PostgresServer) -> None:
     from llamda.providers.vector_io.pgvector import PgVectorIndex, table_name
 
     config = _pg_config(postgres, hnsw_build_rows=8)
@@ -339,7 +339,7 @@ def test_a_store_dropped_by_another_process_is_a_404_not_a_500(
 
 
 def test_pgvector_reads_its_password_from_ssm(
-    postgres: PostgresServer,  # noqa: F811
+    postgres: PostgresServer,
     moto_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -452,9 +452,14 @@ class ChromaIndex:
         return await self._get(store_id, {"_file": {"$eq": file_id}}, limit, vectors)
 
     async def all_rows(
-        self, store_id: str, *, limit: int = 100_000, alive_at: int | None = None
+        self,
+        store_id: str,
+        *,
+        limit: int = 100_000,
+        alive_at: int | None = None,
+        vectors: bool = False,
     ) -> list[dict[str, Any]]:
-        return await self._get(store_id, self._where(None, alive_at), limit, False)
+        return await self._get(store_id, self._where(None, alive_at), limit, vectors)
 
     @staticmethod
     def _where(filters: Filter | None, alive_at: int | None) -> dict[str, Any] | None:
@@ -476,6 +481,9 @@ class ChromaIndex:
         keys: Sequence[str] = SEARCH_KEYS,
     ) -> list[Hit]:
         where = self._where(filters, alive_at)  # a filter Chroma cannot express: 400 first
+        include: list[Any] = ["documents", "metadatas", "distances"]
+        if "vector" in keys:
+            include.append("embeddings")
 
         def query() -> list[Hit]:
             collection = self._collection(store_id)
@@ -486,15 +494,21 @@ class ChromaIndex:
                 query_embeddings=[list(map(float, vector))],
                 n_results=int(k),
                 where=where,
-                include=["documents", "metadatas", "distances"],
+                include=include,
             )
             hits = []
             ids, docs = got["ids"][0], (got["documents"] or [[]])[0]
             metas, distances = (got["metadatas"] or [[]])[0], (got["distances"] or [[]])[0]
-            for cid, doc, meta, distance in zip(ids, docs, metas, distances, strict=True):
+            embeddings = got.get("embeddings")  # numpy arrays: no truth value
+            for i, (cid, doc, meta, distance) in enumerate(
+                zip(ids, docs, metas, distances, strict=True)
+            ):
                 d = float(distance)
                 score = 1.0 / (1.0 + d) if metric == "l2" else 1.0 - d
-                hits.append(Hit(_row(cid, doc, meta), max(0.0, score)))
+                row = _row(cid, doc, meta)
+                if embeddings is not None and "vector" in keys:
+                    row["vector"] = [float(x) for x in embeddings[0][i]]
+                hits.append(Hit(row, max(0.0, score)))
             return hits
 
         return await self._call(query)

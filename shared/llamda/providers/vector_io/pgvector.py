@@ -485,10 +485,15 @@ class PgVectorIndex:
         return await self._rows(store_id, sql.SQL("file_id = %s"), [file_id], limit, vectors)
 
     async def all_rows(
-        self, store_id: str, *, limit: int = 100_000, alive_at: int | None = None
+        self,
+        store_id: str,
+        *,
+        limit: int = 100_000,
+        alive_at: int | None = None,
+        vectors: bool = False,
     ) -> list[dict[str, Any]]:
         where, params = self._where(None, alive_at)
-        return await self._rows(store_id, where, params, limit, False)
+        return await self._rows(store_id, where, params, limit, vectors)
 
     @staticmethod
     def _where(filters: Filter | None, alive_at: int | None) -> tuple[sql.Composable, list[Any]]:
@@ -530,7 +535,7 @@ class PgVectorIndex:
                 "SELECT {cols}, {score} AS _score FROM {t} WHERE {w} ORDER BY {d} LIMIT %s"
             )
             query = query.format(
-                cols=self._select(keys),
+                cols=self._select(keys, "vector" in keys),
                 score=sql.SQL(score.format(d=distance)),
                 t=sql.Identifier(table),
                 w=where,
@@ -546,7 +551,7 @@ class PgVectorIndex:
                 )
                 await cursor.execute(query, [text, *params, text, int(k)])
                 rows = await cursor.fetchall()
-        return [Hit(r, max(0.0, float(r.pop("_score")))) for r in rows]
+        return [Hit(self._row(r), max(0.0, float(r.pop("_score")))) for r in rows]
 
     async def search_keyword(
         self,
@@ -573,11 +578,16 @@ class PgVectorIndex:
             query = sql.SQL(
                 "SELECT {cols}, ts_rank_cd(tsv, q, 32) AS _score FROM {t}, {q} AS q "
                 "WHERE tsv @@ q AND {w} ORDER BY _score DESC, chunk_id LIMIT %s"
-            ).format(cols=self._select(keys), t=sql.Identifier(table), q=sql.SQL(tsquery), w=where)
+            ).format(
+                cols=self._select(keys, "vector" in keys),
+                t=sql.Identifier(table),
+                q=sql.SQL(tsquery),
+                w=where,
+            )
             async with conn.cursor(row_factory=dict_row) as cursor:
                 await cursor.execute(query, [language, _text(text), *params, int(k)])
                 rows = await cursor.fetchall()
-        return [Hit(r, float(r.pop("_score"))) for r in rows]
+        return [Hit(self._row(r), float(r.pop("_score"))) for r in rows]
 
     async def search_hybrid(
         self,
