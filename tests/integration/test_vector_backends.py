@@ -193,3 +193,49 @@ def test_faiss_object_store_down_is_a_503_and_nothing_is_lost(
     finally:
         stop_server(again)
         server.process = again.process  # the fixture's stop is then a no-op on a dead process
+
+
+def test_stores_made_before_the_choice_stay_on_lancedb(
+    tmp_path: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    """A store whose record has no provider_id (written before stores chose one) keeps being
+    served by LanceDB after FAISS is configured first (the default for new stores)."""
+    import asyncio
+
+    from llamda.config import load_config
+    from llamda.storage.records import build_records
+
+    env = {"FAKE_BEDROCK_URL": fake_bedrock.endpoint}
+    (tmp_path / "run.yaml").write_text(TEST_CONFIG)  # lancedb only, as before
+    live = start_server(tmp_path / "run.yaml", tmp_path, env)
+    try:
+        old = _store_with(_client(live), None, "Alpacas hum when they are content.")
+    finally:
+        stop_server(live)
+
+    async def as_before() -> None:  # the record as older versions wrote it
+        config = load_config(tmp_path / "run.yaml", env={**env, "LLAMDA_HOME": str(tmp_path)})
+        records = build_records(config.storage.records)
+        record = await records.get("vector_stores", old)
+        assert record is not None and record.pop("provider_id") == "lancedb"
+        await records.put("vector_stores", old, record)
+        await records.close()
+
+    asyncio.run(as_before())
+    faiss_first = BOTH.replace(
+        "    - {provider_id: lancedb, provider_type: lancedb}\n"
+        "    - {provider_id: faiss, provider_type: inline::faiss}\n",
+        "    - {provider_id: faiss, provider_type: inline::faiss}\n"
+        "    - {provider_id: lancedb, provider_type: lancedb}\n",
+    )
+    assert faiss_first != BOTH
+    (tmp_path / "run.yaml").write_text(faiss_first)
+    live = start_server(tmp_path / "run.yaml", tmp_path, env)
+    try:
+        client = _client(live)
+        found = client.vector_stores.search(vector_store_id=old, query="alpacas")
+        assert [r.content[0].text for r in found.data] == ["Alpacas hum when they are content."]
+        new = _store_with(client, None, "Camels cross the desert.")
+        assert [p.stem for p in _faiss_objects(live).rglob("*.faiss")] == [new]
+    finally:
+        stop_server(live)
