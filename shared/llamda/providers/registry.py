@@ -176,6 +176,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "bedrock-guardrails": "remote::bedrock-guardrails",
         "rules": "inline::rules",
     },
+    "vector_io": {"faiss": "inline::faiss"},
 }
 _LANCEDB = ("lancedb", "inline::lancedb", "remote::lancedb")
 

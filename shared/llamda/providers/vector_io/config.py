@@ -18,7 +18,7 @@ class FaissConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     prefix: str = Field(
         "vector_io/faiss",
-        pattern=r"^[A-Za-z0-9_./-]{1,128}$",
+        pattern=r"^[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,4}$",
         description="Object-store key prefix (under the tenant's keys) of the saved indexes.",
     )
     index: Literal["flat"] = Field(

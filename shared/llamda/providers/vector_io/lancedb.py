@@ -189,7 +189,7 @@ def quote(value: str) -> str:
 
 def compile_filter(node: Filter) -> str:
     """The API's filter tree as a LanceDB (DataFusion SQL) predicate on the json column.
-    Numbers compare numerically (a non-number never matches), strings as strings; values are
+    Numbers compare numerically (a non-number never matches), strings only with strings; values are
     quoted literals or ``repr`` of a finite float, keys are checked plain names."""
     if isinstance(node, CompoundFilter):
         glue = " AND " if node.type == "and" else " OR "
@@ -204,10 +204,16 @@ def compile_filter(node: Filter) -> str:
     if isinstance(value, bool):
         if node.type not in ("eq", "ne"):
             raise BadRequestError("booleans compare with eq or ne only", param="filters")
-        return f"json_extract(attributes, '$.{key}') {sql_op} '{str(value).lower()}'"
+        # ne true is eq false: only booleans match (a missing key or a string never does).
+        wanted = value if node.type == "eq" else not value
+        return f"json_extract(attributes, '$.{key}') = '{str(wanted).lower()}'"
     if isinstance(value, int | float):
         return f"TRY_CAST(json_extract(attributes, '$.{key}') AS DOUBLE) {sql_op} {float(value)!r}"
-    return f"json_get_string(attributes, '{key}') {sql_op} {quote(str(value))}"
+    # json_get_string also reads a number as its text: only JSON strings ('"...') compare.
+    return (
+        f"(json_get_string(attributes, '{key}') {sql_op} {quote(str(value))} "
+        f"AND starts_with(json_extract(attributes, '$.{key}'), '\"'))"
+    )
 
 
 def _where(filters: Filter | None, alive_at: int | None) -> str | None:

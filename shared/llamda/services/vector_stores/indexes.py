@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from llamda.config import ProviderEntry, RunConfig
 from llamda.errors import BadRequestError
+from llamda.providers.registry import canonical_type
 from llamda.providers.vector_io.index import IndexContext, VectorIndex, build_index
-from llamda.providers.vector_io.lancedb import LanceDBIndex
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -30,8 +30,10 @@ class Indexes:
         }
         self._types = {e.provider_id: e.provider_type for e in entries}
         if not self._by_id:  # a config without vector_io providers: LanceDB under storage.vectors
-            self._by_id["lancedb"] = LanceDBIndex("lancedb", None, context)
-            self._types["lancedb"] = "inline::lancedb"
+            kind = canonical_type("vector_io", "lancedb", config.storage.vectors.uri)
+            entry = ProviderEntry(provider_id="lancedb", provider_type=kind)
+            self._by_id["lancedb"] = build_index(entry, context)
+            self._types["lancedb"] = kind
         self.default_id = next(iter(self._by_id))
         # Records written before stores chose a provider live in the (first) LanceDB one.
         self.legacy_id = next(
