@@ -31,7 +31,7 @@ from llamda.config import VectorsConfig  # noqa: E402
 from llamda.providers.vector_io.index import ChunkRow, IndexContext, VectorIndex  # noqa: E402
 
 BACKENDS = ("pgvector", "chromadb")
-BATCH = 2000
+BATCH = 10_000  # as vectors.py (Chroma's client splits by its server's limit)
 STORE = "bench"
 
 
@@ -110,6 +110,30 @@ async def run(name: str, data: dict[str, np.ndarray], queries: int, k: int) -> d
     finally:
         stop()
     return out
+
+
+def remote_report(
+    name: str,
+    data: dict[str, np.ndarray],
+    queries: int,
+    lines: list[str],
+    row: Callable[[str, dict[str, float]], str],
+) -> str:
+    """``vectors.py``'s report for a server-backed backend."""
+    from scripts.bench.vectors import K
+
+    r = asyncio.run(run(name, data, queries, K))
+    head = (
+        f"local server (load {r['load_s']:.1f} s, {r['insert_per_s']:.0f} rows/s "
+        f"in batches of {BATCH}"
+    )
+    if name == "pgvector":
+        head += (
+            f" into the table, HNSW build {r['index_build_s']:.1f} s, then "
+            f"{r['indexed_insert_per_s']:.0f} rows/s into the indexed table"
+        )
+    lines += [head + "):", row(f"llamda {name}", r)]
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Vector search and ingestion, through the ``VectorIndex`` protocol (providers/vector_io/):
 
-    .venv/bin/python scripts/bench/vectors.py [--backend lancedb|faiss] [--rows 100000]
+    .venv/bin/python scripts/bench/vectors.py [--backend lancedb|faiss|pgvector|chromadb]
+        [--rows 100000]
         [--queries 200] [--write]
 
 - search: N x 384 clustered unit vectors (seeded normal draws around 1,000 Gaussian centers:
@@ -10,7 +11,8 @@
   every backend. LanceDB: flat and with the IVF_HNSW_SQ index the store builds past
   ``ann_index_min_rows``, and the same on moto S3 (a local HTTP S3, so only the request path
   differs from real S3 latency); FAISS: its exact index (rows and index saved to a local
-  object store after every batch);
+  object store after every batch); pgvector and chromadb: a throwaway server of their own
+  (scripts/bench/_vectors_remote.py: PostgreSQL + pgvector, HNSW built after the load; Chroma);
 - peer (lancedb only): Llama Stack 0.7.3's inline::faiss index (IndexFlatL2) on the same data,
   in its own venv (scripts/bench/setup_peer), when present;
 - ingestion (lancedb only): chunks/s for one worker (parse, tokenize, chunk, write) with an
@@ -47,6 +49,7 @@ from scripts.bench._report import append_report  # noqa: E402
 
 DIM, K = 384, 10
 BATCH = 10_000
+REMOTE = ("pgvector", "chromadb")  # server-backed: scripts/bench/_vectors_remote.py
 
 
 def make_data(rows: int, queries: int, seed: int = 7) -> dict[str, np.ndarray]:
@@ -191,7 +194,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--backend", default="lancedb", help="lancedb | faiss (a vector_io type)")
+    parser.add_argument(
+        "--backend", default="lancedb", help="lancedb | faiss | pgvector | chromadb"
+    )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--s3-queries", type=int, default=50)
@@ -214,6 +219,15 @@ def main() -> None:
             f"recall@10 {r['recall']:.3f}"
         )
 
+    if args.backend in REMOTE:  # a server of its own (PostgreSQL + pgvector, Chroma)
+        from scripts.bench._vectors_remote import remote_report
+
+        report = remote_report(args.backend, data, args.queries, lines, row)
+        print(report)
+        if args.write:
+            command = " ".join(["scripts/bench/vectors.py", *sys.argv[1:]])
+            append_report(f"Vector search, {args.backend}", command, report)
+        return
     local = asyncio.run(search_suite(args.backend, str(tmp / "lancedb"), {}, data, args.queries))
     if args.backend != "lancedb":
         lines += [

@@ -351,12 +351,16 @@ class ChromaIndex:
             if rows:
                 if any(len(r.vector) != dimension for r in rows):
                     raise BadRequestError(f"vectors must have {dimension} dimensions")
-                collection.upsert(
-                    ids=[r.chunk_id for r in rows],
-                    embeddings=[list(map(float, r.vector)) for r in rows],
-                    documents=[r.text for r in rows],
-                    metadatas=[_metadata(r) for r in rows],  # type: ignore[misc]
-                )
+                # The server takes at most this many rows per call (5,461 for a local one).
+                size = max(1, self._connect().get_max_batch_size())
+                for lo in range(0, len(rows), size):
+                    batch = rows[lo : lo + size]
+                    collection.upsert(
+                        ids=[r.chunk_id for r in batch],
+                        embeddings=[list(map(float, r.vector)) for r in batch],
+                        documents=[r.text for r in batch],
+                        metadatas=[_metadata(r) for r in batch],  # type: ignore[misc]
+                    )
             if replace is not None:
                 # Chroma has no transactions: the new chunks are written first, then the
                 # file's other chunks removed, so a reader never sees the file missing.
