@@ -388,3 +388,109 @@ def test_hostile_text_and_numbers_are_4xx_or_data_never_a_500(
         await index.close()
 
     run(scenario())
+
+
+# --- the compilers against the common evaluator, on any filter tree (hypothesis) ------------------
+
+
+@pytest.fixture(scope="module")
+def pg_filter_table(postgres: PostgresServer) -> Iterator[str]:
+    """tests/unit/test_vector_filters.py's mixed-type rows in a real pgvector table."""
+    from llamda.providers.vector_io.pgvector import PgVectorIndex, table_name
+    from tests.unit.test_vector_filters import _ROWS
+
+    config = _pg_config(postgres)
+    index = PgVectorIndex("pg-prop", config, IndexContext(vectors=VectorsConfig(uri="unused")))
+    rows = [
+        ChunkRow(f"c{i}", f"f{i}", "f", 0, 1, "t", [1.0, 0.0], attributes=attributes)
+        for i, attributes in enumerate(_ROWS)
+    ]
+
+    async def build() -> None:
+        await index.create("s", 2)
+        await index.upsert("s", rows, 2)
+        await index.close()
+
+    run(build())
+    yield table_name(config.table_prefix, current_tenant(), "s")
+
+
+@pytest.fixture(scope="module")
+def chroma_filter_collection(chroma: ChromaServer) -> Iterator[Any]:
+    """The same rows in a real Chroma collection (written through the provider)."""
+    import chromadb
+
+    from llamda.providers.vector_io.chroma import ChromaIndex, collection_name
+    from tests.unit.test_vector_filters import _ROWS
+
+    config = ChromaConfig(url=chroma.url, collection_prefix="p" + uuid.uuid4().hex[:8] + "_")
+    index = ChromaIndex("chroma-prop", config, IndexContext(vectors=VectorsConfig(uri="unused")))
+    rows = [
+        ChunkRow(f"c{i}", f"f{i}", "f", 0, 1, "t", [1.0, 0.0], attributes=attributes)
+        for i, attributes in enumerate(_ROWS)
+    ]
+
+    async def build() -> None:
+        await index.create("s", 2)
+        await index.upsert("s", rows, 2)
+
+    run(build())
+    client = chromadb.HttpClient(host="127.0.0.1", port=chroma.port)
+    yield client.get_collection(collection_name(config.collection_prefix, current_tenant(), "s"))
+
+
+def _tree_property(check: Any) -> Any:
+    from hypothesis import HealthCheck, given, settings
+
+    from tests.unit.test_vector_filters import _TREE
+
+    return settings(
+        max_examples=120,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )(given(raw=_TREE)(check))
+
+
+@_tree_property
+def test_pgvector_sql_and_the_common_evaluator_agree(
+    raw: dict[str, Any], postgres: PostgresServer, pg_filter_table: str
+) -> None:
+    """The parameterized SQL (run by PostgreSQL) and ``matches`` pick the same rows; every key
+    and value is a bind parameter, none is in the SQL text."""
+    import psycopg
+    from psycopg import sql
+
+    from llamda.providers.vector_io.pgvector import compile_filter
+    from tests.unit.test_vector_filters import _ROWS, parse
+
+    node = parse(raw)
+    predicate, params = compile_filter(node)
+    with psycopg.connect(postgres.dsn()) as conn:
+        text = predicate.as_string(conn)
+        assert text.count("%s") == len(params)
+        query = sql.SQL("SELECT chunk_id FROM {} WHERE {}").format(
+            sql.Identifier(pg_filter_table), predicate
+        )
+        by_sql = {r[0] for r in conn.execute(query, params).fetchall()}
+    by_eval = {f"c{i}" for i, attributes in enumerate(_ROWS) if matches(node, attributes)}
+    assert by_sql == by_eval, text
+
+
+@_tree_property
+def test_chroma_where_and_the_common_evaluator_agree(
+    raw: dict[str, Any], chroma_filter_collection: Any
+) -> None:
+    """The Chroma ``where`` (run by a real Chroma) and ``matches`` pick the same rows, or the
+    tree orders strings and is refused with a 400 naming it."""
+    from llamda.providers.vector_io.chroma import compile_filter
+    from tests.unit.test_vector_filters import _ROWS, parse
+
+    node = parse(raw)
+    try:
+        where = compile_filter(node)
+    except BadRequestError as exc:
+        assert exc.code == "unsupported_filter" and "string value" in exc.message
+        return
+    by_chroma = set(chroma_filter_collection.get(where=where, include=[])["ids"])
+    by_eval = {f"c{i}" for i, attributes in enumerate(_ROWS) if matches(node, attributes)}
+    assert by_chroma == by_eval, where
