@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -494,3 +497,42 @@ def test_chroma_where_and_the_common_evaluator_agree(
     by_chroma = set(chroma_filter_collection.get(where=where, include=[])["ids"])
     by_eval = {f"c{i}" for i, attributes in enumerate(_ROWS) if matches(node, attributes)}
     assert by_chroma == by_eval, where
+
+
+def test_chroma_embedded_persistent_client_keeps_its_rows(tmp_path: Any) -> None:
+    from llamda.providers.vector_io.chroma import ChromaIndex
+
+    config = ChromaConfig(path=str(tmp_path / "chroma"))
+    context = IndexContext(vectors=VectorsConfig(uri="unused"))
+
+    async def write() -> None:
+        index = ChromaIndex("chroma-local", config, context)
+        await index.health()
+        await index.create("vs_local", DIM)
+        await index.upsert_file("vs_local", "file-a", [_row(i) for i in range(3)], DIM)
+        year = ComparisonFilter(type="eq", key="year", value=2024)
+        assert await _ids(index, "vs_local", year) == {"file-a-1"}
+        await index.close()
+
+    run(write())
+    # Another process opens the same path (as the server after a restart).
+    reader = (
+        "import asyncio, sys\n"
+        "from llamda.config import VectorsConfig\n"
+        "from llamda.providers.vector_io.chroma import ChromaIndex\n"
+        "from llamda.providers.vector_io.config import ChromaConfig\n"
+        "from llamda.providers.vector_io.index import IndexContext\n"
+        "index = ChromaIndex('c', ChromaConfig(path=sys.argv[1]),"
+        " IndexContext(vectors=VectorsConfig(uri='unused')))\n"
+        "rows = asyncio.run(index.all_rows('vs_local'))\n"
+        "print(sorted(r['chunk_id'] for r in rows))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", reader, config.path or ""],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "['file-a-0', 'file-a-1', 'file-a-2']"
