@@ -536,3 +536,47 @@ def test_chroma_embedded_persistent_client_keeps_its_rows(tmp_path: Any) -> None
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "['file-a-0', 'file-a-1', 'file-a-2']"
+
+
+@pytest.mark.parametrize("kind", ["pgvector", "chromadb"])
+def test_a_hung_server_is_a_503_and_ties_up_nothing_else(kind: str) -> None:
+    """A server that accepts connections and never answers: each call ends in a 503 naming the
+    provider (bounded timeouts), and while several hang the loop's default executor still
+    serves others (Chroma's blocking client runs on threads of its own)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    context = IndexContext(vectors=VectorsConfig(uri="unused"))
+    index: VectorIndex
+    if kind == "pgvector":
+        from llamda.providers.vector_io.pgvector import PgVectorIndex
+
+        config = PgVectorConfig(
+            host="127.0.0.1", port=port, password="x", connect_timeout_seconds=2,
+            pool_timeout_seconds=2, sslmode="disable",
+        )  # fmt: skip
+        index = PgVectorIndex("pg-hung", config, context)
+    else:
+        from llamda.providers.vector_io.chroma import ChromaIndex
+
+        index = ChromaIndex(
+            "chroma-hung", ChromaConfig(url=f"http://127.0.0.1:{port}", timeout_seconds=1), context
+        )
+
+    async def scenario() -> None:
+        calls = [asyncio.ensure_future(index.health()) for _ in range(8)]
+        # Ordering, not timing: the default executor answers while all eight are in flight.
+        assert await asyncio.to_thread(lambda: "free") == "free"
+        assert not all(call.done() for call in calls)
+        for outcome in await asyncio.gather(*calls, return_exceptions=True):
+            assert isinstance(outcome, ServiceUnavailableError), outcome
+            assert index.provider_id in outcome.message
+        await index.close()
+
+    try:
+        run(scenario())
+    finally:
+        listener.close()

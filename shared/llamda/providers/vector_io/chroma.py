@@ -1,11 +1,12 @@
 """``remote::chromadb``: a Chroma server over HTTP (``url``) or the embedded ``PersistentClient``
 (``path``), through the ``chromadb`` client.
 
-The client is the synchronous one, called in a worker thread: the HTTP and embedded clients then
-share one code path and no handle is tied to an event loop; every call is bounded (the HTTP
-session's timeout, and ``asyncio.wait_for`` around the thread) so a server that is down answers a
-503 naming the provider, never a hang. One collection per store and tenant (cosine space by
-default), named from our ids only. Our vectors are passed in (no Chroma embedding function).
+The client is the synchronous one, called in a worker thread (a few of its own): the HTTP and
+embedded clients then share one code path and no handle is tied to an event loop; every call is
+bounded (the HTTP session's timeout, and ``asyncio.wait_for`` around the thread) so a server that
+is down or hung answers a 503 naming the provider, never a hang. One collection per store and
+tenant (cosine space by default), named from our ids only. Our vectors are passed in (no Chroma
+embedding function).
 
 Rows: id = chunk id, document = text, metadata = our fields (``_file``, ``_expires``...) and the
 attributes twice: their JSON (``_attrs``, read back as they were written) and, for filters, each
@@ -27,6 +28,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -189,6 +191,7 @@ class ChromaIndex:
         self._context = context
         self.on_write: Callable[[str], Awaitable[None]] | None = None
         self._client: ClientAPI | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._collections: dict[str, Collection] = {}
 
     # --- the client ------------------------------------------------------------------------
@@ -249,8 +252,10 @@ class ChromaIndex:
             # The first import takes seconds on a busy machine: not the server's time to answer.
             await asyncio.to_thread(_import_chromadb)
         try:
+            loop = asyncio.get_running_loop()
             return await asyncio.wait_for(
-                asyncio.to_thread(action), timeout=self._config.timeout_seconds + 1
+                loop.run_in_executor(self._threads(), action),
+                timeout=self._config.timeout_seconds + 1,
             )
         except LlamdaError:
             raise
@@ -284,6 +289,14 @@ class ChromaIndex:
                 self._client = None  # the client could not be built: try again next time
                 raise self._unavailable(f"cannot reach {self._where_to()}") from None
             raise
+
+    def _threads(self) -> ThreadPoolExecutor:
+        """Chroma's own few threads: calls to a hung server (building the client has no
+        timeout) can only tie these up, never the loop's default executor the rest of the
+        server uses (document workers, other providers)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chroma")
+        return self._executor
 
     def _name(self, store_id: str) -> str:
         return collection_name(self._config.collection_prefix, current_tenant(), store_id)
@@ -559,3 +572,6 @@ class ChromaIndex:
     async def close(self) -> None:
         self._collections.clear()
         self._client = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
