@@ -20,7 +20,7 @@ import pytest
 from llama_stack_client import BadRequestError as LsBadRequest
 from llama_stack_client import LlamaStackClient
 
-from tests.configs import backend_params, with_backend
+from tests.configs import backend_params, start_backend, with_backend
 from tests.conftest import TEST_CONFIG, LiveServer, start_server, stop_server
 from tests.fakes.bedrock import FakeBedrockServer, Reply, fake_embedding
 
@@ -38,6 +38,7 @@ def server(
     """The shared test config on each vector backend (tests/configs.py) plus two Bedrock chat
     models (the rewrite model is the one ``storage.vectors.query_rewrite_model`` names) and a
     fast maintenance loop."""
+    start_backend(request, request.param)
     home = tmp_path_factory.mktemp(f"compat-{request.param}")
     models = (
         f"  - model_id: context-llm\n    provider_id: fake-bedrock\n"
