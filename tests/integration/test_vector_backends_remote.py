@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from llamda.api.vector_stores import ComparisonFilter, CompoundFilter
 from llamda.config import VectorsConfig
@@ -580,3 +581,37 @@ def test_a_hung_server_is_a_503_and_ties_up_nothing_else(kind: str) -> None:
         run(scenario())
     finally:
         listener.close()
+
+
+def test_pgvector_without_the_extension_and_the_right_to_create_it_says_so(
+    postgres: PostgresServer,
+) -> None:
+    """A database without ``vector`` and a user who may not create it: a 503 that says what a
+    superuser must run (never a 500); with the right, the extension is created."""
+    import psycopg
+
+    role, database = f"plain_{uuid.uuid4().hex[:6]}", f"noext_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'plain-pass'")
+        conn.execute(f"CREATE DATABASE {database} OWNER {role}")
+    context = IndexContext(vectors=VectorsConfig(uri="unused"))
+    from llamda.providers.vector_io.pgvector import PgVectorIndex
+
+    plain = _pg_config(postgres).model_copy(
+        update={"user": role, "db": database, "password": SecretStr("plain-pass")}
+    )
+    superuser = _pg_config(postgres).model_copy(update={"db": database})
+
+    async def scenario() -> None:
+        index = PgVectorIndex("pg-plain", plain, context)
+        await index.health()  # it answers: the database is there
+        with pytest.raises(ServiceUnavailableError, match="CREATE EXTENSION vector") as caught:
+            await index.create("vs_x", DIM)
+        assert "'pg-plain'" in caught.value.message
+        await index.close()
+        admin = PgVectorIndex("pg-admin", superuser, context)
+        await admin.create("vs_x", DIM)  # creates the extension
+        assert await admin.count("vs_x") == 0
+        await admin.close()
+
+    run(scenario())
