@@ -125,7 +125,9 @@ class PgVectorIndex:
         self._config = settings
         self._context = context
         self.on_write: Callable[[str], Awaitable[None]] | None = None
-        self._pools: dict[int, AsyncConnectionPool] = {}
+        # One pool per event loop (a pool's tasks live on its loop); pools of closed loops are
+        # dropped, and a new loop that reuses an old one's id() never gets its pool.
+        self._pools: dict[int, tuple[asyncio.AbstractEventLoop, AsyncConnectionPool]] = {}
         self._password: str | None = None
         self._ready = False  # the extension and the stores table exist
         self._connect_kwargs: dict[str, Any] = {}
@@ -152,10 +154,13 @@ class PgVectorIndex:
         return None
 
     async def _pool(self) -> AsyncConnectionPool:
-        loop_id = id(asyncio.get_running_loop())
-        pool = self._pools.get(loop_id)
-        if pool is not None:
-            return pool
+        loop = asyncio.get_running_loop()
+        known = self._pools.get(id(loop))
+        if known is not None and known[0] is loop:
+            return known[1]
+        for key, (other, _) in list(self._pools.items()):
+            if other.is_closed() or (other is not loop and key == id(loop)):
+                del self._pools[key]
         try:
             from psycopg_pool import AsyncConnectionPool
         except ImportError:
@@ -189,7 +194,7 @@ class PgVectorIndex:
             name=f"llamda-{self.provider_id}",
         )
         await pool.open(wait=False)
-        self._pools[loop_id] = pool
+        self._pools[id(loop)] = (loop, pool)
         return pool
 
     @asynccontextmanager
@@ -240,7 +245,7 @@ class PgVectorIndex:
         """Forget a pool that failed: the next request opens a new one, which connects at once
         (a failing pool retries with growing backoff, so a server back after a long outage
         would wait for it)."""
-        for key, known in list(self._pools.items()):
+        for key, (_, known) in list(self._pools.items()):
             if known is pool:
                 del self._pools[key]
         try:
@@ -669,7 +674,7 @@ class PgVectorIndex:
 
     async def close(self) -> None:
         pools, self._pools = self._pools, {}
-        loop_id = id(asyncio.get_running_loop())
-        for key, pool in pools.items():
-            if key == loop_id:
+        loop = asyncio.get_running_loop()
+        for owner, pool in pools.values():
+            if owner is loop:  # another loop's pool cannot be awaited from here
                 await pool.close(timeout=2)
