@@ -206,7 +206,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="session")
 def chroma() -> Iterator[ChromaServer]:
-    """A real Chroma server for the session."""
+    """A real Chroma server for the session (skipped without the chromadb package)."""
+    if not Path(sys.executable).with_name("chroma").exists():
+        pytest.skip("the chromadb package (its `chroma` command) is not installed")
     server = ChromaServer()
     os.environ["LLAMDA_TEST_CHROMA_URL"] = server.url
     try:
