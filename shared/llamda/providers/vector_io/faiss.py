@@ -240,11 +240,16 @@ class FaissIndex:
                 raise BadRequestError(
                     f"vectors must have {current.dimension} dimensions", param="embedding"
                 )
-            store = await asyncio.to_thread(_copy, current)
             chunk_ids = {r.chunk_id for r in rows}
-            gone = store.ids_of(lambda row: row["chunk_id"] in chunk_ids or remove(row))
-            await asyncio.to_thread(_remove_add, store, gone, rows)
-            await self._save(store_id, store)
+
+            def prepare() -> _Store:
+                store = _copy(current)
+                gone = store.ids_of(lambda row: row["chunk_id"] in chunk_ids or remove(row))
+                _remove_add(store, gone, rows)
+                return store
+
+            # Scans, copies and index changes are O(rows): off the event loop.
+            await self._save(store_id, await asyncio.to_thread(prepare))
         if self.on_write is not None:
             await self.on_write(store_id)
 
@@ -263,8 +268,13 @@ class FaissIndex:
             current = await self._store(store_id)
             if current is None:
                 return
-            store = await asyncio.to_thread(_copy, current)
-            if change(store):
+
+            def prepare() -> _Store | None:
+                store = _copy(current)
+                return store if change(store) else None
+
+            store = await asyncio.to_thread(prepare)
+            if store is not None:
                 await self._save(store_id, store)
 
     async def delete_file(self, store_id: str, file_id: str) -> None:
@@ -309,8 +319,12 @@ class FaissIndex:
         store = await self._store(store_id)
         if store is None:
             return []
-        ids = store.ids_of(lambda row: row["file_id"] == file_id)[:limit]
-        return [self._out(store, i, vectors=vectors) for i in ids]
+
+        def read() -> list[dict[str, Any]]:
+            ids = store.ids_of(lambda row: row["file_id"] == file_id)[:limit]
+            return [self._out(store, i, vectors=vectors) for i in ids]
+
+        return await asyncio.to_thread(read)
 
     async def all_rows(
         self,
@@ -323,8 +337,12 @@ class FaissIndex:
         store = await self._store(store_id)
         if store is None:
             return []
-        ids = store.ids_of(lambda row: _alive(row, alive_at))[:limit]
-        return [self._out(store, i, vectors=vectors) for i in ids]
+
+        def read() -> list[dict[str, Any]]:
+            ids = store.ids_of(lambda row: _alive(row, alive_at))[:limit]
+            return [self._out(store, i, vectors=vectors) for i in ids]
+
+        return await asyncio.to_thread(read)
 
     async def search_vector(
         self,
@@ -340,20 +358,24 @@ class FaissIndex:
         store = await self._store(store_id)
         if store is None or not store.rows:
             return []
-        allowed: list[int] | None = None
-        if filters is not None or alive_at is not None:
-            allowed = store.ids_of(
-                lambda row: (
-                    _alive(row, alive_at)
-                    and (filters is None or matches(filters, row.get("attributes") or {}))
-                )
-            )
-            if not allowed:
-                return []
         query, _ = _normalized([vector], store.dimension)
-        found = await asyncio.to_thread(
-            _search, store.index, query, min(k, len(store.rows)), allowed
-        )
+        filtered = filters is not None or alive_at is not None
+
+        def run() -> list[tuple[float, int]]:
+            # The allow-list is a scan of every row: in the worker thread, not the event loop.
+            allowed: list[int] | None = None
+            if filtered:
+                allowed = store.ids_of(
+                    lambda row: (
+                        _alive(row, alive_at)
+                        and (filters is None or matches(filters, row.get("attributes") or {}))
+                    )
+                )
+                if not allowed:
+                    return []
+            return _search(store.index, query, min(k, len(store.rows)), allowed)
+
+        found = await asyncio.to_thread(run)
         vectors = "vector" in keys
         return [
             Hit(self._out(store, int(i), vectors=vectors), max(0.0, min(1.0, float(score))))

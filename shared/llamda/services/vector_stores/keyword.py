@@ -4,6 +4,7 @@ scale of an in-process backend (tens of thousands of chunks): it reads every row
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections import Counter
@@ -57,6 +58,12 @@ async def fallback_keyword(
 ) -> list[Hit]:
     """Keyword search through the service: the store's live rows, filtered, ranked by BM25."""
     rows = await index.all_rows(store_id, alive_at=alive_at, vectors=vectors)
-    if filters is not None:
-        rows = [r for r in rows if matches(filters, r.get("attributes") or {})]
-    return bm25(text, rows, k)
+
+    def rank() -> list[Hit]:
+        kept = rows
+        if filters is not None:
+            kept = [r for r in rows if matches(filters, r.get("attributes") or {})]
+        return bm25(text, kept, k)
+
+    # Tokenizing every row is O(store): in a worker thread, so the event loop keeps serving.
+    return await asyncio.to_thread(rank)
