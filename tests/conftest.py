@@ -17,6 +17,9 @@ import pytest
 
 from tests.fakes.bedrock import FakeBedrockServer
 
+# The vector backends' real servers (PostgreSQL + pgvector, Chroma) as session fixtures.
+pytest_plugins = ["tests.backends"]
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never reach real AWS: fake credentials, one region, no instance metadata lookups.
@@ -30,6 +33,15 @@ os.environ.update(
 )
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "LLAMDA_CONFIG", "LLAMDA_PROFILE"):
     os.environ.pop(_var, None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, beside the fixtures that use it (pyproject's list holds the others).
+    config.addinivalue_line(
+        "markers",
+        "backends: the vector-store suite on every vector backend but lancedb (tests/configs.py "
+        "VECTOR_BACKENDS); run by .ci/run, left out of the quick loop",
+    )
 
 
 @pytest.fixture(scope="session")

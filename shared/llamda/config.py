@@ -718,6 +718,12 @@ def _check_providers(config: RunConfig) -> None:
                     f"{where}.provider_type: unknown provider type {entry.provider_type!r} "
                     f"for api {api} (known: {known})"
                 )
+            if spec.single_writer and config.profile == "aws":
+                raise ConfigError(
+                    f"{where}.provider_type: {entry.provider_type} allows one writer process "
+                    "only; the aws profile writes from many (API and ingest functions): use "
+                    "remote::lancedb (or a server-backed vector_io provider) there"
+                )
             raw = dict(entry.config)
             if spec.default_url and not raw.get("url"):
                 raw["url"] = spec.default_url

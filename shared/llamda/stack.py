@@ -57,7 +57,7 @@ class Stack:
             config, self.models, guardrails=Guardrails(config.guardrails, self.models, self.safety)
         )
         self.vector_stores = VectorStoresService(
-            config, self.records, self.files, self.models, self.inference
+            config, self.records, self.files, self.models, self.inference, self.objects
         )
         self.models.used_by = self.vector_stores.stores.using_model
         self.models.shared_in_use = self.vector_stores.stores.any_tenant_uses
@@ -116,7 +116,11 @@ class Stack:
             self.responses,
         )
         self.inspect = InspectService(
-            config, self.inference.breaker_states, self.records, self.objects
+            config,
+            self.inference.breaker_states,
+            self.records,
+            self.objects,
+            vector_health=self.vector_stores.indexes.health,
         )
 
     async def _judge_chat(self, request: ChatCompletionRequest) -> ChatCompletion:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from llamda.config import VectorsConfig
-from llamda.storage.vectors_lancedb import ChunkRow, LanceDBIndex, _AppendBatcher, _schema
+from llamda.providers.vector_io.index import ChunkRow, IndexContext
+from llamda.providers.vector_io.lancedb import LanceDBIndex, _AppendBatcher, _encode, _schema
 
 DIMENSION = 4
 CLIENTS, BAD = 8, 3
@@ -34,7 +35,9 @@ def test_a_failed_combined_commit_fails_only_the_bad_append(tmp_path: Path) -> N
     flush runs); the NaN one makes it fail; the other seven must still be written."""
 
     async def scenario() -> tuple[list[BaseException | None], list[str], int]:
-        index = LanceDBIndex(VectorsConfig(uri=str(tmp_path / "lancedb")))
+        index = LanceDBIndex(
+            "lancedb", None, IndexContext(VectorsConfig(uri=str(tmp_path / "lancedb")))
+        )
         await index.create("store", DIMENSION)
         table = await index._table("store")
         assert table is not None
@@ -46,7 +49,7 @@ def test_a_failed_combined_commit_fails_only_the_bad_append(tmp_path: Path) -> N
 
         batcher = _AppendBatcher(commit)
         tables = [
-            pa.Table.from_pylist([_row(i, bad=i == BAD).as_row()], schema=_schema(DIMENSION))
+            pa.Table.from_pylist([_encode(_row(i, bad=i == BAD))], schema=_schema(DIMENSION))
             for i in range(CLIENTS)
         ]
         results = await asyncio.gather(*(batcher.append(t) for t in tables), return_exceptions=True)
@@ -63,20 +66,22 @@ def test_a_failed_combined_commit_fails_only_the_bad_append(tmp_path: Path) -> N
 
 
 def test_concurrent_writes_through_the_index(tmp_path: Path) -> None:
-    """The same through LanceDBIndex.write, the path every ingest and vector-io insert takes,
+    """The same through LanceDBIndex.upsert, the path every ingest and vector-io insert takes,
     over a few rounds (how writes coalesce depends on timing; the outcome must not)."""
 
     async def scenario() -> None:
-        index = LanceDBIndex(VectorsConfig(uri=str(tmp_path / "lancedb")))
+        index = LanceDBIndex(
+            "lancedb", None, IndexContext(VectorsConfig(uri=str(tmp_path / "lancedb")))
+        )
         await index.create("store", DIMENSION)
         for round_ in range(3):
             rows = [_row(round_ * CLIENTS + i, bad=i == BAD) for i in range(CLIENTS)]
             results = await asyncio.gather(
-                *(index.write("store", [row], DIMENSION) for row in rows),
+                *(index.upsert("store", [row], DIMENSION) for row in rows),
                 return_exceptions=True,
             )
             assert [i for i, r in enumerate(results) if r is not None] == [BAD], results
-        stored = await index.rows("store", "true")
+        stored = await index.all_rows("store")
         assert len(stored) == 3 * (CLIENTS - 1)
         await index.close()
 

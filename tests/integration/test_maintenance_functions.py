@@ -52,7 +52,7 @@ def lambda_env(
 
 
 def indices(home: Path, store_id: str) -> list[str]:
-    from llamda.storage.vectors_lancedb import import_lancedb
+    from llamda.providers.vector_io.lancedb import import_lancedb
 
     db = import_lancedb().connect(str(home / "lancedb" / "tenants" / "default"))
     return [index.name for index in db.open_table(store_id).list_indices()]

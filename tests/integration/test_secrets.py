@@ -43,6 +43,9 @@ SECRETS = {
         "openai-query-key",
         "openai-query-sig",
         "guardrails-pass",
+        "pg-pass",
+        "chroma-url-pass",
+        "chroma-token",
     )
 }
 S = SECRETS
@@ -54,6 +57,7 @@ NO_SECRET_FIELDS = {
     ("safety", "inline::rules"),
 }
 NO_SECRET_FIELDS |= {("vector_io", "inline::lancedb"), ("vector_io", "remote::lancedb")}
+NO_SECRET_FIELDS |= {("vector_io", "inline::faiss")}
 NO_SECRET_FIELDS |= {("inference", "inline::sentence-transformers")}
 
 CONFIG = f"""
@@ -96,6 +100,13 @@ providers:
       config: {{endpoint_url: "https://aws:{S["guardrails-pass"]}@bedrock.example.com"}}
   vector_io:
     - {{provider_id: lancedb, provider_type: inline::lancedb}}
+    - {{provider_id: faiss, provider_type: inline::faiss}}
+    - provider_id: pgvector
+      provider_type: remote::pgvector
+      config: {{host: 127.0.0.1, port: 9, password: {S["pg-pass"]}, password_parameter: /llamda/pg-pass-name, sslmode: disable}}
+    - provider_id: chroma
+      provider_type: remote::chromadb
+      config: {{url: "http://me:{S["chroma-url-pass"]}@127.0.0.1:9", headers: {{x-chroma-token: {S["chroma-token"]}}}}}
 models:
   - {{model_id: vllm-m, provider_id: vllm}}
   - {{model_id: together-m, provider_id: together}}

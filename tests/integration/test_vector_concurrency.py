@@ -117,7 +117,7 @@ def test_parallel_ingest_into_one_store_on_s3(
         assert f"{FILES // WORKERS} ok, 0 failed" in out
 
     async def check() -> tuple[list[dict], object]:
-        rows = await stack.vector_stores.index.rows(store, "chunk_id IS NOT NULL", limit=10_000)
+        rows = await stack.vector_stores.indexes.get("lancedb").all_rows(store, limit=10_000)
         info = await stack.vector_stores.get(store)
         await stack.close()
         return rows, info

@@ -20,6 +20,7 @@ import pytest
 from llama_stack_client import BadRequestError as LsBadRequest
 from llama_stack_client import LlamaStackClient
 
+from tests.configs import backend_params, start_backend, with_backend
 from tests.conftest import TEST_CONFIG, LiveServer, start_server, stop_server
 from tests.fakes.bedrock import FakeBedrockServer, Reply, fake_embedding
 
@@ -28,13 +29,17 @@ CONTEXT_LLM = "compat-context-llm"  # provider model ids only this module's resp
 REWRITE_LLM = "compat-rewrite-llm"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=backend_params())
 def server(
-    tmp_path_factory: pytest.TempPathFactory, fake_bedrock: FakeBedrockServer
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_bedrock: FakeBedrockServer,
 ) -> Iterator[LiveServer]:
-    """The shared test config plus two Bedrock chat models (the rewrite model is the one
-    ``storage.vectors.query_rewrite_model`` names) and a fast maintenance loop."""
-    home = tmp_path_factory.mktemp("compat")
+    """The shared test config on each vector backend (tests/configs.py) plus two Bedrock chat
+    models (the rewrite model is the one ``storage.vectors.query_rewrite_model`` names) and a
+    fast maintenance loop."""
+    start_backend(request, request.param)
+    home = tmp_path_factory.mktemp(f"compat-{request.param}")
     models = (
         f"  - model_id: context-llm\n    provider_id: fake-bedrock\n"
         f"    provider_model_id: {CONTEXT_LLM}\n"
@@ -42,7 +47,8 @@ def server(
         f"    provider_model_id: {REWRITE_LLM}\n"
     )
     config = (
-        TEST_CONFIG.replace("models:\n", "models:\n" + models, 1)
+        with_backend(TEST_CONFIG, request.param)
+        .replace("models:\n", "models:\n" + models, 1)
         .replace(
             'vectors: {uri: "${env.LLAMDA_HOME}/lancedb"}',
             'vectors: {uri: "${env.LLAMDA_HOME}/lancedb", query_rewrite_model: rewrite-llm}',
@@ -594,9 +600,7 @@ def test_the_maintenance_step_reaps_expired_stores_of_every_tenant(
                         made[tenant]["lifted"],
                         UpdateVectorStoreRequest.model_validate({"expires_after": None}),
                     )
-            later = Maintenance(
-                stack.records, svc.index, svc.stores, clock=lambda: time.time() + 2 * day
-            )
+            later = Maintenance(stack.records, svc.stores, clock=lambda: time.time() + 2 * day)
             await later.run()
             for tenant, ids in made.items():
                 with tenant_scope(tenant):

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
 from llama_stack_client import LlamaStackClient
 
-from tests.conftest import LiveServer
-from tests.fakes.bedrock import fake_embedding
+from tests.configs import backend_params, start_backend, with_backend
+from tests.conftest import TEST_CONFIG, LiveServer, start_server, stop_server
+from tests.fakes.bedrock import FakeBedrockServer, fake_embedding
 from tests.pdf import make_pdf
 
 EMBEDDING_MODEL = "amazon.titan-embed-text-v2:0"
@@ -33,6 +35,22 @@ DOCS = {
         {"animal": "camel", "year": 2023, "public": True},
     ),
 }
+
+
+@pytest.fixture(scope="module", params=backend_params())
+def live_server(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    fake_bedrock: FakeBedrockServer,
+) -> Iterator[LiveServer]:
+    """This module's server: the suite runs once per vector backend (tests/configs.py)."""
+    start_backend(request, request.param)
+    home = tmp_path_factory.mktemp(f"vectors-{request.param}")
+    config = home / "run.yaml"
+    config.write_text(with_backend(TEST_CONFIG, request.param))
+    server = start_server(config, home, {"FAKE_BEDROCK_URL": fake_bedrock.endpoint})
+    yield server
+    stop_server(server)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +238,7 @@ def test_reattach_replaces_chunks_without_duplicates(client: openai.OpenAI) -> N
     again = client.vector_stores.files.create(
         vector_store_id=vs.id, file_id=file_id, chunking_strategy=strategy
     )
-    assert first.status == again.status == "completed"
+    assert first.status == again.status == "completed", (first.last_error, again.last_error)
     assert first.chunking_strategy.static.max_chunk_size_tokens == 200
     parts = list(client.vector_stores.files.content(file_id=file_id, vector_store_id=vs.id))
     # word1234 is 3 WordPiece tokens here; windows of 200 stepping 150 over ~12k tokens.

@@ -245,6 +245,7 @@ def test_unknown_provider_type_lists_known_ones(tmp_path: Path) -> None:
         ("safety", "bedrock-guardrails", "{}", "remote::bedrock-guardrails"),
         ("safety", "rules", "{}", "inline::rules"),
         ("vector_io", "lancedb", "{}", "inline::lancedb"),
+        ("vector_io", "faiss", "{prefix: idx}", "inline::faiss"),
     ],
 )
 def test_short_provider_types_are_aliases_of_llama_stack_names(
@@ -270,6 +271,25 @@ def test_lancedb_type_follows_where_its_tables_live(tmp_path: Path, written: str
         write(tmp_path, MINIMAL.replace("uri: /tmp/v", "uri: s3://b/v") + vector_io), env={}
     )
     assert on_s3.providers["vector_io"][0].provider_type == "remote::lancedb"
+
+
+def test_several_vector_backends_and_faiss_refused_by_the_aws_profile(tmp_path: Path) -> None:
+    vector_io = (
+        "providers:\n  vector_io:\n    - {provider_id: l, provider_type: lancedb}\n"
+        "    - {provider_id: f, provider_type: inline::faiss}\n"
+    )
+    both = load_config(write(tmp_path, MINIMAL + vector_io), env={})
+    assert [e.provider_type for e in both.providers["vector_io"]] == [
+        "inline::lancedb",
+        "inline::faiss",
+    ]
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "profile: aws\n" + MINIMAL + vector_io), env={})
+    message = str(err.value)
+    assert "providers.vector_io[1].provider_type" in message and "one writer" in message
+    bad_prefix = vector_io.replace("inline::faiss}", "inline::faiss, config: {prefix: ../x}}")
+    with pytest.raises(ConfigError, match=r"providers\.vector_io\[1\]\.config\.prefix"):
+        load_config(write(tmp_path, MINIMAL + bad_prefix), env={})
 
 
 def test_profiles_use_llama_stack_names() -> None:

@@ -1,4 +1,5 @@
-"""OpenAI attribute filters → LanceDB predicates (the SQL text; integration tests run them)."""
+"""OpenAI attribute filters → each backend's form: LanceDB predicates (the SQL text, and run on a
+real table against the common evaluator ``matches`` that FAISS uses)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,24 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
-from llamda.api.vector_stores import CompoundFilter, Filter, check_filter_shape
+from llamda.api.vector_stores import ComparisonFilter, CompoundFilter, Filter, check_filter_shape
 from llamda.errors import BadRequestError
-from llamda.services.vector_stores import compile_filter
+from llamda.providers.vector_io.index import matches
+from llamda.providers.vector_io.lancedb import compile_filter
 
 parse = TypeAdapter(Filter).validate_python
 
 
 def test_comparisons_by_value_type() -> None:
     assert compile_filter(parse({"type": "eq", "key": "team", "value": "o'neil"})) == (
-        "json_get_string(attributes, 'team') = 'o''neil'"
+        "(json_get_string(attributes, 'team') = 'o''neil' "
+        "AND starts_with(json_extract(attributes, '$.team'), '\"'))"
     )
     assert compile_filter(parse({"type": "gte", "key": "year", "value": 2024})) == (
         "TRY_CAST(json_extract(attributes, '$.year') AS DOUBLE) >= 2024.0"
     )
     assert compile_filter(parse({"type": "ne", "key": "ok", "value": True})) == (
-        "json_extract(attributes, '$.ok') <> 'true'"
+        "json_extract(attributes, '$.ok') = 'false'"
     )
 
 
@@ -43,9 +46,11 @@ def test_in_nin_and_compound() -> None:
         )
     )
     assert sql == (
-        "((json_get_string(attributes, 'a') = 'x' OR "
+        "(((json_get_string(attributes, 'a') = 'x' "
+        "AND starts_with(json_extract(attributes, '$.a'), '\"')) OR "
         "TRY_CAST(json_extract(attributes, '$.a') AS DOUBLE) = 2.0) OR "
-        "((json_get_string(attributes, 'b') <> 'y')))"
+        "(((json_get_string(attributes, 'b') <> 'y' "
+        "AND starts_with(json_extract(attributes, '$.b'), '\"')))))"
     )
 
 
@@ -131,6 +136,7 @@ _trees = st.recursive(
 _LITERAL = r"'(?:[^']|'')*'"
 _TOKEN = re.compile(
     rf"\s*(?:(?P<lit>{_LITERAL})|json_get_string\(attributes, |json_extract\(attributes, "
+    r"|starts_with\(|, "
     r"|TRY_CAST\(|\) AS DOUBLE\)|-?(?:\d+\.\d*|\d*\.\d+|\d+)(?:e[+-]?\d+)?|<>|>=|<=|=|>|<"
     r"|\bAND\b|\bOR\b|\(|\))"
 )
@@ -152,7 +158,8 @@ def _user_strings(node: Filter) -> set[str]:
     if isinstance(node, CompoundFilter):
         return set().union(*(_user_strings(f) for f in node.filters))
     values = node.value if isinstance(node.value, list) else [node.value]
-    return {node.key, f"$.{node.key}", "true", "false"} | {v for v in values if isinstance(v, str)}
+    ours = {node.key, f"$.{node.key}", "true", "false", '"'}
+    return ours | {v for v in values if isinstance(v, str)}
 
 
 @settings(max_examples=200, deadline=None)
@@ -188,3 +195,95 @@ def test_numbers_compile_to_finite_literals_or_are_refused(value: int | float) -
     sql = compile_filter(node)
     number = sql.rsplit(" ", 1)[1]
     assert math.isfinite(float(number)) and float(number) == float(value)
+
+
+# --- every backend keeps the same semantics ------------------------------------------------------
+
+# Rows whose attributes mix types under the same keys (a number, a numeric string, a boolean,
+# a missing key), so a compiler that coerces or matches across types shows.
+_ROWS = [
+    {"a": "x", "n": 5, "ok": True},
+    {"a": "y", "n": 5.5, "ok": False},
+    {"a": "5", "n": "5", "ok": "true"},
+    {"a": 5, "n": -2},
+    {"a": "o'neil", "n": 0, "ok": True},
+    {"n": 1e3, "b": "x"},
+    {"a": "true", "b": "y", "ok": False},
+    {},
+]
+_KEYS = st.sampled_from(["a", "n", "ok", "b"])
+_VALUES = st.sampled_from(["x", "y", "5", "true", "o'neil", 5, 5.5, -2, 0, 1000, True, False])
+_LEAF = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["eq", "ne", "gt", "gte", "lt", "lte"]),
+            "key": _KEYS,
+            "value": _VALUES,
+        }
+    ).filter(lambda d: not (isinstance(d["value"], bool) and d["type"] not in ("eq", "ne"))),
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["in", "nin"]),
+            "key": _KEYS,
+            "value": st.lists(
+                _VALUES.filter(lambda v: not isinstance(v, bool)), min_size=1, max_size=3
+            ),
+        }
+    ),
+)
+_TREE = st.recursive(
+    _LEAF,
+    lambda children: st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["and", "or"]),
+            "filters": st.lists(children, min_size=1, max_size=3),
+        }
+    ),
+    max_leaves=6,
+)
+
+
+@pytest.fixture(scope="module")
+def lance_table(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real LanceDB table of ``_ROWS`` (written through the provider)."""
+    import asyncio
+
+    from llamda.config import VectorsConfig
+    from llamda.providers.vector_io.index import ChunkRow, IndexContext
+    from llamda.providers.vector_io.lancedb import LanceDBIndex
+
+    uri = str(tmp_path_factory.mktemp("filters") / "lancedb")
+    index = LanceDBIndex("lancedb", None, IndexContext(VectorsConfig(uri=uri)))
+    rows = [
+        ChunkRow(f"c{i}", f"f{i}", "f", 0, 1, "t", [1.0, 0.0], attributes=attributes)
+        for i, attributes in enumerate(_ROWS)
+    ]
+
+    async def build() -> None:
+        await index.create("s", 2)
+        await index.upsert("s", rows, 2)
+
+    asyncio.run(build())
+    import lancedb
+
+    return lancedb.connect(f"{uri}/tenants/default").open_table("s")
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=_TREE)
+def test_lancedb_sql_and_the_common_evaluator_agree(raw: dict, lance_table) -> None:  # type: ignore[no-untyped-def]
+    """The LanceDB compiler (SQL run by LanceDB) and ``matches`` (what FAISS and any backend
+    without a query language use) pick the same rows for any filter tree."""
+    node = parse(raw)
+    sql = compile_filter(node)
+    by_sql = {r["chunk_id"] for r in lance_table.search().where(sql).select(["chunk_id"]).to_list()}
+    by_eval = {f"c{i}" for i, attributes in enumerate(_ROWS) if matches(node, attributes)}
+    assert by_sql == by_eval, sql
+
+
+def test_the_evaluator_refuses_keys_the_api_would() -> None:
+    node = ComparisonFilter.model_construct(type="eq", key="a') OR 1=1 --", value="x")
+    with pytest.raises(BadRequestError):
+        matches(node, {"a": "x"})
+    with pytest.raises(BadRequestError):
+        compile_filter(node)

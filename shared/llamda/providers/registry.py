@@ -22,7 +22,12 @@ from llamda.providers.inference.config import (
     SentenceTransformersConfig,
 )
 from llamda.providers.safety.config import BedrockGuardrailsConfig, LlamaGuardConfig, RulesConfig
-from llamda.providers.vector_io.config import LanceDBConfig
+from llamda.providers.vector_io.config import (
+    ChromaConfig,
+    FaissConfig,
+    LanceDBConfig,
+    PgVectorConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class ProviderSpec:
     implementation: str = "llamda.providers.inference.remote_openai:RemoteOpenAIProvider"
     requires: tuple[str, ...] = ()  # modules of optional extras it cannot run without
     chat: bool = True  # False: an embeddings-only inference provider
+    # vector_io: one writer process only (refused by the aws profile, whose writers are many).
+    single_writer: bool = False
 
     @property
     def remote(self) -> bool:
@@ -115,15 +122,44 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             "inline::lancedb",
             LanceDBConfig,
             "LanceDB in a local directory: vector, full-text and hybrid search",
-            implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
+            implementation="llamda.providers.vector_io.lancedb:LanceDBIndex",
         ),
         ProviderSpec(
             "vector_io",
             "remote::lancedb",
             LanceDBConfig,
             "LanceDB on S3 (s3://): vector, full-text and hybrid search",
-            implementation="llamda.storage.vectors_lancedb:LanceDBIndex",
+            implementation="llamda.providers.vector_io.lancedb:LanceDBIndex",
         ),
+        ProviderSpec(
+            "vector_io",
+            "inline::faiss",
+            FaissConfig,
+            "FAISS in process, saved to the object store: vector search; keyword via the "
+            "service's BM25; one writer process (local use)",
+            implementation="llamda.providers.vector_io.faiss:FaissIndex",
+            requires=("faiss", "numpy"),
+            single_writer=True,
+        ),
+        ProviderSpec(
+            "vector_io",
+            "remote::pgvector",
+            PgVectorConfig,
+            "PostgreSQL with pgvector: HNSW vector search, tsvector full-text keyword search, "
+            "filters as parameterized SQL on JSONB; hybrid fused by the service",
+            implementation="llamda.providers.vector_io.pgvector:PgVectorIndex",
+            requires=("psycopg", "psycopg_pool"),
+        ),
+        ProviderSpec(
+            "vector_io",
+            "remote::chromadb",
+            ChromaConfig,
+            "Chroma (a server by url, or embedded by path): vector search, metadata filters as "
+            "Chroma where; keyword via the service's BM25, hybrid fused by the service",
+            implementation="llamda.providers.vector_io.chroma:ChromaIndex",
+            requires=("chromadb",),
+        ),
+        # More vector_io providers: one ProviderSpec here each (remote::weaviate, ...).
     ]
 }
 
@@ -140,6 +176,7 @@ ALIASES: dict[str, dict[str, str]] = {
         "bedrock-guardrails": "remote::bedrock-guardrails",
         "rules": "inline::rules",
     },
+    "vector_io": {"faiss": "inline::faiss"},
 }
 _LANCEDB = ("lancedb", "inline::lancedb", "remote::lancedb")
 

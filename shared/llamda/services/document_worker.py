@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -135,6 +136,11 @@ async def document_chunks_isolated(
         child.close()
         async with asyncio.timeout(max_seconds):
             await _readable(parent)
+            # The read end's O_NONBLOCK flag is shared with the forked worker, which inherits
+            # the fd: something there set it (seen in the backend matrix, with faiss, psycopg or
+            # chromadb loaded), and a recv of a result larger than the pipe's buffer then failed
+            # half way with EAGAIN ("the worker stopped"). Set blocking again once it writes.
+            os.set_blocking(parent.fileno(), True)
             receiving = asyncio.ensure_future(asyncio.to_thread(parent.recv))
             try:
                 outcome = await receiving

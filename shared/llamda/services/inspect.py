@@ -56,11 +56,14 @@ class InspectService:
         breakers: Callable[[str], dict[str, Any]] = lambda _: {},
         records: Records | None = None,
         objects: Objects | None = None,
+        vector_health: Callable[[str], Awaitable[None]] | None = None,
     ):
         self._config = config
         self._breakers = breakers
         self._records = records
         self._objects = objects
+        # A vector_io provider's own probe (``VectorIndex.health``), by provider id.
+        self._vector_health = vector_health
 
     def health(self) -> HealthInfo:
         return HealthInfo(status="OK")
@@ -197,11 +200,14 @@ class InspectService:
         return out
 
     async def _health(self, api: str, provider_id: str, provider_type: str) -> dict[str, Any]:
+        if provider_type == "remote::lancedb":
+            return await _not_probed("S3")()
+        if api == "vector_io" and self._vector_health is not None:
+            probe = self._vector_health
+            return await _probe(lambda: probe(provider_id))
         if provider_type == "inline::lancedb":
             uri = self._config.storage.vectors.uri
             return await _probe(lambda: asyncio.to_thread(_writable, uri))
-        if provider_type == "remote::lancedb":
-            return await _not_probed("S3")()
         return self._breaker_health(api, provider_id)
 
     def _breaker_health(self, api: str, provider_id: str) -> dict[str, Any]:

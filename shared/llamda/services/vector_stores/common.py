@@ -62,6 +62,7 @@ def new_store_record(
     metadata: dict[str, Any] | None = None,
     expires_after: dict[str, Any] | None = None,
     request_dimensions: int | None = None,
+    provider_id: str | None = None,
 ) -> dict[str, Any]:
     """A vector store's record as created (API or run config)."""
     now = int(time.time())
@@ -76,6 +77,8 @@ def new_store_record(
         "embedding_dimension": dimension,
         # Ask the model for this size only when the caller chose one.
         "request_dimensions": request_dimensions,
+        # The vector_io provider holding its chunks (absent on older records: the LanceDB one).
+        "provider_id": provider_id,
     }
 
 

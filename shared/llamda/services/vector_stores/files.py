@@ -1,8 +1,8 @@
-"""A store's files and file batches: attach, read, list, update, delete, batch, cancel."""
+"""A store's files and file batches: attach, read, list, update, delete, batch, cancel. Chunks
+are read and changed through the store's ``VectorIndex`` (``Stores.index``)."""
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -27,15 +27,13 @@ from llamda.services.vector_stores.common import (
 from llamda.services.vector_stores.ingestion import Ingestion
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.records import Records, list_page, save
-from llamda.storage.vectors_lancedb import LanceDBIndex, quote
 
 
 class StoreFiles:
-    def __init__(self, records: Records, stores: Stores, ingestion: Ingestion, index: LanceDBIndex):
+    def __init__(self, records: Records, stores: Stores, ingestion: Ingestion):
         self._records = records
         self._stores = stores
         self._ingestion = ingestion
-        self._index = index
 
     # --- files -------------------------------------------------------------------------------
 
@@ -105,11 +103,8 @@ class StoreFiles:
     ) -> VectorStoreFileObject:
         for _ in range(5):  # a concurrent writer changed the record: apply ours to the newer one
             record = await self._file_record(store_id, file_id)  # 404 once deleted
-            await self._index.update(
-                store_id,
-                f"file_id = {quote(file_id)}",
-                {"attributes": json.dumps(attributes, ensure_ascii=False)},
-            )
+            store = await self._stores.record(store_id)
+            await self._stores.index(store).update_file_attributes(store_id, file_id, attributes)
             record["attributes"] = attributes
             if await save(self._records, files_kind(store_id), file_id, record):
                 return VectorStoreFileObject.model_validate(record)
@@ -117,19 +112,20 @@ class StoreFiles:
 
     async def delete_file(self, store_id: str, file_id: str) -> None:
         await self._file_record(store_id, file_id)
-        await self.forget(store_id, file_id)
+        await self.forget(await self._stores.record(store_id), file_id)
 
-    async def forget(self, store_id: str, file_id: str) -> None:
+    async def forget(self, store: dict[str, Any], file_id: str) -> None:
         """Detach a file: its record first (an ingestion still running sees it gone when it
         saves its outcome, and removes what it wrote), then its chunks."""
+        store_id = store["id"]
         await self._records.delete(files_kind(store_id), file_id)
-        await self._index.delete(store_id, f"file_id = {quote(file_id)}")
+        await self._stores.index(store).delete_file(store_id, file_id)
 
     async def forget_everywhere(self, file_id: str) -> None:
         """A File was deleted: detach it from every store of the caller's it is attached to."""
         for store in await all_records(self._records, STORES):
             if await self._records.get(files_kind(store["id"]), file_id) is not None:
-                await self.forget(store["id"], file_id)
+                await self.forget(store, file_id)
 
     async def file_content(
         self,
@@ -142,15 +138,16 @@ class StoreFiles:
         """The file's chunks in order, each with its chunk metadata (as Llama Stack serves
         them); its embedding and metadata dict on request."""
         await self._file_record(store_id, file_id)
-        rows = await self._index.rows(
-            store_id, f"file_id = {quote(file_id)}", vectors=include_embeddings
+        store = await self._stores.record(store_id)
+        rows = await self._stores.index(store).file_rows(
+            store_id, file_id, vectors=include_embeddings
         )
         rows.sort(key=lambda r: r["chunk_index"])
         return VectorStoreFileContent(
             data=[
                 ChunkContent(
                     text=r["text"],
-                    chunk_metadata=json.loads(r["chunk_metadata"] or "{}"),
+                    chunk_metadata=r["chunk_metadata"] or {},
                     embedding=[float(x) for x in r["vector"]] if include_embeddings else None,
                     metadata=_metadata(r) if include_metadata else None,
                 )
@@ -220,11 +217,7 @@ class StoreFiles:
 
 def _metadata(row: dict[str, Any]) -> dict[str, Any]:
     """A chunk's metadata dict: what vector-io stored, else its document, file and attributes."""
-    stored = json.loads(row["metadata"] or "{}")
+    stored = row["metadata"] or {}
     if stored:
-        return stored
-    return {
-        "document_id": row["file_id"],
-        "filename": row["filename"],
-        **json.loads(row["attributes"] or "{}"),
-    }
+        return dict(stored)
+    return {"document_id": row["file_id"], "filename": row["filename"], **(row["attributes"] or {})}

@@ -1,6 +1,7 @@
 """Ingestion: one path from a File to searchable chunks, used by the API (files, file batches),
 the S3 ingest Lambda and the CLI: file bytes → text → token chunks (in a worker process, within
-the per-file limits of ``storage.vectors.ingest``) → embeddings → one LanceDB commit. A file
+the per-file limits of ``storage.vectors.ingest``) → embeddings → one write to the store's
+``VectorIndex`` (replacing what the file had). A file
 that cannot be read ends ``failed`` with ``last_error``; nothing of it is written. With an
 ingest queue configured, attached files are queued for the ingest function."""
 
@@ -24,6 +25,7 @@ from llamda.api.vector_stores import (
 )
 from llamda.config import VectorsConfig
 from llamda.errors import ConflictError, LlamdaError, NotFoundError, ServiceUnavailableError
+from llamda.providers.vector_io.index import ChunkRow
 from llamda.services.document_worker import document_chunks_isolated
 from llamda.services.documents import TOKENIZER_NAME, DocumentError, DocumentLimits
 from llamda.services.files import FilesService
@@ -37,7 +39,6 @@ from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.llm import StoreLLM
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.records import Records, save
-from llamda.storage.vectors_lancedb import ChunkRow, LanceDBIndex, quote
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,6 @@ class Ingestion:
         files: FilesService,
         stores: Stores,
         embedder: Embedder,
-        index: LanceDBIndex,
         llm: StoreLLM,
     ):
         self._config = config
@@ -65,7 +65,6 @@ class Ingestion:
         self._files = files
         self._stores = stores
         self._embedder = embedder
-        self._index = index
         self._llm = llm
         limits = config.ingest
         self._limits = DocumentLimits(
@@ -215,8 +214,8 @@ class Ingestion:
                 )
                 for p, text, v in zip(pieces, texts, vectors, strict=True)
             ]
-            await self._index.write(
-                store_id, rows, store["embedding_dimension"], replace=f"file_id = {quote(file_id)}"
+            await self._stores.index(store).upsert_file(
+                store_id, file_id, rows, store["embedding_dimension"]
             )
             record["status"] = "completed"
             record["usage_bytes"] = sum(
@@ -276,7 +275,7 @@ class Ingestion:
         store_id, file_id = store["id"], record["id"]
         kind = files_kind(store_id)
         saved = await save(self._records, kind, file_id, record)
-        if saved and await self._stores.still_there(store_id):
+        if saved and await self._stores.still_there(store):
             await self._stores.touch(store)
             return
         if saved:  # the store was deleted meanwhile (its table dropped again): no orphan
@@ -284,8 +283,8 @@ class Ingestion:
         else:
             if await self._records.get(kind, file_id) is None:
                 # Only when no newer attach holds the record: its write replaces our chunks.
-                await self._index.delete(store_id, f"file_id = {quote(file_id)}")
-            await self._stores.still_there(store_id)  # drops what a write re-created
+                await self._stores.index(store).delete_file(store_id, file_id)
+            await self._stores.still_there(store)  # drops what a write re-created
         log.info("ingestion of %s into %s ended: deleted meanwhile", file_id, store_id)
         record["status"] = "cancelled"
 

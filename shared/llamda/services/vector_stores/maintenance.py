@@ -20,7 +20,6 @@ from llamda.context import SYSTEM_TENANT, current_tenant, tenant_scope
 from llamda.services.vector_stores.common import STORES, all_records
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.records import Records
-from llamda.storage.vectors_lancedb import LanceDBIndex
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +31,10 @@ class Maintenance:
     def __init__(
         self,
         records: Records,
-        index: LanceDBIndex,
         stores: Stores,
         clock: Callable[[], float] = time.time,
     ):
         self._records = records
-        self._index = index
         self._stores = stores
         self._clock = clock  # wall time: expiry is counted in it
         # Markers this process wrote lately (monotonic time): another process's run may have
@@ -77,8 +74,9 @@ class Maintenance:
                 await self._records.delete(UPKEEP, marker["id"])
             try:
                 with tenant_scope(tenant):
-                    if await self._records.get(STORES, store_id) is not None:
-                        await self._index.maintain(store_id)
+                    store = await self._records.get(STORES, store_id)
+                    if store is not None:
+                        await self._stores.index(store).maintain(store_id)
                 done += 1
             except BaseException as exc:  # also cancelled (out of time): the next run does it
                 if not isinstance(exc, asyncio.CancelledError):

@@ -1,17 +1,18 @@
-"""Search and ranking: attribute filters compiled to LanceDB predicates, vector / keyword /
-hybrid retrieval, fusion (reciprocal rank or weighted) and thresholds."""
+"""Search and ranking over a store's ``VectorIndex``: vector / keyword / hybrid retrieval (the
+backend's own keyword and hybrid search where it has them, else BM25 here and fusion here),
+fusion (reciprocal rank or weighted), thresholds and page tokens. Filters go to the backend as
+the API's filter tree: each backend compiles them itself."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-from collections.abc import Awaitable
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from llamda.api.vector_stores import (
-    ComparisonFilter,
-    CompoundFilter,
     FileContent,
     Filter,
     RankingOptions,
@@ -20,36 +21,15 @@ from llamda.api.vector_stores import (
     SearchResult,
 )
 from llamda.errors import BadRequestError, LlamdaError
+from llamda.providers.vector_io.index import SEARCH_KEYS, Hit, VectorIndex
 from llamda.services.vector_stores.embedding import Embedder
+from llamda.services.vector_stores.keyword import fallback_keyword
 from llamda.services.vector_stores.llm import StoreLLM
 from llamda.services.vector_stores.stores import Stores
-from llamda.storage.vectors_lancedb import SEARCH_COLUMNS, Hit, LanceDBIndex, quote
 
 RRF_K = 60.0
 # How deep pages reach: results past this rank are never served (a page token is an offset).
 MAX_SEARCH_DEPTH = 1000
-
-
-def compile_filter(node: Filter) -> str:
-    """An OpenAI attribute filter as a LanceDB (DataFusion SQL) predicate on the json column.
-    Numbers compare numerically (a non-number never matches), strings as strings."""
-    if isinstance(node, CompoundFilter):
-        glue = " AND " if node.type == "and" else " OR "
-        return "(" + glue.join(compile_filter(f) for f in node.filters) + ")"
-    if node.type in ("in", "nin"):
-        op, glue = ("eq", " OR ") if node.type == "in" else ("ne", " AND ")
-        values = node.value if isinstance(node.value, list) else [node.value]
-        parts = [compile_filter(ComparisonFilter(type=op, key=node.key, value=v)) for v in values]
-        return "(" + glue.join(parts) + ")"
-    sql_op = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[node.type]
-    value, key = node.value, node.key
-    if isinstance(value, bool):
-        if node.type not in ("eq", "ne"):
-            raise BadRequestError("booleans compare with eq or ne only", param="filters")
-        return f"json_extract(attributes, '$.{key}') {sql_op} '{str(value).lower()}'"
-    if isinstance(value, int | float):
-        return f"TRY_CAST(json_extract(attributes, '$.{key}') AS DOUBLE) {sql_op} {float(value)!r}"
-    return f"json_get_string(attributes, '{key}') {sql_op} {quote(str(value))}"
 
 
 def fuse(
@@ -136,10 +116,9 @@ def check_ranking(ranking: RankingOptions) -> RankingOptions:
 
 
 class Search:
-    def __init__(self, stores: Stores, embedder: Embedder, index: LanceDBIndex, llm: StoreLLM):
+    def __init__(self, stores: Stores, embedder: Embedder, llm: StoreLLM):
         self._stores = stores
         self._embedder = embedder
-        self._index = index
         self._llm = llm
 
     async def ranked(
@@ -149,15 +128,15 @@ class Search:
         *,
         mode: str,
         k: int,
-        where: str | None,
+        filters: Filter | None,
         ranking: RankingOptions,
-        columns: tuple[str, ...] = SEARCH_COLUMNS,
+        keys: Sequence[str] = SEARCH_KEYS,
     ) -> list[tuple[dict[str, Any], float]]:
         """Best chunks for any of the queries, best score first. A store deleted while the
         search runs answers 404 (its table may vanish mid-query), not a 500."""
         try:
             ranked = await self._ranked(
-                store, queries, mode=mode, k=k, where=where, ranking=ranking, columns=columns
+                store, queries, mode=mode, k=k, filters=filters, ranking=ranking, keys=keys
             )
         except LlamdaError:
             raise
@@ -175,37 +154,66 @@ class Search:
         *,
         mode: str,
         k: int,
-        where: str | None,
+        filters: Filter | None,
         ranking: RankingOptions,
-        columns: tuple[str, ...],
+        keys: Sequence[str],
     ) -> list[tuple[dict[str, Any], float]]:
+        index = self._stores.index(store)
+        store_id = store["id"]
         vectors = await self._embedder.for_store(store, queries) if mode != "keyword" else []
         best: dict[str, tuple[dict[str, Any], float]] = {}
         wide = k * 3 if mode == "hybrid" else k
-
-        def search(**kw: Any) -> Awaitable[list[Hit]]:
-            return self._index.search(
-                store["id"],
-                k=wide,
-                where=where,
-                columns=columns,
-                expiring=bool(store.get("has_ttl")),
-                **kw,
-            )
-
+        # Stores with TTL rows (vector-io insert) leave out expired ones.
+        alive_at = int(time.time()) if store.get("has_ttl") else None
+        common: dict[str, Any] = {"filters": filters, "alive_at": alive_at}
         for i, query in enumerate(queries):
-            vector_hits = await search(mode="vector", vector=vectors[i]) if vectors else []
-            keyword_hits = await search(mode="keyword", text=query) if mode != "vector" else []
-            if mode == "hybrid":
-                scored = fuse(vector_hits, keyword_hits, ranking)
+            if mode == "hybrid" and index.capabilities.hybrid:
+                alpha = ranking.alpha if ranking.ranker == "weighted" else None
+                hits = await index.search_hybrid(
+                    store_id, vectors[i], query, k, keys=keys, alpha=alpha, **common
+                )
+                scored = [(h.row, h.score) for h in hits]
             else:
-                scored = [(h.row, h.score) for h in vector_hits or keyword_hits]
+                vector_hits = (
+                    await index.search_vector(store_id, vectors[i], wide, keys=keys, **common)
+                    if vectors
+                    else []
+                )
+                keyword_hits = (
+                    await self._keyword(index, store_id, query, wide, keys, **common)
+                    if mode != "vector"
+                    else []
+                )
+                if mode == "hybrid":
+                    scored = fuse(vector_hits, keyword_hits, ranking)
+                else:
+                    scored = [(h.row, h.score) for h in vector_hits or keyword_hits]
             for row, score in scored:
                 current = best.get(row["chunk_id"])
                 if current is None or score > current[1]:
                     best[row["chunk_id"]] = (row, score)
         ranked = sorted(best.values(), key=lambda item: item[1], reverse=True)
         return [item for item in ranked if item[1] >= ranking.score_threshold][:k]
+
+    @staticmethod
+    async def _keyword(
+        index: VectorIndex,
+        store_id: str,
+        text: str,
+        k: int,
+        keys: Sequence[str],
+        *,
+        filters: Filter | None,
+        alive_at: int | None,
+    ) -> list[Hit]:
+        """The backend's full-text search, or BM25 here for a backend without one."""
+        if index.capabilities.keyword:
+            return await index.search_keyword(
+                store_id, text, k, filters=filters, alive_at=alive_at, keys=keys
+            )
+        return await fallback_keyword(
+            index, store_id, text, k, filters=filters, alive_at=alive_at, vectors="vector" in keys
+        )
 
     async def search(self, store_id: str, request: SearchRequest) -> SearchResponse:
         """One page of results. ``next_page`` (when ``has_more``) is a token for the next page
@@ -221,7 +229,7 @@ class Search:
             queries or request.queries,
             mode=request.search_mode,
             k=min(end + 1, MAX_SEARCH_DEPTH),  # one more: is there a next page?
-            where=compile_filter(request.filters) if request.filters else None,
+            filters=request.filters,
             ranking=ranking,
         )
         has_more = len(ranked) > end
@@ -235,7 +243,7 @@ class Search:
                     file_id=row["file_id"] or "",
                     filename=row["filename"] or "",
                     score=round(score, 6),
-                    attributes=json.loads(row["attributes"] or "{}"),
+                    attributes=row["attributes"] or {},
                     content=[FileContent(text=row["text"])],
                 )
                 for row, score in ranked

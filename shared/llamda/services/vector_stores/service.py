@@ -1,6 +1,6 @@
 """The Vector Stores service the routers, the ingest function and the CLI use: one object
 composed of its parts (stores, files and batches, ingestion, search, vector-io), which share
-one Records, one LanceDB index and one embedder."""
+one Records, the vector backends (``Indexes``: each store's ``VectorIndex``) and one embedder."""
 
 from __future__ import annotations
 
@@ -27,14 +27,15 @@ from llamda.services.inference import InferenceService
 from llamda.services.models import ModelsService
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.files import StoreFiles
+from llamda.services.vector_stores.indexes import Indexes
 from llamda.services.vector_stores.ingestion import Ingestion
 from llamda.services.vector_stores.llm import StoreLLM
 from llamda.services.vector_stores.maintenance import Maintenance
 from llamda.services.vector_stores.search import Search
 from llamda.services.vector_stores.stores import Stores
 from llamda.services.vector_stores.vector_io import VectorIO
+from llamda.storage.objects import Objects
 from llamda.storage.records import Records
-from llamda.storage.vectors_lancedb import LanceDBIndex
 
 
 class VectorStoresService:
@@ -45,26 +46,26 @@ class VectorStoresService:
         files: FilesService,
         models: ModelsService,
         inference: InferenceService,
+        objects: Objects | None = None,
     ):
-        self.index = LanceDBIndex(config.storage.vectors)
+        self.indexes = Indexes(config, objects)
         self.embedder = Embedder(inference)
         # Chunk contexts and query rewrites: through ``inference.chat``, the guarded path.
         self.llm = StoreLLM(inference, models, config.storage.vectors.query_rewrite_model)
-        self.stores = Stores(config, records, models, self.embedder, self.index)
+        self.stores = Stores(config, records, models, self.embedder, self.indexes)
         self.ingestion = Ingestion(
             config.storage.vectors,
             records,
             files,
             self.stores,
             self.embedder,
-            self.index,
             self.llm,
         )
-        self.files = StoreFiles(records, self.stores, self.ingestion, self.index)
-        self.searcher = Search(self.stores, self.embedder, self.index, self.llm)
-        self.vector_io = VectorIO(records, self.stores, self.embedder, self.searcher, self.index)
-        self.maintenance = Maintenance(records, self.index, self.stores)
-        self.index.on_write = self.maintenance.note
+        self.files = StoreFiles(records, self.stores, self.ingestion)
+        self.searcher = Search(self.stores, self.embedder, self.llm)
+        self.vector_io = VectorIO(records, self.stores, self.embedder, self.searcher)
+        self.maintenance = Maintenance(records, self.stores)
+        self.indexes.set_on_write(self.maintenance.note)
 
     async def maintain(self) -> int:
         """The maintenance step, outside requests: expired stores deleted, then index builds
@@ -197,4 +198,4 @@ class VectorStoresService:
         return await self.vector_io.query_chunks(request)
 
     async def close(self) -> None:
-        await self.index.close()
+        await self.indexes.close()

@@ -15,6 +15,7 @@ from llamda.api.vector_stores import (
 from llamda.config import RunConfig
 from llamda.context import SYSTEM_TENANT, current_tenant, system_scope, tenant_scope
 from llamda.errors import BadRequestError, ConflictError, NotFoundError
+from llamda.providers.vector_io.index import VectorIndex
 from llamda.services.embeddings import passes_dimensions
 from llamda.services.models import ModelsService
 from llamda.services.vector_stores.common import (
@@ -29,8 +30,8 @@ from llamda.services.vector_stores.common import (
     tally,
 )
 from llamda.services.vector_stores.embedding import Embedder
+from llamda.services.vector_stores.indexes import Indexes
 from llamda.storage.records import Records, list_page, save
-from llamda.storage.vectors_lancedb import LanceDBIndex
 
 
 def missing(store_id: str) -> NotFoundError:
@@ -48,17 +49,18 @@ class Stores:
         records: Records,
         models: ModelsService,
         embedder: Embedder,
-        index: LanceDBIndex,
+        indexes: Indexes,
     ):
         self._config = config.storage.vectors
         self._run_config = config
         self._records = records
         self._models = models
         self._embedder = embedder
-        self._index = index
+        self.indexes = indexes
 
     async def create(self, request: CreateVectorStoreRequest) -> dict[str, Any]:
         """The new store's record (its files, if any, are the caller's to ingest)."""
+        provider_id = self.indexes.choose(request.provider_id)  # 400 before anything is written
         model_id = request.embedding_model or await self._default_embedding_model()
         model = await self._models.get(model_id)
         if model.model_type != "embedding":
@@ -79,8 +81,9 @@ class Stores:
             metadata=request.metadata,
             expires_after=request.expires_after.model_dump() if request.expires_after else None,
             request_dimensions=request.embedding_dimension,
+            provider_id=provider_id,
         )
-        await self._index.create(record["id"], dimension)
+        await self.indexes.get(provider_id).create(record["id"], dimension)
         # A stack-wide note of the use first, so a shared model is never deleted under a store
         # of a tenant its admin cannot list (see ``any_tenant_uses``).
         key = _use_key(model_id, current_tenant(), record["id"])
@@ -123,8 +126,9 @@ class Stores:
                     resource.name or store_id,
                     resource.embedding_model,
                     resource.embedding_dimension,
+                    provider_id=resource.provider_id,
                 )
-                await self._index.create(store_id, resource.embedding_dimension)
+                await self.indexes.of(record).create(store_id, resource.embedding_dimension)
                 with contextlib.suppress(ConflictError):  # another request made it first
                     await self._records.put(STORES, store_id, record, if_absent=True)
                 return await self._records.get(STORES, store_id)
@@ -181,7 +185,7 @@ class Stores:
             key = _use_key(record["embedding_model"], current_tenant(), store_id)
             with system_scope():
                 await self._records.delete(MODEL_USES, key)
-        await self._index.drop(store_id)
+        await self.indexes.of(record).drop(store_id)
         for kind in (files_kind(store_id), batches_kind(store_id)):
             for item in await all_records(self._records, kind):
                 await self._records.delete(kind, item["id"])
@@ -198,12 +202,17 @@ class Stores:
         """Whether the store's record is still there (no side effects, unlike ``record``)."""
         return await self._records.get(STORES, store_id) is not None
 
-    async def still_there(self, store_id: str) -> bool:
+    def index(self, store: dict[str, Any]) -> VectorIndex:
+        """The backend holding a store (its record names the provider)."""
+        return self.indexes.of(store)
+
+    async def still_there(self, store: dict[str, Any]) -> bool:
         """After a write to the store's table: False when the store was deleted meanwhile, in
         which case its table is dropped (again), so a write racing the delete leaves nothing."""
+        store_id = store["id"]
         if await self.exists(store_id):
             return True
-        await self._index.drop(store_id)
+        await self.indexes.of(store).drop(store_id)
         return False
 
     async def any_tenant_uses(self, model_id: str) -> bool:

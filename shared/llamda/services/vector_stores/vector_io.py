@@ -1,8 +1,8 @@
-"""Llama Stack's vector-io: insert chunks (embedded here unless they carry vectors) and query."""
+"""Llama Stack's vector-io: insert chunks (embedded here unless they carry vectors) into the
+store's ``VectorIndex`` by chunk id, and query through the search part (same ranking)."""
 
 from __future__ import annotations
 
-import json
 import time
 
 from llamda.api.vector_stores import (
@@ -15,12 +15,12 @@ from llamda.api.vector_stores import (
     content_text,
 )
 from llamda.errors import BadRequestError
+from llamda.providers.vector_io.index import ROW_KEYS, ChunkRow
 from llamda.services.vector_stores.common import STORES
 from llamda.services.vector_stores.embedding import Embedder
 from llamda.services.vector_stores.search import Search
 from llamda.services.vector_stores.stores import Stores
 from llamda.storage.records import Records, save
-from llamda.storage.vectors_lancedb import COLUMNS, ChunkRow, LanceDBIndex
 
 
 class VectorIO:
@@ -30,13 +30,11 @@ class VectorIO:
         stores: Stores,
         embedder: Embedder,
         search: Search,
-        index: LanceDBIndex,
     ):
         self._records = records
         self._stores = stores
         self._embedder = embedder
         self._search = search
-        self._index = index
 
     async def insert_chunks(self, request: InsertChunksRequest) -> None:
         store = await self._stores.record(request.vector_store_id)
@@ -81,8 +79,8 @@ class VectorIO:
             store["has_ttl"] = True  # before the write: searches filter expired rows from now
             if not await save(self._records, STORES, store["id"], store):
                 store = await self._stores.record(store["id"])  # changed: again; gone: 404
-        await self._index.write(store["id"], rows, dimension)
-        if not await self._stores.still_there(store["id"]):
+        await self._stores.index(store).upsert(store["id"], rows, dimension)
+        if not await self._stores.still_there(store):
             await self._stores.check_exists(store["id"])  # deleted meanwhile: 404
         await self._stores.touch(store)
 
@@ -113,19 +111,17 @@ class VectorIO:
             [content_text(request.query)],
             mode=mode,
             k=k,
-            where=None,
+            filters=None,
             ranking=ranking,
-            columns=(*COLUMNS, "vector"),
+            keys=(*ROW_KEYS, "vector"),
         )
         chunks = [
             Chunk(
                 content=row["text"],
                 chunk_id=row["chunk_id"],
-                metadata=json.loads(row["metadata"] or "{}")
+                metadata=row["metadata"]
                 or {"document_id": row["file_id"], "filename": row["filename"]},
-                chunk_metadata=ChunkMetadata.model_validate(
-                    json.loads(row["chunk_metadata"] or "{}")
-                ),
+                chunk_metadata=ChunkMetadata.model_validate(row["chunk_metadata"] or {}),
                 embedding=[float(x) for x in row["vector"]],
                 embedding_model=store["embedding_model"],
                 embedding_dimension=store["embedding_dimension"],

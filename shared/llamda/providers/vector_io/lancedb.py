@@ -1,10 +1,13 @@
-"""LanceDB: one table per vector store, per tenant (``<uri>/tenants/<tenant>/<store>``).
+"""``inline::lancedb`` / ``remote::lancedb``: one LanceDB table per vector store, per tenant
+(``<uri>/tenants/<tenant>/<store>``), behind the ``VectorIndex`` protocol.
 
 Rows are chunks: vector, text, file id, chunk metadata and the file's attributes (a lance.json
-column, so filters run inside LanceDB as a prefilter). A file's chunks are written in one
-commit (``write``): a reader never sees half a file. Lance commits appends with a conditional
-PUT, so concurrent appends are safe on S3; deletes and updates can conflict with concurrent
-writers and are retried with jittered backoff.
+column, so filters run inside LanceDB as a prefilter: ``compile_filter`` turns the API's filter
+tree into DataFusion SQL, every value a quoted literal, every key checked). A file's chunks are
+written in one commit: a reader never sees half a file. Lance commits appends with a
+conditional PUT, so concurrent appends are safe on S3; deletes and updates can conflict with
+concurrent writers and are retried with jittered backoff. Keyword search is LanceDB's BM25
+full-text index; hybrid is fused by the service.
 """
 
 from __future__ import annotations
@@ -17,60 +20,56 @@ import logging
 import os
 import random
 import sys
-import time
 import types
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from llamda.config import VectorsConfig
 from llamda.context import current_tenant
-from llamda.errors import NotFoundError, ServiceUnavailableError
+from llamda.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from llamda.providers.vector_io.index import (
+    ROW_KEYS,
+    SEARCH_KEYS,
+    Capabilities,
+    ChunkRow,
+    ComparisonFilter,
+    CompoundFilter,
+    Filter,
+    Hit,
+    IndexContext,
+    Metric,
+    check_key,
+)
 from llamda.storage.keys import safe_segment
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from lancedb import AsyncConnection, AsyncTable
 
+    from llamda.config import VectorsConfig
+
 log = logging.getLogger(__name__)
 
-Mode = Literal["vector", "keyword"]
-COLUMNS = (
-    "chunk_id", "file_id", "filename", "chunk_index", "token_count", "text",
-    "attributes", "metadata", "chunk_metadata", "created_at", "expires_at",
-)  # fmt: skip
+COLUMNS = ROW_KEYS
+_JSON_COLUMNS = ("attributes", "metadata", "chunk_metadata")
 
 
-# What a search returns by default (each extra column costs ~0.5 ms on a 10-row result).
-SEARCH_COLUMNS = ("chunk_id", "file_id", "filename", "text", "attributes")
+def _encode(row: ChunkRow) -> dict[str, Any]:
+    out = row.as_dict()
+    for key in _JSON_COLUMNS:
+        out[key] = json.dumps(out[key], ensure_ascii=False)
+    return out
 
 
-@dataclass
-class ChunkRow:
-    chunk_id: str
-    file_id: str
-    filename: str
-    chunk_index: int
-    token_count: int
-    text: str
-    vector: list[float]
-    attributes: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    chunk_metadata: dict[str, Any] = field(default_factory=dict)
-    created_at: int = 0
-    expires_at: int | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        row = self.__dict__.copy()
-        for key in ("attributes", "metadata", "chunk_metadata"):
-            row[key] = json.dumps(row[key], ensure_ascii=False)
-        return row
-
-
-@dataclass
-class Hit:
-    row: dict[str, Any]
-    score: float
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the protocol returns it: JSON columns as dicts, the vector as a list."""
+    for key in _JSON_COLUMNS:
+        if key in row:
+            value = row[key]
+            row[key] = json.loads(value) if isinstance(value, str) and value else (value or {})
+    if "vector" in row and row["vector"] is not None:
+        row["vector"] = [float(x) for x in row["vector"]]
+    return row
 
 
 def _schema(dimension: int) -> pa.Schema:
@@ -188,16 +187,65 @@ def quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class LanceDBIndex:
-    """The vector store backend. Connections open on first use, one per tenant and event loop."""
+def compile_filter(node: Filter) -> str:
+    """The API's filter tree as a LanceDB (DataFusion SQL) predicate on the json column.
+    Numbers compare numerically (a non-number never matches), strings only with strings; values are
+    quoted literals or ``repr`` of a finite float, keys are checked plain names."""
+    if isinstance(node, CompoundFilter):
+        glue = " AND " if node.type == "and" else " OR "
+        return "(" + glue.join(compile_filter(f) for f in node.filters) + ")"
+    if node.type in ("in", "nin"):
+        op, glue = ("eq", " OR ") if node.type == "in" else ("ne", " AND ")
+        values = node.value if isinstance(node.value, list) else [node.value]
+        parts = [compile_filter(ComparisonFilter(type=op, key=node.key, value=v)) for v in values]
+        return "(" + glue.join(parts) + ")"
+    sql_op = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[node.type]
+    value, key = node.value, check_key(node.key)
+    if isinstance(value, bool):
+        if node.type not in ("eq", "ne"):
+            raise BadRequestError("booleans compare with eq or ne only", param="filters")
+        # ne true is eq false: only booleans match (a missing key or a string never does).
+        wanted = value if node.type == "eq" else not value
+        return f"json_extract(attributes, '$.{key}') = '{str(wanted).lower()}'"
+    if isinstance(value, int | float):
+        return f"TRY_CAST(json_extract(attributes, '$.{key}') AS DOUBLE) {sql_op} {float(value)!r}"
+    # json_get_string also reads a number as its text: only JSON strings ('"...') compare.
+    return (
+        f"(json_get_string(attributes, '{key}') {sql_op} {quote(str(value))} "
+        f"AND starts_with(json_extract(attributes, '$.{key}'), '\"'))"
+    )
 
-    def __init__(self, config: VectorsConfig):
-        self._config = config
+
+def _where(filters: Filter | None, alive_at: int | None) -> str | None:
+    """The prefilter of a search: the filter tree and, for stores with TTL rows, liveness (a
+    prefilter costs a few ms, so only then)."""
+    where = compile_filter(filters) if filters is not None else None
+    if alive_at is not None:
+        live = f"(expires_at IS NULL OR expires_at > {int(alive_at)})"
+        where = f"({where}) AND {live}" if where else live
+    return where
+
+
+class LanceDBIndex:
+    """The LanceDB backend. Connections open on first use, one per tenant and event loop."""
+
+    capabilities = Capabilities(keyword=True, hybrid=False, concurrent_writers=True)
+
+    def __init__(
+        self,
+        provider_id: str = "lancedb",
+        settings: Any = None,
+        context: IndexContext | VectorsConfig | None = None,
+    ):
+        self.provider_id = provider_id
+        vectors = context.vectors if isinstance(context, IndexContext) else context
+        if vectors is None:
+            raise ValueError("LanceDBIndex needs storage.vectors")
+        self._config = vectors
         self._connections: dict[tuple[str, int], AsyncConnection] = {}
         self._tables: dict[tuple[str, int, str], AsyncTable] = {}
         self._indexed: set[tuple[str, str]] = set()
         self._batchers: dict[tuple[str, int, str], _AppendBatcher] = {}
-        # Called after each write with the store id (the maintenance step notes the store).
         self.on_write: Callable[[str], Awaitable[None]] | None = None
 
     def _location(self) -> str:
@@ -242,9 +290,9 @@ class LanceDBIndex:
             table = self._tables.setdefault(key, table)
         return table
 
-    async def create(self, store_id: str, dimension: int) -> None:
+    async def create(self, store_id: str, dimension: int, *, metric: Metric = "cosine") -> None:
         """The table and its full-text index, built once while the table is empty (many
-        writers creating it later would conflict)."""
+        writers creating it later would conflict). Search is cosine whatever ``metric``."""
         db = await self._db()
         table = await db.create_table(
             safe_segment(store_id), schema=_schema(dimension), exist_ok=True
@@ -273,12 +321,28 @@ class LanceDBIndex:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    async def upsert_file(
+        self, store_id: str, file_id: str, rows: Sequence[ChunkRow], dimension: int
+    ) -> None:
+        if rows:
+            await self.write(store_id, rows, dimension, replace=f"file_id = {quote(file_id)}")
+        else:
+            await self.delete_file(store_id, file_id)
+
+    async def upsert(self, store_id: str, rows: Sequence[ChunkRow], dimension: int) -> None:
+        await self.write(store_id, rows, dimension)
+
     async def write(
-        self, store_id: str, rows: list[ChunkRow], dimension: int, *, replace: str | None = None
+        self,
+        store_id: str,
+        rows: Sequence[ChunkRow],
+        dimension: int,
+        *,
+        replace: str | None = None,
     ) -> None:
         """Write rows in one commit. New chunk ids are appended (conflict-free on S3); when rows
-        with these ids exist, or ``replace`` (a filter) matches rows, one merge_insert upserts by
-        chunk id and deletes the rows of ``replace`` that were not rewritten."""
+        with these ids exist, or ``replace`` (a predicate) matches rows, one merge_insert
+        upserts by chunk id and deletes the rows of ``replace`` that were not rewritten."""
         if not rows:
             return
         import pyarrow as pa
@@ -290,7 +354,7 @@ class LanceDBIndex:
                 param="vector_store_id",
                 code="vector_store_not_found",
             )
-        data = pa.Table.from_pylist([r.as_row() for r in rows], schema=_schema(dimension))
+        data = pa.Table.from_pylist([_encode(r) for r in rows], schema=_schema(dimension))
         ids = ", ".join(quote(r.chunk_id) for r in rows)
         existing = f"chunk_id IN ({ids})" + (f" OR ({replace})" if replace else "")
         if await table.count_rows(existing) == 0:
@@ -318,65 +382,118 @@ class LanceDBIndex:
         assert table is not None
         await table.add(rows)
 
-    async def delete(self, store_id: str, where: str) -> None:
+    async def _delete(self, store_id: str, where: str) -> None:
         table = await self._table(store_id)
         if table is not None:
             await self._retry("delete", lambda: table.delete(where))
 
-    async def update(self, store_id: str, where: str, values: dict[str, Any]) -> None:
+    async def delete_file(self, store_id: str, file_id: str) -> None:
+        await self._delete(store_id, f"file_id = {quote(file_id)}")
+
+    async def delete_chunks(self, store_id: str, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            await self._delete(store_id, f"chunk_id IN ({', '.join(quote(c) for c in chunk_ids)})")
+
+    async def update_file_attributes(
+        self, store_id: str, file_id: str, attributes: dict[str, Any]
+    ) -> None:
         table = await self._table(store_id)
         if table is not None:
+            values = {"attributes": json.dumps(attributes, ensure_ascii=False)}
+            where = f"file_id = {quote(file_id)}"
             await self._retry("update", lambda: table.update(values, where=where))
 
-    async def rows(
-        self, store_id: str, where: str, limit: int = 10_000, *, vectors: bool = False
+    async def _rows(
+        self, store_id: str, where: str | None, limit: int, *, vectors: bool = False
     ) -> list[dict[str, Any]]:
         table = await self._table(store_id)
         if table is None:
             return []
         columns = [*COLUMNS, "vector"] if vectors else [*COLUMNS]
-        query = table.query().where(where).select(columns).limit(limit)
-        return await query.to_list()
+        query = table.query()
+        if where:
+            query = query.where(where)
+        return [_decode(r) for r in await query.select(columns).limit(limit).to_list()]
 
-    async def search(
+    async def file_rows(
+        self, store_id: str, file_id: str, *, vectors: bool = False, limit: int = 10_000
+    ) -> list[dict[str, Any]]:
+        return await self._rows(store_id, f"file_id = {quote(file_id)}", limit, vectors=vectors)
+
+    async def all_rows(
         self,
         store_id: str,
         *,
-        mode: Mode,
+        limit: int = 100_000,
+        alive_at: int | None = None,
+        vectors: bool = False,
+    ) -> list[dict[str, Any]]:
+        return await self._rows(store_id, _where(None, alive_at), limit, vectors=vectors)
+
+    async def search_vector(
+        self,
+        store_id: str,
+        vector: Sequence[float],
         k: int,
-        where: str | None,
-        vector: list[float] | None = None,
-        text: str | None = None,
-        columns: tuple[str, ...] = SEARCH_COLUMNS,
-        expiring: bool = False,
+        *,
+        filters: Filter | None = None,
+        alive_at: int | None = None,
+        keys: Sequence[str] = SEARCH_KEYS,
     ) -> list[Hit]:
-        """Best ``k`` rows; score is cosine similarity (vector) or squashed BM25 (keyword).
-        ``expiring``: the table has rows with a TTL (vector-io insert), so expired ones are
-        filtered out (a prefilter costs a few ms, so only then)."""
+        """Best ``k`` rows by cosine similarity (exact distances for the candidates)."""
+        where = _where(filters, alive_at)
         table = await self._table(store_id)
         if table is None:
             return []
-        if expiring:
-            live = f"(expires_at IS NULL OR expires_at > {int(time.time())})"
-            where = f"({where}) AND {live}" if where else live
-        if mode == "vector":
-            assert vector is not None
-            query = table.query().nearest_to(vector).distance_type("cosine")
-            if where:
-                query = query.where(where)
-            query = query.select([*columns, "_distance"]).limit(k)
-            # refine: exact distances for the candidates (the IVF_HNSW_SQ index reports
-            # quantized, doubled cosine distances, so scores would change once it exists).
-            query = query.nprobes(8).ef(max(64, k * 2)).refine_factor(1)
-            rows = await query.to_list()
-            return [Hit(r, max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
-        assert text is not None
+        query = table.query().nearest_to(list(vector)).distance_type("cosine")
+        if where:
+            query = query.where(where)
+        query = query.select([*_columns(keys), "_distance"]).limit(k)
+        # refine: exact distances for the candidates (the IVF_HNSW_SQ index reports
+        # quantized, doubled cosine distances, so scores would change once it exists).
+        query = query.nprobes(8).ef(max(64, k * 2)).refine_factor(1)
+        rows = await query.to_list()
+        return [Hit(_decode(r), max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
+
+    async def search_keyword(
+        self,
+        store_id: str,
+        text: str,
+        k: int,
+        *,
+        filters: Filter | None = None,
+        alive_at: int | None = None,
+        keys: Sequence[str] = SEARCH_KEYS,
+    ) -> list[Hit]:
+        """Best ``k`` rows by BM25, squashed to 0..1 (s / (s + 1))."""
+        where = _where(filters, alive_at)
+        table = await self._table(store_id)
+        if table is None:
+            return []
         await self._ensure_fts(store_id, table)
         query = table.query().nearest_to_text(text, columns=["text"])
         if where:
             query = query.where(where)
-        rows = await query.select([*columns, "_score"]).limit(k).to_list()
-        return [Hit(r, (s := float(r.pop("_score", 0.0))) / (s + 1.0)) for r in rows]
+        rows = await query.select([*_columns(keys), "_score"]).limit(k).to_list()
+        return [Hit(_decode(r), (s := float(r.pop("_score", 0.0))) / (s + 1.0)) for r in rows]
+
+    async def search_hybrid(
+        self,
+        store_id: str,
+        vector: Sequence[float],
+        text: str,
+        k: int,
+        *,
+        filters: Filter | None = None,
+        alive_at: int | None = None,
+        keys: Sequence[str] = SEARCH_KEYS,
+        alpha: float | None = None,
+    ) -> list[Hit]:
+        raise NotImplementedError("LanceDB hybrid is fused by the service")
+
+    async def count(self, store_id: str) -> int:
+        table = await self._table(store_id)
+        return 0 if table is None else int(await table.count_rows())
 
     async def _ensure_fts(self, store_id: str, table: AsyncTable) -> None:
         key = (self._location(), store_id)
@@ -421,7 +538,28 @@ class LanceDBIndex:
                 "index maintenance on %s failed; search stays correct", store_id, exc_info=True
             )
 
+    async def health(self) -> None:
+        """A local directory: writable (or creatable). S3: not probed here (the control
+        function has no access to the bucket; a request must not buy an S3 call)."""
+        if "://" not in self._config.uri:
+            await asyncio.to_thread(_writable, self._config.uri)
+
     async def close(self) -> None:
         self._batchers.clear()
         self._tables.clear()
         self._connections.clear()
+
+
+def _columns(keys: Sequence[str]) -> list[str]:
+    """Columns to read for these row keys (unknown keys ignored: a caller cannot name one)."""
+    wanted = [k for k in keys if k in COLUMNS or k == "vector"]
+    return wanted or list(SEARCH_KEYS)
+
+
+def _writable(location: str) -> None:
+    """A local directory the server can write (or create): its nearest existing ancestor."""
+    path = Path(location).resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not (path.is_dir() and os.access(path, os.W_OK | os.X_OK)):
+        raise PermissionError("not a writable directory")
