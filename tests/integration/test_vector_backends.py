@@ -1,6 +1,7 @@
 """Vector backends chosen per store: a stack with LanceDB and FAISS side by side (a live server,
 the official SDKs), /v1/providers with each backend's health, a FAISS store whose object store
-goes away (503 naming the provider, nothing lost once it is back) and survives a restart."""
+goes away (503 naming the provider, nothing lost once it is back) and survives a restart, old
+stores staying on LanceDB, and the server answering while FAISS's keyword fallback ranks."""
 
 from __future__ import annotations
 
