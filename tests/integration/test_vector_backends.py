@@ -1,6 +1,7 @@
 """Vector backends chosen per store: a stack with LanceDB and FAISS side by side (a live server,
 the official SDKs), /v1/providers with each backend's health, a FAISS store whose object store
-goes away (503 naming the provider, nothing lost once it is back) and survives a restart."""
+goes away (503 naming the provider, nothing lost once it is back) and survives a restart, old
+stores staying on LanceDB, and the server answering while FAISS's keyword fallback ranks."""
 
 from __future__ import annotations
 
@@ -237,5 +238,94 @@ def test_stores_made_before_the_choice_stay_on_lancedb(
         assert [r.content[0].text for r in found.data] == ["Alpacas hum when they are content."]
         new = _store_with(client, None, "Camels cross the desert.")
         assert [p.stem for p in _faiss_objects(live).rglob("*.faiss")] == [new]
+    finally:
+        stop_server(live)
+
+
+def test_a_long_keyword_ranking_never_blocks_the_server(
+    tmp_path: Path, fake_bedrock: FakeBedrockServer
+) -> None:
+    """FAISS has no full-text index, so keyword ranking is the service's BM25 over every row
+    (O(store)); it runs in a worker thread. Ordering check on the server's log: health checks
+    sent while a hybrid search is past its embedding call are answered before that search
+    ends (were the ranking on the event loop, they would wait for it)."""
+    import asyncio
+    import random
+    import threading
+    import time
+
+    from llamda.config import load_config
+    from llamda.providers.vector_io.index import ChunkRow, IndexContext, build_index
+    from llamda.storage.objects import build_objects
+
+    env = {"FAKE_BEDROCK_URL": fake_bedrock.endpoint}
+    (tmp_path / "run.yaml").write_text(BOTH)
+    live = start_server(tmp_path / "run.yaml", tmp_path, env)
+    try:
+        store = (
+            _client(live)
+            .vector_stores.create(
+                name="big", extra_body={"provider_id": "faiss", "embedding_model": MODEL}
+            )
+            .id
+        )
+    finally:
+        stop_server(live)
+
+    async def fill() -> None:  # 10,000 chunks of 300 words, written by the provider itself
+        config = load_config(tmp_path / "run.yaml", env={**env, "LLAMDA_HOME": str(tmp_path)})
+        entry = next(e for e in config.providers["vector_io"] if e.provider_id == "faiss")
+        index = build_index(
+            entry, IndexContext(config.storage.vectors, build_objects(config.storage.objects))
+        )
+        rng = random.Random(5)
+        words = [f"w{i}" for i in range(3000)]
+        rows = [
+            ChunkRow(
+                f"c{i}", "f", "f.txt", i, 300, " ".join(rng.choices(words, k=300)),
+                [rng.random() for _ in range(1024)],
+            )
+            for i in range(10_000)
+        ]  # fmt: skip
+        await index.upsert(store, rows, 1024)
+        await index.close()
+
+    asyncio.run(fill())
+    live = start_server(tmp_path / "run.yaml", tmp_path, env)
+    try:
+        client = _client(live)
+        client.vector_stores.search(vector_store_id=store, query="w1")  # loads the store
+        before = len(fake_bedrock.fake.calls)
+        done = threading.Event()
+        answer: dict[str, object] = {}
+
+        def search() -> None:
+            answer["r"] = httpx.post(
+                f"{live.url}/v1/vector_stores/{store}/search",
+                json={"query": "w7 w13 w2024 unique-probe", "search_mode": "hybrid"},
+                timeout=120,
+            )
+            done.set()
+
+        thread = threading.Thread(target=search)
+        thread.start()
+        while len(fake_bedrock.fake.calls) == before and not done.is_set():
+            time.sleep(0.001)  # until its embedding call reaches the fake: it is in progress
+        health = 0
+        while not done.is_set():
+            assert httpx.get(f"{live.url}/v1/health", timeout=120).status_code == 200
+            health += 1
+        thread.join()
+        r = answer["r"]
+        assert isinstance(r, httpx.Response) and r.status_code == 200, r
+        assert r.json()["data"], "the search found nothing: it proves nothing"
+        log = live.log.read_text().splitlines()
+        # The search's embedding was served (the last one), then health checks, then its end.
+        embedded = max(i for i, line in enumerate(log) if '"inference served"' in line)
+        search = f'"path":"/v1/vector_stores/{store}/search"'
+        ended = max(i for i, line in enumerate(log) if search in line)
+        between = [line for line in log[embedded:ended] if '"path":"/v1/health"' in line]
+        # Blocked, at most the one or two that slip in before the ranking starts get through.
+        assert len(between) >= 10, (health, len(between))
     finally:
         stop_server(live)
