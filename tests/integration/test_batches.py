@@ -329,10 +329,11 @@ def test_bad_creates_are_400s_and_404s_and_bad_files_fail_the_batch(
     server: LiveServer, oai: openai.OpenAI, alice: str
 ) -> None:
     good = upload(oai, [line("x", chat("x"))])
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as missing:
         oai.batches.create(
             input_file_id="file-00aa", endpoint="/v1/chat/completions", completion_window="24h"
         )
+    assert missing.value.body["param"] == "input_file_id"  # type: ignore[index]
     other_purpose = upload(oai, [line("x", chat("x"))], purpose="assistants")
     with pytest.raises(openai.BadRequestError) as caught:
         oai.batches.create(

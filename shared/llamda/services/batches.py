@@ -237,7 +237,10 @@ class BatchesService:
     # -- create: check and store the input ----------------------------------------------------
 
     async def _create(self, request: CreateBatchRequest, batch_id: str) -> Record:
-        file = await self._files.get(request.input_file_id)  # 404 for another tenant's
+        try:
+            file = await self._files.get(request.input_file_id)  # 404 for another tenant's
+        except NotFoundError as exc:  # name the field the client sent, not the Files API's
+            raise NotFoundError(exc.message, param="input_file_id", code=exc.code) from None
         if file.purpose != "batch":
             raise BadRequestError(
                 f"File {file.id} has purpose '{file.purpose}'; a batch's input must be "
