@@ -190,6 +190,10 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         (None, "request_too_large"),
     ]
     assert got[-2][1] in ("model_not_found", "invalid_id")
+    # A line without a custom_id is named by its 1-based line number in the file.
+    assert errors[0]["error"]["message"] == "Line 2: The line is not valid JSON."
+    assert errors[9]["error"]["message"].startswith("Line 11: ")
+    assert errors[11]["error"]["message"].startswith("Line 13: The line is longer than")
     assert "no-such-model" in errors[2]["error"]["message"]
     assert "messages" in errors[5]["error"]["message"]
     # Never sent: no response. The upstream's refusal: the endpoint's own error response.

@@ -302,13 +302,17 @@ class BatchesService:
         parsed_any = False
         seen: set[bytes] = set()
         known: dict[str, dict[str, Any] | None] = {}
-        async for _number, line in self._lines(record["input_file_id"]):
+        async for number, line in self._lines(record["input_file_id"]):
             if count >= self._limits.max_requests:
                 raise _WholeFileError(
                     "too_many_requests",
                     f"The input file has more than {self._limits.max_requests} requests.",
                 )
             entry = await self._check(record["endpoint"], line, seen, known)
+            if entry.get("custom_id") is None and "error" in entry:
+                # No custom_id to find it by: name the line (1-based, as editors count).
+                error = entry["error"]
+                entry["error"] = {**error, "message": f"Line {number}: {error['message']}"}
             parsed_any = parsed_any or entry.pop("_parsed", False)
             pending.append(json.dumps(entry, separators=(",", ":")))
             count += 1
