@@ -235,7 +235,10 @@ class DatasetsService:
     async def _read_uri(self, uri: str) -> tuple[str, bytes]:
         """(a name whose extension tells the format, the bytes) of a source URI."""
         if FILE_ID.match(uri):
-            meta = await self._files.get(uri)
+            try:
+                meta = await self._files.get(uri)
+            except NotFoundError as exc:  # name the field the client sent
+                raise NotFoundError(exc.message, param="source.uri", code=exc.code) from None
             if meta.bytes > self._config.max_bytes:
                 raise self._too_big()
             pieces, _ = await self._files.content_stream(uri)
@@ -292,7 +295,12 @@ class DatasetsService:
         """A path under eval.datasets_root, after symlinks and ``..`` are resolved."""
         root_setting = self._config.datasets_root
         if root_setting is None:
-            raise _bad_uri("local dataset paths are disabled (eval.datasets_root is not set)")
+            # Also what a mistyped File id reaches: say what would work.
+            raise _bad_uri(
+                f"{raw[:100]!r} is not a File id (file-<hex>), and local dataset paths are "
+                "disabled (eval.datasets_root is not set): upload the rows as a File and give "
+                "its id, or send them inline"
+            )
         if "\x00" in raw:
             raise _bad_uri("invalid path")
         limit = self._config.max_bytes
