@@ -37,6 +37,14 @@ def _not_found(dataset_id: str) -> NotFoundError:
     )
 
 
+def _exists(dataset_id: str) -> ConflictError:
+    return ConflictError(
+        f"Dataset '{dataset_id}' already exists; unregister it first, or add rows with append-rows",
+        param="dataset_id",
+        code="dataset_exists",
+    )
+
+
 def _bad_uri(message: str) -> BadRequestError:
     return BadRequestError(message, param="source.uri", code="invalid_dataset_uri")
 
@@ -107,9 +115,7 @@ class DatasetsService:
     ) -> Dataset:
         dataset_id = dataset_id or f"dataset-{uuid.uuid4()}"
         if await self._records.get(KIND, dataset_id) is not None:
-            raise ConflictError(
-                f"Dataset '{dataset_id}' already exists", param="dataset_id", code="dataset_exists"
-            )
+            raise _exists(dataset_id)
         if source["type"] == "rows":
             rows = source["rows"]
             kept_source: dict[str, Any] = {"type": "rows", "rows": []}
@@ -137,9 +143,7 @@ class DatasetsService:
             await self._records.put(KIND, dataset_id, record, if_absent=True)
         except ConflictError:
             await self._objects.delete(key)
-            raise ConflictError(
-                f"Dataset '{dataset_id}' already exists", param="dataset_id", code="dataset_exists"
-            ) from None
+            raise _exists(dataset_id) from None
         return _answer(record)
 
     async def list(self) -> ListDatasetsResponse:
