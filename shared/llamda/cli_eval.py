@@ -1,8 +1,8 @@
 """``llamda eval run BENCHMARK --model M [--judge J]``: run an eval job on a running stack (the
 local server by default, or a deployed one with --url), show its progress, print the
 aggregated scores as a table and write ``results.jsonl`` and ``report.html`` (a score
-distribution per scoring function and, when the dataset has a ``category`` column, accuracy
-per category)."""
+distribution per scoring function and, when the dataset has a ``category`` column, the mean
+score per category)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,10 @@ class _Client:
         try:
             reply = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise UsageError(f"cannot reach {self.url}: {type(exc).__name__}") from None
+            raise UsageError(
+                f"cannot reach {self.url}: {type(exc).__name__} (is the server running? "
+                "`llamda serve`, or give a deployed stack's --url)"
+            ) from None
         if reply.status_code >= 400:
             raise UsageError(f"{method} {path}: {_error(reply)}")
         return reply.json() if reply.content else None
@@ -92,7 +95,12 @@ def _run(args: argparse.Namespace) -> int:
         config["num_examples"] = args.num_examples
     if args.judge:
         config["scoring_params"] = _judge_params(client, benchmark["scoring_functions"], args.judge)
-    job = client.call("POST", f"{prefix}/jobs", json={"benchmark_config": config})
+    try:
+        job = client.call("POST", f"{prefix}/jobs", json={"benchmark_config": config})
+    except UsageError as exc:
+        if args.judge is None and "judge_model" in str(exc):  # the server names its own fields
+            raise UsageError(f"{exc}; pass --judge MODEL") from None
+        raise
     job_id = job["job_id"]
     try:
         job = _follow(client, f"{prefix}/jobs/{job_id}", job, args.quiet)

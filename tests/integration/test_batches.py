@@ -190,6 +190,10 @@ def test_each_kind_of_bad_line_lands_in_the_error_file_and_the_rest_complete(
         (None, "request_too_large"),
     ]
     assert got[-2][1] in ("model_not_found", "invalid_id")
+    # A line without a custom_id is named by its 1-based line number in the file.
+    assert errors[0]["error"]["message"] == "Line 2: The line is not valid JSON."
+    assert errors[9]["error"]["message"].startswith("Line 11: ")
+    assert errors[11]["error"]["message"].startswith("Line 13: The line is longer than")
     assert "no-such-model" in errors[2]["error"]["message"]
     assert "messages" in errors[5]["error"]["message"]
     # Never sent: no response. The upstream's refusal: the endpoint's own error response.
@@ -329,10 +333,11 @@ def test_bad_creates_are_400s_and_404s_and_bad_files_fail_the_batch(
     server: LiveServer, oai: openai.OpenAI, alice: str
 ) -> None:
     good = upload(oai, [line("x", chat("x"))])
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as missing:
         oai.batches.create(
             input_file_id="file-00aa", endpoint="/v1/chat/completions", completion_window="24h"
         )
+    assert missing.value.body["param"] == "input_file_id"  # type: ignore[index]
     other_purpose = upload(oai, [line("x", chat("x"))], purpose="assistants")
     with pytest.raises(openai.BadRequestError) as caught:
         oai.batches.create(

@@ -21,12 +21,13 @@ import openai
 import pytest
 from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
 
-from tests.conftest import LiveServer, start_server, stop_server
+from tests.conftest import LiveServer, free_port, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval_multiple_choice.jsonl"
 MC = "basic::regex_parser_multiple_choice_answer"
 KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
+EVAL_RUN = [sys.executable, "-m", "llamda.cli", "eval", "run"]
 
 CONFIG = """
 version: 1
@@ -485,3 +486,22 @@ def test_the_cli_runs_a_benchmark_and_writes_its_report(
     )
     assert missing.returncode == 2 and "nope" in missing.stderr
     assert "Traceback" not in missing.stderr
+    # The benchmark has a judge and the server no default judge: the CLI says which flag.
+    unjudged = subprocess.run(
+        [*EVAL_RUN, benchmark, "--model", "student", "--url", server.url, "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLAMDA_API_KEY": keys["alice"]},
+        check=False,
+    )
+    assert unjudged.returncode == 2 and unjudged.stderr.rstrip().endswith("pass --judge MODEL")
+    # No server at the URL: say what to start.
+    down = subprocess.run(
+        [*EVAL_RUN, benchmark, "--model", "student", "--url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert down.returncode == 2 and "llamda serve" in down.stderr, down.stderr

@@ -620,6 +620,25 @@ def test_dataset_uris_outside_what_the_caller_owns_are_refused(
     )
 
 
+def test_dataset_errors_on_the_defaults_say_what_would_work(live_server: LiveServer) -> None:
+    """No eval.datasets_root (the default): a mistyped File id is not answered as if it were a
+    path the caller meant; an unknown File id's 404 names the field sent; a taken id's 409
+    says how to reuse it."""
+    client = LlamaStackClient(base_url=live_server.url, max_retries=0)
+    with pytest.raises(BadRequestError) as typo:
+        _register(client, {"type": "uri", "uri": "file-notes"})
+    assert _message(typo).startswith("'file-notes' is not a File id (file-<hex>)")
+    assert "upload the rows as a File" in _message(typo)
+    with pytest.raises(NotFoundError) as missing:
+        _register(client, {"type": "uri", "uri": "file-0123456789abcdef"})
+    assert missing.value.body["error"]["param"] == "source.uri"  # type: ignore[index]
+    # Running the README's example twice: the 409 says what to do.
+    _register(client, {"type": "rows", "rows": _rows()[:1]}, dataset_id="twice")
+    with pytest.raises(APIStatusError) as again:
+        _register(client, {"type": "rows", "rows": _rows()[:1]}, dataset_id="twice")
+    assert again.value.status_code == 409 and "unregister it first" in _message(again)
+
+
 def test_another_tenants_dataset_is_a_404(alice: LlamaStackClient, bob: LlamaStackClient) -> None:
     _register(alice, {"type": "rows", "rows": _rows()[:2]}, dataset_id="alice-only")
     assert "alice-only" not in {d.identifier for d in bob.beta.datasets.list()}

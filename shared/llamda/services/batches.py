@@ -237,7 +237,10 @@ class BatchesService:
     # -- create: check and store the input ----------------------------------------------------
 
     async def _create(self, request: CreateBatchRequest, batch_id: str) -> Record:
-        file = await self._files.get(request.input_file_id)  # 404 for another tenant's
+        try:
+            file = await self._files.get(request.input_file_id)  # 404 for another tenant's
+        except NotFoundError as exc:  # name the field the client sent, not the Files API's
+            raise NotFoundError(exc.message, param="input_file_id", code=exc.code) from None
         if file.purpose != "batch":
             raise BadRequestError(
                 f"File {file.id} has purpose '{file.purpose}'; a batch's input must be "
@@ -299,13 +302,17 @@ class BatchesService:
         parsed_any = False
         seen: set[bytes] = set()
         known: dict[str, dict[str, Any] | None] = {}
-        async for _number, line in self._lines(record["input_file_id"]):
+        async for number, line in self._lines(record["input_file_id"]):
             if count >= self._limits.max_requests:
                 raise _WholeFileError(
                     "too_many_requests",
                     f"The input file has more than {self._limits.max_requests} requests.",
                 )
             entry = await self._check(record["endpoint"], line, seen, known)
+            if entry.get("custom_id") is None and "error" in entry:
+                # No custom_id to find it by: name the line (1-based, as editors count).
+                error = entry["error"]
+                entry["error"] = {**error, "message": f"Line {number}: {error['message']}"}
             parsed_any = parsed_any or entry.pop("_parsed", False)
             pending.append(json.dumps(entry, separators=(",", ":")))
             count += 1

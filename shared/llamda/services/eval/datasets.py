@@ -37,6 +37,14 @@ def _not_found(dataset_id: str) -> NotFoundError:
     )
 
 
+def _exists(dataset_id: str) -> ConflictError:
+    return ConflictError(
+        f"Dataset '{dataset_id}' already exists; unregister it first, or add rows with append-rows",
+        param="dataset_id",
+        code="dataset_exists",
+    )
+
+
 def _bad_uri(message: str) -> BadRequestError:
     return BadRequestError(message, param="source.uri", code="invalid_dataset_uri")
 
@@ -107,9 +115,7 @@ class DatasetsService:
     ) -> Dataset:
         dataset_id = dataset_id or f"dataset-{uuid.uuid4()}"
         if await self._records.get(KIND, dataset_id) is not None:
-            raise ConflictError(
-                f"Dataset '{dataset_id}' already exists", param="dataset_id", code="dataset_exists"
-            )
+            raise _exists(dataset_id)
         if source["type"] == "rows":
             rows = source["rows"]
             kept_source: dict[str, Any] = {"type": "rows", "rows": []}
@@ -137,9 +143,7 @@ class DatasetsService:
             await self._records.put(KIND, dataset_id, record, if_absent=True)
         except ConflictError:
             await self._objects.delete(key)
-            raise ConflictError(
-                f"Dataset '{dataset_id}' already exists", param="dataset_id", code="dataset_exists"
-            ) from None
+            raise _exists(dataset_id) from None
         return _answer(record)
 
     async def list(self) -> ListDatasetsResponse:
@@ -235,7 +239,10 @@ class DatasetsService:
     async def _read_uri(self, uri: str) -> tuple[str, bytes]:
         """(a name whose extension tells the format, the bytes) of a source URI."""
         if FILE_ID.match(uri):
-            meta = await self._files.get(uri)
+            try:
+                meta = await self._files.get(uri)
+            except NotFoundError as exc:  # name the field the client sent
+                raise NotFoundError(exc.message, param="source.uri", code=exc.code) from None
             if meta.bytes > self._config.max_bytes:
                 raise self._too_big()
             pieces, _ = await self._files.content_stream(uri)
@@ -292,7 +299,12 @@ class DatasetsService:
         """A path under eval.datasets_root, after symlinks and ``..`` are resolved."""
         root_setting = self._config.datasets_root
         if root_setting is None:
-            raise _bad_uri("local dataset paths are disabled (eval.datasets_root is not set)")
+            # Also what a mistyped File id reaches: say what would work.
+            raise _bad_uri(
+                f"{raw[:100]!r} is not a File id (file-<hex>), and local dataset paths are "
+                "disabled (eval.datasets_root is not set): upload the rows as a File and give "
+                "its id, or send them inline"
+            )
         if "\x00" in raw:
             raise _bad_uri("invalid path")
         limit = self._config.max_bytes
