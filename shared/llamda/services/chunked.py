@@ -28,6 +28,7 @@ from typing import Any
 
 from llamda.config import JobsConfig
 from llamda.context import request_deadline
+from llamda.errors import LlamdaError
 from llamda.observability import logger
 from llamda.services.jobs import Job, JobRunner
 from llamda.storage.objects import Objects
@@ -151,7 +152,7 @@ class ChunkedJobs:
             if not job.get("last_attempt", True):
                 raise  # redelivered by the queue
             logger.exception("job failed", kind=self.kind, job_id=job_id)
-            await self._fail(job_id, type(exc).__name__)
+            await self._fail(job_id, exc)
 
     async def _advance(self, job_id: str, chunk: int) -> None:
         while True:
@@ -257,14 +258,22 @@ class ChunkedJobs:
         record.setdefault(f"{final}_at", int(time.time()))
         await save(self._records, self.kind, record["id"], record)
 
-    async def _fail(self, job_id: str, reason: str) -> None:
+    async def _fail(self, job_id: str, exc: Exception) -> None:
+        """Mark the job failed, saying why, and drop its chunk results (no finish will read
+        them: left behind, they would stay in the bucket for good)."""
+        if isinstance(exc, LlamdaError):  # its message is scrubbed of secrets, and the user's
+            error = {"code": exc.code or exc.error_type, "message": exc.message[:1000]}
+        else:  # ours: its text may hold anything; the type says enough
+            error = {"code": "server_error", "message": f"the job failed ({type(exc).__name__})"}
         for _ in range(3):
             record = await self._records.get(self.kind, job_id)
             if record is None or record["status"] in TERMINAL:
                 return
             record.update(status="failed", failed_at=int(time.time()))
-            record.setdefault(
-                "error", {"code": "server_error", "message": f"the job failed ({reason})"}
-            )
+            record.setdefault("error", error)
             if await save(self._records, self.kind, job_id, record):
+                try:
+                    await self.delete_results(record)
+                except Exception:  # the job is failed either way; the objects are what is lost
+                    logger.exception("could not delete a failed job's chunks", job_id=job_id)
                 return

@@ -1,0 +1,631 @@
+"""The Evaluation API attacked as a hostile client, a careless client and an operator: another
+tenant's ids, path tricks in dataset URIs, regexes and templates built to hurt, wrong types,
+non-JSON numbers, failing and hanging upstreams, resources removed under a running job. Every
+answer must be a 4xx in the OpenAI error shape (never a 5xx), and a job must always end.
+
+One live server (auth on, two tenants), the scripted OpenAI-compatible upstream: ``student``
+answers ``B``, ``judge`` answers ``Score: 4``; ``hanger`` never answers (routing gives up after
+1 s); ``broken`` answers 500."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer, start_server, stop_server
+from tests.fakes.openai_upstream import OpenAIUpstream
+
+KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
+CONFIG = """
+version: 1
+profile: local
+apis: [inspect, models, inference, files, vector_io, agents, eval]
+providers:
+  inference:
+    - provider_id: upstream
+      provider_type: remote::vllm
+      config: {{url: "{upstream}", api_key: "sk-upstream-secret-4242"}}
+models:
+  - {{model_id: student, provider_id: upstream, provider_model_id: student-up}}
+  - {{model_id: judge, provider_id: upstream, provider_model_id: judge-up}}
+  - {{model_id: hanger, provider_id: upstream, provider_model_id: hanger-up}}
+  - {{model_id: broken, provider_id: upstream, provider_model_id: broken-up}}
+storage:
+  records: {{type: sqlite, path: "{home}/records.sqlite3"}}
+  objects: {{type: local, root: "{home}/objects"}}
+  vectors: {{uri: "{home}/lancedb"}}
+server: {{auth: true}}
+routing: {{max_retries: 0, timeout_seconds: 1, deadline_seconds: 2}}
+jobs: {{chunk_rows: 2}}
+eval: {{max_sync_rows: 5, datasets_root: "{home}/datasets"}}
+"""
+SECRET = "sk-upstream-secret-4242"
+QA = [{"input_query": f"question {i}?", "expected_answer": "B", "category": "x"} for i in range(6)]
+JUDGE = {
+    "type": "llm_as_judge",
+    "judge_model": "judge",
+    "judge_score_regexes": [r"Score: (\d)"],
+    "aggregation_functions": ["average"],
+}
+
+
+# The student's reply to "question 2?" waits for this (a job held after its first chunk).
+HOLD = threading.Event()
+HOLD.set()
+
+
+def _reply(body: dict[str, Any]) -> str:
+    if body["model"] == "judge-up":
+        return "Score: 4"
+    if body["messages"][-1]["content"] == "question 2?":
+        HOLD.wait(30)
+    return "Answer: B"
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[OpenAIUpstream]:
+    with OpenAIUpstream() as fake:
+        fake.chat_reply = _reply
+        fake.hang_models.add("hanger-up")
+        fake.fail_models["broken-up"] = 500
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("evalattacks")
+    (home / "datasets").mkdir()
+    (home / "datasets" / "ok.jsonl").write_text(json.dumps(QA[0]) + "\n")
+    (home / "outside.jsonl").write_text(json.dumps(QA[1]) + "\n")
+    (home / "datasets" / "link.jsonl").symlink_to(home / "outside.jsonl")
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path, upstream: OpenAIUpstream) -> Iterator[LiveServer]:
+    config = home / "run.yaml"
+    config.write_text(CONFIG.format(home=home, upstream=upstream.url))
+    live = start_server(config, home)
+    yield live
+    stop_server(live)
+
+
+def _key(home: Path, tenant: str) -> str:
+    done = subprocess.run(
+        [*KEYS_CREATE, "--tenant", tenant, "--config", str(home / "run.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLAMDA_HOME": str(home)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def alice(server: LiveServer, home: Path) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {_key(home, 'alice')}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def bob(server: LiveServer, home: Path) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {_key(home, 'bob')}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
+        yield client
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.status_code < 300, response.text
+    return response.json() if response.content else None
+
+
+def _refused(response: httpx.Response, status: int | tuple[int, ...] = 400) -> dict[str, Any]:
+    """A 4xx in the OpenAI error shape."""
+    allowed = (status,) if isinstance(status, int) else status
+    assert response.status_code in allowed, (response.status_code, response.text)
+    error = response.json()["error"]
+    assert set(error) >= {"message", "type", "param", "code"}, error
+    return error
+
+
+def _dataset(client: httpx.Client, dataset_id: str, rows: list[dict[str, Any]] = QA) -> None:
+    _ok(
+        client.post(
+            "/v1beta/datasets",
+            json={
+                "purpose": "eval/question-answer",
+                "source": {"type": "rows", "rows": rows},
+                "dataset_id": dataset_id,
+            },
+        )
+    )
+
+
+def _benchmark(client: httpx.Client, benchmark_id: str, dataset_id: str, fns: list[str]) -> None:
+    _ok(
+        client.post(
+            "/v1alpha/eval/benchmarks",
+            json={"benchmark_id": benchmark_id, "dataset_id": dataset_id, "scoring_functions": fns},
+        )
+    )
+
+
+def _config(model: str = "student", **extra: Any) -> dict[str, Any]:
+    return {
+        "eval_candidate": {"type": "model", "model": model},
+        "scoring_params": {"llm-as-judge::base": JUDGE},
+        **extra,
+    }
+
+
+def _wait(client: httpx.Client, benchmark_id: str, job_id: str) -> dict[str, Any]:
+    url = f"/v1alpha/eval/benchmarks/{benchmark_id}/jobs/{job_id}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        job = _ok(client.get(url))
+        if job["status"] not in ("scheduled", "in_progress"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never ended: {job}")
+
+
+# --- another tenant's resources ---------------------------------------------------------------
+
+
+def test_another_tenants_resources_are_404(alice: httpx.Client, bob: httpx.Client) -> None:
+    _dataset(alice, "secret-ds")
+    _ok(
+        alice.post(
+            "/v1/scoring-functions",
+            json={
+                "scoring_fn_id": "alice::judge",
+                "description": "hers",
+                "return_type": {"type": "number"},
+                "params": JUDGE,
+            },
+        )
+    )
+    _benchmark(alice, "secret-bm", "secret-ds", ["basic::subset_of"])
+    job = _ok(
+        alice.post("/v1alpha/eval/benchmarks/secret-bm/jobs", json={"benchmark_config": _config()})
+    )
+    assert _wait(alice, "secret-bm", job["job_id"])["status"] == "completed"
+
+    for method, url, body in [
+        ("GET", "/v1beta/datasets/secret-ds", None),
+        ("GET", "/v1beta/datasetio/iterrows/secret-ds", None),
+        ("POST", "/v1beta/datasetio/append-rows/secret-ds", {"rows": QA[:1]}),
+        ("DELETE", "/v1beta/datasets/secret-ds", None),
+        ("GET", "/v1/scoring-functions/alice::judge", None),
+        ("DELETE", "/v1/scoring-functions/alice::judge", None),
+        ("GET", "/v1alpha/eval/benchmarks/secret-bm", None),
+        ("DELETE", "/v1alpha/eval/benchmarks/secret-bm", None),
+        ("GET", f"/v1alpha/eval/benchmarks/secret-bm/jobs/{job['job_id']}", None),
+        ("GET", f"/v1alpha/eval/benchmarks/secret-bm/jobs/{job['job_id']}/result", None),
+        ("DELETE", f"/v1alpha/eval/benchmarks/secret-bm/jobs/{job['job_id']}", None),
+        (
+            "POST",
+            "/v1/scoring/score-batch",
+            {
+                "dataset_id": "secret-ds",
+                "scoring_functions": {"basic::equality": None},
+                "save_results_dataset": False,
+            },
+        ),
+        (
+            "POST",
+            "/v1/scoring/score",
+            {
+                "input_rows": [{"expected_answer": "a", "generated_answer": "a"}],
+                "scoring_functions": {"alice::judge": None},
+            },
+        ),
+    ]:
+        _refused(bob.request(method, url, json=body), 404)
+    # Bob's own benchmark cannot point at her dataset or her function either.
+    _refused(
+        bob.post(
+            "/v1alpha/eval/benchmarks",
+            json={
+                "benchmark_id": "b",
+                "dataset_id": "secret-ds",
+                "scoring_functions": ["basic::equality"],
+            },
+        ),
+        404,
+    )
+    # Her job id under a benchmark id bob owns is still not his.
+    _dataset(bob, "bob-ds")
+    _benchmark(bob, "secret-bm", "bob-ds", ["basic::subset_of"])
+    _refused(bob.get(f"/v1alpha/eval/benchmarks/secret-bm/jobs/{job['job_id']}/result"), 404)
+    # Everything of hers is still there.
+    assert _ok(alice.get("/v1beta/datasets/secret-ds"))["row_count"] == len(QA)
+    _ok(alice.get(f"/v1alpha/eval/benchmarks/secret-bm/jobs/{job['job_id']}/result"))
+
+
+def test_another_tenants_file_is_not_a_dataset_source(
+    alice: httpx.Client, bob: httpx.Client
+) -> None:
+    upload = _ok(
+        alice.post(
+            "/v1/files",
+            files={"file": ("qa.jsonl", json.dumps(QA[0]).encode(), "application/jsonl")},
+            data={"purpose": "user_data"},
+        )
+    )
+    source = {"type": "uri", "uri": upload["id"]}
+    _refused(
+        bob.post("/v1beta/datasets", json={"purpose": "eval/question-answer", "source": source}),
+        (400, 404),
+    )
+    _ok(alice.post("/v1beta/datasets", json={"purpose": "eval/question-answer", "source": source}))
+
+
+# --- dataset URIs -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///etc/passwd",
+        "/etc/passwd",
+        "../outside.jsonl",
+        "file://localhost/../outside.jsonl",
+        "file:///%2e%2e/outside.jsonl",
+        "%2e%2e/outside.jsonl",
+        "link.jsonl",  # a symlink inside the root to a file outside it
+        "file://evil.example/ok.jsonl",
+        "s3://another-bucket/tenants/alice/x.jsonl",
+        "http://169.254.169.254/latest/meta-data/",
+        "ok.jsonl\x00.png",
+        ".",
+        "",
+    ],
+)
+def test_dataset_uri_tricks_are_refused(alice: httpx.Client, home: Path, uri: str) -> None:
+    response = alice.post(
+        "/v1beta/datasets",
+        json={"purpose": "eval/question-answer", "source": {"type": "uri", "uri": uri}},
+    )
+    error = _refused(response)
+    assert str(home) not in error["message"]
+
+
+def test_a_path_under_the_root_is_read(alice: httpx.Client, home: Path) -> None:
+    got = _ok(
+        alice.post(
+            "/v1beta/datasets",
+            json={"purpose": "eval/question-answer", "source": {"type": "uri", "uri": "ok.jsonl"}},
+        )
+    )
+    assert got["row_count"] == 1
+
+
+# --- regexes and templates ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("judge_score_regexes", [r"(a)\1"]),  # a backreference: not RE2
+        ("judge_score_regexes", [r"(?=x)(a)"]),  # lookahead
+        ("judge_score_regexes", [r"((a{100}){100}){100}(b)"]),  # an automaton too big
+        ("judge_score_regexes", ["no group"]),
+        ("judge_score_regexes", ["(" * 5000]),
+        ("prompt_template", "{0}"),
+        ("prompt_template", "{}"),
+        ("prompt_template", "{generated_answer.__class__.__mro__}"),
+        ("prompt_template", "{generated_answer[0]}"),
+        ("prompt_template", "{generated_answer!r}"),
+        ("prompt_template", "{generated_answer:>999999999}"),
+        ("prompt_template", "{generated_answer"),
+        ("prompt_template", "}"),
+        ("judge_model", "no-such-model"),
+        ("judge_model", 42),
+        ("judge_score_regexes", "Score: (\\d)"),
+    ],
+)
+def test_hostile_judge_params_are_400(alice: httpx.Client, field: str, value: Any) -> None:
+    params = {**JUDGE, field: value}
+    register = alice.post(
+        "/v1/scoring-functions",
+        json={
+            "scoring_fn_id": "hostile::fn",
+            "description": "x",
+            "return_type": {"type": "number"},
+            "params": params,
+        },
+    )
+    _refused(register, (400, 404))
+    score = alice.post(
+        "/v1/scoring/score",
+        json={
+            "input_rows": [{"input_query": "q", "expected_answer": "a", "generated_answer": "a"}],
+            "scoring_functions": {"llm-as-judge::base": params},
+        },
+    )
+    _refused(score, (400, 404))
+
+
+def test_a_dunder_placeholder_is_only_a_column_name(alice: httpx.Client) -> None:
+    """``{__class__}`` names a row column like any other: the row lacks it, a 400."""
+    params = {**JUDGE, "prompt_template": "{__class__} {generated_answer}"}
+    error = _refused(
+        alice.post(
+            "/v1/scoring/score",
+            json={
+                "input_rows": [{"expected_answer": "a", "generated_answer": "a"}],
+                "scoring_functions": {"llm-as-judge::base": params},
+            },
+        )
+    )
+    assert '"__class__"' in error["message"]
+
+
+def test_a_template_reads_only_row_columns(alice: httpx.Client, upstream: OpenAIUpstream) -> None:
+    """Braces in row values are text, not placeholders: a row cannot reach other columns."""
+    before = len(upstream.requests)
+    row = {
+        "input_query": "{expected_answer}",
+        "expected_answer": "the-expected",
+        "generated_answer": "{0.__class__}{expected_answer}",
+    }
+    got = _ok(
+        alice.post(
+            "/v1/scoring/score",
+            json={
+                "input_rows": [row],
+                "scoring_functions": {
+                    "llm-as-judge::base": {
+                        **JUDGE,
+                        "prompt_template": "Q={input_query} A={generated_answer}",
+                    }
+                },
+            },
+        )
+    )
+    assert got["results"]["llm-as-judge::base"]["score_rows"][0]["score"] == 4
+    prompt = upstream.requests[before]["body"]["messages"][-1]["content"]
+    assert prompt == "Q={expected_answer} A={0.__class__}{expected_answer}"
+
+
+# --- rows a careless or hostile client sends ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"input_rows": [{"expected_answer": NaN, "generated_answer": NaN}], '
+        b'"scoring_functions": {"basic::equality": null}}',
+        b'{"input_rows": [{"expected_answer": Infinity, "generated_answer": "x"}], '
+        b'"scoring_functions": {"basic::subset_of": null}}',
+        b'{"input_rows": [{"expected_answer": "a", "generated_answer": -Infinity}], '
+        b'"scoring_functions": {"basic::regex_parser_math_response": null}}',
+        b'{"input_rows": [' + b"[" * 5000 + b"]" * 5000 + b"]}",
+        b'{"input_rows": "rows", "scoring_functions": {"basic::equality": null}}',
+        b'{"input_rows": [1, "a", null], "scoring_functions": {"basic::equality": null}}',
+        b'{"input_rows": [{}], "scoring_functions": {"basic::equality": null}}',
+        b'{"input_rows": [{"expected_answer": "a", "generated_answer": "a"}], '
+        b'"scoring_functions": {"basic::equality": {"type": "llm_as_judge"}}}',
+        b'{"input_rows": [{"expected_answer": "a", "generated_answer": "a"}], '
+        b'"scoring_functions": {"nope::fn": null}}',
+        b'{"input_rows": [{"expected_answer": "a", "generated_answer": "a"}], '
+        b'"scoring_functions": {}}',
+    ],
+)
+def test_bad_score_bodies_are_4xx(alice: httpx.Client, raw: bytes) -> None:
+    response = alice.post(
+        "/v1/scoring/score", content=raw, headers={"Content-Type": "application/json"}
+    )
+    if response.status_code == 200:
+        json.loads(response.text)  # strict JSON: no NaN in an answer
+        return
+    _refused(response, (400, 404, 422))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"purpose": "eval/question-answer", "source": {"type": "rows", "rows": '
+        b'[{"input_query": "q", "expected_answer": "a", "x": NaN}]}}',
+        b'{"purpose": "eval/question-answer", "source": {"type": "rows", "rows": '
+        b'[{"input_query": "q", "expected_answer": "a", "x": '
+        + b"[" * 3000
+        + b"]" * 3000
+        + b"}]}}",
+        b'{"purpose": "eval/question-answer", "source": {"type": "rows", "rows": [{"input_query": 1, "expected_answer": "a"}]}}',
+        b'{"purpose": "eval/nope", "source": {"type": "rows", "rows": []}}',
+        b'{"purpose": "eval/question-answer", "source": {"type": "rows", "rows": {}}}',
+        b'{"purpose": "eval/question-answer", "source": []}',
+        b'{"purpose": "eval/question-answer", "source": {"type": "uri", "uri": 7}}',
+        b'{"purpose": "eval/question-answer", "source": {"type": "rows", "rows": []}, "dataset_id": "../x"}',
+        b'{"purpose": "eval/messages-answer", "source": {"type": "rows", "rows": [{"messages": "[", "expected_answer": "a"}]}}',
+    ],
+)
+def test_bad_dataset_bodies_are_4xx(alice: httpx.Client, raw: bytes) -> None:
+    response = alice.post(
+        "/v1beta/datasets", content=raw, headers={"Content-Type": "application/json"}
+    )
+    _refused(response, (400, 422))
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"eval_candidate": {"type": "model", "model": "student"}, "num_examples": -1},
+        {"eval_candidate": {"type": "model", "model": "student"}, "num_examples": "many"},
+        {"eval_candidate": {"type": "model", "model": "no-such-model"}},
+        {
+            "eval_candidate": {
+                "type": "model",
+                "model": "student",
+                "sampling_params": {"max_tokens": -1},
+            }
+        },
+        {"eval_candidate": {"type": "agent", "config": {"model": "student", "tools": "all"}}},
+        {"eval_candidate": {"type": "agent", "config": 3}},
+        {"eval_candidate": {"type": "robot"}},
+        {
+            "eval_candidate": {"type": "model", "model": "student"},
+            "scoring_params": {"llm-as-judge::base": {"type": "basic"}},
+        },
+        {
+            "eval_candidate": {"type": "model", "model": "student"},
+            "scoring_params": {"basic::subset_of": []},
+        },
+    ],
+)
+def test_bad_job_configs_are_4xx(alice: httpx.Client, config: dict[str, Any]) -> None:
+    _dataset(alice, f"cfg-ds-{abs(hash(json.dumps(config, sort_keys=True))) % 10**8}")
+    bench = f"cfg-bm-{abs(hash(json.dumps(config, sort_keys=True))) % 10**8}"
+    _benchmark(
+        alice,
+        bench,
+        f"cfg-ds-{bench.rsplit('-', 1)[1]}",
+        ["basic::subset_of", "llm-as-judge::base"],
+    )
+    _refused(
+        alice.post(f"/v1alpha/eval/benchmarks/{bench}/jobs", json={"benchmark_config": config}),
+        (400, 404, 422),
+    )
+
+
+def test_huge_num_examples_runs_the_whole_dataset(alice: httpx.Client) -> None:
+    _dataset(alice, "many-ds")
+    _benchmark(alice, "many-bm", "many-ds", ["basic::subset_of"])
+    job = _ok(
+        alice.post(
+            "/v1alpha/eval/benchmarks/many-bm/jobs",
+            json={"benchmark_config": _config(num_examples=10**18)},
+        )
+    )
+    done = _wait(alice, "many-bm", job["job_id"])
+    assert done["status"] == "completed" and done["rows_total"] == len(QA)
+
+
+# --- failing upstreams and things removed under a job ----------------------------------------
+
+
+def test_hanging_candidate_job_ends(alice: httpx.Client, upstream: OpenAIUpstream) -> None:
+    _dataset(alice, "hang-ds", QA[:2])
+    _benchmark(alice, "hang-bm", "hang-ds", ["basic::subset_of"])
+    job = _ok(
+        alice.post(
+            "/v1alpha/eval/benchmarks/hang-bm/jobs", json={"benchmark_config": _config("hanger")}
+        )
+    )
+    done = _wait(alice, "hang-bm", job["job_id"])
+    assert done["status"] == "completed", done
+    result = _ok(alice.get(f"/v1alpha/eval/benchmarks/hang-bm/jobs/{job['job_id']}/result"))
+    assert all(g.get("error") for g in result["generations"])
+    assert SECRET not in json.dumps(result)
+
+
+def test_hanging_candidate_sync_evaluation_answers(alice: httpx.Client) -> None:
+    _dataset(alice, "hsync-ds", QA[:1])
+    _benchmark(alice, "hsync-bm", "hsync-ds", ["basic::subset_of"])
+    response = alice.post(
+        "/v1alpha/eval/benchmarks/hsync-bm/evaluations",
+        json={
+            "benchmark_config": _config("hanger"),
+            "input_rows": QA[:2],
+            "scoring_functions": ["basic::subset_of"],
+        },
+    )
+    got = _ok(response)
+    assert all(g["error"] for g in got["generations"])
+
+
+def test_failing_judge_job_ends_and_hides_secrets(alice: httpx.Client, server: LiveServer) -> None:
+    _dataset(alice, "badjudge-ds", QA[:3])
+    _benchmark(alice, "badjudge-bm", "badjudge-ds", ["llm-as-judge::base"])
+    config = _config(scoring_params={"llm-as-judge::base": {**JUDGE, "judge_model": "broken"}})
+    job = _ok(
+        alice.post("/v1alpha/eval/benchmarks/badjudge-bm/jobs", json={"benchmark_config": config})
+    )
+    done = _wait(alice, "badjudge-bm", job["job_id"])
+    assert done["status"] in ("failed", "completed"), done
+    assert SECRET not in json.dumps(done)
+    sync = alice.post(
+        "/v1/scoring/score",
+        json={
+            "input_rows": [{"input_query": "q", "expected_answer": "a", "generated_answer": "a"}],
+            "scoring_functions": {"llm-as-judge::base": {**JUDGE, "judge_model": "broken"}},
+        },
+    )
+    assert SECRET not in sync.text
+    assert SECRET not in Path(server.log_path).read_text() if hasattr(server, "log_path") else True
+
+
+def test_dataset_unregistered_under_a_running_job(
+    alice: httpx.Client, upstream: OpenAIUpstream
+) -> None:
+    """The job ends (failed, saying why) rather than running on or staying in progress."""
+    upstream.gate.clear()
+    upstream.gate_models.add("student-up")
+    try:
+        _dataset(alice, "gone-ds")
+        _benchmark(alice, "gone-bm", "gone-ds", ["basic::subset_of"])
+        job = _ok(
+            alice.post(
+                "/v1alpha/eval/benchmarks/gone-bm/jobs", json={"benchmark_config": _config()}
+            )
+        )
+        _ok(alice.delete("/v1beta/datasets/gone-ds"))
+        _ok(alice.delete("/v1alpha/eval/benchmarks/gone-bm"))
+    finally:
+        upstream.gate_models.discard("student-up")
+        upstream.gate.set()
+    url = f"/v1alpha/eval/benchmarks/gone-bm/jobs/{job['job_id']}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        got = alice.get(url)
+        if got.status_code == 404 or got.json()["status"] not in ("scheduled", "in_progress"):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the job never ended")
+    if got.status_code == 200:
+        assert got.json()["status"] == "failed"
+        assert got.json()["error"]["message"]
+
+
+def test_dataset_removed_mid_job_fails_it_saying_why_and_drops_its_chunks(
+    alice: httpx.Client, home: Path
+) -> None:
+    """Chunk 0 done, chunk 1 held; the dataset goes. The job fails with the reason a user can
+    act on (not "the job failed (NotFoundError)"), and no chunk object stays in storage."""
+    HOLD.clear()
+    try:
+        _dataset(alice, "mid-ds")
+        _benchmark(alice, "mid-bm", "mid-ds", ["basic::subset_of"])
+        job = _ok(
+            alice.post("/v1alpha/eval/benchmarks/mid-bm/jobs", json={"benchmark_config": _config()})
+        )
+        url = f"/v1alpha/eval/benchmarks/mid-bm/jobs/{job['job_id']}"
+        deadline = time.monotonic() + 20
+        while _ok(alice.get(url))["rows_done"] < 2:
+            assert time.monotonic() < deadline, "chunk 0 never finished"
+            time.sleep(0.05)
+        chunks = list((home / "objects").rglob(f"{job['job_id']}/chunk-*"))
+        assert chunks, "chunk 0's results are stored"
+        _ok(alice.delete("/v1beta/datasets/mid-ds"))
+    finally:
+        HOLD.set()
+    done = _wait(alice, "mid-bm", job["job_id"])
+    assert done["status"] == "failed"
+    assert done["error"]["message"] == "Dataset 'mid-ds' not found", done["error"]
+    assert not list((home / "objects").rglob(f"{job['job_id']}/chunk-*"))
