@@ -629,3 +629,79 @@ def test_dataset_removed_mid_job_fails_it_saying_why_and_drops_its_chunks(
     assert done["status"] == "failed"
     assert done["error"]["message"] == "Dataset 'mid-ds' not found", done["error"]
     assert not list((home / "objects").rglob(f"{job['job_id']}/chunk-*"))
+
+
+@pytest.mark.parametrize("field", ["judge_score_regexes", "parsing_regexes"])
+def test_a_regex_with_a_huge_automaton_is_refused(alice: httpx.Client, field: str) -> None:
+    """``(\\pL{400})`` compiled to an 8 MiB automaton in 0.6 s holding the GIL (64 of them:
+    a 40 s freeze per request); now its automaton is over the bound and it is a 400."""
+    params = (
+        {**JUDGE, field: [r"(\pL{400})"]}
+        if field == "judge_score_regexes"
+        else {"type": "regex_parser", field: [r"(\pL{400})"]}
+    )
+    error = _refused(
+        alice.post(
+            "/v1/scoring-functions",
+            json={
+                "scoring_fn_id": f"huge::{field}",
+                "description": "x",
+                "return_type": {"type": "number"},
+                "params": params,
+            },
+        )
+    )
+    assert "not a valid RE2 regex" in error["message"]
+
+
+def test_regexes_per_request_are_bounded(alice: httpx.Client) -> None:
+    """Each function may hold 64 regexes; a request naming many such functions would compile
+    thousands. Over 128 of a request's own is a 400 before any is compiled (or run)."""
+    names = []
+    for n in range(3):
+        fn_id = f"many::{n}"
+        _ok(
+            alice.post(
+                "/v1/scoring-functions",
+                json={
+                    "scoring_fn_id": fn_id,
+                    "description": "x",
+                    "return_type": {"type": "number"},
+                    "params": {
+                        "type": "regex_parser",
+                        "parsing_regexes": [f"(x{n}_{i})" for i in range(64)],
+                    },
+                },
+            )
+        )
+        names.append(fn_id)
+    row = {"expected_answer": "a", "generated_answer": "a"}
+    score = alice.post(
+        "/v1/scoring/score",
+        json={"input_rows": [row], "scoring_functions": dict.fromkeys(names)},
+    )
+    assert _refused(score)["code"] == "too_many_regexes"
+    # Given in the request itself: refused before any is compiled.
+    params = {"type": "regex_parser", "parsing_regexes": [f"(y{i})" for i in range(64)]}
+    score = alice.post(
+        "/v1/scoring/score",
+        json={
+            "input_rows": [row],
+            "scoring_functions": dict.fromkeys(names[:2], params)
+            | {"basic::regex_parser_math_response": params},
+        },
+    )
+    assert _refused(score)["code"] == "too_many_regexes"
+    # Two are fine (and the built-ins' own regexes do not count against a request).
+    got = _ok(
+        alice.post(
+            "/v1/scoring/score",
+            json={
+                "input_rows": [row],
+                "scoring_functions": dict.fromkeys(
+                    [*names[:2], "basic::regex_parser_multiple_choice_answer"]
+                ),
+            },
+        )
+    )
+    assert set(got["results"]) == {*names[:2], "basic::regex_parser_multiple_choice_answer"}

@@ -4,6 +4,7 @@ and how a function plus a request's params become one resolved, checked function
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass, field
@@ -94,14 +95,22 @@ Rate how directly and completely the answer addresses the question, from 0.0 (no
 1.0 (fully). Reply with one line: "Score: <0.0-1.0>"."""
 
 
+# RE2's memory budget per pattern. Compiling holds the GIL for time proportional to it (a
+# hostile ``(\pL{400})`` took 0.6 s at 8 MiB; at 64 KiB any pattern compiles in ~15 ms), and a
+# smaller automaton bounds matching too. Answer and score regexes need a tiny fraction of it.
+REGEX_MAX_MEM = 64 << 10
+
+
+@functools.lru_cache(maxsize=512)
 def compile_re2(pattern: str) -> Any:
     """An RE2 pattern (linear-time matching); ValueError with RE2's reason when it cannot be
-    compiled (backreferences, lookaround) or its automaton would need over 8 MiB."""
+    compiled (backreferences, lookaround) or its automaton would need over REGEX_MAX_MEM.
+    Cached: a job resolves its functions once per chunk, and compiled patterns are immutable."""
     import re2  # only when a regex function runs: not on every function's cold start
 
     options = re2.Options()
     options.log_errors = False
-    options.max_mem = 8 << 20
+    options.max_mem = REGEX_MAX_MEM
     try:
         return re2.compile(pattern, options)
     except re2.error as exc:
