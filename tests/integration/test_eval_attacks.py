@@ -47,7 +47,7 @@ storage:
 server: {{auth: true}}
 routing: {{max_retries: 0, timeout_seconds: 1, deadline_seconds: 2}}
 jobs: {{chunk_rows: 2}}
-eval: {{max_sync_rows: 5, datasets_root: "{home}/datasets"}}
+eval: {{max_sync_rows: 5, datasets_root: "{home}/datasets", max_result_bytes: 2000}}
 """
 SECRET = "sk-upstream-secret-4242"
 QA = [{"input_query": f"question {i}?", "expected_answer": "B", "category": "x"} for i in range(6)]
@@ -69,6 +69,8 @@ def _reply(body: dict[str, Any]) -> str:
         return "Score: 4"
     if body["messages"][-1]["content"] == "question 2?":
         HOLD.wait(30)
+    if body["messages"][-1]["content"].startswith("long"):
+        return "Answer: B " + "x" * 500
     return "Answer: B"
 
 
@@ -705,3 +707,73 @@ def test_regexes_per_request_are_bounded(alice: httpx.Client) -> None:
         )
     )
     assert set(got["results"]) == {*names[:2], "basic::regex_parser_multiple_choice_answer"}
+
+
+def test_a_large_result_is_read_in_pages(
+    alice: httpx.Client, server: LiveServer, home: Path, tmp_path: Path
+) -> None:
+    """A result over eval.max_result_bytes (here 2000; in AWS 5 MB, under Lambda's 6 MB
+    answer) would be a 5xx from Lambda: it is a 400 saying how to page, and pages hold it all;
+    the CLI reads it in pages."""
+    rows = [{**row, "input_query": f"long {i}"} for i, row in enumerate(QA)]
+    _dataset(alice, "long-ds", rows)
+    _benchmark(alice, "long-bm", "long-ds", ["basic::subset_of"])
+    job = _ok(
+        alice.post("/v1alpha/eval/benchmarks/long-bm/jobs", json={"benchmark_config": _config()})
+    )
+    assert _wait(alice, "long-bm", job["job_id"])["status"] == "completed"
+    url = f"/v1alpha/eval/benchmarks/long-bm/jobs/{job['job_id']}/result"
+    error = _refused(alice.get(url))
+    assert error["code"] == "result_too_large" and "limit" in error["message"]
+    generations, score_rows = [], []
+    for start in range(0, len(rows), 2):
+        page = _ok(alice.get(url, params={"start_index": start, "limit": 2}))
+        assert (
+            page["scores"]["basic::subset_of"]["aggregated_results"]["accuracy"]["accuracy"] == 1.0
+        )
+        generations += page["generations"]
+        score_rows += page["scores"]["basic::subset_of"]["score_rows"]
+    assert len(generations) == len(rows) == len(score_rows)
+    assert all(g["generated_answer"].endswith("x" * 500) for g in generations)
+    assert _ok(alice.get(url, params={"start_index": 99, "limit": 2}))["generations"] == []
+    _refused(alice.get(url, params={"start_index": -1}), (400, 422))
+    _refused(alice.get(url, params={"limit": 0}), (400, 422))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llamda.cli",
+            "eval",
+            "run",
+            "long-bm",
+            "--model",
+            "student",
+            "--url",
+            server.url,
+            "--out",
+            str(tmp_path / "out"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLAMDA_API_KEY": alice.headers["Authorization"].split()[1]},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == len(rows)
+
+
+def test_the_cli_against_a_bad_url_or_key_exits_2(server: LiveServer) -> None:
+    for url, key in [("http://127.0.0.1:9", "k"), (server.url, "not-a-key"), ("not a url", "k")]:
+        done = subprocess.run(
+            [sys.executable, "-m", "llamda.cli", "eval", "run", "b", "--model", "m", "--url", url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "LLAMDA_API_KEY": key},
+            check=False,
+        )
+        assert done.returncode == 2, (url, done.stderr)
+        assert "Traceback" not in done.stderr and "not-a-key" not in done.stderr

@@ -265,15 +265,16 @@ class ChunkedJobs:
             error = {"code": exc.code or exc.error_type, "message": exc.message[:1000]}
         else:  # ours: its text may hold anything; the type says enough
             error = {"code": "server_error", "message": f"the job failed ({type(exc).__name__})"}
-        for _ in range(3):
+        for attempt in range(3):
             record = await self._records.get(self.kind, job_id)
             if record is None or record["status"] in TERMINAL:
                 return
+            if attempt == 0:  # before the status: whoever sees "failed" sees no chunks left
+                try:
+                    await self.delete_results(record)
+                except Exception:  # failed either way; only the objects stay behind
+                    logger.exception("could not delete a failed job's chunks", job_id=job_id)
             record.update(status="failed", failed_at=int(time.time()))
             record.setdefault("error", error)
             if await save(self._records, self.kind, job_id, record):
-                try:
-                    await self.delete_results(record)
-                except Exception:  # the job is failed either way; the objects are what is lost
-                    logger.exception("could not delete a failed job's chunks", job_id=job_id)
                 return

@@ -162,9 +162,13 @@ class EvalService:
         await self._job(benchmark_id, job_id)
         await self._jobs.cancel(job_id)
 
-    async def result(self, benchmark_id: str, job_id: str) -> dict[str, Any]:
+    async def result(
+        self, benchmark_id: str, job_id: str, start_index: int = 0, limit: int | None = None
+    ) -> bytes:
         """The generations and scores of a finished job (a cancelled one: of the rows it
-        finished); 409 while it runs."""
+        finished) as JSON; 409 while it runs. ``start_index``/``limit``: only those rows'
+        generations and score rows (``aggregated_results`` stay whole). An answer over
+        eval.max_result_bytes is a 400 asking for pages: a Lambda cannot answer over 6 MB."""
         record = await self._job(benchmark_id, job_id)
         if record["status"] not in ("completed", "cancelled"):
             raise ConflictError(
@@ -173,7 +177,23 @@ class EvalService:
                 param="job_id",
                 code="job_not_completed",
             )
-        return json.loads(await self._objects.get(_result_key(job_id)))
+        data = await self._objects.get(_result_key(job_id))
+        if start_index or limit is not None:
+            body = json.loads(data)
+            end = None if limit is None else start_index + limit
+            body["generations"] = body["generations"][start_index:end]
+            for scores in body["scores"].values():
+                scores["score_rows"] = scores["score_rows"][start_index:end]
+            data = json.dumps(body).encode()
+        if len(data) > self._config.max_result_bytes:
+            raise BadRequestError(
+                f"eval job {job_id!r}: this result is {len(data)} bytes, more than one answer "
+                f"holds ({self._config.max_result_bytes}, eval.max_result_bytes); read it in "
+                "pages with ?start_index=0&limit=N (rows_total rows in all)",
+                param="limit",
+                code="result_too_large",
+            )
+        return data
 
     async def _job(self, benchmark_id: str, job_id: str) -> Record:
         record = await self._jobs.get(job_id)
