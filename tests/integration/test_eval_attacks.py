@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -777,3 +778,125 @@ def test_the_cli_against_a_bad_url_or_key_exits_2(server: LiveServer) -> None:
         )
         assert done.returncode == 2, (url, done.stderr)
         assert "Traceback" not in done.stderr and "not-a-key" not in done.stderr
+
+
+LAMBDA_CONFIG = """
+version: 1
+profile: aws
+apis: [eval]
+providers:
+  inference:
+    - provider_id: upstream
+      provider_type: remote::vllm
+      config: {{url: "{upstream}"}}
+models:
+  - {{model_id: hanger, provider_id: upstream, provider_model_id: hanger-up}}
+  - {{model_id: judge, provider_id: upstream, provider_model_id: judge-up}}
+storage:
+  records: {{type: dynamodb, table_name: "{table}", region_name: us-east-1,
+            endpoint_url: "{moto}"}}
+  objects: {{type: s3, bucket: "{bucket}", prefix: objects, region_name: us-east-1,
+            endpoint_url: "{moto}"}}
+  vectors: {{uri: "{home}/lancedb"}}
+server: {{auth: authorizer}}
+"""
+
+
+def _invoke(home: Path, events: list[dict[str, Any]], timeout_ms: int) -> list[dict[str, Any]]:
+    """functions/eval/app.py in a fresh process with ``timeout_ms`` to serve ``events``."""
+    from tests.conftest import ROOT
+
+    out = home / f"result-{uuid.uuid4().hex[:6]}.json"
+    request = {
+        "paths": [str(ROOT / "functions" / "eval")],
+        "handler": "app.lambda_handler",
+        "events": events,
+        "timeout_ms": timeout_ms,
+    }
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
+        "LLAMDA_CONFIG": str(home / "run.yaml"),
+        "AWS_LAMBDA_FUNCTION_NAME": "EvalFunction",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AWS_ENDPOINT_URL": (home / "moto").read_text(),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())["results"]
+
+
+def test_a_hanging_candidate_in_a_sync_evaluation_answers_before_lambda_times_out(
+    tmp_path: Path, moto_endpoint: str, upstream: OpenAIUpstream
+) -> None:
+    """EvalFunction, 8 s left: the candidate never answers and a judge scores. The routing's
+    own limits (60 s per attempt) are longer than the invocation: the request deadline must
+    end the generation, and the answer (its rows' errors, or a 504) come before Lambda's."""
+    import boto3
+
+    from tests.conftest import records_table
+    from tests.e2e.harness import api_gateway_event, response_json
+
+    bucket = f"evalatk-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    (tmp_path / "run.yaml").write_text(
+        LAMBDA_CONFIG.format(
+            table=records_table(moto_endpoint),
+            moto=moto_endpoint,
+            bucket=bucket,
+            home=tmp_path,
+            upstream=upstream.url,
+        )
+    )
+    (tmp_path / "moto").write_text(moto_endpoint)
+
+    def event(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return api_gateway_event(method, path, body=body, tenant="acme")
+
+    events = [
+        event(
+            "POST",
+            "/v1beta/datasets",
+            {
+                "purpose": "eval/question-answer",
+                "source": {"type": "rows", "rows": QA[:1]},
+                "dataset_id": "d",
+            },
+        ),
+        event(
+            "POST",
+            "/v1alpha/eval/benchmarks",
+            {"benchmark_id": "b", "dataset_id": "d", "scoring_functions": ["llm-as-judge::base"]},
+        ),
+        event(
+            "POST",
+            "/v1alpha/eval/benchmarks/b/evaluations",
+            {
+                "benchmark_config": _config("hanger"),
+                "input_rows": QA[:2],
+                "scoring_functions": ["llm-as-judge::base"],
+            },
+        ),
+    ]
+    results = _invoke(tmp_path, events, 8000)
+    last = results[-1]
+    assert "errorMessage" not in last, last  # not "Task timed out"
+    status, body = last["statusCode"], response_json(last)
+    assert status in (200, 504), (status, body)
+    if status == 504:
+        assert body["error"]["code"] == "deadline_exceeded"
+    else:
+        assert all(g["error"] for g in body["generations"])
