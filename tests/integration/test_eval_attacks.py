@@ -900,3 +900,16 @@ def test_a_hanging_candidate_in_a_sync_evaluation_answers_before_lambda_times_ou
         assert body["error"]["code"] == "deadline_exceeded"
     else:
         assert all(g["error"] for g in body["generations"])
+
+
+def test_a_job_config_too_large_to_keep_is_a_400(alice: httpx.Client) -> None:
+    """A 200 KB system message was stored with the job; near DynamoDB's 400 KB item limit the
+    worker's progress updates would fail and the job would never end."""
+    _dataset(alice, "bigcfg-ds", QA[:1])
+    _benchmark(alice, "bigcfg-bm", "bigcfg-ds", ["basic::subset_of"])
+    config = _config()
+    config["eval_candidate"]["system_message"] = {"role": "system", "content": "x" * 200_000}
+    error = _refused(
+        alice.post("/v1alpha/eval/benchmarks/bigcfg-bm/jobs", json={"benchmark_config": config})
+    )
+    assert error["code"] == "config_too_large"

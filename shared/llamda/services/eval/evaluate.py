@@ -59,6 +59,9 @@ JOB_STATUS = {
 }
 # Agent runs are the candidate's own: never stored, never in the background.
 AGENT_FIXED = {"store": False, "stream": False, "background": False}
+# A job's record (its config and scoring params included) is rewritten at every chunk; well
+# under DynamoDB's 400 KB item limit, with room for its progress fields.
+MAX_JOB_CONFIG_BYTES = 128_000
 INPUT_COLUMNS = ("chat_completion_input", "messages", "input_query", "completion_input")
 
 
@@ -152,6 +155,17 @@ class EvalService:
             "created_at": now,
             "status": "queued",
         }
+        size = len(json.dumps(record))
+        if size > MAX_JOB_CONFIG_BYTES:
+            # The record is updated at every chunk: near DynamoDB's 400 KB item limit an
+            # update would fail in the worker and leave the job stuck, so refuse it now.
+            raise BadRequestError(
+                f"this job's benchmark_config and scoring params take {size} bytes; at most "
+                f"{MAX_JOB_CONFIG_BYTES} are kept with a job (a shorter system message, "
+                "instructions or prompt templates)",
+                param="benchmark_config",
+                code="config_too_large",
+            )
         expires = now + self._config.job_days * 86400
         return _job(await self._jobs.start(record, expires_at=expires))
 
