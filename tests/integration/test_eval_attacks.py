@@ -913,3 +913,42 @@ def test_a_job_config_too_large_to_keep_is_a_400(alice: httpx.Client) -> None:
         alice.post("/v1alpha/eval/benchmarks/bigcfg-bm/jobs", json={"benchmark_config": config})
     )
     assert error["code"] == "config_too_large"
+
+
+def test_an_upstream_echoing_its_key_never_reaches_a_score_row_or_result(
+    alice: httpx.Client, upstream: OpenAIUpstream, server: LiveServer
+) -> None:
+    """The judge's and the candidate's upstream refuse with the Authorization they were sent
+    in the message: a scored error, a generation error, the job's result, the log: no key."""
+    upstream.echo_auth_in_errors = True
+    try:
+        upstream.failures.extend([(400, None)])
+        score = _ok(
+            alice.post(
+                "/v1/scoring/score",
+                json={
+                    "input_rows": [
+                        {"input_query": "q", "expected_answer": "a", "generated_answer": "a"}
+                    ],
+                    "scoring_functions": {"llm-as-judge::base": JUDGE},
+                },
+            )
+        )
+        row = score["results"]["llm-as-judge::base"]["score_rows"][0]
+        assert row["score"] is None and "refused" in row["error"]
+        _dataset(alice, "echo-ds", QA[:2])
+        _benchmark(alice, "echo-bm", "echo-ds", ["basic::subset_of"])
+        upstream.failures.extend([(400, None), (400, None)])
+        job = _ok(
+            alice.post(
+                "/v1alpha/eval/benchmarks/echo-bm/jobs", json={"benchmark_config": _config()}
+            )
+        )
+        assert _wait(alice, "echo-bm", job["job_id"])["status"] == "completed"
+        result = alice.get(f"/v1alpha/eval/benchmarks/echo-bm/jobs/{job['job_id']}/result").text
+    finally:
+        upstream.echo_auth_in_errors = False
+        upstream.failures.clear()
+    assert "you sent" in json.dumps(score) + result  # the upstream's text got through...
+    for text in (json.dumps(score), result, server.log.read_text()):
+        assert SECRET not in text  # ...but never its key
