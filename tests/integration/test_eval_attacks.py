@@ -634,20 +634,30 @@ def test_dataset_removed_mid_job_fails_it_saying_why_and_drops_its_chunks(
     assert not list((home / "objects").rglob(f"{job['job_id']}/chunk-*"))
 
 
-@pytest.mark.parametrize("field", ["judge_score_regexes", "parsing_regexes"])
-def test_a_regex_with_a_huge_automaton_is_refused(alice: httpx.Client, field: str) -> None:
-    """``(\\pL{400})`` compiled to an 8 MiB automaton in 0.6 s holding the GIL (64 of them:
-    a 40 s freeze per request); now its automaton is over the bound and it is a 400."""
+@pytest.mark.parametrize(
+    ("field", "pattern"),
+    [
+        # An 8 MiB automaton compiled in 0.6 s holding the GIL (64 of them: a 40 s freeze).
+        ("judge_score_regexes", r"(\pL{400})"),
+        ("parsing_regexes", r"(\pL{400})"),
+        # 907 instructions: 150 ms to match 20 000 characters, per row and regex.
+        ("parsing_regexes", r"(?:.*a){100}(x)"),
+        ("judge_score_regexes", r"(?:.*a){100}(x)"),
+    ],
+)
+def test_a_regex_with_a_huge_automaton_is_refused(
+    alice: httpx.Client, field: str, pattern: str
+) -> None:
     params = (
-        {**JUDGE, field: [r"(\pL{400})"]}
+        {**JUDGE, field: [pattern]}
         if field == "judge_score_regexes"
-        else {"type": "regex_parser", field: [r"(\pL{400})"]}
+        else {"type": "regex_parser", field: [pattern]}
     )
     error = _refused(
         alice.post(
             "/v1/scoring-functions",
             json={
-                "scoring_fn_id": f"huge::{field}",
+                "scoring_fn_id": f"huge::{field}{len(pattern)}",
                 "description": "x",
                 "return_type": {"type": "number"},
                 "params": params,
@@ -952,3 +962,22 @@ def test_an_upstream_echoing_its_key_never_reaches_a_score_row_or_result(
     assert "you sent" in json.dumps(score) + result  # the upstream's text got through...
     for text in (json.dumps(score), result, server.log.read_text()):
         assert SECRET not in text  # ...but never its key
+
+
+def test_regexes_match_the_first_20000_characters_of_an_answer(alice: httpx.Client) -> None:
+    """Matching time is bounded per row: an answer is matched on its first 20 000 characters."""
+    rows = [
+        {"expected_answer": "B", "generated_answer": "Answer: B" + "x" * 30_000},
+        {"expected_answer": "B", "generated_answer": "x" * 30_000 + "Answer: B"},
+    ]
+    got = _ok(
+        alice.post(
+            "/v1/scoring/score",
+            json={
+                "input_rows": rows,
+                "scoring_functions": {"basic::regex_parser_multiple_choice_answer": None},
+            },
+        )
+    )
+    scores = got["results"]["basic::regex_parser_multiple_choice_answer"]["score_rows"]
+    assert [s["score"] for s in scores] == [1.0, 0.0]

@@ -31,6 +31,7 @@ from llamda.config import EvalConfig
 from llamda.errors import BadRequestError, NotFoundError, UpstreamBadRequestError
 from llamda.services.eval.datasets import DatasetsService
 from llamda.services.eval.scoring_fns import (
+    MAX_MATCH_CHARS,
     MULTILINGUAL_ANSWER_REGEXES,
     SCORE_REGEXES,
     Builtin,
@@ -313,7 +314,7 @@ class ScoringService:
         content = _reply_text(reply)
         feedback = content[:MAX_FEEDBACK_CHARS]
         for regex in fn.regexes:
-            match = regex.search(content)
+            match = regex.search(content[:MAX_MATCH_CHARS])
             if match and match.group(1) is not None:
                 return {"score": _number_or_text(match.group(1)), "judge_feedback": feedback}
         return {
@@ -348,6 +349,7 @@ def _score_basic(fn: ResolvedFn, row: dict[str, Any]) -> dict[str, Any]:
         return {"score": None, "error": "expected_answer and generated_answer must be strings"}
     if fn.kind == "subset_of":
         return {"score": 1.0 if expected in generated else 0.0}
+    generated = generated[:MAX_MATCH_CHARS]  # regexes below: bounded time per row
     if fn.kind == "math":
         from llamda.services.eval import mathnorm  # its patterns compile on first use only
 
