@@ -68,6 +68,8 @@ HOLD.set()
 def _reply(body: dict[str, Any]) -> str:
     if body["model"] == "judge-up":
         return "Score: 4"
+    if body["model"] == "big-up":
+        return "B" * 1_000_000
     if body["messages"][-1]["content"] == "question 2?":
         HOLD.wait(30)
     if body["messages"][-1]["content"].startswith("long"):
@@ -802,6 +804,7 @@ providers:
 models:
   - {{model_id: hanger, provider_id: upstream, provider_model_id: hanger-up}}
   - {{model_id: judge, provider_id: upstream, provider_model_id: judge-up}}
+  - {{model_id: big, provider_id: upstream, provider_model_id: big-up}}
 storage:
   records: {{type: dynamodb, table_name: "{table}", region_name: us-east-1,
             endpoint_url: "{moto}"}}
@@ -847,7 +850,7 @@ def _invoke(home: Path, events: list[dict[str, Any]], timeout_ms: int) -> list[d
     return json.loads(out.read_text())["results"]
 
 
-def test_a_hanging_candidate_in_a_sync_evaluation_answers_before_lambda_times_out(
+def test_sync_evaluations_in_lambda_answer_in_time_and_in_size(
     tmp_path: Path, moto_endpoint: str, upstream: OpenAIUpstream
 ) -> None:
     """EvalFunction, 8 s left: the candidate never answers and a judge scores. The routing's
@@ -901,7 +904,22 @@ def test_a_hanging_candidate_in_a_sync_evaluation_answers_before_lambda_times_ou
             },
         ),
     ]
+    events.append(
+        event(
+            "POST",
+            "/v1alpha/eval/benchmarks/b/evaluations",
+            {
+                "benchmark_config": _config("big"),
+                "input_rows": [QA[0]] * 7,
+                "scoring_functions": ["basic::subset_of"],
+            },
+        )
+    )
     results = _invoke(tmp_path, events, 8000)
+    # Seven 1 MB answers: more than a Lambda can return (a 502 from API Gateway): a 400.
+    too_big = results.pop()
+    assert too_big["statusCode"] == 400, too_big["statusCode"]
+    assert response_json(too_big)["error"]["code"] == "response_too_large"
     last = results[-1]
     assert "errorMessage" not in last, last  # not "Task timed out"
     status, body = last["statusCode"], response_json(last)
