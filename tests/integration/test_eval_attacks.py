@@ -999,3 +999,44 @@ def test_regexes_match_the_first_20000_characters_of_an_answer(alice: httpx.Clie
     )
     scores = got["results"]["basic::regex_parser_multiple_choice_answer"]["score_rows"]
     assert [s["score"] for s in scores] == [1.0, 0.0]
+
+
+def test_a_local_job_stopped_with_its_server_resumes_when_the_next_one_is_asked(
+    upstream: OpenAIUpstream, tmp_path: Path
+) -> None:
+    """Locally nothing redelivers a job: stopped with the server mid-run it stayed
+    "in_progress" forever. The next server resumes it (at its first unfinished chunk) when its
+    status is read."""
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(home=tmp_path, upstream=upstream.url))
+    (tmp_path / "datasets").mkdir()
+    first = start_server(config, tmp_path)
+    HOLD.clear()
+    try:
+        headers = {"Authorization": f"Bearer {_key(tmp_path, 'carol')}"}
+        with httpx.Client(base_url=first.url, headers=headers, timeout=30) as carol:
+            _dataset(carol, "restart-ds")
+            _benchmark(carol, "restart-bm", "restart-ds", ["basic::subset_of"])
+            job = _ok(
+                carol.post(
+                    "/v1alpha/eval/benchmarks/restart-bm/jobs",
+                    json={"benchmark_config": _config()},
+                )
+            )
+            url = f"/v1alpha/eval/benchmarks/restart-bm/jobs/{job['job_id']}"
+            deadline = time.monotonic() + 20
+            while _ok(carol.get(url))["rows_done"] < 2:  # chunk 0 done, chunk 1 held
+                assert time.monotonic() < deadline, "chunk 0 never finished"
+                time.sleep(0.05)
+    finally:
+        stop_server(first)
+        HOLD.set()
+    second = start_server(config, tmp_path)
+    try:
+        with httpx.Client(base_url=second.url, headers=headers, timeout=30) as carol:
+            done = _wait(carol, "restart-bm", job["job_id"])
+            assert done["status"] == "completed" and done["rows_done"] == len(QA), done
+            result = _ok(carol.get(url + "/result"))
+            assert len(result["generations"]) == len(QA)
+    finally:
+        stop_server(second)

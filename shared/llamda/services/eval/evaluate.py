@@ -170,7 +170,9 @@ class EvalService:
         return _job(await self._jobs.start(record, expires_at=expires))
 
     async def status(self, benchmark_id: str, job_id: str) -> EvalJob:
-        return _job(await self._job(benchmark_id, job_id))
+        record = await self._job(benchmark_id, job_id)
+        await self._jobs.revive(record)  # local: a job its stopped server left goes on
+        return _job(record)
 
     async def cancel(self, benchmark_id: str, job_id: str) -> None:
         await self._job(benchmark_id, job_id)
