@@ -20,6 +20,8 @@ from llamda.cli_ingest import UsageError, _error, base_url
 DEFAULT_URL = "http://127.0.0.1:8321"
 POLL_SECONDS = 1.0
 PAGE = 1000
+# Rows per page of a job result (each page one answer: at most eval.max_result_bytes).
+RESULT_PAGE_ROWS = 200
 
 
 def add_parser(sub: Any) -> None:
@@ -112,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         error = (job.get("error") or {}).get("message", "")
         print(f"llamda eval: job {job_id} {job['status']} {error}".rstrip(), file=sys.stderr)
         return 1
-    result = client.call("GET", f"{prefix}/jobs/{job_id}/result")
+    result = _job_result(client, f"{prefix}/jobs/{job_id}/result", int(job["rows_total"]))
     rows = _dataset_rows(client, benchmark["dataset_id"], len(result["generations"]))
     out = Path(args.out or Path("eval-results") / job_id)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,6 +123,32 @@ def _run(args: argparse.Namespace) -> int:
     print(score_table(result))
     print(f"\nresults: {out / 'results.jsonl'}\nreport:  {out / 'report.html'}")
     return 0
+
+
+def _job_result(client: _Client, path: str, rows_total: int) -> dict[str, Any]:
+    """A job's result read in pages (a large one is more than one answer holds); a page the
+    server finds too large is asked for again in halves."""
+    result: dict[str, Any] | None = None
+    start, size = 0, RESULT_PAGE_ROWS
+    while result is None or start < rows_total:
+        try:
+            page = client.call("GET", path, params={"start_index": start, "limit": size})
+        except UsageError as exc:
+            if "max_result_bytes" not in str(exc) or size == 1:
+                raise
+            size = max(1, size // 2)
+            continue
+        if result is None:
+            result = page
+        else:
+            result["generations"].extend(page["generations"])
+            for fn, scores in page["scores"].items():
+                result["scores"][fn]["score_rows"].extend(scores["score_rows"])
+        if not page["generations"]:
+            break  # a cancelled job finished fewer rows than it had
+        start += len(page["generations"])
+    assert result is not None  # the loop ran at least once
+    return result
 
 
 def _judge_params(client: _Client, functions: list[str], judge: str) -> dict[str, Any]:

@@ -312,6 +312,13 @@ class EvalConfig(_Strict):
     job_days: int = Field(
         30, ge=1, le=3650, description="How long eval jobs and their results are kept."
     )
+    max_result_bytes: int = Field(
+        5_000_000,
+        ge=1024,
+        le=5_500_000,
+        description="Largest eval job result answered whole (a Lambda answers at most 6 MB); a "
+        "larger one is read in pages (`?start_index=&limit=` on the result endpoint).",
+    )
 
 
 class InferenceStoreConfig(_Strict):

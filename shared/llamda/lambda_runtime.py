@@ -78,7 +78,7 @@ def http_handler(apis: Sequence[str]) -> Handler:
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return asgi(event, context)
+        return _fits_lambda(asgi(event, context))
 
     if not _tracing_enabled():
         return handler
@@ -86,6 +86,34 @@ def http_handler(apis: Sequence[str]) -> Handler:
     from aws_lambda_powertools import Tracer
 
     return Tracer().capture_lambda_handler(handler, capture_response=False)
+
+
+# Lambda returns at most 6 MB (6,291,456 bytes) of response payload, headers and JSON framing
+# included; a larger one fails the invocation and API Gateway answers the client a 502.
+MAX_RESPONSE_BODY = 6_000_000
+
+
+def _fits_lambda(response: dict[str, Any]) -> dict[str, Any]:
+    """``response``, or, when its body is more than Lambda can return, a 400 saying so (the
+    client asked for too much at once: fewer rows, or a page), instead of a 502."""
+    body = response.get("body") or ""
+    if len(body) <= MAX_RESPONSE_BODY:
+        return response
+    from llamda.errors import BadRequestError
+
+    logger.warning("response too large for Lambda", bytes=len(body))
+    error = BadRequestError(
+        f"the answer is {len(body)} bytes, more than a Lambda function can return (6 MB): "
+        "ask for less at once (fewer rows, or a page)",
+        code="response_too_large",
+    )
+    return {
+        "statusCode": 400,
+        "headers": {"content-type": "application/json"},
+        "multiValueHeaders": {},
+        "body": json.dumps(error.to_dict()),
+        "isBase64Encoded": False,
+    }
 
 
 def _tracing_enabled() -> bool:

@@ -4,10 +4,9 @@ result)."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from llamda.api.errors import error_responses
 from llamda.api.eval import (
@@ -114,7 +113,14 @@ async def cancel_job(benchmark_id: BenchmarkId, job_id: JobId, stack: StackDep) 
     response_model=EvaluateResponse,
     responses=error_responses(404, 409),
 )
-async def job_result(benchmark_id: BenchmarkId, job_id: JobId, stack: StackDep) -> Response:
+async def job_result(
+    benchmark_id: BenchmarkId,
+    job_id: JobId,
+    stack: StackDep,
+    start_index: Annotated[int, Query(ge=0, description="First row of a page.")] = 0,
+    limit: Annotated[int | None, Query(ge=1, description="Rows in a page (default: all).")] = None,
+) -> Response:
     return Response(
-        json.dumps(await stack.eval.result(benchmark_id, job_id)), media_type="application/json"
+        await stack.eval.result(benchmark_id, job_id, start_index, limit),
+        media_type="application/json",
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from llamda.config import JobsConfig
 from llamda.context import request_deadline
+from llamda.errors import LlamdaError
 from llamda.observability import logger
 from llamda.services.jobs import Job, JobRunner
 from llamda.storage.objects import Objects
@@ -84,6 +85,10 @@ class ChunkedJobs:
         self._config = config
         self._work = work
         self._finish = finish
+        # Local runner only: deliveries of each job queued or running in this process. A job
+        # active in Records with none here was stopped with a previous process (nothing
+        # redelivers a local job): ``get`` resumes it.
+        self._here: dict[str, int] = {}
         runner.register(kind, self._handle)
 
     # -- the owner's side -------------------------------------------------------------------
@@ -105,7 +110,7 @@ class ChunkedJobs:
             self.kind, record["id"], record, if_absent=True, expires_at=expires_at
         )
         try:
-            await self._runner.submit(self.kind, record["id"], chunk=0)
+            await self._submit(record["id"], 0)
         except Exception:
             await self._records.delete(self.kind, record["id"])
             raise
@@ -113,6 +118,34 @@ class ChunkedJobs:
 
     async def get(self, job_id: str) -> Record | None:
         return await self._records.get(self.kind, job_id)
+
+    async def revive(self, record: Record) -> None:
+        """Locally, resume an active job no delivery of this process is working on (the
+        server that ran it stopped: nothing redelivers a local job) at its first unfinished
+        chunk. The owner calls it when a client reads the job."""
+        job_id = str(record["id"])
+        if self._runner.queued or record["status"] not in ACTIVE or self._here.get(job_id):
+            return
+        logger.info("job resumed after a restart", kind=self.kind, job_id=job_id)
+        try:
+            await self._submit(job_id, int(record.get("next_chunk", 0)))
+        except Exception:  # the record is still the answer; the next read tries again
+            logger.exception("could not resume a job", kind=self.kind, job_id=job_id)
+
+    async def _submit(self, job_id: str, chunk: int) -> None:
+        if not self._runner.queued:
+            self._here[job_id] = self._here.get(job_id, 0) + 1
+        try:
+            await self._runner.submit(self.kind, job_id, chunk=chunk)
+        except Exception:
+            self._delivered(job_id)
+            raise
+
+    def _delivered(self, job_id: str) -> None:
+        if job_id in self._here:
+            self._here[job_id] -= 1
+            if self._here[job_id] <= 0:
+                del self._here[job_id]
 
     async def cancel(self, job_id: str) -> Record | None:
         """Ask a running job to stop (it finishes as ``cancelled`` at its next chunk); the
@@ -151,7 +184,9 @@ class ChunkedJobs:
             if not job.get("last_attempt", True):
                 raise  # redelivered by the queue
             logger.exception("job failed", kind=self.kind, job_id=job_id)
-            await self._fail(job_id, type(exc).__name__)
+            await self._fail(job_id, exc)
+        finally:
+            self._delivered(job_id)  # after any continuation it queued counted itself
 
     async def _advance(self, job_id: str, chunk: int) -> None:
         while True:
@@ -176,7 +211,7 @@ class ChunkedJobs:
                 await self._finalize(record, "expired")
                 return
             if not self._time_for_a_chunk():
-                await self._runner.submit(self.kind, job_id, chunk=chunk)
+                await self._submit(job_id, chunk)
                 return
             if record["status"] == "queued":  # its first chunk starts now
                 record.update(
@@ -193,7 +228,7 @@ class ChunkedJobs:
                 results = await self._run_chunk(record, start, end)
             except TimeoutError:
                 logger.info("chunk ran out of time; queued again", kind=self.kind, chunk=chunk)
-                await self._runner.submit(self.kind, job_id, chunk=chunk)
+                await self._submit(job_id, chunk)
                 return
             body = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in results)
             await self._objects.put(self._chunk_key(job_id, chunk), body.encode())
@@ -257,14 +292,23 @@ class ChunkedJobs:
         record.setdefault(f"{final}_at", int(time.time()))
         await save(self._records, self.kind, record["id"], record)
 
-    async def _fail(self, job_id: str, reason: str) -> None:
-        for _ in range(3):
+    async def _fail(self, job_id: str, exc: Exception) -> None:
+        """Mark the job failed, saying why, and drop its chunk results (no finish will read
+        them: left behind, they would stay in the bucket for good)."""
+        if isinstance(exc, LlamdaError):  # its message is scrubbed of secrets, and the user's
+            error = {"code": exc.code or exc.error_type, "message": exc.message[:1000]}
+        else:  # ours: its text may hold anything; the type says enough
+            error = {"code": "server_error", "message": f"the job failed ({type(exc).__name__})"}
+        for attempt in range(3):
             record = await self._records.get(self.kind, job_id)
             if record is None or record["status"] in TERMINAL:
                 return
+            if attempt == 0:  # before the status: whoever sees "failed" sees no chunks left
+                try:
+                    await self.delete_results(record)
+                except Exception:  # failed either way; only the objects stay behind
+                    logger.exception("could not delete a failed job's chunks", job_id=job_id)
             record.update(status="failed", failed_at=int(time.time()))
-            record.setdefault(
-                "error", {"code": "server_error", "message": f"the job failed ({reason})"}
-            )
+            record.setdefault("error", error)
             if await save(self._records, self.kind, job_id, record):
                 return

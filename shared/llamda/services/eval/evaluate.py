@@ -59,6 +59,9 @@ JOB_STATUS = {
 }
 # Agent runs are the candidate's own: never stored, never in the background.
 AGENT_FIXED = {"store": False, "stream": False, "background": False}
+# A job's record (its config and scoring params included) is rewritten at every chunk; well
+# under DynamoDB's 400 KB item limit, with room for its progress fields.
+MAX_JOB_CONFIG_BYTES = 128_000
 INPUT_COLUMNS = ("chat_completion_input", "messages", "input_query", "completion_input")
 
 
@@ -152,19 +155,36 @@ class EvalService:
             "created_at": now,
             "status": "queued",
         }
+        size = len(json.dumps(record))
+        if size > MAX_JOB_CONFIG_BYTES:
+            # The record is updated at every chunk: near DynamoDB's 400 KB item limit an
+            # update would fail in the worker and leave the job stuck, so refuse it now.
+            raise BadRequestError(
+                f"this job's benchmark_config and scoring params take {size} bytes; at most "
+                f"{MAX_JOB_CONFIG_BYTES} are kept with a job (a shorter system message, "
+                "instructions or prompt templates)",
+                param="benchmark_config",
+                code="config_too_large",
+            )
         expires = now + self._config.job_days * 86400
         return _job(await self._jobs.start(record, expires_at=expires))
 
     async def status(self, benchmark_id: str, job_id: str) -> EvalJob:
-        return _job(await self._job(benchmark_id, job_id))
+        record = await self._job(benchmark_id, job_id)
+        await self._jobs.revive(record)  # local: a job its stopped server left goes on
+        return _job(record)
 
     async def cancel(self, benchmark_id: str, job_id: str) -> None:
         await self._job(benchmark_id, job_id)
         await self._jobs.cancel(job_id)
 
-    async def result(self, benchmark_id: str, job_id: str) -> dict[str, Any]:
+    async def result(
+        self, benchmark_id: str, job_id: str, start_index: int = 0, limit: int | None = None
+    ) -> bytes:
         """The generations and scores of a finished job (a cancelled one: of the rows it
-        finished); 409 while it runs."""
+        finished) as JSON; 409 while it runs. ``start_index``/``limit``: only those rows'
+        generations and score rows (``aggregated_results`` stay whole). An answer over
+        eval.max_result_bytes is a 400 asking for pages: a Lambda cannot answer over 6 MB."""
         record = await self._job(benchmark_id, job_id)
         if record["status"] not in ("completed", "cancelled"):
             raise ConflictError(
@@ -173,7 +193,23 @@ class EvalService:
                 param="job_id",
                 code="job_not_completed",
             )
-        return json.loads(await self._objects.get(_result_key(job_id)))
+        data = await self._objects.get(_result_key(job_id))
+        if start_index or limit is not None:
+            body = json.loads(data)
+            end = None if limit is None else start_index + limit
+            body["generations"] = body["generations"][start_index:end]
+            for scores in body["scores"].values():
+                scores["score_rows"] = scores["score_rows"][start_index:end]
+            data = json.dumps(body).encode()
+        if len(data) > self._config.max_result_bytes:
+            raise BadRequestError(
+                f"eval job {job_id!r}: this result is {len(data)} bytes, more than one answer "
+                f"holds ({self._config.max_result_bytes}, eval.max_result_bytes); read it in "
+                "pages with ?start_index=0&limit=N (rows_total rows in all)",
+                param="limit",
+                code="result_too_large",
+            )
+        return data
 
     async def _job(self, benchmark_id: str, job_id: str) -> Record:
         record = await self._jobs.get(job_id)

@@ -30,7 +30,16 @@ from llamda.api.scoring import (
 from llamda.config import EvalConfig
 from llamda.errors import BadRequestError, NotFoundError, UpstreamBadRequestError
 from llamda.services.eval.datasets import DatasetsService
-from llamda.services.eval.scoring_fns import Builtin, ResolvedFn, builtin_fn, builtins, resolve
+from llamda.services.eval.scoring_fns import (
+    MAX_MATCH_CHARS,
+    MULTILINGUAL_ANSWER_REGEXES,
+    SCORE_REGEXES,
+    Builtin,
+    ResolvedFn,
+    builtin_fn,
+    builtins,
+    resolve,
+)
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
@@ -38,6 +47,10 @@ KIND = "scoring_functions"
 # A judge reply kept in a score row (judge_feedback) is cut here: a 1000-row answer with
 # several judges stays within Lambda's 6 MB response.
 MAX_FEEDBACK_CHARS = 2_000
+# Regexes one request's scoring functions may compile (each costs up to ~15 ms of CPU holding
+# the GIL, see scoring_fns.REGEX_MAX_MEM), on top of the built-ins' own.
+MAX_REQUEST_REGEXES = 128
+BUILTIN_REGEXES = len(MULTILINGUAL_ANSWER_REGEXES) + len(SCORE_REGEXES) * 3
 Chat = Callable[[ChatCompletionRequest], Awaitable[ChatCompletion]]
 ModelCheck = Callable[[str], Awaitable[None]]
 _SPEC: TypeAdapter[dict[str, Any]] = TypeAdapter(ScoringFunctions)
@@ -128,9 +141,21 @@ class ScoringService:
             raise BadRequestError(
                 f"scoring_functions.{where}: {first['msg']}", param="scoring_functions"
             ) from None
+        given = sum(
+            len(
+                getattr(p, "parsing_regexes", None) or getattr(p, "judge_score_regexes", None) or []
+            )
+            for p in checked.values()
+        )
+        if given > MAX_REQUEST_REGEXES:  # before compiling any: compiling holds the GIL
+            raise _too_many_regexes(given)
         out: dict[str, ResolvedFn] = {}
+        total = 0
         for fn_id, override in checked.items():
-            out[fn_id] = await self._resolve(fn_id, override)
+            out[fn_id] = resolved = await self._resolve(fn_id, override)
+            total += len(resolved.regexes)  # registered and built-in ones too: one bound
+            if total > MAX_REQUEST_REGEXES + BUILTIN_REGEXES:
+                raise _too_many_regexes(total)
         return out
 
     async def _resolve(self, fn_id: str, override: Any) -> ResolvedFn:
@@ -183,8 +208,12 @@ class ScoringService:
         """One score row per input row, in order. ``start_index``: the first row's index in
         its dataset (for messages naming a row)."""
         self.check_columns(fn, rows, start_index)
-        if fn.kind != "llm_as_judge":
+        if fn.kind in ("equality", "subset_of"):
             return [_score_basic(fn, row) for row in rows]
+        if fn.kind != "llm_as_judge":
+            # Regex matching on long answers can take a while; RE2 releases the GIL while it
+            # matches, so in a thread the server goes on answering other requests meanwhile.
+            return await asyncio.to_thread(lambda: [_score_basic(fn, row) for row in rows])
         gate = asyncio.Semaphore(self._config.judge_concurrency)
 
         async def one(row: dict[str, Any]) -> dict[str, Any]:
@@ -285,7 +314,7 @@ class ScoringService:
         content = _reply_text(reply)
         feedback = content[:MAX_FEEDBACK_CHARS]
         for regex in fn.regexes:
-            match = regex.search(content)
+            match = regex.search(content[:MAX_MATCH_CHARS])
             if match and match.group(1) is not None:
                 return {"score": _number_or_text(match.group(1)), "judge_feedback": feedback}
         return {
@@ -293,6 +322,15 @@ class ScoringService:
             "judge_feedback": feedback,
             "error": "the judge's reply matched none of judge_score_regexes",
         }
+
+
+def _too_many_regexes(count: int) -> BadRequestError:
+    return BadRequestError(
+        f"the scoring functions of one request may use at most {MAX_REQUEST_REGEXES} regexes "
+        f"of their own (parsing_regexes, judge_score_regexes); these use {count}",
+        param="scoring_functions",
+        code="too_many_regexes",
+    )
 
 
 def _first(group: BaseExceptionGroup) -> BaseException:
@@ -311,6 +349,7 @@ def _score_basic(fn: ResolvedFn, row: dict[str, Any]) -> dict[str, Any]:
         return {"score": None, "error": "expected_answer and generated_answer must be strings"}
     if fn.kind == "subset_of":
         return {"score": 1.0 if expected in generated else 0.0}
+    generated = generated[:MAX_MATCH_CHARS]  # regexes below: bounded time per row
     if fn.kind == "math":
         from llamda.services.eval import mathnorm  # its patterns compile on first use only
 

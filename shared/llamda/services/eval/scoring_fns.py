@@ -4,6 +4,7 @@ and how a function plus a request's params become one resolved, checked function
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from dataclasses import dataclass, field
@@ -94,21 +95,42 @@ Rate how directly and completely the answer addresses the question, from 0.0 (no
 1.0 (fully). Reply with one line: "Score: <0.0-1.0>"."""
 
 
+# RE2's memory budget per pattern. Compiling holds the GIL for time proportional to it (a
+# hostile ``(\pL{400})`` took 0.6 s at 8 MiB; at 64 KiB any pattern compiles in ~15 ms), and a
+# smaller automaton bounds matching too. Answer and score regexes need a tiny fraction of it.
+REGEX_MAX_MEM = 64 << 10
+# RE2 instructions a pattern may compile to. Matching time per character grows with it where
+# RE2's DFA gives way to its NFA: ``(?:.*a){100}(x)`` (907) took 150 ms per 20 000 characters,
+# the built-ins' largest is 57, a typical score regex 20.
+REGEX_MAX_PROGRAM = 500
+# A scored text (a generated answer, a judge reply) is matched on its first this many
+# characters: with the bound above, at most ~150 ms per regex and row.
+MAX_MATCH_CHARS = 20_000
+
+
+@functools.lru_cache(maxsize=512)
 def compile_re2(pattern: str) -> Any:
     """An RE2 pattern (linear-time matching); ValueError with RE2's reason when it cannot be
-    compiled (backreferences, lookaround) or its automaton would need over 8 MiB."""
+    compiled (backreferences, lookaround) or its automaton would need over REGEX_MAX_MEM.
+    Cached: a job resolves its functions once per chunk, and compiled patterns are immutable."""
     import re2  # only when a regex function runs: not on every function's cold start
 
     options = re2.Options()
     options.log_errors = False
-    options.max_mem = 8 << 20
+    options.max_mem = REGEX_MAX_MEM
     try:
-        return re2.compile(pattern, options)
+        compiled = re2.compile(pattern, options)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
             reason = reason.decode(errors="replace")
         raise ValueError(str(reason)) from None
+    if compiled.programsize > REGEX_MAX_PROGRAM:
+        raise ValueError(
+            f"pattern too complex ({compiled.programsize} RE2 instructions, at most "
+            f"{REGEX_MAX_PROGRAM})"
+        )
+    return compiled
 
 
 @dataclass(frozen=True)
