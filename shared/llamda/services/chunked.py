@@ -116,10 +116,14 @@ class ChunkedJobs:
 
     async def cancel(self, job_id: str) -> Record | None:
         """Ask a running job to stop (it finishes as ``cancelled`` at its next chunk); the
-        record as it stands (None when absent). A finished job is left as it is."""
+        record as it stands (None when absent). A finished job is left as it is, and so is a
+        finalizing one: its work is all done and its finish (which saves the record
+        conditionally) must not be turned into a failure or a second finish."""
         for _ in range(5):
             record = await self._records.get(self.kind, job_id)
-            if record is None or record["status"] not in ACTIVE or record["status"] == "cancelling":
+            if record is None or record["status"] not in ACTIVE:
+                return record
+            if record["status"] in ("cancelling", "finalizing"):
                 return record
             record.update(status="cancelling", cancelling_at=int(time.time()))
             if await save(self._records, self.kind, job_id, record):
