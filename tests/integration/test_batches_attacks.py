@@ -233,6 +233,25 @@ def test_cancel_twice_and_cancel_a_completed_batch(oai: openai.OpenAI) -> None:
     assert oai.batches.retrieve(done.id).status == "completed"
 
 
+def test_a_batch_that_fails_as_a_whole_leaves_no_objects_behind(
+    oai: openai.OpenAI, home: Path, upstream: Any
+) -> None:
+    """An input chunk lost from the store (or any failure of the job itself) fails the batch;
+    its input chunks and the results of its finished chunks must not stay in the bucket."""
+    upstream.gate.clear()
+    try:
+        lines = [line(f"g{i}", chat(f"g{i}", model="slow" if i < 2 else "chat")) for i in range(4)]
+        batch = create(oai, upload(oai, lines))
+        # Chunk 0 waits on the slow model; chunk 1's stored input goes missing meanwhile.
+        prefix = home / "objects" / "tenants" / "alice" / "jobs" / "batches" / batch.id
+        (prefix / "input-0000001.jsonl").unlink()
+    finally:
+        upstream.gate.set()
+    done = wait(oai, batch.id)
+    assert done.status == "failed" and done.errors and done.errors.data[0].code == "server_error"
+    assert not prefix.exists() or not any(prefix.iterdir())
+
+
 # -- in the AWS shape (moto, the real Lambda handlers) ----------------------------------------
 
 

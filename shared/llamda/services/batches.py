@@ -122,7 +122,14 @@ class BatchesService:
         self._chat_store = chat_store
         self._slots = slots
         self.jobs = ChunkedJobs(
-            KIND, records, objects, runner, config.jobs, work=self._work, finish=self._finish
+            KIND,
+            records,
+            objects,
+            runner,
+            config.jobs,
+            work=self._work,
+            finish=self._finish,
+            cleanup=self._cleanup,
         )
 
     # -- the API ----------------------------------------------------------------------------
@@ -586,6 +593,12 @@ class BatchesService:
                 raise RuntimeError(f"batch {record['id']} changed while it was finalized")
         await self.jobs.delete_results(record)
         await self._delete_input(record["id"], int(record.get("rows_total") or 0))
+
+    async def _cleanup(self, record: Record) -> None:
+        """A batch that failed as a whole keeps nothing in the object store: its finished
+        chunks' results and its input chunks would otherwise stay forever (all under its
+        prefix)."""
+        await self._delete_input(record["id"], 0)
 
     async def _write_files(self, record: Record, status: str) -> dict[str, Any]:
         """The output and error Files (their ids); an expired batch's requests that never

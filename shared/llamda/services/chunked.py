@@ -44,6 +44,8 @@ Work = Callable[[Record, int, int], Awaitable[Rows]]
 # finish(record, final_status): write the job's outputs (reading ``results``); may update
 # fields of ``record`` (saved after it returns).
 Finish = Callable[[Record, str], Awaitable[None]]
+# cleanup(record): what a job that failed as a whole leaves behind (no finish runs for it).
+Cleanup = Callable[[Record], Awaitable[None]]
 
 
 class ModelSlots:
@@ -76,6 +78,7 @@ class ChunkedJobs:
         *,
         work: Work,
         finish: Finish,
+        cleanup: Cleanup | None = None,
     ):
         self.kind = kind
         self._records = records
@@ -84,6 +87,7 @@ class ChunkedJobs:
         self._config = config
         self._work = work
         self._finish = finish
+        self._cleanup = cleanup
         runner.register(kind, self._handle)
 
     # -- the owner's side -------------------------------------------------------------------
@@ -271,4 +275,9 @@ class ChunkedJobs:
                 "error", {"code": "server_error", "message": f"the job failed ({reason})"}
             )
             if await save(self._records, self.kind, job_id, record):
+                if self._cleanup is not None:
+                    try:
+                        await self._cleanup(record)
+                    except Exception:  # the job's state is saved; leftovers are only cost
+                        logger.exception("job cleanup failed", kind=self.kind, job_id=job_id)
                 return
