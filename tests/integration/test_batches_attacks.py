@@ -225,7 +225,20 @@ def test_files_purposes_and_metadata_limits_hold(
     assert reply.status_code == 400
 
 
-def test_cancel_twice_and_cancel_a_completed_batch(oai: openai.OpenAI) -> None:
+def test_cancel_twice_and_cancel_a_completed_batch(oai: openai.OpenAI, upstream: Any) -> None:
+    """Held: a second cancel (a careless retry) answers the same cancelling batch; the batch
+    still ends; a completed batch cannot be cancelled and stays completed."""
+    upstream.gate.clear()
+    try:
+        batch = create(oai, upload(oai, [line(f"w{i}", chat("w", model="slow")) for i in range(4)]))
+        first = oai.batches.cancel(batch.id)
+        again = oai.batches.cancel(batch.id)
+        assert first.status == again.status == "cancelling"
+        assert again.cancelling_at == first.cancelling_at
+    finally:
+        upstream.gate.set()
+    assert wait(oai, batch.id).status == "cancelled"
+    assert oai.batches.cancel(batch.id).status == "cancelled"
     done = wait(oai, create(oai, upload(oai, [line("c", chat("c"))])).id)
     assert done.status == "completed"
     with pytest.raises(openai.ConflictError):
