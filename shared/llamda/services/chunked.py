@@ -167,7 +167,8 @@ class ChunkedJobs:
             if record is None or record["status"] in TERMINAL:
                 return
             if record["status"] == "cancelling":
-                await self._finalize(record, "cancelled")
+                if await self._finalize(record, "cancelled"):
+                    continue
                 return
             due = int(record.get("next_chunk", 0))
             if due != chunk and record["status"] != "finalizing":
@@ -178,10 +179,12 @@ class ChunkedJobs:
                 logger.info("job resumed", kind=self.kind, job_id=job_id, chunk=due)
                 chunk = due
             if record["status"] == "finalizing" or record["rows_done"] >= record["rows_total"]:
-                await self._finalize(record, "completed")
+                if await self._finalize(record, "completed"):
+                    continue  # a cancel landed meanwhile: no other delivery will end the job
                 return
             if record.get("deadline_at") and time.time() > record["deadline_at"]:
-                await self._finalize(record, "expired")
+                if await self._finalize(record, "expired"):
+                    continue
                 return
             if not self._time_for_a_chunk():
                 await self._runner.submit(self.kind, job_id, chunk=chunk)
@@ -253,17 +256,23 @@ class ChunkedJobs:
         deadline = request_deadline()
         return deadline is None or deadline - time.monotonic() > self._config.min_chunk_seconds
 
-    async def _finalize(self, record: Record, status: str) -> None:
+    async def _finalize(self, record: Record, status: str) -> bool:
+        """Finish the job as ``status`` (or as the status an interrupted finish had chosen).
+        True when a cancel landed before it could move to finalizing: the caller looks again
+        (no other delivery would end the job). Any other change (another delivery moved it
+        on) is left to whoever made it."""
         if record["status"] != "finalizing":
             record["final_status"] = status
             record["status"] = "finalizing"
             if not await save(self._records, self.kind, record["id"], record):
-                return  # changed meanwhile: the next delivery (or the canceller) decides
+                fresh = await self._records.get(self.kind, record["id"])
+                return fresh is not None and fresh["status"] == "cancelling"
         final = str(record.get("final_status") or status)
         await self._finish(record, final)
         record["status"] = final
         record.setdefault(f"{final}_at", int(time.time()))
         await save(self._records, self.kind, record["id"], record)
+        return False
 
     async def _fail(self, job_id: str, reason: str) -> None:
         for _ in range(3):
