@@ -1008,6 +1008,9 @@ def test_batches_routes_reach_the_batches_function_and_jobs_can_write_outputs(
         a for s in _statements(cfn, "JobsFunction") if s["Resource"] == objects for a in s["Action"]
     }
     assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"} <= jobs
+    # Output Files are spooled to /tmp in finish: room for a full batch of large lines.
+    jobs_props = cfn["Resources"]["JobsFunction"]["Properties"]
+    assert jobs_props["EphemeralStorage"]["Size"] == 10240
     logs = cfn["Resources"]["BatchesFunctionLogs"]["Properties"]
     assert logs["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${BatchesFunction}"}
     for alarm in ("BatchesFunctionErrorsAlarm", "BatchesFunctionThrottlesAlarm"):
