@@ -208,3 +208,37 @@ def test_the_redelivered_first_message_resumes_at_the_unfinished_chunk(tmp_path:
         assert [row["row"] for row in harness.finished[0][1]] == list(range(9))
 
     asyncio.run(main())
+
+
+def test_a_cancel_between_the_last_chunk_and_finalizing_still_ends_the_job(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop reads the record (every row done), a cancel lands (another process), then the
+    loop's conditional move to finalizing fails: the job must still end (here cancelled),
+    never stay ``cancelling`` with no message left to move it on."""
+    read = harness.records.get
+    raced: list[bool] = []
+
+    async def get_then_cancel(kind: str, key: str) -> Any:
+        record = await read(kind, key)
+        if (
+            not raced
+            and record is not None
+            and record["status"] == "in_progress"
+            and record["rows_done"] >= record["rows_total"]
+        ):
+            raced.append(True)
+            await harness.jobs.cancel(key)  # lands after this read, before the loop's write
+        return record
+
+    async def main() -> None:
+        with tenant_scope("t1"):
+            await harness.jobs.start({"id": "job9", "rows_total": 6})
+            monkeypatch.setattr(harness.records, "get", get_then_cancel)
+            await _drain(harness.runner)
+            record = await harness.jobs.get("job9")
+        assert raced
+        assert record is not None and record["status"] == "cancelled", record["status"]
+        assert [status for status, _ in harness.finished] == ["cancelled"]
+
+    asyncio.run(main())

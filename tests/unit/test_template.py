@@ -989,11 +989,28 @@ def test_batches_routes_reach_the_batches_function_and_jobs_can_write_outputs(
     sends = [s for s in statements if "sqs:SendMessage" in s["Action"]]
     assert [s["Resource"] for s in sends] == [{"Fn::GetAtt": ["JobsQueue", "Arn"]}]
     assert not any(a.startswith("bedrock:") for s in statements for a in s["Action"])
+    # The create reads input Files and writes (or, failing, deletes: a HEAD first) batch input
+    # chunks: no other object of any tenant (output Files are JobsFunction's).
+    s3 = {
+        (a, s["Resource"]["Fn::Sub"])
+        for s in statements
+        for a in s["Action"]
+        if a.startswith("s3:") and a != "s3:ListBucket"
+    }
+    assert s3 == {
+        ("s3:GetObject", "${DataBucket.Arn}/objects/tenants/*/files/*"),
+        ("s3:GetObject", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
+        ("s3:PutObject", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
+        ("s3:DeleteObject", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
+    }
     objects = {"Fn::Sub": "${DataBucket.Arn}/objects/*"}
     jobs = {
         a for s in _statements(cfn, "JobsFunction") if s["Resource"] == objects for a in s["Action"]
     }
     assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"} <= jobs
+    # Output Files are spooled to /tmp in finish: room for a full batch of large lines.
+    jobs_props = cfn["Resources"]["JobsFunction"]["Properties"]
+    assert jobs_props["EphemeralStorage"]["Size"] == 10240
     logs = cfn["Resources"]["BatchesFunctionLogs"]["Properties"]
     assert logs["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${BatchesFunction}"}
     for alarm in ("BatchesFunctionErrorsAlarm", "BatchesFunctionThrottlesAlarm"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 import tempfile
 import time
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from llamda.api.batches import Batch, CreateBatchRequest, ListBatchesResponse
 from llamda.api.inference import ChatCompletionRequest, CompletionRequest, EmbeddingsRequest
 from llamda.config import RunConfig
-from llamda.context import bind_request_id
+from llamda.context import bind_request_id, request_deadline
 from llamda.errors import BadRequestError, ConflictError, LlamdaError, NotFoundError
 from llamda.observability import logger
 from llamda.services.chat_store import ChatStore
@@ -52,8 +53,14 @@ REQUEST_MODELS: dict[str, type[BaseModel]] = {
 }
 # Output Files are spooled to disk past this size (finish never holds a whole output).
 SPOOL_BYTES = 8 * 1024 * 1024
-# Input chunk objects written at once while a create checks the input.
+# Input chunk objects written (or deleted) at once while a create checks the input.
 INPUT_WRITES = 8
+# Kept back from the request's deadline (in Lambda: BatchesFunction's 28 s) when checking the
+# input: time to delete the chunks stored so far and save the failed batch, so a create that
+# cannot finish in time answers instead of being killed with its objects left behind.
+CHECK_RESERVE_SECONDS = 5.0
+# A JSON escape of a UTF-16 surrogate: only then may a parsed line hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def new_batch_id() -> str:
@@ -72,6 +79,15 @@ async def _settle(writes: set[asyncio.Task[None]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def _encodable(item: Any) -> bool:
+    """Whether ``item`` is valid Unicode throughout (no lone surrogate)."""
+    try:
+        json.dumps(item, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _WholeFileError(Exception):
@@ -106,7 +122,14 @@ class BatchesService:
         self._chat_store = chat_store
         self._slots = slots
         self.jobs = ChunkedJobs(
-            KIND, records, objects, runner, config.jobs, work=self._work, finish=self._finish
+            KIND,
+            records,
+            objects,
+            runner,
+            config.jobs,
+            work=self._work,
+            finish=self._finish,
+            cleanup=self._cleanup,
         )
 
     # -- the API ----------------------------------------------------------------------------
@@ -182,7 +205,7 @@ class BatchesService:
 
     async def cancel(self, batch_id: str) -> Batch:
         record = await self._record(batch_id)
-        if record["status"] in TERMINAL:
+        if record["status"] in (*TERMINAL, "finalizing"):
             if record["status"] == "cancelled":
                 return self._batch(record)
             raise ConflictError(
@@ -302,7 +325,14 @@ class BatchesService:
         parsed_any = False
         seen: set[bytes] = set()
         known: dict[str, dict[str, Any] | None] = {}
+        deadline = request_deadline()
         async for number, line in self._lines(record["input_file_id"]):
+            if deadline is not None and time.monotonic() > deadline - CHECK_RESERVE_SECONDS:
+                raise _WholeFileError(
+                    "validation_timeout",
+                    f"The input file could not be checked in the time a create has ({count} "
+                    "requests checked); split it into smaller batches.",
+                )
             if count >= self._limits.max_requests:
                 raise _WholeFileError(
                     "too_many_requests",
@@ -348,11 +378,18 @@ class BatchesService:
 
     async def _delete_input(self, batch_id: str, rows_total: int) -> None:
         chunks = -(-rows_total // self._chunk_rows) if rows_total else 0
-        for chunk in range(chunks):
-            await self._objects.delete(self._input_key(batch_id, chunk))
+        keys = [self._input_key(batch_id, chunk) for chunk in range(chunks)]
         if not rows_total:  # a failed check may have stored some: whatever is there
-            for key in await self._objects.list(f"jobs/{KIND}/{batch_id}"):
+            keys = await self._objects.list(f"jobs/{KIND}/{batch_id}")
+        # A few at once: one round trip per chunk in sequence would outlast a create's time
+        # (a 50,000-line input is 1,000 chunks of 50).
+        limit = asyncio.Semaphore(INPUT_WRITES)
+
+        async def delete(key: str) -> None:
+            async with limit:
                 await self._objects.delete(key)
+
+        await asyncio.gather(*(delete(key) for key in keys))
 
     async def _lines(self, file_id: str) -> AsyncIterator[tuple[int, bytes | None]]:
         """The File's non-blank lines with their 1-based numbers, read as a stream; a line
@@ -416,6 +453,14 @@ class BatchesService:
             return {
                 "custom_id": None,
                 "error": _line_error("invalid_json_line", "The line is not a JSON object."),
+            }
+        if _SURROGATE_ESCAPE.search(line) and not _encodable(item):
+            # A lone surrogate parses but is no text: no id, model or upstream can take it.
+            return {
+                "custom_id": None,
+                "error": _line_error(
+                    "invalid_json_line", "The line has an unpaired UTF-16 surrogate escape."
+                ),
             }
         custom_id = item.get("custom_id")
         entry: dict[str, Any] = {"_parsed": True, "custom_id": None}
@@ -555,6 +600,12 @@ class BatchesService:
                 raise RuntimeError(f"batch {record['id']} changed while it was finalized")
         await self.jobs.delete_results(record)
         await self._delete_input(record["id"], int(record.get("rows_total") or 0))
+
+    async def _cleanup(self, record: Record) -> None:
+        """A batch that failed as a whole keeps nothing in the object store: its finished
+        chunks' results and its input chunks would otherwise stay forever (all under its
+        prefix)."""
+        await self._delete_input(record["id"], 0)
 
     async def _write_files(self, record: Record, status: str) -> dict[str, Any]:
         """The output and error Files (their ids); an expired batch's requests that never

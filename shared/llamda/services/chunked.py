@@ -45,6 +45,8 @@ Work = Callable[[Record, int, int], Awaitable[Rows]]
 # finish(record, final_status): write the job's outputs (reading ``results``); may update
 # fields of ``record`` (saved after it returns).
 Finish = Callable[[Record, str], Awaitable[None]]
+# cleanup(record): what a job that failed as a whole leaves behind (no finish runs for it).
+Cleanup = Callable[[Record], Awaitable[None]]
 
 
 class ModelSlots:
@@ -77,6 +79,7 @@ class ChunkedJobs:
         *,
         work: Work,
         finish: Finish,
+        cleanup: Cleanup | None = None,
     ):
         self.kind = kind
         self._records = records
@@ -89,6 +92,7 @@ class ChunkedJobs:
         # active in Records with none here was stopped with a previous process (nothing
         # redelivers a local job): ``get`` resumes it.
         self._here: dict[str, int] = {}
+        self._cleanup = cleanup
         runner.register(kind, self._handle)
 
     # -- the owner's side -------------------------------------------------------------------
@@ -149,10 +153,14 @@ class ChunkedJobs:
 
     async def cancel(self, job_id: str) -> Record | None:
         """Ask a running job to stop (it finishes as ``cancelled`` at its next chunk); the
-        record as it stands (None when absent). A finished job is left as it is."""
+        record as it stands (None when absent). A finished job is left as it is, and so is a
+        finalizing one: its work is all done and its finish (which saves the record
+        conditionally) must not be turned into a failure or a second finish."""
         for _ in range(5):
             record = await self._records.get(self.kind, job_id)
-            if record is None or record["status"] not in ACTIVE or record["status"] == "cancelling":
+            if record is None or record["status"] not in ACTIVE:
+                return record
+            if record["status"] in ("cancelling", "finalizing"):
                 return record
             record.update(status="cancelling", cancelling_at=int(time.time()))
             if await save(self._records, self.kind, job_id, record):
@@ -194,7 +202,8 @@ class ChunkedJobs:
             if record is None or record["status"] in TERMINAL:
                 return
             if record["status"] == "cancelling":
-                await self._finalize(record, "cancelled")
+                if await self._finalize(record, "cancelled"):
+                    continue
                 return
             due = int(record.get("next_chunk", 0))
             if due != chunk and record["status"] != "finalizing":
@@ -205,10 +214,12 @@ class ChunkedJobs:
                 logger.info("job resumed", kind=self.kind, job_id=job_id, chunk=due)
                 chunk = due
             if record["status"] == "finalizing" or record["rows_done"] >= record["rows_total"]:
-                await self._finalize(record, "completed")
+                if await self._finalize(record, "completed"):
+                    continue  # a cancel landed meanwhile: no other delivery will end the job
                 return
             if record.get("deadline_at") and time.time() > record["deadline_at"]:
-                await self._finalize(record, "expired")
+                if await self._finalize(record, "expired"):
+                    continue
                 return
             if not self._time_for_a_chunk():
                 await self._submit(job_id, chunk)
@@ -280,17 +291,23 @@ class ChunkedJobs:
         deadline = request_deadline()
         return deadline is None or deadline - time.monotonic() > self._config.min_chunk_seconds
 
-    async def _finalize(self, record: Record, status: str) -> None:
+    async def _finalize(self, record: Record, status: str) -> bool:
+        """Finish the job as ``status`` (or as the status an interrupted finish had chosen).
+        True when a cancel landed before it could move to finalizing: the caller looks again
+        (no other delivery would end the job). Any other change (another delivery moved it
+        on) is left to whoever made it."""
         if record["status"] != "finalizing":
             record["final_status"] = status
             record["status"] = "finalizing"
             if not await save(self._records, self.kind, record["id"], record):
-                return  # changed meanwhile: the next delivery (or the canceller) decides
+                fresh = await self._records.get(self.kind, record["id"])
+                return fresh is not None and fresh["status"] == "cancelling"
         final = str(record.get("final_status") or status)
         await self._finish(record, final)
         record["status"] = final
         record.setdefault(f"{final}_at", int(time.time()))
         await save(self._records, self.kind, record["id"], record)
+        return False
 
     async def _fail(self, job_id: str, exc: Exception) -> None:
         """Mark the job failed, saying why, and drop its chunk results (no finish will read
@@ -311,4 +328,9 @@ class ChunkedJobs:
             record.update(status="failed", failed_at=int(time.time()))
             record.setdefault("error", error)
             if await save(self._records, self.kind, job_id, record):
+                if self._cleanup is not None:
+                    try:
+                        await self._cleanup(record)
+                    except Exception:  # the job's state is saved; leftovers are only cost
+                        logger.exception("job cleanup failed", kind=self.kind, job_id=job_id)
                 return
