@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -50,30 +51,69 @@ async def _load(
     body = {**BODY, "model": "bench-model"}
     samples: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(timeout=30, headers=headers, limits=limits) as client:
+    post = await _poster(url, headers, clients)
 
-        async def worker(stop_at: float, record: bool) -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at:
-                start = time.perf_counter()
-                try:
-                    response = await client.post(url, json=body)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if record:
-                    if ok:
-                        samples.append((time.perf_counter() - start) * 1000)
-                    else:
-                        errors += 1
+    async def worker(stop_at: float, record: bool) -> None:
+        nonlocal errors
+        while time.perf_counter() < stop_at:
+            start = time.perf_counter()
+            ok = await post(body)
+            if record:
+                if ok:
+                    samples.append((time.perf_counter() - start) * 1000)
+                else:
+                    errors += 1
 
+    try:
         warm_until = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(warm_until, False) for _ in range(clients)))
         cpu = cpu_seconds(pid)
         began = time.perf_counter()
         await asyncio.gather(*(worker(began + seconds, True) for _ in range(clients)))
         return samples, errors, time.perf_counter() - began, cpu_seconds(pid) - cpu
+    finally:
+        await post(None)
+
+
+async def _poster(url: str, headers: dict[str, str], clients: int) -> Any:
+    """``await post(body)`` → whether it got a 200; ``await post(None)`` closes. aiohttp when
+    installed (the load generator shares the cores with the server: the cheaper the better),
+    else httpx."""
+    try:
+        import aiohttp
+    except ImportError:
+        aiohttp = None
+    if aiohttp is not None:
+        connector = aiohttp.TCPConnector(limit=clients)
+        session = aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+        )
+
+        async def post_aiohttp(body: dict[str, Any] | None) -> bool:
+            if body is None:
+                await session.close()
+                return True
+            try:
+                async with session.post(url, json=body) as response:
+                    await response.read()
+                    return response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        return post_aiohttp
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    client = httpx.AsyncClient(timeout=30, headers=headers, limits=limits)
+
+    async def post_httpx(body: dict[str, Any] | None) -> bool:
+        if body is None:
+            await client.aclose()
+            return True
+        try:
+            return (await client.post(url, json=body)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return post_httpx
 
 
 def run_load(
