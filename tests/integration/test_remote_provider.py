@@ -7,6 +7,7 @@ import json
 import struct
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import openai
@@ -89,6 +90,45 @@ def test_streams_reuse_their_upstream_connection(
         assert "".join(c.choices[0].text for c in chunks if c.choices) == "go -> done"
     ports = {sent["port"] for sent in upstream.requests}
     assert len(upstream.requests) == 3 and len(ports) == 1  # one pooled connection, reused
+
+
+def test_concurrent_calls_keep_their_upstream_connections(
+    server: LiveServer, upstream: OpenAIUpstream
+) -> None:
+    """Connections opened for a burst of concurrent calls stay pooled: a second burst as wide
+    as the first opens none (before, only 20 were kept and the rest reconnected every time)."""
+    wide = 30
+    gated = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # what `llama` is upstream
+
+    def call() -> str | None:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        reply = sdk.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "hi"}]
+        )
+        return reply.choices[0].message.content
+
+    def burst() -> set[int]:
+        upstream.requests.clear()
+        upstream.gate.clear()
+        upstream.gate_models.add(gated)
+        try:
+            with ThreadPoolExecutor(wide) as pool:
+                futures = [pool.submit(call) for _ in range(wide)]
+                # All of them in flight upstream at once (bounded wait, not a timing check).
+                deadline = time.monotonic() + 60
+                while len(upstream.requests) < wide and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert len(upstream.requests) == wide
+                upstream.gate.set()
+                assert [f.result(timeout=60) for f in futures] == ["upstream ok"] * wide
+        finally:
+            upstream.gate_models.discard(gated)
+            upstream.gate.set()
+        return {sent["port"] for sent in upstream.requests}
+
+    first = burst()
+    assert len(first) == wide  # one connection per concurrent call
+    assert burst() <= first  # the same connections, reused
 
 
 def test_plain_and_streamed_calls_send_the_http_clients_standard_headers(

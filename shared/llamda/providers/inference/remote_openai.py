@@ -110,6 +110,7 @@ def _transport_error(provider_id: str, url: str, exc: httpx.HTTPError) -> Upstre
     )
 
 
+MAX_CONNECTIONS = 100  # to one upstream, per process (idle ones close after httpx's 5 s)
 DRAIN_SECONDS = 0.5  # after [DONE]; an upstream that keeps the body open is cut off
 
 
@@ -136,7 +137,11 @@ class RemoteOpenAIProvider:
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+            # Every connection a burst opened stays pooled: keeping fewer than may be open at
+            # once means a busy server reconnects (and, over HTTPS, handshakes) all the time.
+            limits = httpx.Limits(
+                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_CONNECTIONS
+            )
             # No transport= here: the client would then ignore proxies from the environment.
             self._client = httpx.AsyncClient(
                 timeout=self._timeout, limits=limits, auth=self._auth()
