@@ -6,10 +6,16 @@ It plays a scripted agent model: a request with `tools` whose last message is th
 call of its first tool (`finish_reason: tool_calls`); any other request (no tools, or a tool
 result last) gets the text reply "ok". Plain requests without tools or streaming skip JSON
 parsing and get a constant body (scripts/bench/overhead.py measures that path).
+
+    python scripts/bench/instant_upstream.py PORT [DELAY_MS]
+
+With DELAY_MS, every chat completion answers after that long (as a real model would; the
+throughput benchmark uses 20 ms), without holding the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from typing import Any
@@ -17,6 +23,7 @@ from typing import Any
 MODEL = "bench-model"
 USAGE = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
 DIM = 8
+DELAY_SECONDS = 0.0  # set from the command line
 VECTOR = [DIM**-0.5] * DIM
 # Arguments every benchmark tool accepts (a file_search-style tool reads `query`/`queries`).
 ARGUMENTS = json.dumps({"query": "bench", "queries": ["bench"]})
@@ -123,6 +130,8 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
     content_type, body = answer(scope["path"], b"".join(chunks))
+    if DELAY_SECONDS and scope["path"].endswith("/chat/completions"):
+        await asyncio.sleep(DELAY_SECONDS)
     await send(
         {
             "type": "http.response.start",
@@ -136,4 +145,12 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False)
+    DELAY_SECONDS = float(sys.argv[2]) / 1000 if len(sys.argv) > 2 else 0.0
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="error",
+        access_log=False,
+        backlog=4096,
+    )

@@ -43,14 +43,22 @@ async def events(
                 raise UpstreamTimeoutError(
                     "the request deadline was reached while streaming", code="deadline_exceeded"
                 ) from None
-            data = chunk.model_dump(exclude_none=True) if isinstance(chunk, BaseModel) else chunk
-            usage = data.get("usage")
-            if isinstance(usage, dict):  # providers are always asked for it: the key pays
-                add_tokens(
-                    int(usage.get("total_tokens") or 0)
-                    or int(usage.get("prompt_tokens") or 0)
-                    + int(usage.get("completion_tokens") or 0)
+            if isinstance(chunk, BaseModel):
+                # One serialization, straight to JSON bytes (no dict in between).
+                usage = getattr(chunk, "usage", None)
+                if usage is not None:  # providers are always asked for it: the key pays
+                    add_tokens(_tokens(usage.model_dump()))
+                if not include_usage and not getattr(chunk, "choices", None):
+                    continue  # the usage-only chunk
+                body = chunk.model_dump_json(
+                    exclude_none=True, exclude=None if include_usage else {"usage"}
                 )
+                yield b"data: " + body.encode() + b"\n\n"
+                continue
+            data = chunk
+            usage = data.get("usage")
+            if isinstance(usage, dict):
+                add_tokens(_tokens(usage))
             if not include_usage:
                 if not data.get("choices"):
                     continue  # the usage-only chunk
@@ -62,6 +70,13 @@ async def events(
     finally:
         await _close(iterator)
     yield b"data: [DONE]\n\n"
+
+
+def _tokens(usage: dict[str, Any]) -> int:
+    """The tokens a usage report counts: its total, else prompt + completion."""
+    return int(usage.get("total_tokens") or 0) or int(usage.get("prompt_tokens") or 0) + int(
+        usage.get("completion_tokens") or 0
+    )
 
 
 async def _close(iterator: Any) -> None:

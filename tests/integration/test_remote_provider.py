@@ -7,6 +7,7 @@ import json
 import struct
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import openai
@@ -89,6 +90,101 @@ def test_streams_reuse_their_upstream_connection(
         assert "".join(c.choices[0].text for c in chunks if c.choices) == "go -> done"
     ports = {sent["port"] for sent in upstream.requests}
     assert len(upstream.requests) == 3 and len(ports) == 1  # one pooled connection, reused
+
+
+def test_concurrent_calls_keep_their_upstream_connections(
+    server: LiveServer, upstream: OpenAIUpstream
+) -> None:
+    """Connections opened for a burst of concurrent calls stay pooled: a second burst as wide
+    as the first opens none (before, only 20 were kept and the rest reconnected every time)."""
+    wide = 30
+    gated = "meta-llama/Llama-3.3-70B-Instruct-Turbo"  # what `llama` is upstream
+
+    def call() -> str | None:
+        sdk = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        reply = sdk.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "hi"}]
+        )
+        return reply.choices[0].message.content
+
+    def burst() -> set[int]:
+        upstream.requests.clear()
+        upstream.gate.clear()
+        upstream.gate_models.add(gated)
+        try:
+            with ThreadPoolExecutor(wide) as pool:
+                futures = [pool.submit(call) for _ in range(wide)]
+                # All of them in flight upstream at once (bounded wait, not a timing check).
+                deadline = time.monotonic() + 60
+                while len(upstream.requests) < wide and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert len(upstream.requests) == wide
+                upstream.gate.set()
+                assert [f.result(timeout=60) for f in futures] == ["upstream ok"] * wide
+        finally:
+            upstream.gate_models.discard(gated)
+            upstream.gate.set()
+        return {sent["port"] for sent in upstream.requests}
+
+    first = burst()
+    assert len(first) == wide  # one connection per concurrent call
+    assert burst() <= first  # the same connections, reused
+
+
+def test_plain_and_streamed_calls_send_the_http_clients_standard_headers(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    """Calls go straight to the connection pool (no client machinery per call) with the same
+    headers the HTTP client adds itself, plain or streamed."""
+    client.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
+    list(
+        client.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
+    assert len(upstream.requests) == 2
+    for sent in upstream.requests:
+        headers = sent["headers"]
+        assert headers["user-agent"].startswith("python-httpx/")
+        assert "gzip" in headers["accept-encoding"]
+        assert headers["accept"] == "*/*"
+        assert headers["content-type"] == "application/json"
+        assert headers["authorization"] == "Bearer config-key"
+        assert "cookie" not in headers
+
+
+def test_an_http_proxy_from_the_environment_is_used(
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With HTTP_PROXY set, upstream calls go through the proxy (the fake upstream plays it:
+    it sees the absolute-form request line a proxy gets), not straight to the upstream."""
+    home = tmp_path_factory.mktemp("proxied")
+    (home / "run.yaml").write_text(
+        CONFIG.split("providers:")[0]
+        + """providers:
+  inference:
+    - {provider_id: vllm, provider_type: vllm, config: {url: "http://upstream.invalid:8000/v1"}}
+models:
+  - {model_id: proxied, provider_id: vllm, provider_model_id: llama}
+storage:
+  records: {type: sqlite, path: "${env.LLAMDA_HOME}/r.sqlite3"}
+  objects: {type: local, root: "${env.LLAMDA_HOME}/o"}
+  vectors: {uri: "${env.LLAMDA_HOME}/v"}
+"""
+    )
+    proxy = {"HTTP_PROXY": upstream.url, "http_proxy": upstream.url, "NO_PROXY": "", "no_proxy": ""}
+    live = start_server(home / "run.yaml", home, proxy)
+    try:
+        upstream.requests.clear()
+        sdk = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+        reply = sdk.chat.completions.create(
+            model="proxied", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert reply.choices[0].message.content == "upstream ok"
+    finally:
+        stop_server(live)
+    posts = [r for r in upstream.requests if r["body"] is not None]
+    assert posts and posts[0]["path"] == "http://upstream.invalid:8000/v1/chat/completions"
 
 
 def test_key_from_ssm(client: openai.OpenAI, upstream: OpenAIUpstream) -> None:
