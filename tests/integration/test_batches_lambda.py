@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,9 +24,10 @@ from llamda.config import load_config
 from llamda.context import tenant_scope
 from llamda.stack import Stack
 from llamda.storage.records import save
-from tests.conftest import ROOT, records_table
+from tests.conftest import records_table
 from tests.e2e.harness import api_gateway_event, response_json, sqs_event_from_messages
 from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.integration.lambda_process import invoke_handler, lambda_env, start_handler
 
 CONFIG = """
 version: 1
@@ -60,53 +60,18 @@ class Function:
         self.home, self.moto, self.queue, self.arn = home, moto, queue, arn
         self.sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1")
 
-    def _request(self, events: list[dict[str, Any]], handler: str, timeout_ms: int) -> Path:
-        request = {
-            "paths": [str(self.home)],
-            "handler": handler,
-            "events": events,
-            "timeout_ms": timeout_ms,
-        }
-        path = self.home / f"request-{uuid.uuid4().hex[:6]}.json"
-        path.write_text(json.dumps(request))
-        return path
-
-    def _env(self) -> dict[str, str]:
-        return {
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
-            "LLAMDA_CONFIG": str(self.home / "run.yaml"),
-            "AWS_LAMBDA_FUNCTION_NAME": "fn",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "AWS_ENDPOINT_URL": self.moto,
-        }
-
     def start(
         self, events: list[dict[str, Any]], handler: str, timeout_ms: int = 29000
     ) -> tuple[subprocess.Popen[bytes], Path]:
         """A fresh process (a cold container) serving ``events`` through the real handler."""
-        out = self.home / f"result-{uuid.uuid4().hex[:6]}.json"
-        request = self._request(events, handler, timeout_ms)
-        with request.open("rb") as stdin:
-            proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
-                stdin=stdin,
-                stdout=subprocess.DEVNULL,
-                stderr=(self.home / "stderr.log").open("ab"),
-                env=self._env(),
-            )
-        return proc, out
+        env = lambda_env(self.home / "run.yaml", self.moto, "fn")
+        return start_handler(self.home, [str(self.home)], handler, events, env, timeout_ms)
 
     def invoke(
         self, events: list[dict[str, Any]], handler: str = "batches.lambda_handler", **kw: Any
     ) -> list[dict[str, Any]]:
-        proc, out = self.start(events, handler, **kw)
-        assert proc.wait(timeout=120) == 0, (self.home / "stderr.log").read_text()[-3000:]
-        return json.loads(out.read_text())["results"]
+        env = lambda_env(self.home / "run.yaml", self.moto, "fn")
+        return invoke_handler(self.home, [str(self.home)], handler, events, env, **kw)
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         [result] = self.invoke([api_gateway_event(method, path, body=body, tenant="acme")])

@@ -25,8 +25,8 @@ import pytest
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.integration.agents_server import create_key
 
-KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
 CONFIG = """
 version: 1
 profile: local
@@ -105,29 +105,16 @@ def server(home: Path, upstream: OpenAIUpstream) -> Iterator[LiveServer]:
     stop_server(live)
 
 
-def _key(home: Path, tenant: str) -> str:
-    done = subprocess.run(
-        [*KEYS_CREATE, "--tenant", tenant, "--config", str(home / "run.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "LLAMDA_HOME": str(home)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def alice(server: LiveServer, home: Path) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {_key(home, 'alice')}"}
+    headers = {"Authorization": f"Bearer {create_key(home, 'alice')}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
 def bob(server: LiveServer, home: Path) -> Iterator[httpx.Client]:
-    headers = {"Authorization": f"Bearer {_key(home, 'bob')}"}
+    headers = {"Authorization": f"Bearer {create_key(home, 'bob')}"}
     with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
         yield client
 
@@ -818,36 +805,12 @@ server: {{auth: authorizer}}
 def _invoke(home: Path, events: list[dict[str, Any]], timeout_ms: int) -> list[dict[str, Any]]:
     """functions/eval/app.py in a fresh process with ``timeout_ms`` to serve ``events``."""
     from tests.conftest import ROOT
+    from tests.integration.lambda_process import invoke_handler, lambda_env
 
-    out = home / f"result-{uuid.uuid4().hex[:6]}.json"
-    request = {
-        "paths": [str(ROOT / "functions" / "eval")],
-        "handler": "app.lambda_handler",
-        "events": events,
-        "timeout_ms": timeout_ms,
-    }
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
-        "LLAMDA_CONFIG": str(home / "run.yaml"),
-        "AWS_LAMBDA_FUNCTION_NAME": "EvalFunction",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_ENDPOINT_URL": (home / "moto").read_text(),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    env = lambda_env(home / "run.yaml", (home / "moto").read_text(), "EvalFunction")
+    return invoke_handler(
+        home, [str(ROOT / "functions" / "eval")], "app.lambda_handler", events, env, timeout_ms
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())["results"]
 
 
 def test_sync_evaluations_in_lambda_answer_in_time_and_in_size(
@@ -1013,7 +976,7 @@ def test_a_local_job_stopped_with_its_server_resumes_when_the_next_one_is_asked(
     first = start_server(config, tmp_path)
     HOLD.clear()
     try:
-        headers = {"Authorization": f"Bearer {_key(tmp_path, 'carol')}"}
+        headers = {"Authorization": f"Bearer {create_key(tmp_path, 'carol')}"}
         with httpx.Client(base_url=first.url, headers=headers, timeout=30) as carol:
             _dataset(carol, "restart-ds")
             _benchmark(carol, "restart-bm", "restart-ds", ["basic::subset_of"])

@@ -23,10 +23,10 @@ from llama_stack_client import BadRequestError, LlamaStackClient, NotFoundError
 
 from tests.conftest import LiveServer, free_port, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.integration.agents_server import create_key
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval_multiple_choice.jsonl"
 MC = "basic::regex_parser_multiple_choice_answer"
-KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
 EVAL_RUN = [sys.executable, "-m", "llamda.cli", "eval", "run"]
 
 CONFIG = """
@@ -114,22 +114,9 @@ def server(home: Path, upstream: OpenAIUpstream) -> Iterator[LiveServer]:
     stop_server(live)
 
 
-def _key(home: Path, tenant: str) -> str:
-    done = subprocess.run(
-        [*KEYS_CREATE, "--tenant", tenant, "--config", str(home / "run.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "LLAMDA_HOME": str(home)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def keys(server: LiveServer, home: Path) -> dict[str, str]:
-    return {"alice": _key(home, "alice"), "bob": _key(home, "bob")}
+    return {"alice": create_key(home, "alice"), "bob": create_key(home, "bob")}
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,9 +18,10 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import ROOT, records_table
+from tests.conftest import records_table
 from tests.e2e.harness import api_gateway_event, response_json, sqs_event_from_messages
 from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.integration.lambda_process import invoke_handler, lambda_env, start_handler
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval_multiple_choice.jsonl"
 MC = "basic::regex_parser_multiple_choice_answer"
@@ -99,57 +98,23 @@ def stack(tmp_path: Path, moto_endpoint: str) -> Any:
         student.release.set()
 
 
-def _request(
-    stack: dict[str, Any], events: list[dict[str, Any]], handler: str, timeout_ms: int
-) -> dict[str, Any]:
-    return {
-        "paths": [str(stack["home"])],
-        "handler": handler,
-        "events": events,
-        "timeout_ms": timeout_ms,
-    }
-
-
 def _env(stack: dict[str, Any]) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
-        "LLAMDA_CONFIG": str(stack["home"] / "run.yaml"),
-        "AWS_LAMBDA_FUNCTION_NAME": "EvalFunction",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_ENDPOINT_URL": stack["moto"],
-    }
+    return lambda_env(stack["home"] / "run.yaml", stack["moto"], "EvalFunction")
 
 
 def _start(
     stack: dict[str, Any], events: list[dict[str, Any]], handler: str, timeout_ms: int = 60000
 ) -> Any:
     """A fresh process (a cold container) serving ``events`` through the real handler."""
-    out = stack["home"] / f"result-{uuid.uuid4().hex[:6]}.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(stack),
+    return start_handler(
+        stack["home"], [str(stack["home"])], handler, events, _env(stack), timeout_ms
     )
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(_request(stack, events, handler, timeout_ms)))
-    proc.stdin.close()
-    return proc, out
 
 
 def _invoke(
     stack: dict[str, Any], events: list[dict[str, Any]], handler: str = "app.lambda_handler"
 ) -> list[dict[str, Any]]:
-    proc, out = _start(stack, events, handler)
-    assert proc.wait(120) == 0, proc.stderr.read()[-3000:]
-    return json.loads(out.read_text())["results"]
+    return invoke_handler(stack["home"], [str(stack["home"])], handler, events, _env(stack), 60000)
 
 
 def _api(stack: dict[str, Any], *calls: tuple[str, str, dict[str, Any] | None]) -> list[Any]:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,13 +20,13 @@ from llama_stack_client import APIStatusError, BadRequestError, LlamaStackClient
 
 from tests.conftest import LiveServer, start_server, stop_server
 from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.integration.agents_server import create_key
 
 # llama-stack-client 0.7 marks the datasets methods deprecated (Llama Stack still serves them).
 pytestmark = pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")
 DATA = Path(__file__).resolve().parents[1] / "data" / "eval_multiple_choice.jsonl"
 BUCKET = "eval-stack-bucket"
 MC = "basic::regex_parser_multiple_choice_answer"
-KEYS_CREATE = [sys.executable, "-m", "llamda.cli", "keys", "create"]
 
 CONFIG = """
 version: 1
@@ -114,22 +111,9 @@ def server(home: Path, upstream: OpenAIUpstream, moto_endpoint: str) -> Iterator
     stop_server(live)
 
 
-def _key(home: Path, tenant: str) -> str:
-    done = subprocess.run(
-        [*KEYS_CREATE, "--tenant", tenant, "--config", str(home / "run.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "LLAMDA_HOME": str(home)},
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="module")
 def keys(server: LiveServer, home: Path) -> dict[str, str]:
-    return {"alice": _key(home, "alice"), "bob": _key(home, "bob")}
+    return {"alice": create_key(home, "alice"), "bob": create_key(home, "bob")}
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ in another, and another tenant (from the authorizer's context) cannot see it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import pytest
 
 from tests.conftest import ROOT, records_table
 from tests.e2e.harness import api_gateway_event, response_json
+from tests.integration.lambda_process import invoke_handler, lambda_env
 
 DATA = ROOT / "tests" / "data" / "eval_multiple_choice.jsonl"
 CONFIG = """
@@ -50,35 +49,10 @@ def function(tmp_path: Path, moto_endpoint: str) -> Path:
 
 def invoke(function: Path, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A fresh process (a cold container) serving ``events`` through functions/eval/app.py."""
-    out = function / f"result-{uuid.uuid4().hex[:6]}.json"
-    request = {
-        "paths": [str(ROOT / "functions" / "eval")],
-        "handler": "app.lambda_handler",
-        "events": events,
-        "timeout_ms": 29000,
-    }
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
-        "LLAMDA_CONFIG": str(function / "run.yaml"),
-        "AWS_LAMBDA_FUNCTION_NAME": "EvalFunction",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_ENDPOINT_URL": (function / "moto").read_text(),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
+    env = lambda_env(function / "run.yaml", (function / "moto").read_text(), "EvalFunction")
+    return invoke_handler(
+        function, [str(ROOT / "functions" / "eval")], "app.lambda_handler", events, env
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())["results"]
 
 
 def test_register_then_score_across_cold_starts_and_tenants(function: Path) -> None:

@@ -6,8 +6,6 @@ a valid buffered event stream."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import ROOT, records_table
+from tests.conftest import records_table
 from tests.e2e.harness import api_gateway_event, response_json, sqs_event
 from tests.fakes.bedrock import FakeBedrockServer, Reply
+from tests.integration.lambda_process import invoke_handler, lambda_env
 
 MODEL = "meta.llama3-2-11b-instruct-v1:0"
 CONFIG = """
@@ -78,35 +77,8 @@ def invoke(
     handler: str = "app.lambda_handler",
 ) -> list[dict[str, Any]]:
     """A fresh process (a cold container) serving ``events`` through the real handler."""
-    out = function / f"result-{uuid.uuid4().hex[:6]}.json"
-    request = {
-        "paths": [str(function)],
-        "handler": handler,
-        "events": events,
-        "timeout_ms": timeout_ms,
-    }
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "PYTHONPATH": f"{ROOT / 'shared'}:{ROOT}",
-        "LLAMDA_CONFIG": str(function / "run.yaml"),
-        "AWS_LAMBDA_FUNCTION_NAME": "AgentsFunction",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "AWS_ENDPOINT_URL": (function / "moto").read_text(),
-    }
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lambda_invoke.py"), str(out)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())["results"]
+    env = lambda_env(function / "run.yaml", (function / "moto").read_text(), "AgentsFunction")
+    return invoke_handler(function, [str(function)], handler, events, env, timeout_ms)
 
 
 def create(body: dict[str, Any], tenant: str = "acme") -> dict[str, Any]:
