@@ -90,13 +90,30 @@ def test_control_function_serves_inspect_and_models(
     # Lambda always has AWS_REGION, so the aws profile turns Bedrock on; rules need nothing;
     # files are S3 (not probed from this function: it has no bucket access).
     by_id = {p["provider_id"]: p for p in response_json(providers)["data"]}
-    assert list(by_id) == ["bedrock", "rules", "lancedb", "s3", "builtin"]  # agents: aws profile
+    # Every API of the aws profile: agents, eval (datasetio, scoring, benchmarks), batches too.
+    assert list(by_id) == [
+        "bedrock",
+        "rules",
+        "lancedb",
+        "s3",
+        "datasetio-s3",
+        "basic",
+        "llm-as-judge",
+        "eval-builtin",
+        "builtin",
+        "reference",
+    ]
     assert [by_id[p]["provider_type"] for p in by_id] == [
         "remote::bedrock",
         "inline::rules",
         "remote::lancedb",
         "remote::s3",
+        "remote::s3",
+        "inline::basic",
+        "inline::llm-as-judge",
         "inline::builtin",
+        "inline::builtin",
+        "inline::reference",
     ]
     assert by_id["s3"]["api"] == "files"
     assert by_id["s3"]["health"]["status"] == "Not Implemented"
