@@ -34,6 +34,23 @@ _SET_ON_EVERY_RESPONSE = frozenset({REQUEST_ID_HEADER, b"x-content-type-options"
 PROVIDER_DATA_PARAM = "X-LlamaStack-Provider-Data"
 MAX_PROVIDER_DATA_VALUE = 512
 _PRINTABLE = re.compile(rf"^[\x21-\x7e]{{1,{MAX_PROVIDER_DATA_VALUE}}}$")
+# A JSON escape of a UTF-16 surrogate: only a body with one can parse to a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def has_lone_surrogate(body: bytes) -> bool:
+    """Whether a JSON ``body`` parses to text with an unpaired surrogate (``"\\ud800"``): valid
+    JSON, but no UTF-8 text holds it, so storage and upstreams would fail on it. Bodies that
+    are not JSON are left to the app's parser (it answers them with a 400 of its own)."""
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False
+    return False
 
 
 @functools.cache
@@ -173,8 +190,16 @@ class RequestContextMiddleware:
                 )
 
 
+LONE_SURROGATE = BadRequestError(
+    "The request body is not valid Unicode text: it has an unpaired UTF-16 surrogate escape"
+    " (\\ud800-\\udfff without its pair).",
+    code="invalid_unicode",
+)
+
+
 class BodyLimitMiddleware:
-    """Refuses bodies over ``max_bytes`` with a 413, by Content-Length or by counting."""
+    """Refuses bodies over ``max_bytes`` with a 413, by Content-Length or by counting, and JSON
+    bodies that are not valid Unicode text with a 400."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None):
         self.app = app
@@ -212,6 +237,11 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if has_lone_surrogate(body):
+            # One door for every JSON API (and every Lambda behind Mangum): refused before any
+            # handler could store or forward half of it.
+            await send_error(send, LONE_SURROGATE, request_id)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -393,3 +393,49 @@ def test_embeddings_requests_are_bounded_and_big_ones_are_batched(
     # Each vector is the one for its own text (the fake embeds deterministically by content).
     single = post(server, "/v1/embeddings", {"model": model, "input": texts[257]}).json()
     assert data[257]["embedding"] == single["data"][0]["embedding"]
+
+
+LONE_SURROGATE_BODIES = [
+    (
+        "/v1/chat/completions",
+        '{"model": "meta-llama/Llama-3.2-3B-Instruct",'
+        ' "messages": [{"role": "user", "content": "hi \\ud800 there"}]}',
+    ),
+    ("/v1/vector_stores", '{"name": "kb-\\udfff"}'),
+    ("/v1/models", '{"model_id": "m-\\ud83d", "provider_id": "fake-vllm"}'),
+    ("/v1/moderations", '{"input": "\\udc00", "model": "rules"}'),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), LONE_SURROGATE_BODIES)
+def test_a_lone_surrogate_escape_is_a_400_and_nothing_is_saved(
+    server: LiveServer, path: str, body: str
+) -> None:
+    """JSON lets ``\\ud800`` stand alone, but no UTF-8 text holds it: every JSON body with one
+    is refused at the door (not a 500 when it reaches storage or an upstream)."""
+    before = httpx.get(f"{server.url}{path}", timeout=30) if path != "/v1/moderations" else None
+    reply = httpx.post(
+        f"{server.url}{path}",
+        content=body.encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "surrogate" in error["message"]
+    if before is not None and before.status_code == 200:
+        after = httpx.get(f"{server.url}{path}", timeout=30)
+        assert after.json() == before.json()
+
+
+def test_a_surrogate_pair_is_text_and_goes_through(server: LiveServer) -> None:
+    """An escaped pair (an emoji, as ``json.dumps`` writes it) is valid text: not refused."""
+    reply = httpx.post(
+        f"{server.url}/v1/vector_stores",
+        content=json.dumps({"name": "kb-😀"}).encode(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["name"] == "kb-😀"
