@@ -394,6 +394,26 @@ def test_batches_show_in_providers_and_routes(server: LiveServer, alice: str) ->
         assert served[route] == ["inline::reference"], route
 
 
+def test_a_retry_with_its_metadata_keys_in_another_order_is_the_same_request(
+    server: LiveServer, oai: openai.OpenAI
+) -> None:
+    """A retry is the same request when it means the same: a client that rebuilds its
+    metadata object (another key order) gets its batch back, not a 409."""
+    file_id = upload(oai, [line("m1", chat("ordered"))])
+    args: dict[str, Any] = {
+        "input_file_id": file_id,
+        "endpoint": "/v1/chat/completions",
+        "completion_window": "24h",
+    }
+    key = {"Idempotency-Key": f"order-{time.time_ns()}"}
+    first = oai.batches.create(**args, metadata={"a": "1", "b": "2"}, extra_headers=key)
+    again = oai.batches.create(**args, metadata={"b": "2", "a": "1"}, extra_headers=key)
+    assert again.id == first.id
+    with pytest.raises(openai.ConflictError):
+        oai.batches.create(**args, metadata={"a": "1", "b": "3"}, extra_headers=key)
+    wait(oai, first.id)
+
+
 def test_llama_stack_client_batches_with_its_idempotency_key(
     server: LiveServer, oai: openai.OpenAI, alice: str
 ) -> None:

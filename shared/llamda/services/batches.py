@@ -147,7 +147,11 @@ class BatchesService:
         if idempotency_key is None:
             return self._batch(await self._create(request, new_batch_id()))
         claim = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        body = request.model_dump_json(exclude={"idempotency_key"})
+        # Sorted keys: a retry that rebuilt its metadata object in another order is the same
+        # request.
+        body = json.dumps(
+            request.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True
+        )
         fingerprint = hashlib.sha256(body.encode()).hexdigest()
         batch_id = new_batch_id()
         now = int(time.time())
