@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.system:
         candidate["system_message"] = {"role": "system", "content": args.system}
     config: dict[str, Any] = {"eval_candidate": candidate}
-    if args.num_examples:
+    if args.num_examples is not None:  # 0 or less: the server's 400 says so (not "all rows")
         config["num_examples"] = args.num_examples
     if args.judge:
         config["scoring_params"] = _judge_params(client, benchmark["scoring_functions"], args.judge)

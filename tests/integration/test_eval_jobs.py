@@ -492,3 +492,15 @@ def test_the_cli_runs_a_benchmark_and_writes_its_report(
         check=False,
     )
     assert down.returncode == 2 and "llamda serve" in down.stderr, down.stderr
+    # --num-examples 0 is a mistake, not "all rows": the server's 400 names the field.
+    zero = subprocess.run(
+        [*EVAL_RUN, benchmark, "--model", "student", "--judge", "judge", "--url", server.url]
+        + ["--num-examples", "0", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "LLAMDA_API_KEY": keys["alice"]},
+        check=False,
+    )
+    assert zero.returncode == 2 and "num_examples" in zero.stderr, zero.stderr
+    assert "Traceback" not in zero.stderr
