@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.e2e.harness import Artifact, api_gateway_event, lambda_env, receive, response_json
@@ -118,3 +119,21 @@ def test_an_eval_job_is_queued_by_the_eval_function_and_run_by_the_jobs_function
         "num_total": 5,
     }
     assert foreign["statusCode"] == 404
+    # The result object carries the tag the bucket's JobDays lifecycle rule expires.
+    creds = {
+        "aws_access_key_id": aws_env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": aws_env["AWS_SECRET_ACCESS_KEY"],
+    }
+    s3 = boto3.client(
+        "s3", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name="us-east-1", **creds
+    )
+    keys = [
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=aws_resources["DataBucket"], Prefix="objects/")[
+            "Contents"
+        ]
+        if o["Key"].endswith(f"/eval/results/{job['job_id']}.json")
+    ]
+    assert len(keys) == 1
+    tags = s3.get_object_tagging(Bucket=aws_resources["DataBucket"], Key=keys[0])["TagSet"]
+    assert {"Key": "llamda-lifecycle", "Value": "job"} in tags

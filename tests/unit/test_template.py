@@ -786,7 +786,7 @@ def test_agents_functions_are_least_privilege(cfn: dict[str, Any]) -> None:
         actions = {action for action, _ in grants}
         objects = json.dumps({"Fn::Sub": "${DataBucket.Arn}/objects/*"}, sort_keys=True)
         batch_actions = (
-            {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+            {"s3:PutObject", "s3:PutObjectTagging", "s3:DeleteObject", "s3:AbortMultipartUpload"}
             if function == "JobsFunction"
             else set()
         )
@@ -1001,6 +1001,7 @@ def test_batches_routes_reach_the_batches_function_and_jobs_can_write_outputs(
         ("s3:GetObject", "${DataBucket.Arn}/objects/tenants/*/files/*"),
         ("s3:GetObject", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
         ("s3:PutObject", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
+        ("s3:PutObjectTagging", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
         ("s3:DeleteObject", "${DataBucket.Arn}/objects/tenants/*/jobs/batches/*"),
     }
     objects = {"Fn::Sub": "${DataBucket.Arn}/objects/*"}
@@ -1047,3 +1048,21 @@ def test_eval_routes_reach_the_eval_function_behind_the_authorizer(cfn: dict[str
     assert writes and all(
         st["Resource"]["Fn::Sub"].endswith("/objects/tenants/*/datasets/*") for st in writes
     )
+
+
+def test_job_objects_expire_with_their_jobs(cfn: dict[str, Any]) -> None:
+    """Chunk spills and eval results are tagged by the code (storage/objects_s3.py
+    LIFECYCLE_TAG); the data bucket expires them after JobDays, the days the aws profile keeps
+    eval job records (one parameter for both, so a result never outlives its job or the
+    reverse)."""
+    from llamda.storage.objects import JOB_LIFECYCLE
+    from llamda.storage.objects_s3 import LIFECYCLE_TAG
+
+    rules = cfn["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if r["Id"] == "ExpireJobObjects"]
+    assert rule["Status"] == "Enabled"
+    assert rule["TagFilters"] == [{"Key": LIFECYCLE_TAG, "Value": JOB_LIFECYCLE}]
+    assert rule["ExpirationInDays"] == {"Ref": "JobDays"}
+    env = _raw()["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["LLAMDA_JOB_DAYS"] == {"Ref": "JobDays"}
+    assert "${env.LLAMDA_JOB_DAYS" in (ROOT / "shared/llamda/profiles/aws.yaml").read_text()

@@ -36,7 +36,7 @@ from llamda.services.files import FilesService
 from llamda.services.inference import InferenceService
 from llamda.services.jobs import JobRunner
 from llamda.services.models import ModelsService
-from llamda.storage.objects import Objects
+from llamda.storage.objects import JOB_LIFECYCLE, Objects
 from llamda.storage.records import Record, Records, list_page, save
 
 KIND = "batches"
@@ -378,7 +378,8 @@ class BatchesService:
                     await _settle(writes)
                     raise task.exception()  # type: ignore[misc]
         data = "\n".join(lines).encode()
-        writes.add(asyncio.create_task(self._objects.put(self._input_key(batch_id, chunk), data)))
+        put = self._objects.put(self._input_key(batch_id, chunk), data, lifecycle=JOB_LIFECYCLE)
+        writes.add(asyncio.create_task(put))
 
     async def _delete_input(self, batch_id: str, rows_total: int) -> None:
         chunks = -(-rows_total // self._chunk_rows) if rows_total else 0

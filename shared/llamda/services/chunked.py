@@ -31,7 +31,7 @@ from llamda.context import request_deadline
 from llamda.errors import LlamdaError
 from llamda.observability import logger
 from llamda.services.jobs import Job, JobRunner
-from llamda.storage.objects import Objects
+from llamda.storage.objects import JOB_LIFECYCLE, Objects
 from llamda.storage.records import Record, Records, save
 
 # States a job can be in; ``finalizing`` is a state of its own so an interrupted finish is
@@ -242,7 +242,9 @@ class ChunkedJobs:
                 await self._submit(job_id, chunk)
                 return
             body = "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in results)
-            await self._objects.put(self._chunk_key(job_id, chunk), body.encode())
+            await self._objects.put(
+                self._chunk_key(job_id, chunk), body.encode(), lifecycle=JOB_LIFECYCLE
+            )
             failed = sum(1 for row in results if row.get("error"))
             if not await self._done(record, chunk, end, failed):
                 continue  # changed meanwhile (not by a cancel): look again

@@ -22,9 +22,24 @@ def tenant_key(key: str) -> str:
     return "/".join(["tenants", safe_segment(current_tenant()), *split_key(key)])
 
 
+# Objects that only live as long as a job (chunk spills, eval results): S3 tags them
+# ``llamda-lifecycle=job`` and the bucket's lifecycle rule (template.yaml: JobDays) expires
+# them, so a job whose record expired leaves nothing behind.
+JOB_LIFECYCLE = "job"
+
+
 @runtime_checkable
 class Objects(Protocol):
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None: ...
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        lifecycle: str | None = None,
+    ) -> None:
+        """Store ``data``. ``lifecycle`` (e.g. JOB_LIFECYCLE) names the expiry rule that
+        removes the object; None keeps it until deleted. Local storage has no rule."""
 
     async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:
         """Store what ``source`` reads until its end, in bounded memory; its size in bytes.

@@ -28,7 +28,14 @@ class LocalObjectStore:
             raise NotFoundError(f"object {key!r} not found")
         return path
 
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        lifecycle: str | None = None,  # no lifecycle rules on a local directory
+    ) -> None:
         await self.put_file(key, io.BytesIO(data), content_type=content_type)
 
     async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:

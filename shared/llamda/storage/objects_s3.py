@@ -15,6 +15,8 @@ from llamda.storage.keys import safe_segment
 from llamda.storage.objects import COPY_CHUNK, PART_BYTES, S3_MIN_PART, tenant_key
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+# The object tag the bucket's lifecycle rules match (template.yaml: DataBucket).
+LIFECYCLE_TAG = "llamda-lifecycle"
 
 
 class S3ObjectStore:
@@ -43,9 +45,18 @@ class S3ObjectStore:
         root = f"tenants/{safe_segment(current_tenant())}/"
         return f"{self._prefix}/{root}" if self._prefix else root
 
-    async def put(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        lifecycle: str | None = None,
+    ) -> None:
         s3 = await self._client()
         extra = {"ContentType": content_type} if content_type else {}
+        if lifecycle:
+            extra["Tagging"] = f"{LIFECYCLE_TAG}={lifecycle}"
         await s3.put_object(Bucket=self._bucket, Key=self._key(key), Body=data, **extra)
 
     async def put_file(self, key: str, source: BinaryIO, *, content_type: str | None = None) -> int:

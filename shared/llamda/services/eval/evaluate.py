@@ -42,7 +42,7 @@ from llamda.services.eval.scoring import ScoringService
 from llamda.services.inference import InferenceService
 from llamda.services.jobs import JobRunner
 from llamda.services.models import ModelsService
-from llamda.storage.objects import Objects
+from llamda.storage.objects import JOB_LIFECYCLE, Objects
 from llamda.storage.records import Record, Records
 
 KIND = "eval_jobs"
@@ -235,7 +235,12 @@ class EvalService:
                 for fn, f in functions.items()
             }
             body = _response(results, aggregates).model_dump(mode="json")
-            await self._objects.put(key, json.dumps(body).encode(), content_type="application/json")
+            await self._objects.put(
+                key,
+                json.dumps(body).encode(),
+                content_type="application/json",
+                lifecycle=JOB_LIFECYCLE,
+            )
             record["aggregated_results"] = {
                 fn: s["aggregated_results"] for fn, s in body["scores"].items()
             }
