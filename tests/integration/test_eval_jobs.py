@@ -272,6 +272,54 @@ def test_cancel_stops_new_work_and_keeps_finished_rows(
     assert asked == 4  # no chunk started after the cancel
 
 
+def test_a_dataset_registered_again_mid_job_fails_the_job_instead_of_mixing_rows(
+    alice: LlamaStackClient, upstream: OpenAIUpstream
+) -> None:
+    """Appends keep a job's rows (new ones come after rows_total), but a dataset unregistered
+    and registered again under the same id is another dataset: the job fails saying so."""
+    rows = [{k: v for k, v in r.items() if k != "generated_answer"} for r in _data()[:12]]
+    alice.beta.datasets.register(
+        purpose="eval/question-answer",
+        source={"type": "rows", "rows": rows},
+        dataset_id="swapped",
+    )
+    alice.alpha.benchmarks.register(
+        benchmark_id="swap", dataset_id="swapped", scoring_functions=[MC]
+    )
+    upstream.gate_models.add("slow-student-up")
+    upstream.gate.clear()
+    try:
+        job = alice.alpha.eval.run_eval(
+            "swap",
+            benchmark_config={"eval_candidate": _candidate("slow-student")["eval_candidate"]},
+        )
+        deadline = time.monotonic() + 30
+        while not any(r["body"].get("model") == "slow-student-up" for r in upstream.requests):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        alice.beta.datasets.unregister("swapped")
+        other = [
+            {"input_query": f"Another question {i}?", "expected_answer": "A"} for i in range(12)
+        ]
+        alice.beta.datasets.register(
+            purpose="eval/question-answer",
+            source={"type": "rows", "rows": other},
+            dataset_id="swapped",
+        )
+    finally:
+        upstream.gate.set()
+        upstream.gate_models.discard("slow-student-up")
+    done = _wait(alice, "swap", job.job_id).model_dump()
+    assert done["status"] == "failed", done
+    assert "registered again" in str(done.get("error")), done
+    asked = [
+        r["body"]["messages"][-1]["content"]
+        for r in upstream.requests
+        if r["body"].get("model") == "slow-student-up"
+    ]
+    assert not any("Another question" in str(m) for m in asked)
+
+
 def test_bad_eval_input_is_a_clear_4xx(
     alice: LlamaStackClient, benchmark: str, server: LiveServer, keys: dict[str, str]
 ) -> None:
@@ -494,8 +542,19 @@ def test_the_cli_runs_a_benchmark_and_writes_its_report(
     assert down.returncode == 2 and "llamda serve" in down.stderr, down.stderr
     # --num-examples 0 is a mistake, not "all rows": the server's 400 names the field.
     zero = subprocess.run(
-        [*EVAL_RUN, benchmark, "--model", "student", "--judge", "judge", "--url", server.url]
-        + ["--num-examples", "0", "--quiet"],
+        [
+            *EVAL_RUN,
+            benchmark,
+            "--model",
+            "student",
+            "--judge",
+            "judge",
+            "--url",
+            server.url,
+            "--num-examples",
+            "0",
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -77,12 +77,26 @@ class DatasetsService:
         return _answer(await self._record(dataset_id)).model_dump()
 
     async def rows(
-        self, dataset_id: str, start_index: int = 0, limit: int | None = None
+        self,
+        dataset_id: str,
+        start_index: int = 0,
+        limit: int | None = None,
+        *,
+        registration: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows ``start_index`` onwards (at most ``limit``; None: all) of the current snapshot."""
+        """Rows ``start_index`` onwards (at most ``limit``; None: all) of the current snapshot.
+        ``registration`` (from ``registration()``): 409 when the dataset was unregistered and
+        registered again since (a job must not mix two datasets' rows; appends keep it)."""
         rows: list[dict[str, Any]] | None = None
         for _ in range(2):
             record = await self._record(dataset_id)  # 404 when the dataset is gone
+            if registration is not None and record.get("registration") != registration:
+                raise ConflictError(
+                    f"Dataset '{dataset_id}' was unregistered and registered again while "
+                    "this job ran: its rows are not the ones the job started with",
+                    param="dataset_id",
+                    code="dataset_replaced",
+                )
             try:
                 rows = await self._snapshot(record["object_key"])
                 break
@@ -102,6 +116,12 @@ class DatasetsService:
 
     async def count(self, dataset_id: str) -> int:
         return int((await self._record(dataset_id))["row_count"])
+
+    async def registration(self, dataset_id: str) -> tuple[int, str | None]:
+        """(row count, the registration's id) of the dataset now; the id changes only when
+        the dataset is registered again (None for a dataset stored before ids existed)."""
+        record = await self._record(dataset_id)
+        return int(record["row_count"]), record.get("registration")
 
     # --- the API ------------------------------------------------------------------------------
 
@@ -138,6 +158,7 @@ class DatasetsService:
             "row_count": len(rows),
             "bytes": size,
             "created_at": int(time.time()),
+            "registration": uuid.uuid4().hex,
         }
         try:
             await self._records.put(KIND, dataset_id, record, if_absent=True)

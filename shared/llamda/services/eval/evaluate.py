@@ -141,7 +141,7 @@ class EvalService:
         await self._check_candidate(config)
         spec = _spec(benchmark.scoring_functions, config)
         await self._scoring.functions(spec)
-        total = await self._datasets.count(benchmark.dataset_id)
+        total, registration = await self._datasets.registration(benchmark.dataset_id)
         if config.num_examples is not None:
             total = min(total, config.num_examples)
         now = int(time.time())
@@ -149,6 +149,7 @@ class EvalService:
             "id": f"evaljob-{time.time_ns() // 1_000_000:012x}{secrets.token_hex(6)}",
             "benchmark_id": benchmark_id,
             "dataset_id": benchmark.dataset_id,
+            "dataset_registration": registration,
             "config": config.model_dump(mode="json", exclude_none=True),
             "scoring": spec,
             "rows_total": total,
@@ -220,7 +221,12 @@ class EvalService:
     async def _work(self, record: Record, start: int, end: int) -> list[dict[str, Any]]:
         config = BenchmarkConfig.model_validate(record["config"])
         functions = await self._scoring.functions(record["scoring"])
-        rows = await self._datasets.rows(record["dataset_id"], start, end - start)
+        rows = await self._datasets.rows(
+            record["dataset_id"],
+            start,
+            end - start,
+            registration=record.get("dataset_registration"),
+        )
         return await self._evaluate(config, rows, functions)
 
     async def _finish(self, record: Record, status: str) -> None:
