@@ -29,6 +29,7 @@ the client sent.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -159,6 +160,7 @@ class FakeWeaviate:
         self.calls: list[str] = []
         self._lock = threading.RLock()
         self._http: ThreadingHTTPServer | None = None
+        self._sockets: set[socket.socket] = set()  # open REST connections (keep-alive)
         self._grpc: grpc.Server | None = None
         self.start()
 
@@ -188,6 +190,12 @@ class FakeWeaviate:
             self._http.shutdown()
             self._http.server_close()
             self._http = None
+        # A server that goes away cuts its keep-alive connections too.
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self.stop()
@@ -612,6 +620,17 @@ def _free_port() -> int:
 def _rest_handler(fake: FakeWeaviate) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with fake._lock:
+                fake._sockets.add(self.connection)
+
+        def finish(self) -> None:
+            with fake._lock:
+                fake._sockets.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             return

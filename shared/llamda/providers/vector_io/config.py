@@ -140,4 +140,7 @@ class WeaviateConfig(BaseModel):
             self.api_key_parameter = None
         if not self.grpc_host:
             self.grpc_host = None
+        same_host = (self.grpc_host or self.http_host) == self.http_host
+        if same_host and self.grpc_port == self.http_port:
+            raise ValueError("grpc_port must differ from http_port on the same host")
         return self

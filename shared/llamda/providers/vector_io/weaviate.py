@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 import logging
 import math
 import re
+import sys
 import uuid as uuid_lib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -290,11 +292,16 @@ class WeaviateIndex:
         if known is not None and known[0] is loop and known[1].is_connected():
             return known[1]
         self._clients.pop(id(loop), None)
-        try:
-            import weaviate
-            from weaviate.classes.init import AdditionalConfig, Auth, Timeout
-        except ImportError:
-            raise self._unavailable("pip install 'llamda[weaviate]'") from None
+        if "weaviate" not in sys.modules:
+            # The first import takes seconds (grpc, protobuf stubs): off the event loop, and not
+            # counted against the server's time to answer.
+            try:
+                await asyncio.to_thread(importlib.import_module, "weaviate.classes.init")
+            except ImportError:
+                raise self._unavailable("pip install 'llamda[weaviate]'") from None
+        import weaviate
+        from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
         config = self._config
         key = await self._secret()
         client = weaviate.use_async_with_custom(
