@@ -829,3 +829,30 @@ def test_weaviate_upsert_file_never_leaves_the_file_empty(weaviate_fake: FakeWea
         return sorted(r["chunk_id"] for r in rows)
 
     assert run(scenario()) == ["f-7"]
+
+
+def test_weaviate_refused_data_is_a_400_and_a_gone_collection_a_404(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """Objects the server refuses (a vector of another length: every object, or one of many)
+    are a 400 without the server's text; a collection deleted behind our back is a 404."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex, collection_name
+
+    config = _wv_config(weaviate_fake)
+    index = WeaviateIndex("wv-refused", config, IndexContext(vectors=VectorsConfig(uri="x")))
+    short = ChunkRow("s", "f", "f.txt", 0, 1, "short", [1.0, 0.0])
+
+    async def scenario() -> None:
+        await index.create("vs_refused", DIM)
+        await index.upsert_file("vs_refused", "f", [_row(0, "f")], DIM)
+        for rows in ([short], [_row(1, "f"), short]):
+            with pytest.raises(BadRequestError) as caught:
+                await index.upsert("vs_refused", rows, DIM)
+            assert "length" in caught.value.message and "Existing nodes" not in caught.value.message
+        name = collection_name(config.collection_prefix, current_tenant(), "vs_refused")
+        del weaviate_fake.collections[name]  # dropped by someone else
+        with pytest.raises(NotFoundError):
+            await index.upsert("vs_refused", [_row(2, "f")], DIM)
+        await index.close()
+
+    run(scenario())

@@ -366,6 +366,9 @@ class WeaviateIndex:
                 return self._unavailable(f"the server answered {status}")
             log.info("weaviate %s refused a request: HTTP %d", self.provider_id, status)
             return BadRequestError(f"the vector store refused the data (HTTP {status})")
+        if isinstance(exc, wx.WeaviateInvalidInputError):  # the client refused our input
+            log.info("weaviate %s: the client refused an input", self.provider_id)
+            return BadRequestError("the vector store refused the data")
         if isinstance(exc, wx.WeaviateQueryError | wx.WeaviateDeleteManyError):
             status = _grpc_status(exc)
             if status in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNAUTHENTICATED", "INTERNAL"):
@@ -577,6 +580,7 @@ class WeaviateIndex:
     async def _write(
         self, store_id: str, rows: Sequence[ChunkRow], *, replace_file: str | None
     ) -> None:
+        from weaviate import exceptions as wx
         from weaviate.classes.data import DataObject
         from weaviate.classes.query import Filter as W
 
@@ -597,18 +601,13 @@ class WeaviateIndex:
                 for row in rows
             ]
             for start in range(0, len(objects), 500):
-                done = await collection.data.insert_many(objects[start : start + 500])
+                try:
+                    done = await collection.data.insert_many(objects[start : start + 500])
+                except wx.WeaviateInsertManyAllFailedError as exc:  # every object refused
+                    raise self._refused(str(exc), store_id) from None
                 if done.has_errors:
                     first = next(iter(done.errors.values()))
-                    message = str(getattr(first, "message", "")).lower()
-                    log.info("weaviate %s refused objects: %.200s", self.provider_id, message)
-                    if "not found" in message or "could not find class" in message:
-                        self._known.clear()
-                        raise _not_found(store_id)
-                    raise BadRequestError(
-                        "the vector store refused the data"
-                        + (" (vector length)" if "length" in message else "")
-                    )
+                    raise self._refused(str(getattr(first, "message", "")), store_id)
             if replace_file is not None:
                 stale = W.all_of(
                     [
@@ -621,6 +620,19 @@ class WeaviateIndex:
         await self._call(write)
         if self.on_write is not None:
             await self.on_write(store_id)
+
+    def _refused(self, message: str, store_id: str) -> LlamdaError:
+        """Objects the server refused: the collection gone (404) or the data (400). The
+        server's text is logged briefly, never returned."""
+        lowered = message.lower()
+        log.info("weaviate %s refused objects: %.200s", self.provider_id, lowered)
+        if "not found" in lowered or "could not find class" in lowered:
+            self._known.clear()
+            return _not_found(store_id)
+        return BadRequestError(
+            "the vector store refused the data"
+            + (" (the vector's length does not match the store)" if "length" in lowered else "")
+        )
 
     async def upsert_file(
         self, store_id: str, file_id: str, rows: Sequence[ChunkRow], dimension: int
