@@ -151,23 +151,20 @@ def compile_filter(node: Filter, known: set[str]) -> Any:
 
 
 def _glue(kind: str, parts: list[Any]) -> Any:
-    """``and`` / ``or`` of compiled parts, folding the constants True / False."""
+    """``and`` / ``or`` of compiled parts, folding the constants True / False (the client is
+    imported only when there is something to combine: a tree decided here needs none)."""
+    absorbing, neutral = (False, True) if kind == "and" else (True, False)
+    if any(p is absorbing for p in parts):
+        return absorbing
+    parts = [p for p in parts if p is not neutral]
+    if len(parts) <= 1:
+        return parts[0] if parts else neutral
     from weaviate.classes.query import Filter as W
 
-    if kind == "and":
-        if any(p is False for p in parts):
-            return False
-        parts = [p for p in parts if p is not True]
-        return True if not parts else parts[0] if len(parts) == 1 else W.all_of(parts)
-    if any(p is True for p in parts):
-        return True
-    parts = [p for p in parts if p is not False]
-    return False if not parts else parts[0] if len(parts) == 1 else W.any_of(parts)
+    return W.all_of(parts) if kind == "and" else W.any_of(parts)
 
 
 def _leaf(op: str, key: str, value: Any, node: Any, known: set[str]) -> Any:
-    from weaviate.classes.query import Filter as W
-
     kind = _kind(value)
     if op in ("gt", "gte", "lt", "lte"):
         if kind == "b":
@@ -177,6 +174,8 @@ def _leaf(op: str, key: str, value: Any, node: Any, known: set[str]) -> Any:
     name, stored = _typed(key, value)
     if name not in known:
         return False  # no object has this key with this type: it never matches
+    from weaviate.classes.query import Filter as W
+
     prop = W.by_property(name)
     match op:
         case "eq":
