@@ -36,6 +36,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import uuid as uuid_lib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -158,6 +159,8 @@ class FakeWeaviate:
         self.grpc_port = _free_port()
         self.collections: dict[str, _Collection] = {}
         self.calls: list[str] = []
+        # A slow server: seconds each gRPC method (e.g. "BatchObjects") takes before answering.
+        self.latency: dict[str, float] = {}
         self._lock = threading.RLock()
         self._http: ThreadingHTTPServer | None = None
         self._sockets: set[socket.socket] = set()  # open REST connections (keep-alive)
@@ -709,6 +712,8 @@ class _Servicer(weaviate_pb2_grpc.WeaviateServicer):
 
     def _call(self, name: str, context: grpc.ServicerContext, action: Callable[[], Any]) -> Any:
         self.fake.calls.append(f"grpc {name}")
+        if self.fake.latency.get(name):
+            time.sleep(self.fake.latency[name])
         headers = dict(context.invocation_metadata())
         if not self.fake.authorized(headers.get("authorization")):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "anonymous access not enabled")

@@ -856,3 +856,28 @@ def test_weaviate_refused_data_is_a_400_and_a_gone_collection_a_404(
         await index.close()
 
     run(scenario())
+
+
+def test_weaviate_a_big_file_is_not_cut_short_by_one_calls_budget(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """Each server call has its own timeout; a file of many batches on a slow server takes
+    longer than one call's budget in all, and is written whole (not a 503 half way)."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    config = _wv_config(weaviate_fake).model_copy(update={"timeout_seconds": 1.0})
+    index = WeaviateIndex("wv-slow", config, IndexContext(vectors=VectorsConfig(uri="x")))
+    rows = [_row(i, "big") for i in range(2500)]  # five batches of 500
+
+    async def scenario() -> int:
+        await index.create("vs_big", DIM)
+        weaviate_fake.latency["BatchObjects"] = 0.8  # 4 s in all: over 1 s + slack
+        try:
+            await index.upsert_file("vs_big", "big", rows, DIM)
+        finally:
+            weaviate_fake.latency.clear()
+        count = await index.count("vs_big")
+        await index.close()
+        return count
+
+    assert run(scenario()) == len(rows)

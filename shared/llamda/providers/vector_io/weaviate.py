@@ -80,6 +80,7 @@ _BASE_PROPS = (
     "chunk_id", "file_id", "write_id", "content", "filename", "chunk_index", "token_count",
     "created_at", "expires_at", "attrs", "meta", "cmeta",
 )  # fmt: skip
+_BATCH = 500  # objects per insert call
 _PAGE = 1000  # rows per listing call (the server caps a query at QUERY_MAXIMUM_RESULTS)
 _DELETE_CAP = 10_000  # objects one batch delete removes at most (the server's default cap)
 
@@ -334,13 +335,18 @@ class WeaviateIndex:
             await _quietly_close(known[1])
         self._known.clear()  # the server may have lost or changed collections meanwhile
 
-    async def _call(self, action: Callable[[WeaviateAsyncClient], Awaitable[T]]) -> T:
+    async def _call(
+        self, action: Callable[[WeaviateAsyncClient], Awaitable[T]], *, calls: int = 2
+    ) -> T:
         """Run ``action`` with a connected client, bounded; failures map to our errors: the
         server unreachable or failing is a 503 naming this provider, a collection gone a 404,
-        data the server refuses a 400 (without echoing the server's text)."""
+        data the server refuses a 400 (without echoing the server's text). Each server call
+        has the client's own timeout; ``calls`` (how many the action makes at most) bounds the
+        whole, so a big file's batches are not cut short by one call's budget."""
         try:
             client = await self._client()
-            return await asyncio.wait_for(action(client), timeout=self._config.timeout_seconds + 2)
+            bound = self._config.timeout_seconds * max(1, calls) + 2
+            return await asyncio.wait_for(action(client), timeout=bound)
         except LlamdaError:
             raise
         except TimeoutError:
@@ -522,7 +528,7 @@ class WeaviateIndex:
                     raise
             self._known.pop(name, None)
 
-        await self._call(create)
+        await self._call(create, calls=3)
 
     async def drop(self, store_id: str) -> None:
         name = self._name(store_id)
@@ -599,9 +605,9 @@ class WeaviateIndex:
                 )
                 for row in rows
             ]
-            for start in range(0, len(objects), 500):
+            for start in range(0, len(objects), _BATCH):
                 try:
-                    done = await collection.data.insert_many(objects[start : start + 500])
+                    done = await collection.data.insert_many(objects[start : start + _BATCH])
                 except wx.WeaviateInsertManyAllFailedError as exc:  # every object refused
                     raise self._refused(str(exc), store_id) from None
                 if done.has_errors:
@@ -616,7 +622,8 @@ class WeaviateIndex:
                 )
                 await _delete_all(collection, stale)
 
-        await self._call(write)
+        batches = math.ceil(len(rows) / _BATCH)
+        await self._call(write, calls=batches + 2 * len(_typed_props(rows)) + 6)
         if self.on_write is not None:
             await self.on_write(store_id)
 
@@ -648,7 +655,7 @@ class WeaviateIndex:
             if found is not None:
                 await _delete_all(found[0], where())
 
-        await self._call(delete)
+        await self._call(delete, calls=4)
 
     async def delete_file(self, store_id: str, file_id: str) -> None:
         from weaviate.classes.query import Filter as W
@@ -736,7 +743,7 @@ class WeaviateIndex:
                 after = page.objects[-1].uuid
             return out
 
-        return await self._call(listing)
+        return await self._call(listing, calls=math.ceil(min(limit, 10**6) / _PAGE) + 2)
 
     async def file_rows(
         self, store_id: str, file_id: str, *, vectors: bool = False, limit: int = 10_000
@@ -803,7 +810,7 @@ class WeaviateIndex:
 
         if filters is not None:  # a filter Weaviate cannot express: a 400 before any call
             compile_filter(filters, set())
-        return await self._call(search)
+        return await self._call(search, calls=3)
 
     async def search_vector(
         self,
