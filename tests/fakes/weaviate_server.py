@@ -161,6 +161,8 @@ class FakeWeaviate:
         self.calls: list[str] = []
         # A slow server: seconds each gRPC method (e.g. "BatchObjects") takes before answering.
         self.latency: dict[str, float] = {}
+        # The server's QUERY_MAXIMUM_RESULTS (a query's limit + offset, a batch delete's size).
+        self.max_results = QUERY_MAXIMUM_RESULTS
         self._lock = threading.RLock()
         self._http: ThreadingHTTPServer | None = None
         self._sockets: set[socket.socket] = set()  # open REST connections (keep-alive)
@@ -320,7 +322,7 @@ class FakeWeaviate:
                 for u in sorted(collection.objects)
                 if _matches(collection, request.filters, collection.objects[u]["properties"])
             ]
-            gone = matched[:QUERY_MAXIMUM_RESULTS]
+            gone = matched[: self.max_results]
             if not request.dry_run:
                 for u in gone:
                     del collection.objects[u]
@@ -348,10 +350,10 @@ class FakeWeaviate:
             if request.HasField(unsupported):
                 raise FakeError(f"this fake does not implement {unsupported}")
         limit = request.limit or 10
-        if limit + request.offset > QUERY_MAXIMUM_RESULTS:
+        if limit + request.offset > self.max_results:
             raise FakeError(
                 f"query maximum results exceeded: limit {limit} + offset {request.offset} > "
-                f"{QUERY_MAXIMUM_RESULTS}"
+                f"{self.max_results}"
             )
         with self._lock:
             collection = self._collection(request.collection)

@@ -881,3 +881,45 @@ def test_weaviate_a_big_file_is_not_cut_short_by_one_calls_budget(
         return count
 
     assert run(scenario()) == len(rows)
+
+
+def test_weaviate_files_past_the_servers_result_cap_are_read_and_deleted_whole(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """A server caps a query (limit + offset) and a batch delete at QUERY_MAXIMUM_RESULTS: a
+    file with more chunks than that is still read whole (attribute updates rewrite every
+    chunk), replaced whole and deleted whole."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    cap = 1000
+    config = _wv_config(weaviate_fake, query_maximum_results=cap)
+    index = WeaviateIndex("wv-cap", config, IndexContext(vectors=VectorsConfig(uri="x")))
+    rows = [_row(i, "big") for i in range(2600)]
+    rows += [_row(i, "small") for i in range(3)]
+
+    async def scenario() -> None:
+        await index.create("vs_cap", DIM)
+        await index.upsert_file("vs_cap", "big", rows[:-3], DIM)
+        await index.upsert_file("vs_cap", "small", rows[-3:], DIM)
+        got = await index.file_rows("vs_cap", "big", limit=1_000_000)
+        assert sorted(r["chunk_index"] for r in got) == list(range(2600))
+        await index.update_file_attributes("vs_cap", "big", {"kind": "memo"})
+        memo = ComparisonFilter(type="eq", key="kind", value="memo")
+        assert await index.count("vs_cap") == 2603
+        hits = await index.search_vector("vs_cap", [1.0] * DIM, 3, filters=memo)
+        assert {h.row["file_id"] for h in hits} == {"big"}
+        assert all(r["attributes"] == {"kind": "memo"} for r in await index.file_rows(
+            "vs_cap", "big", limit=1_000_000
+        ))  # fmt: skip
+        await index.upsert_file("vs_cap", "big", [_row(0, "big")], DIM)  # 2599 stale deleted
+        assert await index.count("vs_cap") == 4
+        await index.upsert_file("vs_cap", "big", rows[:-3], DIM)
+        await index.delete_file("vs_cap", "big")
+        assert await index.count("vs_cap") == 3
+        await index.close()
+
+    weaviate_fake.max_results = cap
+    try:
+        run(scenario())
+    finally:
+        weaviate_fake.max_results = 10_000

@@ -130,6 +130,13 @@ class WeaviateConfig(BaseModel):
     timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="Each query or write: then a 503 naming the provider."
     )
+    query_maximum_results: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="The server's QUERY_MAXIMUM_RESULTS: the most one query pages into (limit + "
+        "offset) or one batch delete removes.",
+    )
 
     @model_validator(mode="after")
     def _blank_is_none(self) -> WeaviateConfig:

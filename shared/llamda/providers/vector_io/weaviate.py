@@ -82,7 +82,6 @@ _BASE_PROPS = (
 )  # fmt: skip
 _BATCH = 500  # objects per insert call
 _PAGE = 1000  # rows per listing call (the server caps a query at QUERY_MAXIMUM_RESULTS)
-_DELETE_CAP = 10_000  # objects one batch delete removes at most (the server's default cap)
 
 
 def collection_name(prefix: str, tenant: str, store_id: str) -> str:
@@ -620,7 +619,7 @@ class WeaviateIndex:
                         W.by_property("write_id").not_equal(write_id),
                     ]
                 )
-                await _delete_all(collection, stale)
+                await _delete_all(collection, stale, self._config.query_maximum_results)
 
         batches = math.ceil(len(rows) / _BATCH)
         await self._call(write, calls=batches + 2 * len(_typed_props(rows)) + 6)
@@ -653,7 +652,7 @@ class WeaviateIndex:
         async def delete(client: WeaviateAsyncClient) -> None:
             found = await self._collection(client, store_id)
             if found is not None:
-                await _delete_all(found[0], where())
+                await _delete_all(found[0], where(), self._config.query_maximum_results)
 
         await self._call(delete, calls=4)
 
@@ -698,52 +697,55 @@ class WeaviateIndex:
         await self._write(store_id, chunks, replace_file=None)
 
     async def _list(
-        self, store_id: str, where: Callable[[], Any] | None, limit: int, vectors: bool
+        self,
+        store_id: str,
+        limit: int,
+        vectors: bool,
+        where: Callable[[], Any] | None = None,
+        keep: Callable[[dict[str, Any]], bool] | None = None,
     ) -> list[dict[str, Any]]:
-        """Rows by the uuid cursor (a query returns at most the server's cap), then filtered
-        here: Weaviate's cursor cannot be combined with a filter."""
+        """Rows of the store: ``where`` (the server's filter, with ``keep`` the same test on a
+        row) pages by offset while under the server's result cap; past it (a file of more
+        rows than that), or without a filter, the uuid cursor walks the whole collection
+        (Weaviate's cursor cannot take a filter: ``keep`` filters here)."""
 
         async def listing(client: WeaviateAsyncClient) -> list[dict[str, Any]]:
             found = await self._collection(client, store_id)
             if found is None:
                 return []
             collection = found[0]
+            props = list(_BASE_PROPS)
             out: list[dict[str, Any]] = []
             if where is not None:
-                # A filtered listing (one file's rows): pages by offset under the cap.
                 offset = 0
-                while len(out) < limit:
+                while len(out) < limit and offset + _PAGE <= self._config.query_maximum_results:
                     page = await collection.query.fetch_objects(
                         filters=where(),
                         limit=min(_PAGE, limit - len(out)),
                         offset=offset,
-                        return_properties=list(_BASE_PROPS),
+                        return_properties=props,
                         include_vector=vectors,
                     )
-                    out.extend(
-                        _row(o.properties, _vector(o) if vectors else None) for o in page.objects
-                    )
-                    if len(page.objects) < _PAGE or offset + _PAGE >= _DELETE_CAP:
-                        break
+                    out.extend(_read(o, vectors) for o in page.objects)
+                    if len(page.objects) < _PAGE:
+                        return out
                     offset += _PAGE
-                return out
+                if len(out) >= limit:
+                    return out
+                out = []  # over the cap: walk everything instead
             after = None
             while len(out) < limit:
                 page = await collection.query.fetch_objects(
-                    limit=min(_PAGE, limit - len(out)),
-                    after=after,
-                    return_properties=list(_BASE_PROPS),
-                    include_vector=vectors,
+                    limit=_PAGE, after=after, return_properties=props, include_vector=vectors
                 )
-                out.extend(
-                    _row(o.properties, _vector(o) if vectors else None) for o in page.objects
-                )
+                rows = [_read(o, vectors) for o in page.objects]
+                out.extend(r for r in rows if keep is None or keep(r))
                 if len(page.objects) < _PAGE:
                     break
                 after = page.objects[-1].uuid
-            return out
+            return out[:limit]
 
-        return await self._call(listing, calls=math.ceil(min(limit, 10**6) / _PAGE) + 2)
+        return await self._call(listing, calls=math.ceil(min(limit, 10**6) / _PAGE) + 12)
 
     async def file_rows(
         self, store_id: str, file_id: str, *, vectors: bool = False, limit: int = 10_000
@@ -751,7 +753,11 @@ class WeaviateIndex:
         from weaviate.classes.query import Filter as W
 
         return await self._list(
-            store_id, lambda: W.by_property("file_id").equal(file_id), limit, vectors
+            store_id,
+            limit,
+            vectors,
+            where=lambda: W.by_property("file_id").equal(file_id),
+            keep=lambda row: row["file_id"] == file_id,
         )
 
     async def all_rows(
@@ -762,7 +768,7 @@ class WeaviateIndex:
         alive_at: int | None = None,
         vectors: bool = False,
     ) -> list[dict[str, Any]]:
-        rows = await self._list(store_id, None, limit, vectors)
+        rows = await self._list(store_id, limit, vectors)
         if alive_at is not None:
             rows = [r for r in rows if r["expires_at"] is None or r["expires_at"] > alive_at]
         return rows
@@ -982,11 +988,12 @@ def _grpc_status(exc: Exception) -> str | None:
     return None
 
 
-async def _delete_all(collection: Any, where: Any) -> None:
+async def _delete_all(collection: Any, where: Any, cap: int) -> None:
     """Delete what ``where`` matches (a batch delete removes at most the server's cap: loop)."""
     for _ in range(1000):
         done = await collection.data.delete_many(where=where)
-        if int(done.matches or 0) < _DELETE_CAP or int(done.successful or 0) == 0:
+        # ``matches`` may itself be capped: only fewer than the cap proves nothing is left.
+        if int(done.matches or 0) < cap or int(done.successful or 0) == 0:
             return
 
 
