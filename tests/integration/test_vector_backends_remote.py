@@ -865,13 +865,14 @@ def test_weaviate_a_big_file_is_not_cut_short_by_one_calls_budget(
     longer than one call's budget in all, and is written whole (not a 503 half way)."""
     from llamda.providers.vector_io.weaviate import WeaviateIndex
 
-    config = _wv_config(weaviate_fake).model_copy(update={"timeout_seconds": 1.0})
+    config = _wv_config(weaviate_fake).model_copy(update={"timeout_seconds": 2.0})
     index = WeaviateIndex("wv-slow", config, IndexContext(vectors=VectorsConfig(uri="x")))
-    rows = [_row(i, "big") for i in range(2500)]  # five batches of 500
+    rows = [_row(i, "big") for i in range(4000)]  # eight batches of 500
 
     async def scenario() -> int:
         await index.create("vs_big", DIM)
-        weaviate_fake.latency["BatchObjects"] = 0.8  # 4 s in all: over 1 s + slack
+        # 0.6 s a call (well inside its 2 s), 4.8 s in all: over one call's 2 s + slack.
+        weaviate_fake.latency["BatchObjects"] = 0.6
         try:
             await index.upsert_file("vs_big", "big", rows, DIM)
         finally:
