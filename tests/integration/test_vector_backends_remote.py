@@ -924,3 +924,55 @@ def test_weaviate_files_past_the_servers_result_cap_are_read_and_deleted_whole(
         run(scenario())
     finally:
         weaviate_fake.max_results = 10_000
+
+
+def test_the_weaviate_fake_is_strict_where_weaviate_is(weaviate_fake: FakeWeaviate) -> None:
+    """The fake, driven by the official client: it computes what it answers (cosine distances
+    from the stored vectors) and refuses what a Weaviate server refuses (an unknown property
+    with auto-schema off, IsNull without indexNullState, a value of the wrong type), and its
+    NotEqual matches objects without the property, as Weaviate's does."""
+    import weaviate
+    from weaviate import exceptions as wx
+    from weaviate.classes.config import Configure, DataType, Property
+    from weaviate.classes.data import DataObject
+    from weaviate.classes.init import Auth
+    from weaviate.classes.query import Filter, MetadataQuery
+
+    async def scenario() -> None:
+        client = weaviate.use_async_with_custom(
+            "127.0.0.1", weaviate_fake.http_port, False,
+            "127.0.0.1", weaviate_fake.grpc_port, False,
+            auth_credentials=Auth.api_key(weaviate_fake.api_key or ""),
+        )  # fmt: skip
+        await client.connect()
+        name = "Strict_" + uuid.uuid4().hex[:8]
+        try:
+            col = await client.collections.create(
+                name,
+                properties=[Property(name="t", data_type=DataType.TEXT)],
+                vector_config=Configure.Vectors.self_provided(),
+            )
+            await col.data.insert_many(
+                [
+                    DataObject(properties={"t": "a"}, vector=[1.0, 0.0]),
+                    DataObject(properties={}, vector=[0.6, 0.8]),
+                ]
+            )
+            got = await col.query.near_vector(
+                [1.0, 0.0], limit=5, return_metadata=MetadataQuery(distance=True)
+            )
+            distances = sorted(round(o.metadata.distance or 0, 6) for o in got.objects)
+            assert distances == [0.0, 0.4]  # 1 - cos: 0 and 1 - 0.6
+            ne = await col.query.fetch_objects(filters=Filter.by_property("t").not_equal("a"))
+            assert len(ne.objects) == 1  # the object without "t"
+            with pytest.raises(wx.WeaviateInsertManyAllFailedError, match="no such prop"):
+                await col.data.insert_many([DataObject(properties={"u": 1}, vector=[1.0, 0.0])])
+            with pytest.raises(wx.WeaviateQueryError, match="Nullstate"):
+                await col.query.fetch_objects(filters=Filter.by_property("t").is_none(True))
+            with pytest.raises(wx.WeaviateQueryError, match="cannot use"):
+                await col.query.fetch_objects(filters=Filter.by_property("t").equal(5))
+        finally:
+            await client.collections.delete(name)
+            await client.close()
+
+    run(scenario())
