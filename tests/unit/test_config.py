@@ -391,3 +391,6 @@ def test_the_aws_profile_accepts_weaviate_and_its_config_is_checked(tmp_path: Pa
     bad_prefix = entry.replace("api_key:", "collection_prefix: 'x; DROP', api_key:")
     with pytest.raises(ConfigError, match=r"collection_prefix"):
         load_config(write(tmp_path, MINIMAL + bad_prefix), env={"WV_KEY": "k"})
+    with_scheme = entry.replace("weaviate.internal", "'http://weaviate.internal'")
+    with pytest.raises(ConfigError, match=r"http_host"):
+        load_config(write(tmp_path, MINIMAL + with_scheme), env={"WV_KEY": "k"})

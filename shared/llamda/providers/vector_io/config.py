@@ -103,14 +103,19 @@ class ChromaConfig(BaseModel):
         return self
 
 
+_HOST = r"^([A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])$"  # a name, IPv4, or [IPv6]
+
+
 class WeaviateConfig(BaseModel):
     """Weaviate over REST (schema, health) and gRPC (objects, search), weaviate-client v4."""
 
     model_config = ConfigDict(extra="forbid")
-    http_host: str = Field("localhost", min_length=1, max_length=255)
+    http_host: str = Field(
+        "localhost", pattern=_HOST, description="A host name or IP (no scheme: http_secure)."
+    )
     http_port: int = Field(8080, ge=1, le=65535)
     http_secure: bool = False
-    grpc_host: str | None = Field(None, max_length=255, description="Default: http_host.")
+    grpc_host: str | None = Field(None, pattern=_HOST, description="Default: http_host.")
     grpc_port: int = Field(50051, ge=1, le=65535)
     grpc_secure: bool | None = Field(None, description="Default: http_secure.")
     api_key: SecretStr | None = Field(

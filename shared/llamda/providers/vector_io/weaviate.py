@@ -299,11 +299,28 @@ class WeaviateIndex:
             except ImportError:
                 raise self._unavailable("pip install 'llamda[weaviate]'") from None
         import weaviate
-        from weaviate.classes.init import AdditionalConfig, Auth, Timeout
 
         config = self._config
         key = await self._secret()
-        client = weaviate.use_async_with_custom(
+        try:
+            client = self._make_client(weaviate, key)
+        except Exception as exc:  # the client refused our config: the operator's to fix
+            name = type(exc).__name__
+            log.warning("weaviate %s: the client refused the config (%s)", self.provider_id, name)
+            raise self._unavailable("the client refused its config") from None
+        try:
+            await asyncio.wait_for(client.connect(), timeout=config.connect_timeout_seconds * 2 + 1)
+        except BaseException:
+            await _quietly_close(client)
+            raise
+        self._clients[id(loop)] = (loop, client)
+        return client
+
+    def _make_client(self, weaviate: Any, key: str | None) -> WeaviateAsyncClient:
+        from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+        config = self._config
+        return weaviate.use_async_with_custom(
             http_host=config.http_host,
             http_port=config.http_port,
             http_secure=config.http_secure,
@@ -319,13 +336,6 @@ class WeaviateIndex:
                 )
             ),
         )
-        try:
-            await asyncio.wait_for(client.connect(), timeout=config.connect_timeout_seconds * 2 + 1)
-        except BaseException:
-            await _quietly_close(client)
-            raise
-        self._clients[id(loop)] = (loop, client)
-        return client
 
     async def _forget_client(self) -> None:
         loop = asyncio.get_running_loop()
