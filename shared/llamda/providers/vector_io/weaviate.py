@@ -27,13 +27,18 @@ on ``content``, squashed to 0..1 (``s / (s + 1)``, as LanceDB); hybrid is fused 
 
 Not atomic: ``upsert_file`` writes the new chunks first (each replaces its old self), then deletes
 the file's rows from earlier writes (``write_id`` differs). Readers see the old chunks, then for a
-moment old and new together, then the new: never nothing. If the delete fails, the stale chunks
-stay until the file is written or deleted again.
+moment old and new together, then the new: never nothing. A file is written in batches of 500:
+if one fails, the batches before it are in (beside the old chunks) and the call is an error; if
+the delete fails, the stale chunks stay. Either way the next write or delete of the file clears
+them.
 
-Every call is bounded (the client's init / query / insert timeouts and ``asyncio.wait_for``
-around each call), so a server that is down or hung is a 503 naming the provider, never a 500 or
-a hang. The API key (``api_key`` / ``api_key_parameter``) goes to the client only; messages never
-carry it, nor the server's raw error text.
+Every server call is bounded (the client's init / query / insert timeouts, and
+``asyncio.wait_for`` around each action, scaled by the calls it makes), so a server that is down
+or hung is a 503 naming the provider, never a 500 or a hang. Listings and deletes keep under the
+server's ``QUERY_MAXIMUM_RESULTS`` (``query_maximum_results``): past it a file's rows are read by
+the uuid cursor, and deletes repeat until nothing matches. The API key (``api_key`` /
+``api_key_parameter``) goes to the client only; messages never carry it, nor the server's raw
+error text.
 """
 
 from __future__ import annotations
