@@ -976,3 +976,32 @@ def test_the_weaviate_fake_is_strict_where_weaviate_is(weaviate_fake: FakeWeavia
             await client.close()
 
     run(scenario())
+
+
+def test_weaviate_tenants_with_the_same_store_id_never_meet(weaviate_fake: FakeWeaviate) -> None:
+    """Collections are named from (tenant, store): one tenant's rows, counts and drops never
+    touch another's store of the same id."""
+    from llamda.context import tenant_scope
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    index = WeaviateIndex(
+        "wv-tenants", _wv_config(weaviate_fake), IndexContext(vectors=VectorsConfig(uri="x"))
+    )
+
+    async def scenario() -> None:
+        with tenant_scope("acme"):
+            await index.create("vs_same", DIM)
+            await index.upsert_file("vs_same", "a", [_row(0, "a"), _row(1, "a")], DIM)
+        with tenant_scope("globex"):
+            await index.create("vs_same", DIM)
+            await index.upsert_file("vs_same", "g", [_row(0, "g")], DIM)
+            assert await _ids(index, "vs_same", None) == {"g-0"}
+            found = await index.search_keyword("vs_same", "chunk llamas", 5)
+            assert [h.row["chunk_id"] for h in found] == ["g-0"]
+            await index.drop("vs_same")
+        with tenant_scope("acme"):
+            assert await index.count("vs_same") == 2
+            assert await _ids(index, "vs_same", None) == {"a-0", "a-1"}
+        await index.close()
+
+    run(scenario())
