@@ -159,18 +159,48 @@ def make_document(seed: int, pages: int = PAGES) -> bytes:
 # --- the services (each in its own process) ---------------------------------------------------
 
 
+def _request_kind(environ: dict[str, Any]) -> str:
+    """The billed request an HTTP call to moto is: ``s3:GET lancedb/``, ``dynamodb:GetItem``,
+    ``sqs:ReceiveMessage``..."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:  # DynamoDB and SQS (JSON protocol): Service_Version.Operation
+        service = "dynamodb" if target.startswith("DynamoDB") else "sqs"
+        return f"{service}:{target.rsplit('.', 1)[-1]}"
+    bucket, _, key = environ.get("PATH_INFO", "/").lstrip("/").partition("/")
+    method = environ["REQUEST_METHOD"]
+    if not key:
+        method = "LIST" if method == "GET" else method
+    area = key.split("/", 1)[0] + "/" if "/" in key else ""
+    return f"s3:{method} {bucket}/{area}"
+
+
 def _serve_moto(conn: Any) -> None:
+    """moto in this process; counts the requests it serves by kind (the pipe answers
+    "counts" with them, "stop" stops)."""
     import logging
+    import threading
+    from collections import Counter
 
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    counts: Counter[str] = Counter()
+    lock = threading.Lock()
+    wsgi = server._server.app  # type: ignore[union-attr]
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        with lock:
+            counts[_request_kind(environ)] += 1
+        return wsgi(environ, start_response)
+
+    server._server.app = counting  # type: ignore[union-attr]
     host, port = server.get_host_and_port()
     conn.send(f"http://{host}:{port}")
-    conn.recv()  # until told to stop
+    while conn.recv() == "counts":
+        with lock:
+            conn.send(dict(counts))
     server.stop()
 
 
@@ -576,6 +606,8 @@ def main() -> None:
     if args.docs:
         datas = [make_document(5000 + i) for i in range(min(args.docs, 50))]
         puts: dict[str, float] = {}
+        moto_conn.send("counts")
+        before = moto_conn.recv()
         first = time.time()
         for i in range(args.docs):
             tag = f"bulk{i}"
@@ -591,6 +623,8 @@ def main() -> None:
             return len(seen) >= args.docs
 
         reports = collect(out, all_done, 1800)
+        moto_conn.send("counts")
+        requests = {k: v - before.get(k, 0) for k, v in moto_conn.recv().items()}
         last = max(r["done"] for r in reports)
         latency = [r["done"] - puts[k] for r in reports for k in r["keys"] if k in puts]
         failed = sum(r["failed"] for r in reports)
@@ -625,6 +659,10 @@ def main() -> None:
         for name in STEPS.values():
             if name in bulk_steps:
                 lines.append(f"    {name:<56} {bulk_steps[name] / args.docs * 1000:7.0f} ms")
+        lines.append("  requests per document (moto's count; S3 ones by bucket/prefix):")
+        for kind, n in sorted(requests.items()):
+            if n:
+                lines.append(f"    {kind:<56} {n / args.docs:7.1f}")
     lines.append(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     stop.set()
