@@ -59,7 +59,7 @@ INGEST_BATCH = 10  # IngestFunction SQS event BatchSize
 # The Lambda function waits for the model, so it is billed overhead + model latency.
 CHAT_OVERHEAD_S = 0.00357
 MODEL_LATENCIES_S = (0.5, 3.0)  # stated, not measured: a short and a long model answer
-# Authorizer: measured duration not available; assumed 20 ms billed per run (2 GetItems).
+# Authorizer: not measured here; ASSUMED 20 ms billed per run (2 GetItems on a warm container).
 AUTHORIZER_S = 0.020
 # Ingest (scripts/bench/ingest_s3.py, docs/benchmarks.md "S3 upload → searchable", 2026-12-02):
 # handler seconds per 20-page PDF in the throughput run (4 concurrent writers to one store, a
@@ -221,6 +221,8 @@ def measure_peer_rss(calls: int = 200) -> float:
 
 
 def dollars(x: float) -> str:
+    if x == 0:
+        return "$0"
     return f"${x:,.2f}" if x >= 0.1 else f"${x:,.4f}"
 
 
@@ -305,7 +307,6 @@ def main() -> None:
     if args.write:
         from scripts.bench._report import append_report
 
-        sys.path.insert(0, str(ROOT))
         append_report(
             "Cost", f".venv/bin/python scripts/bench/cost.py {' '.join(sys.argv[1:])}", text
         )
