@@ -14,7 +14,7 @@ Pieces, each in its own process (2 cores: separate GILs):
 - ``--workers`` pollers, each a Lambda container: the handler imported once with the
   IngestFunction's environment from template.yaml, ReceiveMessage (long poll, batch of 10,
   every attribute) until 10 messages or the batching window (``--window``; the template's
-  MaximumBatchingWindowInSeconds is 5), the real SQS event shape, then DeleteMessageBatch of
+  IngestBatchWindowSeconds, 0 by default), the real SQS event shape, then DeleteMessageBatch of
   the messages not reported in ``batchItemFailures``;
 - this process: PutObject (boto3, as a user uploads), and the searches, through the vector
   stores service of a warm container of the aws profile (what the VectorFunction runs).
@@ -514,7 +514,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000, help="documents for throughput")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument(
-        "--window", type=float, default=0.0, help="batching window, s (template: 5)"
+        "--window", type=float, default=0.0, help="batching window, s (template: IngestBatchWindowSeconds, 0 by default)"
     )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
