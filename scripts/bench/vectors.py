@@ -12,9 +12,10 @@
   ``ann_index_min_rows``, and the same on moto S3 (a local HTTP S3, so only the request path
   differs from real S3 latency), then a warm pass (a warm container: caches loaded) on both,
   side by side with the S3/local ratio and the S3 requests per query, with
-  ``read_consistency_seconds`` 0 (the default) and 10; FAISS: its exact index (rows and index saved to a local
-  object store after every batch); pgvector and chromadb: a throwaway server of their own
-  (scripts/bench/_vectors_remote.py: PostgreSQL + pgvector, HNSW built after the load; Chroma);
+  ``read_consistency_seconds`` 0 (the default) and 10; FAISS: its exact index (rows and index
+  saved to a local object store after every batch); pgvector and chromadb: a throwaway server
+  of their own (scripts/bench/_vectors_remote.py: PostgreSQL + pgvector, HNSW built after the
+  load; Chroma);
 - peer (lancedb only): Llama Stack 0.7.3's inline::faiss index (IndexFlatL2) on the same data,
   in its own venv (scripts/bench/setup_peer), when present;
 - ingestion (lancedb only): chunks/s for one worker (parse, tokenize, chunk, write) with an
