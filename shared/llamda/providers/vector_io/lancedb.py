@@ -282,8 +282,9 @@ class LanceDBIndex:
 
     def session(self) -> Any:
         """The LanceDB session (index and metadata caches) of every connection this index
-        opens: one per process, bounded by ``index_cache_mib`` / ``metadata_cache_mib``
-        (lance's defaults, 6 GiB and 1 GiB per connection, would outgrow a Lambda)."""
+        opens (a process has one index per provider), bounded by ``index_cache_mib`` and
+        ``metadata_cache_mib`` (lance's defaults, 6 GiB and 1 GiB per connection, would outgrow
+        a Lambda)."""
         if self._session is None:
             lancedb = import_lancedb()
             self._session = lancedb.Session(
@@ -581,7 +582,9 @@ def _exact_hits(result: pa.Table, vector: Sequence[float], *, keep_vector: bool)
     if result.num_rows == 0:
         return []
     column = result.column("vector").combine_chunks()
-    stored = column.values.to_numpy(zero_copy_only=False).reshape(result.num_rows, -1)
+    dim = column.type.list_size  # fixed-size lists: null rows keep their slots in ``values``
+    flat = column.values.slice(column.offset * dim, len(column) * dim)
+    stored = flat.to_numpy(zero_copy_only=False).reshape(len(column), dim)
     query = np.asarray(vector, dtype=np.float32)
     norms = np.linalg.norm(stored, axis=1) * float(np.linalg.norm(query))
     dots = stored @ query
