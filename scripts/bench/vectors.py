@@ -291,9 +291,13 @@ def main() -> None:
         row("llamda LanceDB IVF_HNSW_SQ", local["ann"]),
         row("llamda LanceDB IVF_HNSW_SQ, warm", local["ann_warm"]),
     ]
-    target = local["ann"]["p50_ms"] <= 10 and local["ann"]["recall"] >= 0.95
+
+    def met(r: dict[str, float]) -> str:
+        return "MET" if r["p50_ms"] <= 10 and r["recall"] >= 0.95 else "MISSED"
+
+    # First pass: right after the build, index partitions still loading; warm: a warm process.
+    verdict = f"first pass {met(local['ann'])}, warm {met(local['ann_warm'])}"
     if args.local_only:
-        verdict = "MET" if target else "MISSED"
         lines.append(f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {verdict}")
         report = "\n".join(lines)
         print(report)
@@ -356,9 +360,7 @@ def main() -> None:
             f"ingestion, 1 worker, instant embedder: {ingest['chunks']} chunks from "
             f"{ingest['docs']} docs, {ingest['chunks_per_s']:.0f} chunks/s (target >= 200)"
         )
-    lines.append(
-        f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {'MET' if target else 'MISSED'}"
-    )
+    lines.append(f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {verdict}")
     lines.append(f"load average {os.getloadavg()[0]:.1f} at the end")
     report = "\n".join(lines)
     print(report)
