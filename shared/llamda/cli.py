@@ -67,12 +67,11 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    # The asyncio loop, whatever else is installed: uvicorn's "auto" picks uvloop when present
-    # (chromadb brings it), and a document worker forked from a uvloop server loses its result
-    # pipe (services/document_worker.py).
-    uvicorn.run(
-        app, host=host, port=port, log_level=args.log_level, access_log=False, loop="asyncio"
-    )
+    # uvloop + httptools when installed (uvicorn's "auto"), else asyncio + h11. A document
+    # worker forked from a uvloop server delivers its result: the pipe's read end is set
+    # blocking before its recv (services/document_worker.py; libuv makes a polled fd
+    # non-blocking, and a result larger than the pipe buffer then failed with EAGAIN).
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, loop="auto")
     return 0
 
 
