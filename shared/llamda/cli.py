@@ -67,11 +67,14 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    # uvloop + httptools when installed (uvicorn's "auto"), else asyncio + h11. A document
-    # worker forked from a uvloop server delivers its result: the pipe's read end is set
-    # blocking before its recv (services/document_worker.py; libuv makes a polled fd
-    # non-blocking, and a result larger than the pipe buffer then failed with EAGAIN).
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, loop="auto")
+    # The asyncio loop, whatever else is installed (uvicorn's "auto" picks uvloop when present;
+    # chromadb brings it). Forked document workers are fine on uvloop now (tests/unit/
+    # test_documents.py), but on it a client that hangs up mid-stream is not noticed and the
+    # upstream stream is never released (test_a_client_that_hangs_up_releases_the_upstream and
+    # test_a_stream_cut_short_is_not_stored fail). httptools is used when installed.
+    uvicorn.run(
+        app, host=host, port=port, log_level=args.log_level, access_log=False, loop="asyncio"
+    )
     return 0
 
 

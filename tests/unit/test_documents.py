@@ -240,8 +240,8 @@ def test_accepted_types_are_one_list_shown_in_the_readme() -> None:
 
 
 def test_a_worker_result_larger_than_the_pipe_reaches_a_uvloop_parent() -> None:
-    """`llamda serve` runs on uvloop when installed: a forked worker's result (here ~2 MB of
-    chunks, far more than a pipe buffer) arrives whole, several times over."""
+    """A forked worker's result (here ~2 MB of chunks, far more than a pipe buffer) arrives
+    whole in a uvloop parent too (libuv makes the polled pipe non-blocking), several times."""
     uvloop = pytest.importorskip("uvloop")
     data = ("alpaca llama vicuna guanaco. " * 40_000).encode()
 
