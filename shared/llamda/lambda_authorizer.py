@@ -26,7 +26,7 @@ def authorizer_handler() -> Any:
     from llamda.storage.records import build_records
 
     keys = KeysService(build_records(cached_config().storage.records))
-    # One loop for the container's life: the aioboto3 client is bound to it.
+    # One loop for the container's life: the aiobotocore client is bound to it.
     loop = asyncio.new_event_loop()
 
     @logger.inject_lambda_context

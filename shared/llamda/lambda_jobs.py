@@ -26,7 +26,7 @@ def sqs_handler() -> Any:
 
     config = cached_config()
     stack = Stack(config)
-    # One loop for the container's life: aioboto3 clients are bound to it.
+    # One loop for the container's life: aiobotocore clients are bound to it.
     loop = asyncio.new_event_loop()
     current: dict[str, Any] = {}
 
