@@ -64,12 +64,29 @@ FIRST_EVENT = {
 }
 
 
+AUTHORIZER_EVENT = {
+    "type": "REQUEST",
+    "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/api/GET/v1/models",
+    "resource": "/v1/models",
+    "path": "/v1/models",
+    "httpMethod": "GET",
+    "headers": {},
+    "requestContext": {"stage": "api", "requestId": "r-1"},
+}
+
+
 def cold_start_once(artifact: Artifact, env: dict[str, str]) -> tuple[float, float, float]:
     """(spawn → first event served, import time, CPU time to the first event) in seconds, for
     one fresh process."""
-    method, path, body = FIRST_EVENT.get(artifact.name, ("GET", "/v1/health", None))
-    report = artifact.invoke([api_gateway_event(method, path, body=body)], env)
-    assert report["results"][0]["statusCode"] < 500, report["results"][0]
+    if artifact.name == "AuthorizerFunction":
+        # A REQUEST authorizer event without a key: refused before any DynamoDB read, with the
+        # exact error API Gateway turns into a 401.
+        report = artifact.invoke([AUTHORIZER_EVENT], env)
+        assert report["results"][0].get("errorMessage") == "Unauthorized", report["results"][0]
+    else:
+        method, path, body = FIRST_EVENT.get(artifact.name, ("GET", "/v1/health", None))
+        report = artifact.invoke([api_gateway_event(method, path, body=body)], env)
+        assert report["results"][0]["statusCode"] < 500, report["results"][0]
     timings = report["timings"]
     return report["cold_start_s"], timings["import_s"], timings["first_event_cpu_s"]
 
@@ -131,6 +148,51 @@ def peer_once(store: Path) -> float:
         proc.wait(10)
 
 
+def measure_interleaved(
+    ours: Artifact, theirs: Artifact, runs: int, env: dict[str, str], their_env: dict[str, str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Both builds of one function, sample by sample in turn, so that a shared machine's load
+    weighs on both alike: (ours, theirs)."""
+    cold_start_once(ours, env)
+    cold_start_once(theirs, their_env)
+    pairs = [(cold_start_once(ours, env), cold_start_once(theirs, their_env)) for _ in range(runs)]
+
+    def summary(samples: list[tuple[float, float, float]]) -> dict[str, float]:
+        return {
+            "p50_ms": statistics.median(s[0] for s in samples) * 1000,
+            "cpu_p50_ms": statistics.median(s[2] for s in samples) * 1000,
+        }
+
+    return summary([p[0] for p in pairs]), summary([p[1] for p in pairs])
+
+
+def compare(build_dir: Path, against: Path, runs: int) -> str:
+    """``build_dir`` vs ``against`` (e.g. the same code before a change), interleaved."""
+    theirs_all = load_artifacts(against, REFS)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"cold start, median of {runs} fresh processes per build, interleaved sample by sample "
+        f"({os.cpu_count()} cores, load average {load} at the start)",
+        f"  after:  {build_dir}",
+        f"  before: {against}",
+        f"{'function':<18}{'before':>10}{'after':>10}{'CPU before':>12}{'CPU after':>11}",
+    ]
+    for name, artifact in load_artifacts(build_dir, REFS).items():
+        if not artifact.handler.startswith("app.") or name not in theirs_all:
+            continue
+        theirs = theirs_all[name]
+        extra = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        extra["PYTHONDONTWRITEBYTECODE"] = "1"
+        after, before = measure_interleaved(
+            artifact, theirs, runs, lambda_env(artifact, extra), lambda_env(theirs, extra)
+        )
+        lines.append(
+            f"{name:<18}{before['p50_ms']:>7.0f} ms{after['p50_ms']:>7.0f} ms"
+            f"{before['cpu_p50_ms']:>9.0f} ms{after['cpu_p50_ms']:>8.0f} ms"
+        )
+    return "\n".join(lines)
+
+
 def measure_peer(runs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         peer_once(Path(tmp))
@@ -149,6 +211,9 @@ def main() -> None:
     )
     parser.add_argument("--build-dir", type=Path, help="a zip build to measure (default: ours)")
     parser.add_argument(
+        "--against", type=Path, help="another zip build: compare the two, interleaved"
+    )
+    parser.add_argument(
         "--write", action="store_true", help="append the results to docs/benchmarks.md"
     )
     args = parser.parse_args()
@@ -159,6 +224,16 @@ def main() -> None:
         or (BUILD_DIR / ".architecture").read_text().strip() != "x86_64"
     ):
         subprocess.run([str(ROOT / "scripts/build"), "x86_64", "--zip-only"], check=True)
+    if args.against is not None:
+        report = compare(build_dir, args.against.resolve(), args.runs)
+        print(report)
+        if args.write:
+            append_report(
+                "Cold start, before and after",
+                f".venv/bin/python scripts/bench/coldstart.py {' '.join(sys.argv[1:])}",
+                report,
+            )
+        return
     rows = []
     for name, artifact in load_artifacts(build_dir, REFS).items():
         if not artifact.handler.startswith("app."):
