@@ -93,6 +93,14 @@ class Stack:
 
             check_configured_shields(config)
 
+    def job_runner(self) -> JobRunner:
+        """The job runner with a handler for every job kind, for a process that runs jobs
+        others queued (the jobs function): each kind's service registers its handler when
+        built, so all of them are built here."""
+        for owner in ("responses", "batches", "eval"):
+            getattr(self, owner)
+        return self.jobs
+
     def built(self, name: str) -> bool:
         """Whether the service ``name`` has been built in this process."""
         return name in self.__dict__

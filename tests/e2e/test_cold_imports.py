@@ -75,7 +75,10 @@ def test_control_function_serves_models_after_a_lean_import(
     assert "boto3" not in report["modules_at_end"]  # clients come from aiobotocore directly
 
 
-def test_snapstart_restore_reseeds_random(artifacts: dict[str, Artifact], tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["InferenceFunction", "AuthorizerFunction"])
+def test_snapstart_restore_reseeds_random(
+    artifacts: dict[str, Artifact], tmp_path: Path, name: str
+) -> None:
     """Lambda's Python runtime offers ``snapshot_restore_py`` (a stand-in here, on the path as
     /var/runtime is): the handler registers ``random.seed`` to run after each restore, so the
     environments resumed from one snapshot do not share the retry jitter's sequence."""
@@ -88,9 +91,16 @@ def test_snapstart_restore_reseeds_random(artifacts: dict[str, Artifact], tmp_pa
         "        out.write(f'{fn.__self__.__class__.__module__}.{fn.__qualname__}\\n')\n"
     )
     hooks = tmp_path / "hooks.txt"
-    base = artifacts["InferenceFunction"]
+    base = artifacts[name]
     fn = Artifact(base.name, base.handler, [*base.paths, runtime], base.environment)
     env = lambda_env(fn, {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"})
-    report = fn.invoke([api_gateway_event("GET", "/v1/health")], {**env, "HOOKS_OUT": str(hooks)})
-    assert report["results"][0]["statusCode"] == 404
+    # The authorizer refuses a request without a key before any AWS call.
+    event = (
+        {"type": "REQUEST", "methodArn": "arn:aws:execute-api:us-east-1:1:a/api/GET/v1/models"}
+        if name == "AuthorizerFunction"
+        else api_gateway_event("GET", "/v1/health")
+    )
+    report = fn.invoke([event], {**env, "HOOKS_OUT": str(hooks)})
+    result = report["results"][0]
+    assert result.get("statusCode") == 404 or result.get("errorMessage") == "Unauthorized"
     assert hooks.read_text().splitlines() == ["random.Random.seed"]
