@@ -338,14 +338,29 @@ storage:
 
 
 def test_plain_calls_reuse_their_upstream_connection(
-    client: openai.OpenAI, upstream: OpenAIUpstream
+    upstream: OpenAIUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """Back-to-back plain calls share one pooled connection. (The first may still land on a
-    connection an earlier test left in the pool, which the pool may retire when idle.)"""
-    for _ in range(4):
-        client.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
-    ports = [sent["port"] for sent in upstream.requests]
-    assert len(ports) == 4 and ports[1] == ports[2] == ports[3], ports
+    """Back-to-back plain calls share one pooled connection. A server of its own: aiohttp
+    hands out the oldest idle connection first, so on the module's server (whose pool holds
+    the concurrency test's connections) sequential calls rotate through those instead."""
+    home = tmp_path_factory.mktemp("reuse")
+    config = CONFIG.split("    - provider_id: fireworks")[0] + (
+        "models:\n  - {model_id: llama, provider_id: together}\n"
+        + CONFIG[CONFIG.index("storage:") :]
+    )
+    (home / "run.yaml").write_text(config.replace("UP", upstream.url))
+    live = start_server(home / "run.yaml", home)
+    try:
+        client = openai.OpenAI(base_url=f"{live.url}/v1", api_key="unused", max_retries=0)
+        upstream.requests.clear()
+        for _ in range(4):
+            client.chat.completions.create(
+                model="llama", messages=[{"role": "user", "content": "hi"}]
+            )
+        ports = [sent["port"] for sent in upstream.requests]
+        assert len(ports) == 4 and len(set(ports)) == 1, ports
+    finally:
+        stop_server(live)
 
 
 def test_an_upstream_that_closes_its_connections_after_each_reply(
