@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -211,6 +212,28 @@ def chroma() -> Iterator[ChromaServer]:
         pytest.skip("the chromadb package (its `chroma` command) is not installed")
     server = ChromaServer()
     os.environ["LLAMDA_TEST_CHROMA_URL"] = server.url
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def weaviate_fake() -> Iterator[Any]:
+    """The wire-level fake Weaviate (tests/fakes/weaviate_server.py: REST + gRPC, real
+    semantics) for the session; no Weaviate server can run here. It wants an API key, as a
+    hosted Weaviate does, so the key's path (env var → client → server) is exercised too."""
+    pytest.importorskip("weaviate", reason="the weaviate-client package is not installed")
+    from tests.fakes.weaviate_server import FakeWeaviate
+
+    server = FakeWeaviate(api_key="wv-" + secrets.token_hex(12))
+    os.environ.update(
+        {
+            "LLAMDA_TEST_WEAVIATE_HTTP_PORT": str(server.http_port),
+            "LLAMDA_TEST_WEAVIATE_GRPC_PORT": str(server.grpc_port),
+            "LLAMDA_TEST_WEAVIATE_API_KEY": server.api_key or "",
+        }
+    )
     try:
         yield server
     finally:

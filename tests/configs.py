@@ -53,10 +53,18 @@ VECTOR_BACKENDS: dict[str, str] = {
     " password: '${env.LLAMDA_TEST_PG_PASSWORD}', sslmode: disable}}",
     "chromadb": "{provider_id: chromadb, provider_type: remote::chromadb,"
     " config: {url: '${env.LLAMDA_TEST_CHROMA_URL}'}}",
+    # The wire-level fake (tests/fakes/weaviate_server.py): no Weaviate server runs here.
+    "weaviate": "{provider_id: weaviate, provider_type: remote::weaviate, config: {http_host:"
+    " 127.0.0.1, http_port: '${env.LLAMDA_TEST_WEAVIATE_HTTP_PORT}', grpc_port:"
+    " '${env.LLAMDA_TEST_WEAVIATE_GRPC_PORT}', api_key: '${env.LLAMDA_TEST_WEAVIATE_API_KEY}'}}",
 }
 # A server-backed backend's server: the session fixture (tests/backends.py) that starts it and
 # sets the env vars its entry names.
-BACKEND_SERVERS: dict[str, str] = {"pgvector": "postgres", "chromadb": "chroma"}
+BACKEND_SERVERS: dict[str, str] = {
+    "pgvector": "postgres",
+    "chromadb": "chroma",
+    "weaviate": "weaviate_fake",
+}
 
 
 def backend_params() -> list[Any]:

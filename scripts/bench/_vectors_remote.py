@@ -1,6 +1,10 @@
-"""The server-backed vector backends for ``scripts/bench/vectors.py --backend pgvector|chromadb``:
-a throwaway PostgreSQL + pgvector or Chroma server (the tests' own, tests/backends.py) and the
-provider on it, measured through the ``VectorIndex`` protocol like every backend:
+"""The server-backed vector backends for ``scripts/bench/vectors.py --backend
+pgvector|chromadb|weaviate``: a throwaway PostgreSQL + pgvector or Chroma server (the tests' own,
+tests/backends.py) and the provider on it, measured through the ``VectorIndex`` protocol like
+every backend. Weaviate: only a real one (``WEAVIATE_URL``, ``WEAVIATE_GRPC_PORT``,
+``WEAVIATE_API_KEY``; the bench's collection is dropped afterwards). Without it the run stops and
+says why: the only Weaviate here is the tests' wire-level fake, a brute-force Python scan whose
+numbers would be the fake's, not Weaviate's.
 
 - insert rate: the rows written by ``upsert`` in batches (pgvector: into a table without its
   HNSW index, which the maintenance step then builds — ``hnsw_build_rows`` — and, separately,
@@ -30,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "shared")]
 from llamda.config import VectorsConfig  # noqa: E402
 from llamda.providers.vector_io.index import ChunkRow, IndexContext, VectorIndex  # noqa: E402
 
-BACKENDS = ("pgvector", "chromadb")
+BACKENDS = ("pgvector", "chromadb", "weaviate")
 BATCH = 10_000  # as vectors.py (Chroma's client splits by its server's limit)
 STORE = "bench"
 
@@ -63,6 +67,33 @@ def open_backend(name: str) -> tuple[VectorIndex, Callable[[], None]]:
         chroma = ChromaServer()
         config = ChromaConfig(url=chroma.url, timeout_seconds=300)
         return ChromaIndex("chromadb", config, context), chroma.close
+    if name == "weaviate":
+        import os
+        import uuid
+        from urllib.parse import urlsplit
+
+        if not os.environ.get("WEAVIATE_URL"):
+            raise SystemExit(
+                "weaviate: skipped. No Weaviate server runs here; the tests' wire-level fake "
+                "(tests/fakes/weaviate_server.py) scans in Python, so its numbers would be the "
+                "fake's, not Weaviate's. Set WEAVIATE_URL (and WEAVIATE_GRPC_PORT, "
+                "WEAVIATE_API_KEY) to bench a real server."
+            )
+        from llamda.providers.vector_io.config import WeaviateConfig
+        from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+        url = urlsplit(os.environ["WEAVIATE_URL"])
+        secure = url.scheme == "https"
+        config = WeaviateConfig(
+            http_host=url.hostname or "localhost",
+            http_port=url.port or (443 if secure else 8080),
+            http_secure=secure,
+            grpc_port=int(os.environ.get("WEAVIATE_GRPC_PORT") or 50051),
+            api_key=os.environ.get("WEAVIATE_API_KEY") or None,
+            collection_prefix="Bench" + uuid.uuid4().hex[:8] + "_",
+            timeout_seconds=300,
+        )
+        return WeaviateIndex("weaviate", config, context), lambda: None
     raise SystemExit(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
 
 
@@ -106,6 +137,8 @@ async def run(name: str, data: dict[str, np.ndarray], queries: int, k: int) -> d
         out["p50_ms"] = statistics.median(latencies)
         out["p99_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
         out["recall"] = hits / (queries * k)
+        if name == "weaviate":  # someone else's server: leave nothing behind
+            await index.drop(STORE)
         await index.close()
     finally:
         stop()

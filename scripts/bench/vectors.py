@@ -1,6 +1,6 @@
 """Vector search and ingestion, through the ``VectorIndex`` protocol (providers/vector_io/):
 
-    .venv/bin/python scripts/bench/vectors.py [--backend lancedb|faiss|pgvector|chromadb]
+    .venv/bin/python scripts/bench/vectors.py [--backend lancedb|faiss|pgvector|chromadb|weaviate]
         [--rows 100000]
         [--queries 200] [--write]
 
@@ -13,6 +13,8 @@
   differs from real S3 latency); FAISS: its exact index (rows and index saved to a local
   object store after every batch); pgvector and chromadb: a throwaway server of their own
   (scripts/bench/_vectors_remote.py: PostgreSQL + pgvector, HNSW built after the load; Chroma);
+  weaviate: a real server only (WEAVIATE_URL), else skipped saying why (the tests' fake is not
+  Weaviate: its numbers would be the fake's);
 - peer (lancedb only): Llama Stack 0.7.3's inline::faiss index (IndexFlatL2) on the same data,
   in its own venv (scripts/bench/setup_peer), when present;
 - ingestion (lancedb only): chunks/s for one worker (parse, tokenize, chunk, write) with an
@@ -49,7 +51,7 @@ from scripts.bench._report import append_report  # noqa: E402
 
 DIM, K = 384, 10
 BATCH = 10_000
-REMOTE = ("pgvector", "chromadb")  # server-backed: scripts/bench/_vectors_remote.py
+REMOTE = ("pgvector", "chromadb", "weaviate")  # server-backed: scripts/bench/_vectors_remote.py
 
 
 def make_data(rows: int, queries: int, seed: int = 7) -> dict[str, np.ndarray]:
@@ -195,7 +197,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--backend", default="lancedb", help="lancedb | faiss | pgvector | chromadb"
+        "--backend",
+        default="lancedb",
+        help="lancedb | faiss | pgvector | chromadb | weaviate (WEAVIATE_URL)",
     )
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)

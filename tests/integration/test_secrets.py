@@ -46,6 +46,7 @@ SECRETS = {
         "pg-pass",
         "chroma-url-pass",
         "chroma-token",
+        "weaviate-key",
     )
 }
 S = SECRETS
@@ -107,6 +108,9 @@ providers:
     - provider_id: chroma
       provider_type: remote::chromadb
       config: {{url: "http://me:{S["chroma-url-pass"]}@127.0.0.1:9", headers: {{x-chroma-token: {S["chroma-token"]}}}}}
+    - provider_id: weaviate
+      provider_type: remote::weaviate
+      config: {{http_host: 127.0.0.1, http_port: 9, grpc_port: 10, api_key: {S["weaviate-key"]}, api_key_parameter: /llamda/wv-key-name}}
 models:
   - {{model_id: vllm-m, provider_id: vllm}}
   - {{model_id: together-m, provider_id: together}}
@@ -195,6 +199,8 @@ def test_no_secret_in_any_response_or_log_line(
     assert set(by_id["vllm"]["extra_headers"]) == {"Authorization", "x-api-key"}
     assert by_id["vllm"]["model_map"] == {"vllm-m": "meta-llama/Llama-3.1-8B-Instruct"}
     assert by_id["fireworks"]["api_key_parameter"] == "/llamda/fireworks-key-name"
+    assert by_id["weaviate"]["api_key_parameter"] == "/llamda/wv-key-name"
+    assert by_id["weaviate"]["http_port"] == 9
     assert by_id["openai"]["url"].startswith("https://api.example.com/v1?api_key=")
     assert by_id["bedrock"]["endpoint_url"].endswith(
         "@127.0.0.1:9/?X-Amz-Security-Token=**********"

@@ -1,4 +1,5 @@
-"""remote::pgvector and remote::chromadb against real servers (tests/backends.py starts them):
+"""remote::pgvector and remote::chromadb against real servers (tests/backends.py starts them),
+remote::weaviate against the wire-level fake of its REST + gRPC surface (no Weaviate runs here):
 each backend's filter compiler keeps the protocol's semantics (``index.matches`` is the oracle),
 values never act as query syntax, a file's chunks are replaced, attributes updated, expired rows
 left out, and a server that is down is a 503 naming the provider with nothing lost once it is
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -22,9 +24,10 @@ from llamda.api.vector_stores import ComparisonFilter, CompoundFilter
 from llamda.config import VectorsConfig
 from llamda.context import current_tenant
 from llamda.errors import BadRequestError, NotFoundError, ServiceUnavailableError
-from llamda.providers.vector_io.config import ChromaConfig, PgVectorConfig
+from llamda.providers.vector_io.config import ChromaConfig, PgVectorConfig, WeaviateConfig
 from llamda.providers.vector_io.index import ChunkRow, Filter, IndexContext, VectorIndex, matches
 from tests.backends import ChromaServer, PostgresServer
+from tests.fakes.weaviate_server import FakeWeaviate
 
 pytestmark = pytest.mark.backends
 
@@ -105,14 +108,32 @@ def _pg_config(server: PostgresServer, **extra: Any) -> PgVectorConfig:
     )
 
 
-@pytest.fixture(params=["pgvector", "chromadb"])
+def _wv_config(server: FakeWeaviate, **extra: Any) -> WeaviateConfig:
+    return WeaviateConfig(
+        http_host="127.0.0.1",
+        http_port=server.http_port,
+        grpc_port=server.grpc_port,
+        api_key=server.api_key,
+        collection_prefix="W" + uuid.uuid4().hex[:8] + "_",
+        connect_timeout_seconds=2,
+        timeout_seconds=5,
+        **extra,
+    )
+
+
+@pytest.fixture(params=["pgvector", "chromadb", "weaviate"])
 def backend(
     request: pytest.FixtureRequest, tmp_path: Any
-) -> Iterator[tuple[VectorIndex, PostgresServer | ChromaServer]]:
+) -> Iterator[tuple[VectorIndex, PostgresServer | ChromaServer | FakeWeaviate]]:
     context = IndexContext(vectors=VectorsConfig(uri=str(tmp_path / "lancedb")))
     index: VectorIndex
-    server: PostgresServer | ChromaServer
-    if request.param == "pgvector":
+    server: PostgresServer | ChromaServer | FakeWeaviate
+    if request.param == "weaviate":
+        from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+        server = request.getfixturevalue("weaviate_fake")
+        index = WeaviateIndex("weaviate-test", _wv_config(server), context)
+    elif request.param == "pgvector":
         from llamda.providers.vector_io.pgvector import PgVectorIndex
 
         server = request.getfixturevalue("postgres")
@@ -151,7 +172,7 @@ def test_filters_keep_the_protocols_semantics(backend: tuple[VectorIndex, Any]) 
         if index.provider_id == "pg-test":  # strings order by code point, as matches does
             want = {r.chunk_id for r in rows if matches(STRING_ORDER, r.attributes)}
             assert await _ids(index, "vs_filters", STRING_ORDER) == want
-        else:
+        else:  # Chroma and Weaviate refuse to order strings
             with pytest.raises(BadRequestError, match="gt on the string value of 'kind'"):
                 await _ids(index, "vs_filters", STRING_ORDER)
         await index.close()
@@ -247,7 +268,7 @@ def test_pgvector_keyword_search_ranks_matching_words(postgres: PostgresServer) 
 
 
 def test_a_server_that_is_down_is_a_503_naming_the_provider_and_nothing_is_lost(
-    backend: tuple[VectorIndex, PostgresServer | ChromaServer],
+    backend: tuple[VectorIndex, PostgresServer | ChromaServer | FakeWeaviate],
 ) -> None:
     index, server = backend
 
@@ -539,7 +560,7 @@ def test_chroma_embedded_persistent_client_keeps_its_rows(tmp_path: Any) -> None
     assert done.stdout.strip().splitlines()[-1] == "['file-a-0', 'file-a-1', 'file-a-2']"
 
 
-@pytest.mark.parametrize("kind", ["pgvector", "chromadb"])
+@pytest.mark.parametrize("kind", ["pgvector", "chromadb", "weaviate"])
 def test_a_hung_server_is_a_503_and_ties_up_nothing_else(kind: str) -> None:
     """A server that accepts connections and never answers: each call ends in a 503 naming the
     provider (bounded timeouts), and while several hang the loop's default executor still
@@ -550,6 +571,7 @@ def test_a_hung_server_is_a_503_and_ties_up_nothing_else(kind: str) -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     port = listener.getsockname()[1]
+    others: list[socket.socket] = []
     context = IndexContext(vectors=VectorsConfig(uri="unused"))
     index: VectorIndex
     if kind == "pgvector":
@@ -560,6 +582,19 @@ def test_a_hung_server_is_a_503_and_ties_up_nothing_else(kind: str) -> None:
             pool_timeout_seconds=2, sslmode="disable",
         )  # fmt: skip
         index = PgVectorIndex("pg-hung", config, context)
+    elif kind == "weaviate":  # both REST and gRPC ports accept and never answer
+        from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+        grpc_listener = socket.socket()
+        grpc_listener.bind(("127.0.0.1", 0))
+        grpc_listener.listen(64)
+        others.append(grpc_listener)
+        config = WeaviateConfig(
+            http_host="127.0.0.1", http_port=port, api_key="wv-hung-key",
+            grpc_port=grpc_listener.getsockname()[1],
+            connect_timeout_seconds=1, timeout_seconds=1,
+        )  # fmt: skip
+        index = WeaviateIndex("weaviate-hung", config, context)
     else:
         from llamda.providers.vector_io.chroma import ChromaIndex
 
@@ -581,6 +616,8 @@ def test_a_hung_server_is_a_503_and_ties_up_nothing_else(kind: str) -> None:
         run(scenario())
     finally:
         listener.close()
+        for other in others:
+            other.close()
 
 
 def test_pgvector_without_the_extension_and_the_right_to_create_it_says_so(
@@ -613,5 +650,358 @@ def test_pgvector_without_the_extension_and_the_right_to_create_it_says_so(
         await admin.create("vs_x", DIM)  # creates the extension
         assert await admin.count("vs_x") == 0
         await admin.close()
+
+    run(scenario())
+
+
+# --- remote::weaviate (against the wire-level fake) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def weaviate_filter_index(weaviate_fake: FakeWeaviate) -> Iterator[tuple[Any, VectorIndex]]:
+    """tests/unit/test_vector_filters.py's mixed-type rows in a Weaviate collection of the fake,
+    written through the provider; one event loop for the module (one client)."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+    from tests.unit.test_vector_filters import _ROWS
+
+    index = WeaviateIndex(
+        "weaviate-prop", _wv_config(weaviate_fake), IndexContext(vectors=VectorsConfig(uri="x"))
+    )
+    rows = [
+        ChunkRow(f"c{i}", f"f{i}", "f", 0, 1, "t", [1.0, 0.0], attributes=attributes)
+        for i, attributes in enumerate(_ROWS)
+    ]
+    loop = asyncio.new_event_loop()
+
+    async def build() -> None:
+        await index.create("s", 2)
+        await index.upsert("s", rows, 2)
+
+    loop.run_until_complete(build())
+    yield loop, index
+    loop.run_until_complete(index.close())
+    loop.close()
+
+
+@_tree_property
+def test_weaviate_filters_and_the_common_evaluator_agree(
+    raw: dict[str, Any], weaviate_filter_index: tuple[Any, VectorIndex]
+) -> None:
+    """The compiled Weaviate filters (evaluated by the fake's Weaviate filter semantics: typed
+    properties, NotEqual matching objects without the property, field tokenization) and
+    ``matches`` pick the same rows, or the tree orders strings and is refused with a 400."""
+    from tests.unit.test_vector_filters import _ROWS, parse
+
+    loop, index = weaviate_filter_index
+    node = parse(raw)
+    try:
+        hits = loop.run_until_complete(index.search_vector("s", [1.0, 0.0], 100, filters=node))
+    except BadRequestError as exc:
+        assert exc.code == "unsupported_filter" and "string value" in exc.message
+        return
+    by_weaviate = {h.row["chunk_id"] for h in hits}
+    by_eval = {f"c{i}" for i, attributes in enumerate(_ROWS) if matches(node, attributes)}
+    assert by_weaviate == by_eval, node.model_dump()
+
+
+def test_weaviate_property_names_are_injective_and_in_its_alphabet() -> None:
+    from llamda.providers.vector_io.weaviate import collection_name, prop_name
+
+    keys = ["a", "A", "a_b", "a-b", "a__b", "a_0b", "_", "-", "Ab", "aB", "x" * 64]
+    names = {prop_name("s", k) for k in keys}
+    assert len(names) == len(keys)
+    assert all(re.fullmatch(r"s_[a-z0-9_]+", n) for n in names)
+    with pytest.raises(BadRequestError):
+        prop_name("s", "a') OR 1=1")
+    name = collection_name("Llamda_", "tenant", "vs_ABC-123!")
+    assert re.fullmatch(r"Llamda_vs_abc_123__[0-9a-f]{12}", name)
+    assert collection_name("Llamda_", "other", "vs_ABC-123!") != name
+
+
+def test_weaviate_keyword_search_is_native_bm25(weaviate_fake: FakeWeaviate) -> None:
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    index = WeaviateIndex(
+        "weaviate-kw", _wv_config(weaviate_fake), IndexContext(vectors=VectorsConfig(uri="x"))
+    )
+    texts = ["llamas graze in the Andes", "alpacas and llamas", "a report on tax"]
+    rows = [
+        ChunkRow(f"k{i}", "f", "f.txt", i, 4, text, [1.0, 0.0, 0.0, float(i)], {"i": i})
+        for i, text in enumerate(texts)
+    ]
+
+    async def scenario() -> None:
+        await index.create("vs_kw", DIM)
+        await index.upsert_file("vs_kw", "f", rows, DIM)
+        before = len(weaviate_fake.calls)
+        hits = await index.search_keyword("vs_kw", "llamas Andes", 10)
+        assert "grpc Search" in weaviate_fake.calls[before:]  # the server ranks, not the service
+        # Any of the words matches; the row with both ranks first; scores in 0..1.
+        assert [h.row["chunk_id"] for h in hits] == ["k0", "k1"]
+        assert all(0 < h.score < 1 for h in hits) and hits[0].score > hits[1].score
+        only = ComparisonFilter(type="eq", key="i", value=1)
+        found = await index.search_keyword("vs_kw", "llamas", 10, filters=only)
+        assert [h.row["chunk_id"] for h in found] == ["k1"]
+        assert await index.search_keyword("vs_kw", "the and a", 10) == []
+        await index.close()
+
+    run(scenario())
+
+
+def test_weaviate_with_a_wrong_api_key_is_a_503_that_does_not_show_it(
+    weaviate_fake: FakeWeaviate, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    wrong = "wv-wrong-" + uuid.uuid4().hex
+    config = _wv_config(weaviate_fake).model_copy(update={"api_key": SecretStr(wrong)})
+    index = WeaviateIndex("weaviate-badkey", config, IndexContext(vectors=VectorsConfig(uri="x")))
+
+    async def scenario() -> None:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await index.create("vs_key", DIM)
+        assert "'weaviate-badkey'" in caught.value.message
+        assert wrong not in caught.value.message
+        await index.close()
+
+    with caplog.at_level("DEBUG"):
+        run(scenario())
+    assert wrong not in caplog.text
+    assert wrong not in repr(config) and wrong not in config.model_dump_json()
+
+
+def test_weaviate_reads_its_api_key_from_ssm(
+    weaviate_fake: FakeWeaviate, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    boto3.client("ssm", endpoint_url=moto_endpoint).put_parameter(
+        Name="/llamda/wv-key", Value=weaviate_fake.api_key, Type="SecureString", Overwrite=True
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    context = IndexContext(vectors=VectorsConfig(uri="x"))
+    good = _wv_config(weaviate_fake).model_copy(
+        update={"api_key": None, "api_key_parameter": "/llamda/wv-key"}
+    )
+    missing = good.model_copy(update={"api_key_parameter": "/llamda/absent"})
+
+    async def scenario() -> None:
+        index = WeaviateIndex("wv-ssm", good, context)
+        await index.health()
+        await index.create("vs_ssm", DIM)
+        assert await index.count("vs_ssm") == 0
+        await index.close()
+        with pytest.raises(ServiceUnavailableError, match="cannot read"):
+            await WeaviateIndex("wv-nossm", missing, context).health()
+
+    run(scenario())
+
+
+def test_weaviate_upsert_file_never_leaves_the_file_empty(weaviate_fake: FakeWeaviate) -> None:
+    """Rewriting a file: the new chunks are written before the old ones are deleted (what a
+    reader can see between the two calls is old + new, never nothing)."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex, collection_name
+
+    config = _wv_config(weaviate_fake)
+    index = WeaviateIndex("wv-order", config, IndexContext(vectors=VectorsConfig(uri="x")))
+
+    async def scenario() -> list[str]:
+        await index.create("vs_order", DIM)
+        await index.upsert_file("vs_order", "f", [_row(i, "f") for i in range(3)], DIM)
+        name = collection_name(config.collection_prefix, current_tenant(), "vs_order")
+        sizes: list[int] = []
+        real_delete = weaviate_fake.delete
+
+        def spying_delete(request: Any) -> Any:
+            sizes.append(len(weaviate_fake.collections[name].objects))
+            return real_delete(request)
+
+        weaviate_fake.delete = spying_delete  # type: ignore[method-assign]
+        try:
+            await index.upsert_file("vs_order", "f", [_row(7, "f")], DIM)
+        finally:
+            del weaviate_fake.delete
+        rows = await index.file_rows("vs_order", "f")
+        await index.close()
+        assert sizes == [4]  # the old three and the new one when the delete ran
+        return sorted(r["chunk_id"] for r in rows)
+
+    assert run(scenario()) == ["f-7"]
+
+
+def test_weaviate_refused_data_is_a_400_and_a_gone_collection_a_404(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """Objects the server refuses (a vector of another length: every object, or one of many)
+    are a 400 without the server's text; a collection deleted behind our back is a 404."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex, collection_name
+
+    config = _wv_config(weaviate_fake)
+    index = WeaviateIndex("wv-refused", config, IndexContext(vectors=VectorsConfig(uri="x")))
+    short = ChunkRow("s", "f", "f.txt", 0, 1, "short", [1.0, 0.0])
+
+    async def scenario() -> None:
+        await index.create("vs_refused", DIM)
+        await index.upsert_file("vs_refused", "f", [_row(0, "f")], DIM)
+        for rows in ([short], [_row(1, "f"), short]):
+            with pytest.raises(BadRequestError) as caught:
+                await index.upsert("vs_refused", rows, DIM)
+            assert "length" in caught.value.message and "Existing nodes" not in caught.value.message
+        name = collection_name(config.collection_prefix, current_tenant(), "vs_refused")
+        del weaviate_fake.collections[name]  # dropped by someone else
+        with pytest.raises(NotFoundError):
+            await index.upsert("vs_refused", [_row(2, "f")], DIM)
+        await index.close()
+
+    run(scenario())
+
+
+def test_weaviate_a_big_file_is_not_cut_short_by_one_calls_budget(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """Each server call has its own timeout; a file of many batches on a slow server takes
+    longer than one call's budget in all, and is written whole (not a 503 half way)."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    config = _wv_config(weaviate_fake).model_copy(update={"timeout_seconds": 2.0})
+    index = WeaviateIndex("wv-slow", config, IndexContext(vectors=VectorsConfig(uri="x")))
+    rows = [_row(i, "big") for i in range(4000)]  # eight batches of 500
+
+    async def scenario() -> int:
+        await index.create("vs_big", DIM)
+        # 0.6 s a call (well inside its 2 s), 4.8 s in all: over one call's 2 s + slack.
+        weaviate_fake.latency["BatchObjects"] = 0.6
+        try:
+            await index.upsert_file("vs_big", "big", rows, DIM)
+        finally:
+            weaviate_fake.latency.clear()
+        count = await index.count("vs_big")
+        await index.close()
+        return count
+
+    assert run(scenario()) == len(rows)
+
+
+def test_weaviate_files_past_the_servers_result_cap_are_read_and_deleted_whole(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """A server caps a query (limit + offset) and a batch delete at QUERY_MAXIMUM_RESULTS: a
+    file with more chunks than that is still read whole (attribute updates rewrite every
+    chunk), replaced whole and deleted whole."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    cap = 1000
+    config = _wv_config(weaviate_fake, query_maximum_results=cap)
+    index = WeaviateIndex("wv-cap", config, IndexContext(vectors=VectorsConfig(uri="x")))
+    rows = [_row(i, "big") for i in range(2600)]
+    rows += [_row(i, "small") for i in range(3)]
+
+    async def scenario() -> None:
+        await index.create("vs_cap", DIM)
+        await index.upsert_file("vs_cap", "big", rows[:-3], DIM)
+        await index.upsert_file("vs_cap", "small", rows[-3:], DIM)
+        got = await index.file_rows("vs_cap", "big", limit=1_000_000)
+        assert sorted(r["chunk_index"] for r in got) == list(range(2600))
+        await index.update_file_attributes("vs_cap", "big", {"kind": "memo"})
+        memo = ComparisonFilter(type="eq", key="kind", value="memo")
+        assert await index.count("vs_cap") == 2603
+        hits = await index.search_vector("vs_cap", [1.0] * DIM, 3, filters=memo)
+        assert {h.row["file_id"] for h in hits} == {"big"}
+        assert all(r["attributes"] == {"kind": "memo"} for r in await index.file_rows(
+            "vs_cap", "big", limit=1_000_000
+        ))  # fmt: skip
+        await index.upsert_file("vs_cap", "big", [_row(0, "big")], DIM)  # 2599 stale deleted
+        assert await index.count("vs_cap") == 4
+        await index.upsert_file("vs_cap", "big", rows[:-3], DIM)
+        await index.delete_file("vs_cap", "big")
+        assert await index.count("vs_cap") == 3
+        await index.close()
+
+    weaviate_fake.max_results = cap
+    try:
+        run(scenario())
+    finally:
+        weaviate_fake.max_results = 10_000
+
+
+def test_the_weaviate_fake_is_strict_where_weaviate_is(weaviate_fake: FakeWeaviate) -> None:
+    """The fake, driven by the official client: it computes what it answers (cosine distances
+    from the stored vectors) and refuses what a Weaviate server refuses (an unknown property
+    with auto-schema off, IsNull without indexNullState, a value of the wrong type), and its
+    NotEqual matches objects without the property, as Weaviate's does."""
+    import weaviate
+    from weaviate import exceptions as wx
+    from weaviate.classes.config import Configure, DataType, Property
+    from weaviate.classes.data import DataObject
+    from weaviate.classes.init import Auth
+    from weaviate.classes.query import Filter, MetadataQuery
+
+    async def scenario() -> None:
+        client = weaviate.use_async_with_custom(
+            "127.0.0.1", weaviate_fake.http_port, False,
+            "127.0.0.1", weaviate_fake.grpc_port, False,
+            auth_credentials=Auth.api_key(weaviate_fake.api_key or ""),
+        )  # fmt: skip
+        await client.connect()
+        name = "Strict_" + uuid.uuid4().hex[:8]
+        try:
+            col = await client.collections.create(
+                name,
+                properties=[Property(name="t", data_type=DataType.TEXT)],
+                vector_config=Configure.Vectors.self_provided(),
+            )
+            await col.data.insert_many(
+                [
+                    DataObject(properties={"t": "a"}, vector=[1.0, 0.0]),
+                    DataObject(properties={}, vector=[0.6, 0.8]),
+                ]
+            )
+            got = await col.query.near_vector(
+                [1.0, 0.0], limit=5, return_metadata=MetadataQuery(distance=True)
+            )
+            distances = sorted(round(o.metadata.distance or 0, 6) for o in got.objects)
+            assert distances == [0.0, 0.4]  # 1 - cos: 0 and 1 - 0.6
+            ne = await col.query.fetch_objects(filters=Filter.by_property("t").not_equal("a"))
+            assert len(ne.objects) == 1  # the object without "t"
+            with pytest.raises(wx.WeaviateInsertManyAllFailedError, match="no such prop"):
+                await col.data.insert_many([DataObject(properties={"u": 1}, vector=[1.0, 0.0])])
+            with pytest.raises(wx.WeaviateQueryError, match="Nullstate"):
+                await col.query.fetch_objects(filters=Filter.by_property("t").is_none(True))
+            with pytest.raises(wx.WeaviateQueryError, match="cannot use"):
+                await col.query.fetch_objects(filters=Filter.by_property("t").equal(5))
+        finally:
+            await client.collections.delete(name)
+            await client.close()
+
+    run(scenario())
+
+
+def test_weaviate_tenants_with_the_same_store_id_never_meet(weaviate_fake: FakeWeaviate) -> None:
+    """Collections are named from (tenant, store): one tenant's rows, counts and drops never
+    touch another's store of the same id."""
+    from llamda.context import tenant_scope
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    index = WeaviateIndex(
+        "wv-tenants", _wv_config(weaviate_fake), IndexContext(vectors=VectorsConfig(uri="x"))
+    )
+
+    async def scenario() -> None:
+        with tenant_scope("acme"):
+            await index.create("vs_same", DIM)
+            await index.upsert_file("vs_same", "a", [_row(0, "a"), _row(1, "a")], DIM)
+        with tenant_scope("globex"):
+            await index.create("vs_same", DIM)
+            await index.upsert_file("vs_same", "g", [_row(0, "g")], DIM)
+            assert await _ids(index, "vs_same", None) == {"g-0"}
+            found = await index.search_keyword("vs_same", "chunk llamas", 5)
+            assert [h.row["chunk_id"] for h in found] == ["g-0"]
+            await index.drop("vs_same")
+        with tenant_scope("acme"):
+            assert await index.count("vs_same") == 2
+            assert await _ids(index, "vs_same", None) == {"a-0", "a-1"}
+        await index.close()
 
     run(scenario())

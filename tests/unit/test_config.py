@@ -416,3 +416,29 @@ def test_chat_completions_are_stored_locally_by_default_and_not_in_aws() -> None
     assert not load_config(env={"LLAMDA_INFERENCE_STORE": "false"}).inference_store.enabled
     with pytest.raises(ConfigError, match=r"inference_store\.ttl_days"):
         load_config(env={"LLAMDA_INFERENCE_STORE_DAYS": "0"})
+
+
+def test_the_aws_profile_accepts_weaviate_and_its_config_is_checked(tmp_path: Path) -> None:
+    """remote::weaviate is a server many writers share (as pgvector / chromadb): the aws profile
+    takes it. Its config is checked at load: one port cannot serve REST and gRPC, and the
+    collection prefix must be a Weaviate class-name start."""
+    entry = (
+        "providers:\n  vector_io:\n    - {provider_id: l, provider_type: lancedb}\n"
+        "    - {provider_id: w, provider_type: remote::weaviate, config: "
+        "{http_host: weaviate.internal, api_key: '${env.WV_KEY}'}}\n"
+    )
+    loaded = load_config(
+        write(tmp_path, "profile: aws\n" + MINIMAL + entry), env={"WV_KEY": "k-123"}
+    )
+    settings = loaded.providers["vector_io"][1].settings
+    assert settings.grpc_port == 50051 and settings.api_key.get_secret_value() == "k-123"
+    assert "k-123" not in repr(settings)
+    same_port = entry.replace("api_key:", "grpc_port: 8080, api_key:")
+    with pytest.raises(ConfigError, match=r"providers\.vector_io\[1\]\.config"):
+        load_config(write(tmp_path, MINIMAL + same_port), env={"WV_KEY": "k"})
+    bad_prefix = entry.replace("api_key:", "collection_prefix: 'x; DROP', api_key:")
+    with pytest.raises(ConfigError, match=r"collection_prefix"):
+        load_config(write(tmp_path, MINIMAL + bad_prefix), env={"WV_KEY": "k"})
+    with_scheme = entry.replace("weaviate.internal", "'http://weaviate.internal'")
+    with pytest.raises(ConfigError, match=r"http_host"):
+        load_config(write(tmp_path, MINIMAL + with_scheme), env={"WV_KEY": "k"})

@@ -27,6 +27,7 @@ from llamda.providers.vector_io.config import (
     FaissConfig,
     LanceDBConfig,
     PgVectorConfig,
+    WeaviateConfig,
 )
 
 
@@ -159,7 +160,16 @@ SPECS: dict[tuple[str, str], ProviderSpec] = {
             implementation="llamda.providers.vector_io.chroma:ChromaIndex",
             requires=("chromadb",),
         ),
-        # More vector_io providers: one ProviderSpec here each (remote::weaviate, ...).
+        ProviderSpec(
+            "vector_io",
+            "remote::weaviate",
+            WeaviateConfig,
+            "Weaviate (weaviate-client v4, REST + gRPC): vector search, filters as Weaviate "
+            "filters, native BM25 keyword search; hybrid fused by the service",
+            implementation="llamda.providers.vector_io.weaviate:WeaviateIndex",
+            requires=("weaviate",),
+        ),
+        # More vector_io providers: one ProviderSpec here each.
     ]
 }
 

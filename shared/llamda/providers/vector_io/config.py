@@ -101,3 +101,58 @@ class ChromaConfig(BaseModel):
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("url must be http:// or https://")
         return self
+
+
+_HOST = r"^([A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])$"  # a name, IPv4, or [IPv6]
+
+
+class WeaviateConfig(BaseModel):
+    """Weaviate over REST (schema, health) and gRPC (objects, search), weaviate-client v4."""
+
+    model_config = ConfigDict(extra="forbid")
+    http_host: str = Field(
+        "localhost", pattern=_HOST, description="A host name or IP (no scheme: http_secure)."
+    )
+    http_port: int = Field(8080, ge=1, le=65535)
+    http_secure: bool = False
+    grpc_host: str | None = Field(None, pattern=_HOST, description="Default: http_host.")
+    grpc_port: int = Field(50051, ge=1, le=65535)
+    grpc_secure: bool | None = Field(None, description="Default: http_secure.")
+    api_key: SecretStr | None = Field(
+        None, description="Usually ${env.WEAVIATE_API_KEY}; never shown or logged."
+    )
+    api_key_parameter: str | None = Field(
+        None, description="Or an SSM parameter name / Secrets Manager ARN holding it."
+    )
+    collection_prefix: str = Field(
+        "Llamda_",
+        pattern=r"^[A-Z][A-Za-z0-9_]{0,15}$",
+        description="Each store's collection is <prefix><store id, sanitised>_<hash>.",
+    )
+    connect_timeout_seconds: float = Field(
+        3.0, gt=0, le=60, description="Connecting (meta + gRPC health) and each REST call."
+    )
+    timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Each query or write: then a 503 naming the provider."
+    )
+    query_maximum_results: int = Field(
+        10_000,
+        ge=100,
+        le=1_000_000,
+        description="The server's QUERY_MAXIMUM_RESULTS: the most one query pages into (limit + "
+        "offset) or one batch delete removes.",
+    )
+
+    @model_validator(mode="after")
+    def _blank_is_none(self) -> WeaviateConfig:
+        # ${env.X:=} substitutes an empty string for an unset variable.
+        if self.api_key is not None and not self.api_key.get_secret_value():
+            self.api_key = None
+        if not self.api_key_parameter:
+            self.api_key_parameter = None
+        if not self.grpc_host:
+            self.grpc_host = None
+        same_host = (self.grpc_host or self.http_host) == self.http_host
+        if same_host and self.grpc_port == self.http_port:
+            raise ValueError("grpc_port must differ from http_port on the same host")
+        return self
