@@ -302,10 +302,15 @@ def test_aws_profile_switches_on_remote_vector_backends_by_env() -> None:
         "PGVECTOR_USER": "llamda",
         "PGVECTOR_PASSWORD_PARAMETER": "/llamda/pg-password",
         "CHROMA_URL": "http://chroma.internal:8000",
+        "WEAVIATE_HTTP_HOST": "weaviate.internal",
+        "WEAVIATE_HTTP_PORT": "8081",
+        "WEAVIATE_GRPC_PORT": "50052",
+        "WEAVIATE_SECURE": "true",
+        "WEAVIATE_API_KEY_PARAMETER": "arn:aws:secretsmanager:us-east-1:1:secret:wv-AbCdEf",
     }
     config = load_config(env=env)
     # LanceDB stays first: the default for new stores; the others are chosen per store.
-    assert config.provider_ids("vector_io") == ["lancedb", "pgvector", "chromadb"]
+    assert config.provider_ids("vector_io") == ["lancedb", "pgvector", "chromadb", "weaviate"]
     _, pg = config.provider("pgvector")  # type: ignore[misc]
     assert (pg.settings.host, pg.settings.port, pg.settings.db, pg.settings.user) == (
         "db.internal",
@@ -320,6 +325,16 @@ def test_aws_profile_switches_on_remote_vector_backends_by_env() -> None:
     assert pg.settings.sslmode == "require"
     _, chroma = config.provider("chromadb")  # type: ignore[misc]
     assert chroma.settings.url == "http://chroma.internal:8000" and chroma.settings.path is None
+    _, wv = config.provider("weaviate")  # type: ignore[misc]
+    assert (wv.settings.http_host, wv.settings.http_port, wv.settings.grpc_port) == (
+        "weaviate.internal",
+        8081,
+        50052,
+    )
+    # gRPC on the REST host with its TLS unless told otherwise; the key from Secrets Manager.
+    assert wv.settings.http_secure and wv.settings.grpc_host is None
+    assert wv.settings.grpc_secure is None and wv.settings.api_key is None
+    assert wv.settings.api_key_parameter == env["WEAVIATE_API_KEY_PARAMETER"]
 
 
 def test_embedded_chroma_is_refused_in_the_aws_profile(tmp_path: Path) -> None:

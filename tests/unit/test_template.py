@@ -1156,8 +1156,17 @@ def test_remote_vector_backends_are_off_by_default_and_reach_the_image_functions
         PgVectorHost="db.internal",
         PgVectorPasswordParameter="/llamda/pg",
         ChromaUrl="http://10.0.1.20:8000",
+        WeaviateHttpHost="10.0.1.30",
+        WeaviateApiKeyParameter="/llamda/wv",
     )
-    assert on.provider_ids("vector_io") == ["lancedb", "pgvector", "chromadb"]
+    assert on.provider_ids("vector_io") == ["lancedb", "pgvector", "chromadb", "weaviate"]
+    _, wv = on.provider("weaviate")
+    assert (wv.settings.http_host, wv.settings.http_port, wv.settings.grpc_port) == (
+        "10.0.1.30",
+        8080,
+        50051,
+    )
+    assert wv.settings.http_secure is False and wv.settings.api_key_parameter == "/llamda/wv"
     _, pg = on.provider("pgvector")
     assert (pg.settings.host, pg.settings.port, pg.settings.sslmode) == (
         "db.internal",
