@@ -236,3 +236,43 @@ def test_vector_function_cold_start_imports_no_backend_client(
     # ...their clients are not imported.
     heavy = [m for m in loaded if m.split(".")[0] in BACKEND_CLIENTS]
     assert heavy == []
+
+
+def test_image_chroma_client_is_http_only_and_says_so_for_a_path(
+    image_dir: Path, tmp_path: Path
+) -> None:
+    """The image has the HTTP-only chromadb-client (not the full package's server); a `path`
+    config there (outside the aws profile, which refuses it at load) is a 503 that says why,
+    not the client's RuntimeError (a 500)."""
+    script = f"""
+import asyncio, json, sys
+sys.path[:0] = [{str(image_dir)!r}]
+from chromadb.config import is_thin_client
+from llamda.config import VectorsConfig
+from llamda.errors import ServiceUnavailableError
+from llamda.providers.vector_io.chroma import ChromaIndex
+from llamda.providers.vector_io.config import ChromaConfig
+from llamda.providers.vector_io.index import IndexContext
+
+index = ChromaIndex(
+    "c", ChromaConfig(path={str(tmp_path / "chroma")!r}), IndexContext(VectorsConfig(uri="/tmp/v"))
+)
+try:
+    asyncio.run(index.create("vs_1", 3))
+    outcome = "created"
+except ServiceUnavailableError as exc:
+    outcome = str(exc)
+print(json.dumps({{"thin": is_thin_client, "outcome": outcome}}))
+"""
+    proc = subprocess.run(
+        [base_python(), "-I", "-S", "-B", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "ANONYMIZED_TELEMETRY": "False"},
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["thin"] is True
+    assert "HTTP-only chromadb-client" in report["outcome"], report
