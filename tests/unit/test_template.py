@@ -1286,3 +1286,35 @@ def test_vpc_placement_is_optional_and_for_the_image_functions_only(cfn: dict[st
         and vpc_policy in res["Properties"].get("ManagedPolicyArns", [])
     }
     assert others == IMAGE_FUNCTIONS
+
+
+def _rule_value(node: Any, params: dict[str, list[str]]) -> Any:
+    """A rule's condition or assertion (the functions these rules use) for list ``params``."""
+    ((fn, arg),) = node.items()
+    if fn == "Ref":
+        return params.get(arg, [""])  # an empty CommaDelimitedList is [""]
+    if fn == "Fn::Not":
+        return not _rule_value(arg[0], params)
+    if fn == "Fn::EachMemberEquals":
+        values, want = _rule_value(arg[0], params), arg[1]
+        return all(v == want for v in values)
+    raise ValueError(fn)
+
+
+def test_vpc_subnets_and_security_groups_come_together(cfn: dict[str, Any]) -> None:
+    """One without the other is refused at deploy (Rules), never a stack outside the VPC."""
+    rules = cfn["Rules"]
+
+    def refused(**params: list[str]) -> list[str]:
+        return [
+            name
+            for name, rule in rules.items()
+            if name.startswith("Vpc")
+            and _rule_value(rule["RuleCondition"], params)
+            and not all(_rule_value(a["Assert"], params) for a in rule["Assertions"])
+        ]
+
+    assert refused() == []
+    assert refused(VpcSubnetIds=["subnet-0a"], VpcSecurityGroupIds=["sg-0c"]) == []
+    assert refused(VpcSubnetIds=["subnet-0a", "subnet-0b"]) == ["VpcSecurityGroupsWithSubnets"]
+    assert refused(VpcSecurityGroupIds=["sg-0c"]) == ["VpcSubnetsWithSecurityGroups"]
