@@ -5,7 +5,8 @@ but the artifact's own directories is importable. request.json:
 ``{"paths": [code dir, layer python dirs...], "handler": "app.lambda_handler", "events": [...]}``
 (optional ``"timeout_ms"``: the function's timeout, 29000 by default; an event that runs longer
 is reported as Lambda reports a timeout).
-RESULT.json gets each event's response and the timings (import, first event, total).
+RESULT.json gets each event's response, the timings (import, first event, total; CPU seconds
+to the first event) and the modules loaded by the import and by the end.
 """
 
 import importlib
@@ -41,7 +42,8 @@ def main() -> None:
     module = importlib.import_module(module_name)
     handler = getattr(module, func_name)
     t_import = time.perf_counter()
-    results, durations, first_epoch = [], [], None
+    imported = list(sys.modules)  # what the handler's import loaded (tests check it stays lean)
+    results, durations, first_epoch, first_cpu = [], [], None, None
     for event in request["events"]:
         start = time.perf_counter()
         timeout_ms = request.get("timeout_ms", 29000)
@@ -59,6 +61,8 @@ def main() -> None:
         results.append(result)
         durations.append(elapsed)
         first_epoch = first_epoch or time.time()
+        # CPU seconds of this process until then: steadier than wall time on a shared host.
+        first_cpu = first_cpu or time.process_time()
     t_end = time.perf_counter()
     report = {
         "results": results,
@@ -68,8 +72,11 @@ def main() -> None:
             "event_s": durations,
             "total_s": t_end - T0,
             "first_event_epoch": first_epoch,
+            "first_event_cpu_s": first_cpu,
         },
         "sys_path": sys.path,
+        "modules_at_import": sorted(imported),
+        "modules_at_end": sorted(sys.modules),
     }
     with open(sys.argv[1], "w") as fh:
         json.dump(report, fh)

@@ -1,10 +1,14 @@
 """Cold start: a fresh `python` process → the built handler has served its first API Gateway
 event, side by side with Llama Stack 0.7 (launch → first 200 from /v1/health).
 
-    .venv/bin/python scripts/bench/coldstart.py [--runs 10] [--no-peer] [--write]
+    .venv/bin/python scripts/bench/coldstart.py [--runs 10] [--no-peer] [--shipped-only]
+        [--build-dir DIR] [--write]
 
 Needs `scripts/build x86_64 --zip-only` (done here when missing) and, for the peer,
-scripts/bench/setup_peer.
+scripts/bench/setup_peer. --build-dir measures another build (e.g. another checkout's
+.aws-sam/build, to compare two versions back to back with the same harness).
+Reported: wall time from spawn to the first event served, and the process's CPU time to it
+(steadier than wall time on a shared machine).
 Each function is measured as built (precompiled .pyc, as shipped) and without bytecode
 (read-only code dir: Python recompiles every module on every cold start) to show what the
 precompilation buys. Lambda adds its own init (runtime start, SnapStart restore) on top.
@@ -37,7 +41,13 @@ from tests.e2e.harness import (  # noqa: E402
 )
 
 PEER_VENV = ROOT / ".venv-bench-peer"
-REFS = {"RecordsTable": "bench-records", "DataBucket": "bench-data"}
+REFS = {
+    "RecordsTable": "bench-records",
+    "DataBucket": "bench-data",
+    # Queues the functions' environments name; the first events queue nothing.
+    "JobsQueue": "",
+    "IngestQueue": "",
+}
 # Tracing: Active in Lambda (the Powertools Tracer loads the X-Ray SDK).
 TRACING_ON = {
     "POWERTOOLS_TRACE_DISABLED": "false",
@@ -54,12 +64,31 @@ FIRST_EVENT = {
 }
 
 
-def cold_start_once(artifact: Artifact, env: dict[str, str]) -> tuple[float, float]:
-    """(spawn → first event served, import time) in seconds, for one fresh process."""
-    method, path, body = FIRST_EVENT.get(artifact.name, ("GET", "/v1/health", None))
-    report = artifact.invoke([api_gateway_event(method, path, body=body)], env)
-    assert report["results"][0]["statusCode"] < 500, report["results"][0]
-    return report["cold_start_s"], report["timings"]["import_s"]
+AUTHORIZER_EVENT = {
+    "type": "REQUEST",
+    "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/api/GET/v1/models",
+    "resource": "/v1/models",
+    "path": "/v1/models",
+    "httpMethod": "GET",
+    "headers": {},
+    "requestContext": {"stage": "api", "requestId": "r-1"},
+}
+
+
+def cold_start_once(artifact: Artifact, env: dict[str, str]) -> tuple[float, float, float]:
+    """(spawn → first event served, import time, CPU time to the first event) in seconds, for
+    one fresh process."""
+    if artifact.name == "AuthorizerFunction":
+        # A REQUEST authorizer event without a key: refused before any DynamoDB read, with the
+        # exact error API Gateway turns into a 401.
+        report = artifact.invoke([AUTHORIZER_EVENT], env)
+        assert report["results"][0].get("errorMessage") == "Unauthorized", report["results"][0]
+    else:
+        method, path, body = FIRST_EVENT.get(artifact.name, ("GET", "/v1/health", None))
+        report = artifact.invoke([api_gateway_event(method, path, body=body)], env)
+        assert report["results"][0]["statusCode"] < 500, report["results"][0]
+    timings = report["timings"]
+    return report["cold_start_s"], timings["import_s"], timings["first_event_cpu_s"]
 
 
 def without_bytecode(artifact: Artifact, into: Path) -> Artifact:
@@ -78,6 +107,7 @@ def measure(artifact: Artifact, runs: int, env: dict[str, str]) -> dict[str, flo
         "p50_ms": statistics.median(s[0] for s in samples) * 1000,
         "min_ms": min(s[0] for s in samples) * 1000,
         "import_p50_ms": statistics.median(s[1] for s in samples) * 1000,
+        "cpu_p50_ms": statistics.median(s[2] for s in samples) * 1000,
     }
 
 
@@ -118,6 +148,51 @@ def peer_once(store: Path) -> float:
         proc.wait(10)
 
 
+def measure_interleaved(
+    ours: Artifact, theirs: Artifact, runs: int, env: dict[str, str], their_env: dict[str, str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Both builds of one function, sample by sample in turn, so that a shared machine's load
+    weighs on both alike: (ours, theirs)."""
+    cold_start_once(ours, env)
+    cold_start_once(theirs, their_env)
+    pairs = [(cold_start_once(ours, env), cold_start_once(theirs, their_env)) for _ in range(runs)]
+
+    def summary(samples: list[tuple[float, float, float]]) -> dict[str, float]:
+        return {
+            "p50_ms": statistics.median(s[0] for s in samples) * 1000,
+            "cpu_p50_ms": statistics.median(s[2] for s in samples) * 1000,
+        }
+
+    return summary([p[0] for p in pairs]), summary([p[1] for p in pairs])
+
+
+def compare(build_dir: Path, against: Path, runs: int) -> str:
+    """``build_dir`` vs ``against`` (e.g. the same code before a change), interleaved."""
+    theirs_all = load_artifacts(against, REFS)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        f"cold start, median of {runs} fresh processes per build, interleaved sample by sample "
+        f"({os.cpu_count()} cores, load average {load} at the start)",
+        f"  after:  {build_dir}",
+        f"  before: {against}",
+        f"{'function':<18}{'before':>10}{'after':>10}{'CPU before':>12}{'CPU after':>11}",
+    ]
+    for name, artifact in load_artifacts(build_dir, REFS).items():
+        if not artifact.handler.startswith("app.") or name not in theirs_all:
+            continue
+        theirs = theirs_all[name]
+        extra = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+        extra["PYTHONDONTWRITEBYTECODE"] = "1"
+        after, before = measure_interleaved(
+            artifact, theirs, runs, lambda_env(artifact, extra), lambda_env(theirs, extra)
+        )
+        lines.append(
+            f"{name:<18}{before['p50_ms']:>7.0f} ms{after['p50_ms']:>7.0f} ms"
+            f"{before['cpu_p50_ms']:>9.0f} ms{after['cpu_p50_ms']:>8.0f} ms"
+        )
+    return "\n".join(lines)
+
+
 def measure_peer(runs: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         peer_once(Path(tmp))
@@ -132,17 +207,35 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--no-peer", action="store_true")
     parser.add_argument(
+        "--shipped-only", action="store_true", help="skip the X-Ray and no-.pyc variants"
+    )
+    parser.add_argument("--build-dir", type=Path, help="a zip build to measure (default: ours)")
+    parser.add_argument(
+        "--against", type=Path, help="another zip build: compare the two, interleaved"
+    )
+    parser.add_argument(
         "--write", action="store_true", help="append the results to docs/benchmarks.md"
     )
     args = parser.parse_args()
 
-    if (
+    build_dir = (args.build_dir or BUILD_DIR).resolve()
+    if args.build_dir is None and (
         not (BUILD_DIR / "template.yaml").exists()
         or (BUILD_DIR / ".architecture").read_text().strip() != "x86_64"
     ):
         subprocess.run([str(ROOT / "scripts/build"), "x86_64", "--zip-only"], check=True)
+    if args.against is not None:
+        report = compare(build_dir, args.against.resolve(), args.runs)
+        print(report)
+        if args.write:
+            append_report(
+                "Cold start, before and after",
+                f".venv/bin/python scripts/bench/coldstart.py {' '.join(sys.argv[1:])}",
+                report,
+            )
+        return
     rows = []
-    for name, artifact in load_artifacts(BUILD_DIR, REFS).items():
+    for name, artifact in load_artifacts(build_dir, REFS).items():
         if not artifact.handler.startswith("app."):
             continue  # run.sh: uvicorn under the Lambda Web Adapter, not a Python handler
         env = lambda_env(
@@ -154,9 +247,11 @@ def main() -> None:
             },
         )
         shipped = measure(artifact, args.runs, env)
-        traced = measure(artifact, args.runs, {**env, **TRACING_ON})
-        with tempfile.TemporaryDirectory() as tmp:
-            bare = measure(without_bytecode(artifact, Path(tmp)), args.runs, env)
+        traced = bare = None
+        if not args.shipped_only:
+            traced = measure(artifact, args.runs, {**env, **TRACING_ON})
+            with tempfile.TemporaryDirectory() as tmp:
+                bare = measure(without_bytecode(artifact, Path(tmp)), args.runs, env)
         rows.append((name, shipped, traced, bare))
 
     peer = None
@@ -164,16 +259,22 @@ def main() -> None:
         subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
         peer = measure_peer(args.runs)
 
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     lines = [
-        f"cold start, median of {args.runs} fresh processes (this machine: {os.cpu_count()} cores)",
-        f"{'function':<18}{'shipped (.pyc)':>16}{'+ X-Ray SDK':>14}{'no .pyc':>10}"
-        f"{'import only':>14}{'vs Llama Stack':>16}",
+        f"cold start, median of {args.runs} fresh processes (this machine: {os.cpu_count()} cores,"
+        f" load average {load} at the end), build {build_dir}",
+        f"{'function':<18}{'shipped (.pyc)':>16}{'CPU to it':>11}{'+ X-Ray SDK':>14}"
+        f"{'no .pyc':>10}{'import only':>14}{'vs Llama Stack':>16}",
     ]
+
+    def ms(result: dict[str, float] | None) -> str:
+        return f"{result['p50_ms']:.0f} ms" if result else "-"
+
     for name, shipped, traced, bare in rows:
         ratio = f"{peer['p50_ms'] / shipped['p50_ms']:.1f}x faster" if peer else "-"
         lines.append(
-            f"{name:<18}{shipped['p50_ms']:>13.0f} ms{traced['p50_ms']:>11.0f} ms"
-            f"{bare['p50_ms']:>7.0f} ms{shipped['import_p50_ms']:>11.0f} ms{ratio:>16}"
+            f"{name:<18}{ms(shipped):>16}{shipped['cpu_p50_ms']:>8.0f} ms{ms(traced):>14}"
+            f"{ms(bare):>10}{shipped['import_p50_ms']:>11.0f} ms{ratio:>16}"
         )
     if peer:
         lines.append(

@@ -514,7 +514,10 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=1000, help="documents for throughput")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument(
-        "--window", type=float, default=0.0, help="batching window, s (template: IngestBatchWindowSeconds, 0 by default)"
+        "--window",
+        type=float,
+        default=0.0,
+        help="batching window, s (template: IngestBatchWindowSeconds, 0)",
     )
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()

@@ -84,6 +84,45 @@ server:
 """
 
 
+def start_peer(home: Path, upstream: str, procs: list[subprocess.Popen[bytes]]) -> str:
+    """Llama Stack 0.7.3 (``.venv-bench-peer``, made by setup_peer) on ``upstream``; its URL.
+    The process is appended to ``procs`` (the caller stops it)."""
+    subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
+    (home / "peer.yaml").write_text(
+        PEER_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
+    )
+    peer_port = free_port()
+    procs.append(
+        subprocess.Popen(
+            [
+                str(PEER_VENV / "bin/llama"),
+                "stack",
+                "run",
+                str(home / "peer.yaml"),
+                "--port",
+                str(peer_port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    peer = f"http://127.0.0.1:{peer_port}"
+    wait(f"{peer}/v1/health", procs[-1])
+    return peer
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate, then kill what is still running after 10 s (a server draining a loaded
+    queue on a busy machine)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -223,27 +262,7 @@ def main() -> None:
                 server.terminate()
                 server.wait(10)
             if not args.no_peer:
-                subprocess.run([str(ROOT / "scripts/bench/setup_peer")], check=True)
-                (home / "peer.yaml").write_text(
-                    PEER_CONFIG.replace("UPSTREAM", upstream).replace("HOME", str(home))
-                )
-                peer_port = free_port()
-                procs.append(
-                    subprocess.Popen(
-                        [
-                            str(PEER_VENV / "bin/llama"),
-                            "stack",
-                            "run",
-                            str(home / "peer.yaml"),
-                            "--port",
-                            str(peer_port),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-                peer = f"http://127.0.0.1:{peer_port}"
-                wait(f"{peer}/v1/health", procs[-1])
+                peer = start_peer(home, upstream, procs)
                 results["Llama Stack 0.7.3"] = measure(
                     f"{peer}/v1/chat/completions", "vllm/bench-model", args.calls
                 )
@@ -252,9 +271,7 @@ def main() -> None:
                 )
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+            stop(proc)
 
     load = os.getloadavg()[0]
     title = f"gateway overhead per chat call, {args.calls} sequential calls, instant upstream"

@@ -10,7 +10,8 @@ upstream alone (what the load generator and the upstream can do on this machine)
 as deployed (auth on, stored completions on, one `llamda serve` process). Reported: calls per
 second and its share of the ideal, errors, latency p50/p99, and the server's CPU time per call
 (user+system from /proc): with one process the sustainable rate is at most 1000 / that.
-Llama Stack is not run here (see the report).
+Then Llama Stack 0.7.3 (``.venv-bench-peer``) under the same load, unless ``--no-peer``: its CPU
+per call is its server process's (``llama stack run``).
 """
 
 from __future__ import annotations
@@ -39,16 +40,18 @@ from scripts.bench.overhead import (  # noqa: E402
     create_key,
     free_port,
     pct,
+    start_peer,
+    stop,
     wait,
 )
 
 
 async def _load(
-    url: str, headers: dict[str, str], clients: int, seconds: float, pid: int
+    url: str, headers: dict[str, str], clients: int, seconds: float, pid: int, model: str
 ) -> tuple[list[float], int, float, float]:
     """(latencies in ms, errors, elapsed s, CPU s of process ``pid`` meanwhile): ``clients``
     connections, calls back to back, after a one-second warm-up."""
-    body = {**BODY, "model": "bench-model"}
+    body = {**BODY, "model": model}
     samples: list[float] = []
     errors = 0
     post = await _poster(url, headers, clients)
@@ -117,9 +120,14 @@ async def _poster(url: str, headers: dict[str, str], clients: int) -> Any:
 
 
 def run_load(
-    url: str, headers: dict[str, str], clients: int, seconds: float, pid: int
+    url: str,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    pid: int,
+    model: str = "bench-model",
 ) -> dict[str, float]:
-    samples, errors, elapsed, cpu = asyncio.run(_load(url, headers, clients, seconds, pid))
+    samples, errors, elapsed, cpu = asyncio.run(_load(url, headers, clients, seconds, pid, model))
     return {
         "cpu_ms": cpu * 1000 / max(1, len(samples) + errors),
         "rate": len(samples) / elapsed,
@@ -137,6 +145,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-peer", action="store_true")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     ideal = args.clients / (args.delay_ms / 1000)
@@ -176,11 +185,20 @@ def main() -> None:
             results["Llamda as deployed"] = run_load(
                 f"{url}/v1/chat/completions", headers, args.clients, args.seconds, server.pid
             )
+            stop(server)
+            if not args.no_peer:
+                peer = start_peer(home, upstream, procs)
+                results["Llama Stack 0.7.3"] = run_load(
+                    f"{peer}/v1/chat/completions",
+                    {},
+                    args.clients,
+                    args.seconds,
+                    procs[-1].pid,
+                    model="vllm/bench-model",
+                )
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(10)
+            stop(proc)
 
     load = os.getloadavg()[0]
     lines = [
@@ -201,7 +219,8 @@ def main() -> None:
         f"Llamda server CPU {deployed['cpu_ms']:.2f} ms per call: one process sustains at "
         f"most ~{1000 / deployed['cpu_ms']:.0f} calls/s on one core"
     )
-    lines.append("Llama Stack 0.7.3 not run (its benchmark venv is not installed here)")
+    if "Llama Stack 0.7.3" not in results:
+        lines.append("Llama Stack 0.7.3 not run (--no-peer)")
     report = "\n".join(lines)
     print(report)
     if args.write:

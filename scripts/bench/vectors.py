@@ -10,11 +10,13 @@
   data and the same calls (``create``, ``upsert`` in batches of 10,000, ``search_vector``) for
   every backend. LanceDB: flat and with the IVF_HNSW_SQ index the store builds past
   ``ann_index_min_rows``, and the same on moto S3 (a local HTTP S3, so only the request path
-  differs from real S3 latency); FAISS: its exact index (rows and index saved to a local
-  object store after every batch); pgvector and chromadb: a throwaway server of their own
-  (scripts/bench/_vectors_remote.py: PostgreSQL + pgvector, HNSW built after the load; Chroma);
-  weaviate: a real server only (WEAVIATE_URL), else skipped saying why (the tests' fake is not
-  Weaviate: its numbers would be the fake's);
+  differs from real S3 latency), then a warm pass (a warm container: caches loaded) on both,
+  side by side with the S3/local ratio and the S3 requests per query, with
+  ``read_consistency_seconds`` 0 (the default) and 10; FAISS: its exact index (rows and index
+  saved to a local object store after every batch); pgvector and chromadb: a throwaway server
+  of their own (scripts/bench/_vectors_remote.py: PostgreSQL + pgvector, HNSW built after the
+  load; Chroma); weaviate: a real server only (WEAVIATE_URL), else skipped saying why (the
+  tests' fake is not Weaviate: its numbers would be the fake's);
 - peer (lancedb only): Llama Stack 0.7.3's inline::faiss index (IndexFlatL2) on the same data,
   in its own venv (scripts/bench/setup_peer), when present;
 - ingestion (lancedb only): chunks/s for one worker (parse, tokenize, chunk, write) with an
@@ -26,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -125,9 +129,46 @@ async def search_suite(
         start = time.perf_counter()
         await index.maintain("bench")
         out["index_build_s"] = time.perf_counter() - start
-        out["ann"] = await measure(index, data, n)
+        out["ann"] = await measure(index, data, n)  # first pass: index partitions load
+        out["ann_warm"] = await measure_warm(index, data, n)  # a warm container
+        # The same warm process with read_consistency_seconds 10: no version check per query.
+        relaxed = config.model_copy(update={"read_consistency_seconds": 10.0})
+        cached = make_index(backend, relaxed, home)
+        await measure(cached, data, n)
+        out["ann_warm_rc10"] = await measure_warm(cached, data, n)
+        await cached.close()
     await index.close()
     return out
+
+
+async def measure_warm(index: VectorIndex, data: dict[str, np.ndarray], n: int) -> dict[str, Any]:
+    """``measure`` again (caches warm), with the object-store requests per query (S3 only)."""
+    before = dict(S3_REQUESTS)
+    out: dict[str, Any] = dict(await measure(index, data, n))
+    out["requests"] = {k: (S3_REQUESTS[k] - before.get(k, 0)) / n for k in S3_REQUESTS}
+    return out
+
+
+S3_REQUESTS: dict[str, int] = {}
+
+
+def count_s3_requests() -> None:
+    """Count the moto server's requests by kind (its werkzeug request log, not printed)."""
+    import logging
+
+    class Counter(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = re.sub(r"\x1b\[[0-9;]*m", "", record.getMessage())  # werkzeug's colours
+            if message.count('"') < 2:
+                return
+            method, path = [*message.split('"')[1].split(" "), "", ""][:2]
+            kind = "LIST" if "list-type" in path or "prefix=" in path else method
+            S3_REQUESTS[kind] = S3_REQUESTS.get(kind, 0) + 1
+
+    log = logging.getLogger("werkzeug")
+    log.addHandler(Counter())
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 async def ingestion(docs: int) -> dict[str, float]:
@@ -204,7 +245,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--s3-queries", type=int, default=50)
-    parser.add_argument("--docs", type=int, default=50)
+    parser.add_argument("--docs", type=int, default=50, help="ingestion run; 0: none")
     parser.add_argument("--local-only", action="store_true", help="lancedb: no S3, peer, ingest")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
@@ -214,7 +255,8 @@ def main() -> None:
     np.savez(tmp / "data.npz", **data)
     lines = [
         f"{args.backend}: {args.rows} x {DIM} clustered vectors, {args.queries} queries, "
-        f"top-{K}, cosine"
+        f"top-{K}, cosine; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at "
+        "the start"
     ]
 
     def row(name: str, r: dict[str, float]) -> str:
@@ -250,10 +292,15 @@ def main() -> None:
         f"of {BATCH}, ANN build {local['index_build_s']:.1f} s):",
         row("llamda LanceDB flat", local["flat"]),
         row("llamda LanceDB IVF_HNSW_SQ", local["ann"]),
+        row("llamda LanceDB IVF_HNSW_SQ, warm", local["ann_warm"]),
     ]
-    target = local["ann"]["p50_ms"] <= 10 and local["ann"]["recall"] >= 0.95
+
+    def met(r: dict[str, float]) -> str:
+        return "MET" if r["p50_ms"] <= 10 and r["recall"] >= 0.95 else "MISSED"
+
+    # First pass: right after the build, index partitions still loading; warm: a warm process.
+    verdict = f"first pass {met(local['ann'])}, warm {met(local['ann_warm'])}"
     if args.local_only:
-        verdict = "MET" if target else "MISSED"
         lines.append(f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {verdict}")
         report = "\n".join(lines)
         print(report)
@@ -263,7 +310,8 @@ def main() -> None:
         return
     from moto.server import ThreadedMotoServer
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    count_s3_requests()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=True)
     moto.start()
     host, port = moto.get_host_and_port()
     import boto3
@@ -287,7 +335,21 @@ def main() -> None:
         f"ANN build {s3['index_build_s']:.1f} s):",
         row("llamda LanceDB flat", s3["flat"]),
         row("llamda LanceDB IVF_HNSW_SQ", s3["ann"]),
+        "warm search, IVF_HNSW_SQ (second pass over the same queries, caches warm), "
+        "local disk vs moto S3:",
     ]
+    for name, key in (
+        ("read_consistency 0", "ann_warm"),
+        ("read_consistency 10 s", "ann_warm_rc10"),
+    ):
+        here, there = local[key], s3[key]
+        requests = ", ".join(f"{k} {v:.1f}" for k, v in sorted(there["requests"].items()) if v)
+        lines += [
+            row(f"local, {name}", here),
+            row(f"moto S3, {name}", there),
+            f"    S3/local p50 {there['p50_ms'] / here['p50_ms']:.1f}x (target <= 3x), "
+            f"p99 {there['p99_ms'] / here['p99_ms']:.1f}x; S3 requests per query: {requests}",
+        ]
     peer_result = peer(tmp / "data.npz")
     if peer_result:
         lines.append(row("Llama Stack 0.7.3 inline::faiss", peer_result))
@@ -295,14 +357,14 @@ def main() -> None:
         lines.append(f"  p50 ratio (faiss flat / llamda ANN): {ratio:.1f}x")
     else:
         lines.append("  peer: .venv-bench-peer missing (scripts/bench/setup_peer); not run")
-    ingest = asyncio.run(ingestion(args.docs))
-    lines.append(
-        f"ingestion, 1 worker, instant embedder: {ingest['chunks']} chunks from "
-        f"{ingest['docs']} docs, {ingest['chunks_per_s']:.0f} chunks/s (target >= 200)"
-    )
-    lines.append(
-        f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {'MET' if target else 'MISSED'}"
-    )
+    if args.docs:
+        ingest = asyncio.run(ingestion(args.docs))
+        lines.append(
+            f"ingestion, 1 worker, instant embedder: {ingest['chunks']} chunks from "
+            f"{ingest['docs']} docs, {ingest['chunks_per_s']:.0f} chunks/s (target >= 200)"
+        )
+    lines.append(f"target p50 <= 10 ms at recall@10 >= 0.95 (local, ANN): {verdict}")
+    lines.append(f"load average {os.getloadavg()[0]:.1f} at the end")
     report = "\n".join(lines)
     print(report)
     if args.write:

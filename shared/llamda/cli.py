@@ -67,9 +67,11 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    # The asyncio loop, whatever else is installed: uvicorn's "auto" picks uvloop when present
-    # (chromadb brings it), and a document worker forked from a uvloop server loses its result
-    # pipe (services/document_worker.py).
+    # The asyncio loop, whatever else is installed (uvicorn's "auto" picks uvloop when present;
+    # chromadb brings it). Forked document workers are fine on uvloop now (tests/unit/
+    # test_documents.py), but on it a client that hangs up mid-stream is not noticed and the
+    # upstream stream is never released (test_a_client_that_hangs_up_releases_the_upstream and
+    # test_a_stream_cut_short_is_not_stored fail). httptools is used when installed.
     uvicorn.run(
         app, host=host, port=port, log_level=args.log_level, access_log=False, loop="asyncio"
     )

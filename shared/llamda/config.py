@@ -423,6 +423,21 @@ class VectorsConfig(_Strict):
         description="How stale a cached table may be (other writers' commits); 0 = check on "
         "every read (read-your-writes across Lambda containers).",
     )
+    index_cache_mib: int = Field(
+        512,
+        ge=1,
+        le=65_536,
+        description="LanceDB's index cache (IVF centroids, HNSW partitions as searches load them; "
+        "LRU), per process and shared by every table: the memory a warm container keeps so "
+        "searches skip index reads.",
+    )
+    metadata_cache_mib: int = Field(
+        128,
+        ge=1,
+        le=65_536,
+        description="LanceDB's metadata cache (manifests, file footers, index metadata; LRU), "
+        "per process and shared by every table.",
+    )
     write_retries: int = Field(8, ge=0, le=50, description="Retries of a conflicting commit.")
     ingest_concurrency: int = Field(
         4,

@@ -22,11 +22,13 @@ def authorizer_handler() -> Any:
 
     from llamda.auth import bearer
     from llamda.config import cached_config
+    from llamda.lambda_runtime import register_snapstart_hooks
     from llamda.services.keys import KeysService
     from llamda.storage.records import build_records
 
     keys = KeysService(build_records(cached_config().storage.records))
-    # One loop for the container's life: the aioboto3 client is bound to it.
+    register_snapstart_hooks()  # SnapStart: botocore's retry jitter draws from `random` too
+    # One loop for the container's life: the aiobotocore client is bound to it.
     loop = asyncio.new_event_loop()
 
     @logger.inject_lambda_context

@@ -37,7 +37,7 @@ def sqs_handler() -> Any:
 
     stack = Stack(cached_config())
     service = IngestService(stack.files, stack.vector_stores, stack.records)
-    # One loop for the container's life: aioboto3 clients and LanceDB connections are bound to it.
+    # One loop for the container's life: AWS clients and LanceDB connections are bound to it.
     loop = asyncio.new_event_loop()
     persistence = DynamoDBPersistenceLayer(table_name=os.environ["LLAMDA_IDEMPOTENCY_TABLE"])
     config = IdempotencyConfig(

@@ -26,7 +26,8 @@ def sqs_handler() -> Any:
 
     config = cached_config()
     stack = Stack(config)
-    # One loop for the container's life: aioboto3 clients are bound to it.
+    jobs = stack.job_runner()  # every kind's handler, built at init
+    # One loop for the container's life: aiobotocore clients are bound to it.
     loop = asyncio.new_event_loop()
     current: dict[str, Any] = {}
 
@@ -39,9 +40,7 @@ def sqs_handler() -> Any:
         seconds = context.get_remaining_time_in_millis() / 1000 - config.jobs.lambda_margin_seconds
         received = int(record.attributes.approximate_receive_count or 1)
         last = received >= config.jobs.max_receive_count
-        loop.run_until_complete(
-            stack.jobs.run(job, seconds_left=max(1.0, seconds), last_attempt=last)
-        )
+        loop.run_until_complete(jobs.run(job, seconds_left=max(1.0, seconds), last_attempt=last))
         logger.info("job done", kind=job["kind"], job_id=job.get("id"))
 
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

@@ -73,6 +73,7 @@ def http_handler(apis: Sequence[str]) -> Handler:
     from mangum import Mangum
 
     asgi = Mangum(asgi_app(apis), lifespan="off")
+    register_snapstart_hooks()
     metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Llamda"))
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
@@ -86,6 +87,22 @@ def http_handler(apis: Sequence[str]) -> Handler:
     from aws_lambda_powertools import Tracer
 
     return Tracer().capture_lambda_handler(handler, capture_response=False)
+
+
+def register_snapstart_hooks() -> None:
+    """SnapStart resumes many environments from one snapshot of this init: what init made is
+    shared by all of them. Init here opens no connection and reads no credentials (AWS clients
+    are made on the first request), but ``random`` was seeded at import: re-seed it from the OS
+    after each restore, or every environment would draw the same retry jitter (ours and
+    botocore's). The runtime's ``snapshot_restore_py`` exists only in Lambda's Python runtime
+    (3.12+)."""
+    try:
+        from snapshot_restore_py import register_after_restore
+    except ImportError:
+        return
+    import random
+
+    register_after_restore(random.seed)
 
 
 # Lambda returns at most 6 MB (6,291,456 bytes) of response payload, headers and JSON framing

@@ -45,6 +45,12 @@ class OpenAIUpstream:
         # Embedding models answering vectors of another length than the default 3.
         self.embedding_dimensions: dict[str, int] = {}
         self.disconnects: list[str] = []
+        # An upstream that closes every connection right after its reply, without saying so
+        # (no ``Connection: close``): a pooled connection a client reuses may be gone.
+        self.close_after_reply = False
+        # Streamed requests for these models send two events, then the connection drops before
+        # the declared length (an upstream that dies mid-stream).
+        self.cut_stream_models: set[str] = set()
         self.disconnected = threading.Event()
         # A scripted model: the reply text of a (non-streamed, n=1) chat, from its request
         # body (e.g. a judge that rates what the prompt holds); None: "upstream ok".
@@ -104,6 +110,9 @@ class OpenAIUpstream:
                     return
                 if model in upstream.endless_stream_models and body.get("stream"):
                     self._stream_until_gone(model)
+                    return
+                if model in upstream.cut_stream_models and body.get("stream"):
+                    self._cut_stream(model)
                     return
                 if upstream.failures:
                     status, headers = upstream.failures.popleft()
@@ -302,6 +311,25 @@ class OpenAIUpstream:
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+                if upstream.close_after_reply:
+                    self.close_connection = True
+
+            def _cut_stream(self, model: str) -> None:
+                event = {
+                    "id": "chatcmpl-cut",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": {"content": "half "}}],
+                }
+                data = f"data: {json.dumps(event)}\n\n".encode() * 2
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("content-length", str(len(data) * 10))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+                self.close_connection = True
 
             def _stream_until_gone(self, model: str) -> None:
                 self.send_response(200)
@@ -337,6 +365,8 @@ class OpenAIUpstream:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
+                if upstream.close_after_reply:
+                    self.close_connection = True
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

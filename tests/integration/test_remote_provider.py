@@ -134,8 +134,8 @@ def test_concurrent_calls_keep_their_upstream_connections(
 def test_plain_and_streamed_calls_send_the_http_clients_standard_headers(
     client: openai.OpenAI, upstream: OpenAIUpstream
 ) -> None:
-    """Calls go straight to the connection pool (no client machinery per call) with the same
-    headers the HTTP client adds itself, plain or streamed."""
+    """Plain and streamed calls carry the same standard headers (our user agent, JSON, gzip
+    accepted) and never a cookie."""
     client.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
     list(
         client.chat.completions.create(
@@ -145,7 +145,7 @@ def test_plain_and_streamed_calls_send_the_http_clients_standard_headers(
     assert len(upstream.requests) == 2
     for sent in upstream.requests:
         headers = sent["headers"]
-        assert headers["user-agent"].startswith("python-httpx/")
+        assert headers["user-agent"].startswith("llamda/")
         assert "gzip" in headers["accept-encoding"]
         assert headers["accept"] == "*/*"
         assert headers["content-type"] == "application/json"
@@ -335,3 +335,101 @@ storage:
         assert "x-amz-date" in signed["headers"]
     finally:
         stop_server(live)
+
+
+def test_plain_calls_reuse_their_upstream_connection(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    """Back-to-back plain calls share one pooled connection. (The first may still land on a
+    connection an earlier test left in the pool, which the pool may retire when idle.)"""
+    for _ in range(4):
+        client.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
+    ports = [sent["port"] for sent in upstream.requests]
+    assert len(ports) == 4 and ports[1] == ports[2] == ports[3], ports
+
+
+def test_an_upstream_that_closes_its_connections_after_each_reply(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    """The upstream drops every connection after answering (without ``Connection: close``):
+    the pooled connection is found dead and a new one opened, plain or streamed, no error."""
+    upstream.close_after_reply = True
+    try:
+        for _ in range(3):
+            reply = client.chat.completions.create(
+                model="llama", messages=[{"role": "user", "content": "hi"}]
+            )
+            assert reply.choices[0].message.content == "upstream ok"
+            time.sleep(0.05)  # the close reaches us (a client in a hurry may race it)
+            chunks = list(client.completions.create(model="llama", prompt="go", stream=True))
+            assert "".join(c.choices[0].text for c in chunks if c.choices) == "go -> done"
+            time.sleep(0.05)
+    finally:
+        upstream.close_after_reply = False
+    assert len({sent["port"] for sent in upstream.requests}) == 6  # a new connection each
+
+
+def test_an_upstream_stream_cut_midway_is_an_error_event(
+    client: openai.OpenAI, upstream: OpenAIUpstream
+) -> None:
+    """The upstream's connection drops before the stream's end: the client gets what came,
+    then an error naming the provider (not a silently short answer), no upstream detail."""
+    cut = "meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    upstream.cut_stream_models.add(cut)
+    received: list[str] = []
+    try:
+        with pytest.raises(openai.APIError) as err:
+            for chunk in client.chat.completions.create(
+                model="llama", messages=[{"role": "user", "content": "hi"}], stream=True
+            ):
+                received.extend(c.delta.content or "" for c in chunk.choices)
+    finally:
+        upstream.cut_stream_models.discard(cut)
+    assert "".join(received) == "half half "
+    assert "together" in err.value.message and "RemoteProtocolError" in err.value.message
+
+
+def test_one_provider_used_from_two_event_loops(upstream: OpenAIUpstream) -> None:
+    """A provider is used from a second event loop (``asyncio.run`` per job, a worker thread
+    with its own loop, Mangum's loop): each loop gets its own session; the first loop's,
+    once that loop is closed, is dropped quietly (no aiohttp "unclosed session/connector"
+    warning; asyncio itself still notes the sockets a closed loop left open)."""
+    import asyncio
+    import gc
+    import threading
+    import warnings
+
+    from llamda.api.inference import ChatCompletionRequest
+    from llamda.providers.inference.config import RemoteOpenAIConfig
+    from llamda.providers.inference.remote_openai import RemoteOpenAIProvider
+
+    # Held only here, so that dropping it lets what it held be collected.
+    held = [RemoteOpenAIProvider("vllm", "vllm", RemoteOpenAIConfig(url=upstream.url, api_key="k"))]
+    request = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}])
+
+    async def call() -> str | None:
+        return (await held[0].chat(request, "m")).choices[0].message.content
+
+    upstream.requests.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(call()) == "upstream ok"  # this loop is closed afterwards
+        answers: list[str | None] = []
+        worker = threading.Thread(target=lambda: answers.append(asyncio.run(call())))
+        worker.start()
+        worker.join(30)
+        assert answers == ["upstream ok"]
+
+        async def twice_then_close() -> list[str | None]:
+            try:
+                return [await call(), await call()]
+            finally:
+                await held[0].close()
+
+        assert asyncio.run(twice_then_close()) == ["upstream ok"] * 2
+        held.clear()  # what it still held is collected now: warnings, if any, come here
+        gc.collect()
+    unclosed = [str(w.message) for w in caught if "Unclosed" in str(w.message)]
+    assert not unclosed, unclosed
+    ports = [sent["port"] for sent in upstream.requests]
+    assert len(ports) == 4 and ports[2] == ports[3]  # the third loop reused its connection

@@ -16,7 +16,7 @@ from llamda.api.batches import CreateBatchRequest
 from llamda.config import load_config
 from llamda.context import tenant_scope
 from llamda.errors import ConflictError
-from llamda.services.batches import ABANDONED_CLAIM_SECONDS, IDEMPOTENCY_KIND
+from llamda.services.batches import ABANDONED_CLAIM_SECONDS, IDEMPOTENCY_KIND, request_fingerprint
 from llamda.stack import Stack
 
 CONFIG = """
@@ -45,7 +45,6 @@ def test_a_claim_without_its_batch_is_taken_over_only_once_abandoned(
                     input_file_id=file.id, endpoint="/v1/embeddings", completion_window="24h"
                 )
                 claim = hashlib.sha256(b"key-1").hexdigest()
-                body = request.model_dump_json(exclude={"idempotency_key"})
                 # What a create killed after claiming the key leaves behind.
                 await stack.records.put(
                     IDEMPOTENCY_KIND,
@@ -53,7 +52,7 @@ def test_a_claim_without_its_batch_is_taken_over_only_once_abandoned(
                     {
                         "id": claim,
                         "batch_id": "batch_0000000000000000000000000000",
-                        "request": hashlib.sha256(body.encode()).hexdigest(),
+                        "request": request_fingerprint(request),
                         "claimed_at": int(time.time()) - age,
                     },
                 )

@@ -237,3 +237,24 @@ def test_accepted_types_are_one_list_shown_in_the_readme() -> None:
     for name in ("rows.jsonl", "conf.yaml", "pyproject.toml", "main.rs", "Query.SQL"):
         assert kind_of(name, None) == "txt", name
     assert kind_of("logo.png", None) is None
+
+
+def test_a_worker_result_larger_than_the_pipe_reaches_a_uvloop_parent() -> None:
+    """A forked worker's result (here ~2 MB of chunks, far more than a pipe buffer) arrives
+    whole in a uvloop parent too (libuv makes the polled pipe non-blocking), several times."""
+    uvloop = pytest.importorskip("uvloop")
+    data = ("alpaca llama vicuna guanaco. " * 40_000).encode()
+
+    async def read() -> list[int]:
+        assert "uvloop" in type(asyncio.get_running_loop()).__module__
+        return [
+            len(
+                await document_chunks_isolated(
+                    data, "a.txt", "text/plain", 512, 64, DocumentLimits(), 60
+                )
+            )
+            for _ in range(3)
+        ]
+
+    counts = uvloop.run(read())
+    assert counts[0] > 500 and counts == [counts[0]] * 3

@@ -63,6 +63,13 @@ CHECK_RESERVE_SECONDS = 5.0
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+def request_fingerprint(request: CreateBatchRequest) -> str:
+    """What an idempotent retry must repeat: the body but its key, with sorted keys (a retry
+    that rebuilt its metadata object in another order is the same request)."""
+    body = json.dumps(request.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def new_batch_id() -> str:
     # Sorts by creation time, so listing pages newest first.
     return f"batch_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
@@ -147,12 +154,7 @@ class BatchesService:
         if idempotency_key is None:
             return self._batch(await self._create(request, new_batch_id()))
         claim = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        # Sorted keys: a retry that rebuilt its metadata object in another order is the same
-        # request.
-        body = json.dumps(
-            request.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True
-        )
-        fingerprint = hashlib.sha256(body.encode()).hexdigest()
+        fingerprint = request_fingerprint(request)
         batch_id = new_batch_id()
         now = int(time.time())
         try:

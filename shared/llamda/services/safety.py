@@ -21,7 +21,7 @@ from llamda.api.safety import (
     SafetyViolation,
 )
 from llamda.config import RunConfig
-from llamda.errors import BadRequestError, ConfigError, ServiceUnavailableError
+from llamda.errors import BadRequestError, ServiceUnavailableError
 from llamda.observability import record_metrics
 from llamda.providers.inference.base import new_id
 from llamda.providers.registry import get_spec, load_implementation
@@ -32,7 +32,7 @@ from llamda.providers.safety.base import (
     Verdict,
     message_text,
 )
-from llamda.services.shields import ShieldsService
+from llamda.services.shields import ShieldsService, check_shield_params
 
 Chat = Callable[[ChatCompletionRequest], Awaitable[ChatCompletion]]
 
@@ -78,24 +78,13 @@ class SafetyService:
         self._chat = chat
         self._providers: dict[str, SafetyProvider] = {}
         self.max_chars = config.guardrails.max_judged_chars
-        for index, shield in enumerate(config.shields):
-            try:
-                self.validate_shield(shield.provider_id, shield.params)
-            except BadRequestError as exc:
-                raise ConfigError(f"{config.source}: shields[{index}].{exc.message}") from None
+        # The configured shields' params: checked by the stack at start
+        # (shields.check_configured_shields), before anything builds this service.
 
     def validate_shield(self, provider_id: str, params: dict[str, Any]) -> None:
         """A shield's params checked (and its rules compiled) before the shield exists:
         BadRequestError naming the param otherwise."""
-        found = self._config.provider(provider_id)
-        if found is None or found[1].provider_type != "inline::rules":
-            return
-        from llamda.providers.safety.config import shield_rules
-
-        try:
-            shield_rules(found[1].settings, params)
-        except ValueError as exc:
-            raise BadRequestError(str(exc), param=str(exc).split(":", 1)[0]) from None
+        check_shield_params(self._config, provider_id, params)
 
     def _provider(self, provider_id: str) -> SafetyProvider:
         if provider_id not in self._providers:

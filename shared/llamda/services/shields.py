@@ -7,7 +7,7 @@ from typing import Any
 
 from llamda.api.safety import RegisterShieldRequest, Shield
 from llamda.config import RunConfig
-from llamda.errors import BadRequestError
+from llamda.errors import BadRequestError, ConfigError
 from llamda.services.registry import Registry
 from llamda.storage.records import Records
 
@@ -22,6 +22,29 @@ def _shield(record: dict[str, Any], source: str) -> Shield:
         params=record.get("params") or {},
         source=source,  # type: ignore[arg-type]
     )
+
+
+def check_shield_params(config: RunConfig, provider_id: str, params: dict[str, Any]) -> None:
+    """A shield's params checked (and its rules compiled) before the shield exists:
+    BadRequestError naming the param otherwise."""
+    found = config.provider(provider_id)
+    if found is None or found[1].provider_type != "inline::rules":
+        return
+    from llamda.providers.safety.config import shield_rules
+
+    try:
+        shield_rules(found[1].settings, params)
+    except ValueError as exc:
+        raise BadRequestError(str(exc), param=str(exc).split(":", 1)[0]) from None
+
+
+def check_configured_shields(config: RunConfig) -> None:
+    """The run config's shields checked at start: ConfigError naming the bad one."""
+    for index, shield in enumerate(config.shields):
+        try:
+            check_shield_params(config, shield.provider_id, shield.params)
+        except BadRequestError as exc:
+            raise ConfigError(f"{config.source}: shields[{index}].{exc.message}") from None
 
 
 class ShieldsService:

@@ -1,4 +1,4 @@
-"""Amazon Bedrock: Converse / ConverseStream for chat, InvokeModel for embeddings (aioboto3)."""
+"""Amazon Bedrock: Converse / ConverseStream for chat, InvokeModel for embeddings (aiobotocore)."""
 
 from __future__ import annotations
 

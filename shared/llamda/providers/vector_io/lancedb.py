@@ -20,8 +20,9 @@ import logging
 import os
 import random
 import sys
+import threading
 import types
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COLUMNS = ROW_KEYS
+MIB = 1024 * 1024
 _JSON_COLUMNS = ("attributes", "metadata", "chunk_metadata")
 
 
@@ -99,20 +101,54 @@ def import_lancedb() -> Any:
     class (~1 s of pydantic models here) that only REST-namespace connections use. We connect
     to directories and s3:// URIs, so that ``__init__`` is skipped: the package is registered
     with its real path and its submodules (the models lance_namespace needs) import on demand.
-    LLAMDA_LANCEDB_FULL_IMPORT=1 turns this off."""
+    Those still number ~140 pydantic models that lance_namespace re-exports and we never
+    validate with: the models defined during the import defer building their validators to
+    their first use (pydantic's ``defer_build``), ~0.1-0.25 s less here.
+    LLAMDA_LANCEDB_FULL_IMPORT=1 turns both off."""
+    if "lancedb" in sys.modules:
+        return sys.modules["lancedb"]
     name = "lance_namespace_urllib3_client"
     full = os.environ.get("LLAMDA_LANCEDB_FULL_IMPORT", "") in {"1", "true"}
-    if not full and "lancedb" not in sys.modules and name not in sys.modules:
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.submodule_search_locations:
-            package = types.ModuleType(name)
-            package.__path__ = list(spec.submodule_search_locations)
-            package.__spec__ = spec
-            package.__file__ = spec.origin
-            sys.modules[name] = package
-    import lancedb
+    if full:
+        import lancedb
+
+        return lancedb
+    # One importer at a time: the deferral below is process-wide while it lasts.
+    with _IMPORT_LOCK:
+        if name not in sys.modules:
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.submodule_search_locations:
+                package = types.ModuleType(name)
+                package.__path__ = list(spec.submodule_search_locations)
+                package.__spec__ = spec
+                package.__file__ = spec.origin
+                sys.modules[name] = package
+        with _deferred_model_builds():
+            import lancedb
 
     return lancedb
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _deferred_model_builds() -> Iterator[None]:
+    """pydantic models subclassing ``BaseModel`` directly and defined inside this block build
+    their validators on first use instead of at class creation (same behaviour, later cost).
+    Only the import of lancedb runs inside it; our own models are defined before."""
+    from pydantic import BaseModel
+
+    config = BaseModel.model_config
+    had, before = "defer_build" in config, config.get("defer_build")
+    config["defer_build"] = True
+    try:
+        yield
+    finally:
+        if had:
+            config["defer_build"] = before
+        else:
+            config.pop("defer_build", None)
 
 
 def _is_conflict(exc: Exception) -> bool:
@@ -246,6 +282,7 @@ class LanceDBIndex:
         self._tables: dict[tuple[str, int, str], AsyncTable] = {}
         self._indexed: set[tuple[str, str]] = set()
         self._batchers: dict[tuple[str, int, str], _AppendBatcher] = {}
+        self._session: Any = None  # lancedb.Session, made with the first connection
         self.on_write: Callable[[str], Awaitable[None]] | None = None
 
     def _location(self) -> str:
@@ -274,8 +311,26 @@ class LanceDBIndex:
                 # Other processes (Lambda containers, the ingest function) write too: a cached
                 # table handle checks for newer versions this often (0: on every read).
                 read_consistency_interval=timedelta(seconds=self._config.read_consistency_seconds),
+                session=self.session(),
             )
         return self._connections[key]
+
+    def session(self) -> Any:
+        """The LanceDB session (index and metadata caches) of every connection this index
+        opens (a process has one index per provider), bounded by ``index_cache_mib`` and
+        ``metadata_cache_mib`` (lance's defaults, 6 GiB and 1 GiB per connection, would outgrow
+        a Lambda)."""
+        if self._session is None:
+            lancedb = import_lancedb()
+            self._session = lancedb.Session(
+                index_cache_size_bytes=self._config.index_cache_mib * MIB,
+                metadata_cache_size_bytes=self._config.metadata_cache_mib * MIB,
+            )
+        return self._session
+
+    def cache_bytes(self) -> int:
+        """Bytes the caches hold now (0 before the first connection)."""
+        return 0 if self._session is None else int(self._session.size_bytes)
 
     async def _table(self, store_id: str) -> AsyncTable | None:
         key = self._key(store_id)
@@ -448,12 +503,16 @@ class LanceDBIndex:
         query = table.query().nearest_to(list(vector)).distance_type("cosine")
         if where:
             query = query.where(where)
-        query = query.select([*_columns(keys), "_distance"]).limit(k)
-        # refine: exact distances for the candidates (the IVF_HNSW_SQ index reports
-        # quantized, doubled cosine distances, so scores would change once it exists).
-        query = query.nprobes(8).ef(max(64, k * 2)).refine_factor(1)
-        rows = await query.to_list()
-        return [Hit(_decode(r), max(0.0, 1.0 - float(r.pop("_distance")))) for r in rows]
+        columns = _columns(keys)
+        # The IVF_HNSW_SQ index reports quantized (and doubled) cosine distances: scores are
+        # recomputed exactly here from the candidates' vectors, read in the same take as the
+        # other columns. (LanceDB's refine_factor does the same in a second take of the
+        # vector column, ~2 ms more per query on local disk and a round trip more on S3.)
+        fetch = (
+            [*columns, "_distance"] if "vector" in columns else [*columns, "vector", "_distance"]
+        )
+        query = query.select(fetch).limit(k).nprobes(8).ef(max(64, k * 2))
+        return _exact_hits(await query.to_arrow(), vector, keep_vector="vector" in columns)
 
     async def search_keyword(
         self,
@@ -548,6 +607,29 @@ class LanceDBIndex:
         self._batchers.clear()
         self._tables.clear()
         self._connections.clear()
+
+
+def _exact_hits(result: pa.Table, vector: Sequence[float], *, keep_vector: bool) -> list[Hit]:
+    """Hits best first, scored by exact cosine similarity (clamped at 0) between ``vector``
+    and each row's stored vector (a zero vector scores 0)."""
+    import numpy as np
+
+    if result.num_rows == 0:
+        return []
+    column = result.column("vector").combine_chunks()
+    dim = column.type.list_size  # fixed-size lists: null rows keep their slots in ``values``
+    flat = column.values.slice(column.offset * dim, len(column) * dim)
+    stored = flat.to_numpy(zero_copy_only=False).reshape(len(column), dim)
+    query = np.asarray(vector, dtype=np.float32)
+    norms = np.linalg.norm(stored, axis=1) * float(np.linalg.norm(query))
+    dots = stored @ query
+    scores = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    if column.null_count:  # a row without a vector (never written so): it scores 0
+        scores[column.is_null().to_numpy(zero_copy_only=False)] = 0.0
+    names = [n for n in result.column_names if n != "_distance" and (keep_vector or n != "vector")]
+    rows = result.select(names).to_pylist()
+    order = sorted(range(len(rows)), key=lambda i: -float(scores[i]))  # stable: ties keep ANN order
+    return [Hit(_decode(rows[i]), max(0.0, min(1.0, float(scores[i])))) for i in order]
 
 
 def _columns(keys: Sequence[str]) -> list[str]:
