@@ -106,13 +106,16 @@ PSEUDO_PARAMETERS = {
 def cfn_eval(value: Any, refs: dict[str, str], template: dict[str, Any]) -> Any:
     """``value`` with the intrinsic functions of environment values and policies evaluated:
     Ref (``refs``: parameters, logical ids, pseudo parameters), Fn::If and the condition
-    functions, Fn::FindInMap, Fn::Join, Fn::Sub. Anything else is an error, not a guess."""
+    functions, Fn::FindInMap, Fn::Join, Fn::Split, Fn::Select, Fn::Sub. Anything else is an
+    error, not a guess."""
 
     def ev(node: Any) -> Any:
         if isinstance(node, list):
             return [ev(item) for item in node]
-        if not isinstance(node, dict) or len(node) != 1:
+        if not isinstance(node, dict):
             return node
+        if len(node) != 1:  # a plain mapping (a policy statement): its values evaluated
+            return {key: ev(item) for key, item in node.items()}
         ((fn, arg),) = node.items()
         if fn == "Ref":
             return refs[arg]
@@ -136,13 +139,19 @@ def cfn_eval(value: Any, refs: dict[str, str], template: dict[str, Any]) -> Any:
         if fn == "Fn::Join":
             sep, items = ev(arg)
             return sep.join(str(i) for i in items)
+        if fn == "Fn::Split":
+            sep, text = ev(arg)
+            return str(text).split(sep)
+        if fn == "Fn::Select":
+            index, items = ev(arg)
+            return items[int(index)]  # out of range fails, as CloudFormation does
         if fn == "Fn::Sub":
             text, local = arg if isinstance(arg, list) else (arg, {})
             names = {**refs, **{k: ev(v) for k, v in local.items()}}
             return re.sub(r"\$\{([^}!]+)\}", lambda m: str(names[m.group(1)]), text)
         if fn.startswith("Fn::"):
             raise ValueError(f"cfn_eval does not evaluate {fn}")
-        return node
+        return {fn: ev(arg)}
 
     return ev(value)
 

@@ -292,6 +292,69 @@ def test_several_vector_backends_and_faiss_refused_by_the_aws_profile(tmp_path: 
         load_config(write(tmp_path, MINIMAL + bad_prefix), env={})
 
 
+def test_aws_profile_switches_on_remote_vector_backends_by_env() -> None:
+    assert load_config(env=AWS).provider_ids("vector_io") == ["lancedb"]
+    env = {
+        **AWS,
+        "PGVECTOR_HOST": "db.internal",
+        "PGVECTOR_PORT": "6543",
+        "PGVECTOR_DB": "vectors",
+        "PGVECTOR_USER": "llamda",
+        "PGVECTOR_PASSWORD_PARAMETER": "/llamda/pg-password",
+        "CHROMA_URL": "http://chroma.internal:8000",
+        "WEAVIATE_HTTP_HOST": "weaviate.internal",
+        "WEAVIATE_HTTP_PORT": "8081",
+        "WEAVIATE_GRPC_PORT": "50052",
+        "WEAVIATE_SECURE": "true",
+        "WEAVIATE_API_KEY_PARAMETER": "arn:aws:secretsmanager:us-east-1:1:secret:wv-AbCdEf",
+    }
+    config = load_config(env=env)
+    # LanceDB stays first: the default for new stores; the others are chosen per store.
+    assert config.provider_ids("vector_io") == ["lancedb", "pgvector", "chromadb", "weaviate"]
+    _, pg = config.provider("pgvector")  # type: ignore[misc]
+    assert (pg.settings.host, pg.settings.port, pg.settings.db, pg.settings.user) == (
+        "db.internal",
+        6543,
+        "vectors",
+        "llamda",
+    )
+    # The password is read from SSM / Secrets Manager, never held in the environment; TLS by
+    # default (the template's PgVectorSslMode).
+    assert pg.settings.password is None
+    assert pg.settings.password_parameter == "/llamda/pg-password"
+    assert pg.settings.sslmode == "require"
+    _, chroma = config.provider("chromadb")  # type: ignore[misc]
+    assert chroma.settings.url == "http://chroma.internal:8000" and chroma.settings.path is None
+    _, wv = config.provider("weaviate")  # type: ignore[misc]
+    assert (wv.settings.http_host, wv.settings.http_port, wv.settings.grpc_port) == (
+        "weaviate.internal",
+        8081,
+        50052,
+    )
+    # gRPC on the REST host with its TLS unless told otherwise; the key from Secrets Manager.
+    assert wv.settings.http_secure and wv.settings.grpc_host is None
+    assert wv.settings.grpc_secure is None and wv.settings.api_key is None
+    assert wv.settings.api_key_parameter == env["WEAVIATE_API_KEY_PARAMETER"]
+
+
+def test_embedded_chroma_is_refused_in_the_aws_profile(tmp_path: Path) -> None:
+    from llamda.providers.vector_io.index import IndexContext, build_index
+
+    vector_io = (
+        "providers:\n  vector_io:\n"
+        f"    - {{provider_id: c, provider_type: remote::chromadb, config: {{path: {tmp_path}/c}}}}\n"
+    )
+    for profile in ("local", "aws"):
+        config = load_config(write(tmp_path, f"profile: {profile}\n" + MINIMAL + vector_io), env={})
+        (entry,) = config.providers["vector_io"]
+        context = IndexContext(config.storage.vectors, None, config.profile)
+        if profile == "local":
+            assert build_index(entry, context).provider_id == "c"
+            continue
+        with pytest.raises(ConfigError, match=r"embedded PersistentClient, local only.*ChromaUrl"):
+            build_index(entry, context)
+
+
 def test_profiles_use_llama_stack_names() -> None:
     for profile, env in (("local", {}), ("aws", AWS)):
         text = (Path(__file__).parents[2] / f"shared/llamda/profiles/{profile}.yaml").read_text()

@@ -1066,3 +1066,255 @@ def test_job_objects_expire_with_their_jobs(cfn: dict[str, Any]) -> None:
     env = _raw()["Globals"]["Function"]["Environment"]["Variables"]
     assert env["LLAMDA_JOB_DAYS"] == {"Ref": "JobDays"}
     assert "${env.LLAMDA_JOB_DAYS" in (ROOT / "shared/llamda/profiles/aws.yaml").read_text()
+
+
+# --- remote vector backends (#17): parameters, secrets, VPC --------------------------------------
+
+IMAGE_FUNCTIONS = {
+    "VectorFunction",
+    "IngestFunction",
+    "MaintenanceFunction",
+    "AgentsFunction",
+    "AgentsStreamFunction",
+    "JobsFunction",
+}
+BACKEND_ENV = {
+    "PGVECTOR_HOST": "PgVectorHost",
+    "PGVECTOR_PORT": "PgVectorPort",
+    "PGVECTOR_DB": "PgVectorDatabase",
+    "PGVECTOR_USER": "PgVectorUser",
+    "PGVECTOR_PASSWORD_PARAMETER": "PgVectorPasswordParameter",
+    "PGVECTOR_SSLMODE": "PgVectorSslMode",
+    "CHROMA_URL": "ChromaUrl",
+    "WEAVIATE_HTTP_HOST": "WeaviateHttpHost",
+    "WEAVIATE_HTTP_PORT": "WeaviateHttpPort",
+    "WEAVIATE_GRPC_HOST": "WeaviateGrpcHost",
+    "WEAVIATE_GRPC_PORT": "WeaviateGrpcPort",
+    "WEAVIATE_SECURE": "WeaviateSecure",
+    "WEAVIATE_API_KEY_PARAMETER": "WeaviateApiKeyParameter",
+}
+_NO_VALUE = object()
+
+
+def _eval(cfn: dict[str, Any], value: Any, **params: Any) -> Any:
+    """``value`` as a deploy to us-east-1 with ``params`` would see it (AWS::NoValue dropped)."""
+    refs: dict[str, Any] = {**_deploy_refs(cfn, "us-east-1"), "AWS::NoValue": _NO_VALUE}
+    refs.update(params)
+
+    def drop(node: Any) -> Any:
+        if isinstance(node, list):
+            return [drop(i) for i in node if i is not _NO_VALUE]
+        if isinstance(node, dict):
+            return {k: drop(v) for k, v in node.items() if v is not _NO_VALUE}
+        return node
+
+    return drop(cfn_eval(value, refs, cfn))
+
+
+def _backend_policy(cfn: dict[str, Any], **params: Any) -> list[dict[str, Any]] | None:
+    """The statements of the backend-secrets policy a deploy with ``params`` creates (None:
+    the resource is not created)."""
+    policy = cfn["Resources"]["VectorBackendSecrets"]
+    if not _eval(cfn, {"Condition": policy["Condition"]}, **params):
+        return None
+    return _eval(cfn, policy["Properties"]["PolicyDocument"]["Statement"], **params)
+
+
+def test_remote_vector_backends_are_off_by_default_and_reach_the_image_functions_only(
+    cfn: dict[str, Any],
+) -> None:
+    """Every backend parameter defaults to "off"; the image functions (the ones that reach
+    vector stores) get all of them, no other function any; the aws profile reads them."""
+    for name in (
+        "PgVectorHost",
+        "PgVectorPasswordParameter",
+        "ChromaUrl",
+        "WeaviateHttpHost",
+        "WeaviateApiKeyParameter",
+        "VpcSubnetIds",
+        "VpcSecurityGroupIds",
+    ):
+        assert cfn["Parameters"][name]["Default"] == "", name
+    envs = {
+        name: res["Properties"].get("Environment", {}).get("Variables", {})
+        for name, res in cfn["Resources"].items()
+        if res["Type"] == "AWS::Lambda::Function"
+    }
+    for name, env in envs.items():
+        wired = {var: env[var] for var in BACKEND_ENV if var in env}
+        if name in IMAGE_FUNCTIONS:
+            assert wired == {var: {"Ref": param} for var, param in BACKEND_ENV.items()}, name
+        else:
+            assert not wired, name
+    env = envs["VectorFunction"]
+
+    def config(**params: Any) -> Any:
+        return _aws_config({var: str(_eval(cfn, env[var], **params)) for var in BACKEND_ENV})
+
+    assert config().provider_ids("vector_io") == ["lancedb"]
+    on = config(
+        PgVectorHost="db.internal",
+        PgVectorPasswordParameter="/llamda/pg",
+        ChromaUrl="http://10.0.1.20:8000",
+        WeaviateHttpHost="10.0.1.30",
+        WeaviateApiKeyParameter="/llamda/wv",
+    )
+    assert on.provider_ids("vector_io") == ["lancedb", "pgvector", "chromadb", "weaviate"]
+    _, wv = on.provider("weaviate")
+    assert (wv.settings.http_host, wv.settings.http_port, wv.settings.grpc_port) == (
+        "10.0.1.30",
+        8080,
+        50051,
+    )
+    assert wv.settings.http_secure is False and wv.settings.api_key_parameter == "/llamda/wv"
+    _, pg = on.provider("pgvector")
+    assert (pg.settings.host, pg.settings.port, pg.settings.sslmode) == (
+        "db.internal",
+        5432,
+        "require",
+    )
+    assert pg.settings.password_parameter == "/llamda/pg" and pg.settings.password is None
+
+
+@pytest.mark.parametrize(
+    ("given", "action", "resource"),
+    [
+        (
+            "/llamda/pg",
+            "ssm:GetParameter",
+            "arn:aws:ssm:us-east-1:123456789012:parameter/llamda/pg",
+        ),
+        ("pgpw", "ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/pgpw"),
+        (
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/shared/pg",
+            "ssm:GetParameter",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/shared/pg",
+        ),
+        (
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:llamda/pg-AbCdEf",
+            "secretsmanager:GetSecretValue",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:llamda/pg-AbCdEf",
+        ),
+    ],
+)
+def test_backend_secrets_are_readable_exactly_as_named(
+    cfn: dict[str, Any], given: str, action: str, resource: str
+) -> None:
+    assert _backend_policy(cfn) is None  # nothing named: no policy at all
+    # A password named for a backend that is off grants nothing either.
+    assert _backend_policy(cfn, PgVectorPasswordParameter=given) is None
+    pg = _backend_policy(cfn, PgVectorHost="db.internal", PgVectorPasswordParameter=given)
+    assert pg == [
+        {"Sid": "ReadPgVectorPassword", "Effect": "Allow", "Action": action, "Resource": resource}
+    ]
+    weaviate = _backend_policy(cfn, WeaviateHttpHost="wv.internal", WeaviateApiKeyParameter=given)
+    assert weaviate == [
+        {"Sid": "ReadWeaviateApiKey", "Effect": "Allow", "Action": action, "Resource": resource}
+    ]
+    both = _backend_policy(
+        cfn,
+        PgVectorHost="db.internal",
+        PgVectorPasswordParameter=given,
+        WeaviateHttpHost="wv.internal",
+        WeaviateApiKeyParameter="/llamda/wv",
+    )
+    assert both is not None and [s["Sid"] for s in both] == [
+        "ReadPgVectorPassword",
+        "ReadWeaviateApiKey",
+    ]
+    # The parameters refuse wildcards and other services' ARNs (a policy on "parameter/*").
+    for name in ("PgVectorPasswordParameter", "WeaviateApiKeyParameter"):
+        pattern = re.compile(cfn["Parameters"][name]["AllowedPattern"])
+        assert pattern.fullmatch(given) and pattern.fullmatch("")
+        for bad in ("*", "/llamda/*", "arn:aws:iam::123456789012:role/x", "arn:aws:ssm:*"):
+            assert not pattern.fullmatch(bad), (name, bad)
+
+
+def test_backend_secrets_policy_is_attached_to_the_image_functions_only(
+    cfn: dict[str, Any],
+) -> None:
+    attached = {
+        name.removesuffix("Role")
+        for name, res in cfn["Resources"].items()
+        if res["Type"] == "AWS::IAM::Role"
+        and {
+            "Fn::If": [
+                "HasVectorBackendSecret",
+                {"Ref": "VectorBackendSecrets"},
+                {"Ref": "AWS::NoValue"},
+            ]
+        }
+        in res["Properties"].get("ManagedPolicyArns", [])
+    }
+    assert attached == IMAGE_FUNCTIONS
+
+
+def test_vpc_placement_is_optional_and_for_the_image_functions_only(cfn: dict[str, Any]) -> None:
+    placed = {
+        name
+        for name, res in cfn["Resources"].items()
+        if res["Type"] == "AWS::Lambda::Function" and "VpcConfig" in res["Properties"]
+    }
+    assert placed == IMAGE_FUNCTIONS
+    vpc_policy = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+    deny = cfn["Resources"]["DenyNetworkInterfaces"]
+    subnets, groups = ["subnet-0a", "subnet-0b"], ["sg-0c"]
+    for name in placed:
+        vpc = cfn["Resources"][name]["Properties"]["VpcConfig"]
+        assert _eval(cfn, [vpc]) == []  # default: no VPC
+        assert _eval(cfn, vpc, VpcSubnetIds=subnets, VpcSecurityGroupIds=groups) == {
+            "SubnetIds": subnets,
+            "SecurityGroupIds": groups,
+        }
+        # SAM adds the ENI permissions a VPC function needs, even for the empty !If...
+        arns = cfn["Resources"][f"{name}Role"]["Properties"]["ManagedPolicyArns"]
+        assert vpc_policy in arns
+        # ...so outside a VPC the deny policy takes back creating interfaces.
+        (no_eni,) = [a for a in arns if "DenyNetworkInterfaces" in json.dumps(a)]
+        deny_arn = "arn:aws:iam::123456789012:policy/deny"
+        assert _eval(cfn, [no_eni], DenyNetworkInterfaces=deny_arn) == [deny_arn]
+        assert _eval(cfn, [no_eni], DenyNetworkInterfaces=deny_arn, VpcSubnetIds=subnets) == []
+    assert _eval(cfn, {"Condition": deny["Condition"]}) is True
+    assert _eval(cfn, {"Condition": deny["Condition"]}, VpcSubnetIds=subnets) is False
+    (statement,) = deny["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and "ec2:CreateNetworkInterface" in statement["Action"]
+    # No other function has SAM's VPC policy.
+    others = {
+        name.removesuffix("Role")
+        for name, res in cfn["Resources"].items()
+        if res["Type"] == "AWS::IAM::Role"
+        and vpc_policy in res["Properties"].get("ManagedPolicyArns", [])
+    }
+    assert others == IMAGE_FUNCTIONS
+
+
+def _rule_value(node: Any, params: dict[str, list[str]]) -> Any:
+    """A rule's condition or assertion (the functions these rules use) for list ``params``."""
+    ((fn, arg),) = node.items()
+    if fn == "Ref":
+        return params.get(arg, [""])  # an empty CommaDelimitedList is [""]
+    if fn == "Fn::Not":
+        return not _rule_value(arg[0], params)
+    if fn == "Fn::EachMemberEquals":
+        values, want = _rule_value(arg[0], params), arg[1]
+        return all(v == want for v in values)
+    raise ValueError(fn)
+
+
+def test_vpc_subnets_and_security_groups_come_together(cfn: dict[str, Any]) -> None:
+    """One without the other is refused at deploy (Rules), never a stack outside the VPC."""
+    rules = cfn["Rules"]
+
+    def refused(**params: list[str]) -> list[str]:
+        return [
+            name
+            for name, rule in rules.items()
+            if name.startswith("Vpc")
+            and _rule_value(rule["RuleCondition"], params)
+            and not all(_rule_value(a["Assert"], params) for a in rule["Assertions"])
+        ]
+
+    assert refused() == []
+    assert refused(VpcSubnetIds=["subnet-0a"], VpcSecurityGroupIds=["sg-0c"]) == []
+    assert refused(VpcSubnetIds=["subnet-0a", "subnet-0b"]) == ["VpcSecurityGroupsWithSubnets"]
+    assert refused(VpcSecurityGroupIds=["sg-0c"]) == ["VpcSubnetsWithSecurityGroups"]

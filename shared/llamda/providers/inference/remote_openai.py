@@ -437,12 +437,17 @@ class RemoteOpenAIProvider:
 
 
 async def read_secret(name: str) -> str:
-    """An API key from Secrets Manager (an ARN) or SSM Parameter Store (a name)."""
+    """An API key from Secrets Manager (an ARN) or SSM Parameter Store (a name or an ARN). An
+    ARN is read in its own region, and in any partition (GovCloud, China)."""
+    parts = name.split(":")
+    arn = name.startswith("arn:") and len(parts) >= 6
+    # Both services answer for their own region only, whatever the ARN says.
+    region = parts[3] if arn and parts[3] else None
     try:
-        if name.startswith("arn:aws:secretsmanager:"):
-            sm = await clients.client("secretsmanager")
+        if arn and parts[2] == "secretsmanager":
+            sm = await clients.client("secretsmanager", region_name=region)
             return (await sm.get_secret_value(SecretId=name))["SecretString"]
-        ssm = await clients.client("ssm")
+        ssm = await clients.client("ssm", region_name=region)
         reply = await ssm.get_parameter(Name=name, WithDecryption=True)
         return reply["Parameter"]["Value"]
     except Exception as exc:

@@ -1,5 +1,6 @@
 """``remote::chromadb``: a Chroma server over HTTP (``url``) or the embedded ``PersistentClient``
-(``path``), through the ``chromadb`` client.
+(``path``), through the ``chromadb`` client. The embedded client is local only: the container
+image ships the HTTP-only ``chromadb-client``, and the aws profile refuses ``path`` at load.
 
 The client is the synchronous one, called in a worker thread (a few of its own): the HTTP and
 embedded clients then share one code path and no handle is tied to an event loop; every call is
@@ -33,7 +34,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from llamda.context import current_tenant
-from llamda.errors import BadRequestError, LlamdaError, NotFoundError, ServiceUnavailableError
+from llamda.errors import (
+    BadRequestError,
+    ConfigError,
+    LlamdaError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from llamda.providers.vector_io.config import ChromaConfig
 from llamda.providers.vector_io.index import (
     SEARCH_KEYS,
@@ -193,6 +200,14 @@ class ChromaIndex:
         self._client: ClientAPI | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._collections: dict[str, Collection] = {}
+        if settings.path is not None and context.profile == "aws":
+            # The image ships the HTTP-only chromadb-client (no embedded server), and a Lambda
+            # function's disk is neither shared nor kept: refused at load, not on each request.
+            raise ConfigError(
+                f"vector_io provider {provider_id!r} ({PROVIDER_TYPE}): `path` is Chroma's "
+                "embedded PersistentClient, local only; in the aws profile set `url` to a Chroma "
+                "server (template: ChromaUrl)"
+            )
 
     # --- the client ------------------------------------------------------------------------
 
@@ -237,6 +252,13 @@ class ChromaIndex:
                 timeout = config.timeout_seconds
                 session.timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
         else:
+            from chromadb.config import is_thin_client
+
+            if is_thin_client:
+                raise self._unavailable(
+                    "`path` is Chroma's embedded PersistentClient, which the installed HTTP-only "
+                    "chromadb-client lacks: install `chromadb` (llamda[chromadb]) or set `url`"
+                )
             client = chromadb.PersistentClient(
                 path=str(config.path),
                 settings=settings,
