@@ -1003,3 +1003,40 @@ def test_a_local_job_stopped_with_its_server_resumes_when_the_next_one_is_asked(
             assert len(result["generations"]) == len(QA)
     finally:
         stop_server(second)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_dataset_file_with_a_lone_surrogate_escape_is_a_400(
+    alice: httpx.Client, fmt: str
+) -> None:
+    r"""The body middleware refuses ``"\ud800"`` in JSON bodies, but a dataset's rows may come
+    from an uploaded file: the parsed row is refused too (it was a 500 storing the snapshot)."""
+    row = '{"input_query": "q\\ud800?", "expected_answer": "B"}'
+    content, name = (f"[{row}]", "qa.json") if fmt == "json" else (row, "qa.jsonl")
+    upload = _ok(
+        alice.post(
+            "/v1/files",
+            files={"file": (name, content.encode(), "application/jsonl")},
+            data={"purpose": "user_data"},
+        )
+    )
+    source = {"type": "uri", "uri": upload["id"]}
+    error = _refused(
+        alice.post("/v1beta/datasets", json={"purpose": "eval/question-answer", "source": source})
+    )
+    assert "surrogate" in error["message"], error
+
+
+def test_a_chat_column_string_with_a_lone_surrogate_escape_is_a_400(alice: httpx.Client) -> None:
+    r"""A chat column may be its messages as a JSON *string*: the body is valid text (the
+    escape is itself escaped, so the middleware passes it), but the string decodes to a lone
+    surrogate that no upstream can take. Refused at registration, naming the row."""
+    messages = json.dumps([{"role": "user", "content": "x"}]).replace('"x"', '"\\udfff"')
+    rows = [{"messages": messages, "expected_answer": "B"}]
+    error = _refused(
+        alice.post(
+            "/v1beta/datasets",
+            json={"purpose": "eval/messages-answer", "source": {"type": "rows", "rows": rows}},
+        )
+    )
+    assert "row 0" in error["message"], error

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from llamda.config import VectorsConfig
+from llamda.errors import NotFoundError
 from llamda.providers.vector_io.index import ChunkRow
 from llamda.providers.vector_io.lancedb import MIB, LanceDBIndex
 
@@ -30,6 +31,7 @@ DIM = 4
 WRITER = """
 import asyncio, json, sys
 from llamda.config import VectorsConfig
+from llamda.errors import NotFoundError
 from llamda.providers.vector_io.index import ChunkRow
 from llamda.providers.vector_io.lancedb import LanceDBIndex
 
@@ -116,3 +118,38 @@ def test_the_caches_stay_within_their_bound(loop: asyncio.AbstractEventLoop) -> 
     bound = 2 * MIB
     assert searched().cache_bytes() > bound  # the defaults keep the index: this test can fail
     assert 0 < searched(index_cache_mib=1, metadata_cache_mib=1).cache_bytes() <= bound
+
+
+def test_a_store_dropped_by_another_process_is_a_404_then_forgotten(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """A warm process keeps table handles: when another process (another Lambda container)
+    drops the store, the kept handle answers lance's "Not found" with paths in it. That is a
+    404, the handle is forgotten, and a store re-created with the same id is read afresh."""
+    config = VectorsConfig(uri=tempfile.mkdtemp(), read_consistency_seconds=0)
+    index, other = LanceDBIndex("lancedb", None, config), LanceDBIndex("lancedb", None, config)
+    query = [1.0, 0.0, 0.0, 0.0]
+    old = ChunkRow("old", "file-a", "a.txt", 0, 1, "old words", query)
+    new = ChunkRow("new", "file-a", "a.txt", 0, 1, "new words", query)
+    run = loop.run_until_complete
+    calls: list[tuple[str, Any]] = [
+        ("search_vector", lambda: index.search_vector("vs_gone", query, 3)),
+        ("search_keyword", lambda: index.search_keyword("vs_gone", "words", 3)),
+        ("count", lambda: index.count("vs_gone")),
+        ("file_rows", lambda: index.file_rows("vs_gone", "file-a")),
+        ("upsert_file", lambda: index.upsert_file("vs_gone", "file-a", [old], DIM)),
+        ("delete_file", lambda: index.delete_file("vs_gone", "file-a")),
+    ]
+    for name, call in calls:
+        run(index.create("vs_gone", DIM))
+        run(index.upsert_file("vs_gone", "file-a", [old], DIM))
+        assert _ids(run(index.search_vector("vs_gone", query, 3))) == ["old"]  # handle kept
+        run(other.drop("vs_gone"))
+        with pytest.raises(NotFoundError) as caught:
+            run(call())
+        assert ".lance" not in caught.value.message, name  # no storage paths in the answer
+        assert run(index.search_vector("vs_gone", query, 3)) == []  # forgotten: gone
+        run(other.create("vs_gone", DIM))
+        run(other.upsert_file("vs_gone", "file-a", [new], DIM))
+        assert _ids(run(index.search_vector("vs_gone", query, 3))) == ["new"], name
+        run(other.drop("vs_gone"))

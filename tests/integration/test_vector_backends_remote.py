@@ -1005,3 +1005,67 @@ def test_weaviate_tenants_with_the_same_store_id_never_meet(weaviate_fake: FakeW
         await index.close()
 
     run(scenario())
+
+
+def test_weaviate_waits_no_longer_than_the_requests_deadline(weaviate_fake: FakeWeaviate) -> None:
+    """In Lambda the request has a hard deadline (the function's time left): a slow server is
+    a 503 naming the provider when the deadline comes, not a search that outlives the function
+    because each call's own timeout (5 s here, times the calls) is longer."""
+    from llamda.context import bind_deadline
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    index = WeaviateIndex(
+        "weaviate-deadline", _wv_config(weaviate_fake), IndexContext(vectors=VectorsConfig(uri="x"))
+    )
+
+    async def scenario() -> None:
+        await index.create("vs_deadline", DIM)
+        await index.upsert_file("vs_deadline", "file-a", [_row(0)], DIM)
+        weaviate_fake.latency["Search"] = 2.0  # within the 5 s per-call timeout
+        try:
+            bind_deadline(0.3)
+            with pytest.raises(ServiceUnavailableError) as caught:
+                await index.search_vector("vs_deadline", [1.0] * DIM, 3)
+            assert "weaviate-deadline" in caught.value.message
+            bind_deadline(None)  # no hard limit: the same slow search answers
+            hits = await index.search_vector("vs_deadline", [1.0] * DIM, 3)
+            assert [h.row["chunk_id"] for h in hits] == ["file-a-0"]
+        finally:
+            weaviate_fake.latency.clear()
+            await index.close()
+
+    run(scenario())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug (review): upsert_file deletes rows of any other write_id, so two "
+    "concurrent writes of one file delete each other's chunks. Fix: delete only the file's "
+    "chunk ids not rewritten (tried: it broke the down-server test's restart, not yet understood)",
+)
+def test_weaviate_the_same_file_written_twice_at_once_is_never_left_empty(
+    weaviate_fake: FakeWeaviate,
+) -> None:
+    """SQS delivers at least once: two ingestions of one file may run together. Chunk ids are
+    the file's (``file#n``), so both write the same objects; neither may then delete what the
+    other just wrote as "stale" (the file would be left empty)."""
+    from llamda.providers.vector_io.weaviate import WeaviateIndex
+
+    index = WeaviateIndex(
+        "weaviate-twice", _wv_config(weaviate_fake), IndexContext(vectors=VectorsConfig(uri="x"))
+    )
+    rows = [_row(i) for i in range(3)]
+
+    async def scenario() -> None:
+        await index.create("vs_twice", DIM)
+        for _ in range(5):
+            await asyncio.gather(*(index.upsert_file("vs_twice", "file-a", rows, DIM)
+                                   for _ in range(2)))  # fmt: skip
+            got = {r["chunk_id"] for r in await index.file_rows("vs_twice", "file-a")}
+            assert got == {r.chunk_id for r in rows}
+        # A shorter rewrite still drops the chunks it no longer has.
+        await index.upsert_file("vs_twice", "file-a", rows[:1], DIM)
+        assert [r["chunk_id"] for r in await index.file_rows("vs_twice", "file-a")] == ["file-a-0"]
+        await index.close()
+
+    run(scenario())

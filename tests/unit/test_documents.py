@@ -98,6 +98,9 @@ def test_parsers() -> None:
         (b"\x89PNG\r\n", "a.png", "unsupported_file"),
         (b"%PDF-1.4 broken", "a.pdf", "invalid_file"),
         (b"{not json", "a.json", "invalid_file"),
+        # Valid JSON, but "\ud800" decodes to no text any store or embedder can take.
+        (b'{"a": "x\\ud800y"}', "a.json", "invalid_file"),
+        (b'["\\udfff"]', "a.json", "invalid_file"),
         (b"\xff\xfe\x00t\x00e", "a.txt", "invalid_file"),
         (b"\xc3\x28 bad utf8", "a.txt", "invalid_file"),
         (b"   \n\t ", "a.txt", "invalid_file"),

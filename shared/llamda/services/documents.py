@@ -207,7 +207,14 @@ def _json(raw: str) -> str:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise DocumentError("invalid_file", f"invalid JSON: {exc}") from None
-    return json.dumps(value, indent=1, ensure_ascii=False)
+    text = json.dumps(value, indent=1, ensure_ascii=False)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # "\ud800" parses, but no store or embedder can take it
+        raise DocumentError(
+            "invalid_file", "invalid JSON: an unpaired UTF-16 surrogate escape"
+        ) from None
+    return text
 
 
 def _csv(raw: str) -> str:

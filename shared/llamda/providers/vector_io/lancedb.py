@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -157,6 +158,44 @@ def _is_conflict(exc: Exception) -> bool:
         word in text
         for word in ("conflict", "retryable", "precondition", "too many concurrent writers")
     )
+
+
+def _is_missing(exc: Exception) -> bool:
+    """A kept table handle whose table another process dropped: lance answers "Not found"
+    (the ``_versions`` directory is gone) or the OS a FileNotFoundError."""
+    text = str(exc).lower()
+    return isinstance(exc, FileNotFoundError) or (
+        isinstance(exc, RuntimeError | OSError) and "not found" in text and ".lance" in text
+    )
+
+
+def _gone_is_404[**P, R](
+    method: Callable[P, Awaitable[R]],
+) -> Callable[P, Awaitable[R]]:
+    """A store dropped by another process (another Lambda container) while this one kept its
+    handle: a 404 (not a 500 carrying lance's paths), and the stale handle is forgotten, so
+    the next call opens afresh (a store re-created with the same id is read, not the old)."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await method(*args, **kwargs)
+        except NotFoundError:
+            raise
+        except Exception as exc:
+            if not _is_missing(exc):
+                raise
+            index, store_id = args[0], args[1]
+            assert isinstance(index, LanceDBIndex) and isinstance(store_id, str)
+            log.info("lancedb: the table of %s is gone (dropped elsewhere)", store_id)
+            index._forget(store_id)
+            raise NotFoundError(
+                f"No vector store found with id {store_id!r}",
+                param="vector_store_id",
+                code="vector_store_not_found",
+            ) from None
+
+    return guarded
 
 
 class _AppendBatcher:
@@ -345,6 +384,12 @@ class LanceDBIndex:
             table = self._tables.setdefault(key, table)
         return table
 
+    def _forget(self, store_id: str) -> None:
+        """Drop this tenant's kept handle (and append batcher) of a store."""
+        key = self._key(store_id)
+        self._tables.pop(key, None)
+        self._batchers.pop(key, None)
+
     async def create(self, store_id: str, dimension: int, *, metric: Metric = "cosine") -> None:
         """The table and its full-text index, built once while the table is empty (many
         writers creating it later would conflict). Search is cosine whatever ``metric``."""
@@ -376,6 +421,7 @@ class LanceDBIndex:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    @_gone_is_404
     async def upsert_file(
         self, store_id: str, file_id: str, rows: Sequence[ChunkRow], dimension: int
     ) -> None:
@@ -384,9 +430,11 @@ class LanceDBIndex:
         else:
             await self.delete_file(store_id, file_id)
 
+    @_gone_is_404
     async def upsert(self, store_id: str, rows: Sequence[ChunkRow], dimension: int) -> None:
         await self.write(store_id, rows, dimension)
 
+    @_gone_is_404
     async def write(
         self,
         store_id: str,
@@ -442,13 +490,16 @@ class LanceDBIndex:
         if table is not None:
             await self._retry("delete", lambda: table.delete(where))
 
+    @_gone_is_404
     async def delete_file(self, store_id: str, file_id: str) -> None:
         await self._delete(store_id, f"file_id = {quote(file_id)}")
 
+    @_gone_is_404
     async def delete_chunks(self, store_id: str, chunk_ids: Sequence[str]) -> None:
         if chunk_ids:
             await self._delete(store_id, f"chunk_id IN ({', '.join(quote(c) for c in chunk_ids)})")
 
+    @_gone_is_404
     async def update_file_attributes(
         self, store_id: str, file_id: str, attributes: dict[str, Any]
     ) -> None:
@@ -470,11 +521,13 @@ class LanceDBIndex:
             query = query.where(where)
         return [_decode(r) for r in await query.select(columns).limit(limit).to_list()]
 
+    @_gone_is_404
     async def file_rows(
         self, store_id: str, file_id: str, *, vectors: bool = False, limit: int = 10_000
     ) -> list[dict[str, Any]]:
         return await self._rows(store_id, f"file_id = {quote(file_id)}", limit, vectors=vectors)
 
+    @_gone_is_404
     async def all_rows(
         self,
         store_id: str,
@@ -485,6 +538,7 @@ class LanceDBIndex:
     ) -> list[dict[str, Any]]:
         return await self._rows(store_id, _where(None, alive_at), limit, vectors=vectors)
 
+    @_gone_is_404
     async def search_vector(
         self,
         store_id: str,
@@ -514,6 +568,7 @@ class LanceDBIndex:
         query = query.select(fetch).limit(k).nprobes(8).ef(max(64, k * 2))
         return _exact_hits(await query.to_arrow(), vector, keep_vector="vector" in columns)
 
+    @_gone_is_404
     async def search_keyword(
         self,
         store_id: str,
@@ -536,6 +591,7 @@ class LanceDBIndex:
         rows = await query.select([*_columns(keys), "_score"]).limit(k).to_list()
         return [Hit(_decode(r), (s := float(r.pop("_score", 0.0))) / (s + 1.0)) for r in rows]
 
+    @_gone_is_404
     async def search_hybrid(
         self,
         store_id: str,
@@ -550,6 +606,7 @@ class LanceDBIndex:
     ) -> list[Hit]:
         raise NotImplementedError("LanceDB hybrid is fused by the service")
 
+    @_gone_is_404
     async def count(self, store_id: str) -> int:
         table = await self._table(store_id)
         return 0 if table is None else int(await table.count_rows())
@@ -565,6 +622,7 @@ class LanceDBIndex:
             await self._retry("fts index", lambda: table.create_index("text", config=FTS()))
         self._indexed.add(key)
 
+    @_gone_is_404
     async def maintain(self, store_id: str) -> None:
         """Build the ANN index once the table is large enough; later, fold rows written since
         into the indexes (``optimize``) once they are a tenth of the table. Rows not yet indexed

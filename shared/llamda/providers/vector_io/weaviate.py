@@ -51,11 +51,12 @@ import logging
 import math
 import re
 import sys
+import time
 import uuid as uuid_lib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from llamda.context import current_tenant
+from llamda.context import current_tenant, request_deadline
 from llamda.errors import BadRequestError, LlamdaError, NotFoundError, ServiceUnavailableError
 from llamda.providers.vector_io.config import WeaviateConfig
 from llamda.providers.vector_io.index import (
@@ -360,6 +361,9 @@ class WeaviateIndex:
         try:
             client = await self._client()
             bound = self._config.timeout_seconds * max(1, calls) + 2
+            deadline = request_deadline()
+            if deadline is not None:  # in Lambda: answer a 503 before the function is killed
+                bound = min(bound, max(0.0, deadline - time.monotonic()))
             return await asyncio.wait_for(action(client), timeout=bound)
         except LlamdaError:
             raise

@@ -176,7 +176,9 @@ def _is_chat(value: Any) -> bool:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except (ValueError, RecursionError):
+            # The string may hide a lone surrogate ("\\udfff"): no upstream can take it.
+            json.dumps(value, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
             return False
     return (
         isinstance(value, list)
@@ -201,7 +203,14 @@ def to_jsonl(rows: Iterable[Row], *, start_index: int = 0) -> list[bytes]:
             raise _bad(
                 f"row {start_index + offset}: cannot be stored as JSON ({str(exc)[:200]})", "rows"
             ) from None
-        lines.append(text.encode() + b"\n")
+        try:
+            lines.append(text.encode() + b"\n")
+        except UnicodeEncodeError:  # a file's "\ud800": parsed JSON, but no UTF-8 text
+            raise _bad(
+                f"row {start_index + offset}: has an unpaired UTF-16 surrogate escape "
+                "(not valid Unicode text)",
+                "rows",
+            ) from None
     return lines
 
 
