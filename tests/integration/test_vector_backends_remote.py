@@ -1037,12 +1037,6 @@ def test_weaviate_waits_no_longer_than_the_requests_deadline(weaviate_fake: Fake
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (review): upsert_file deletes rows of any other write_id, so two "
-    "concurrent writes of one file delete each other's chunks. Fix: delete only the file's "
-    "chunk ids not rewritten (tried: it broke the down-server test's restart, not yet understood)",
-)
 def test_weaviate_the_same_file_written_twice_at_once_is_never_left_empty(
     weaviate_fake: FakeWeaviate,
 ) -> None:

@@ -632,10 +632,15 @@ class WeaviateIndex:
                     first = next(iter(done.errors.values()))
                     raise self._refused(str(getattr(first, "message", "")), store_id)
             if replace_file is not None:
+                # The file's chunks this write did not rewrite. Not "every other write_id":
+                # SQS delivers at least once, and two writes of one file overwrite the same
+                # objects (ids from chunk ids), so each would delete the other's.
+                kept = {row.chunk_id for row in rows}
                 stale = W.all_of(
                     [
                         W.by_property("file_id").equal(replace_file),
                         W.by_property("write_id").not_equal(write_id),
+                        *(W.by_property("chunk_id").not_equal(c) for c in sorted(kept)),
                     ]
                 )
                 await _delete_all(collection, stale, self._config.query_maximum_results)
