@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,26 +135,9 @@ def fargate_month(rss_mib: float) -> tuple[tuple[float, float], float]:
 
 def measure_peer_rss(calls: int = 200) -> float:
     """Llama Stack 0.7.3's resident memory (MiB, its process tree) after ``calls`` chats."""
-    import socket
-
     import httpx
 
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
-
-    def wait(url: str, proc: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"{url}: process exited")
-            try:
-                httpx.get(url, timeout=1)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise SystemExit(f"{url} did not start")
+    from scripts.bench.overhead import free_port, wait
 
     def tree_rss_kib(pid: int) -> int:
         total, todo = 0, [pid]
@@ -184,7 +166,7 @@ def measure_peer_rss(calls: int = 200) -> float:
                     [sys.executable, str(ROOT / "scripts/bench/instant_upstream.py"), str(up)]
                 )
             )
-            wait(f"http://127.0.0.1:{up}/v1/models", procs[-1])
+            wait(f"http://127.0.0.1:{up}/v1/models", procs[-1], timeout=120)
             port = free_port()
             env = {
                 **os.environ,
@@ -201,7 +183,7 @@ def measure_peer_rss(calls: int = 200) -> float:
                 )
             )
             url = f"http://127.0.0.1:{port}"
-            wait(f"{url}/v1/health", procs[-1])
+            wait(f"{url}/v1/health", procs[-1], timeout=120)
             with httpx.Client(timeout=30) as client:
                 for _ in range(calls):
                     reply = client.post(
